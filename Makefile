@@ -1,0 +1,33 @@
+# The two commands a new machine needs (see README): `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 1; }
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## demo: install, migrate a SQLite db, start the sandbox upstreams, run every sync, print a report, serve the admin
+demo: install
+	@test -f .env.demo || $(BIN)/python -c "from cryptography.fernet import Fernet; import secrets; print('DEBUG=true\nOUTBOUND_ALLOW_LOOPBACK=true\nSECRET_KEY=' + secrets.token_urlsafe(50) + '\nFIELD_ENCRYPTION_KEYS=' + Fernet.generate_key().decode() + '\nDATABASE_URL=sqlite:///demo.sqlite3')" > .env.demo
+	set -a && . ./.env.demo && set +a && $(BIN)/python manage.py demo $(DEMO_ARGS)
+
+## test: install and run the whole test suite (SQLite unless DATABASE_URL is set)
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+.PHONY: install demo test lint bench

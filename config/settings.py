@@ -1,0 +1,187 @@
+"""SyncHub settings. Every value comes from the environment (see .env.example)."""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env("SECRET_KEY", default="insecure-dev-only-key-change-me" if DEBUG else environ.Env.NOTSET)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Field encryption keys (Fernet, urlsafe base64, 32 bytes), newest first. Deliberately separate from
+# SECRET_KEY so that rotating one never destroys the other. No default: a missing key is a loud error.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "sync",
+    "connectors",
+    "connectors.woocommerce",
+    "connectors.lightspeed",
+    "connectors.tiendanube",
+    "connectors.mulesoft",
+    "connectors.mdm",
+    "customers",
+    "commerce",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE: concurrent qcluster workers otherwise fail at once with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif env.bool("DB_POOL", default=False):
+    # Pool only web processes: forked qcluster workers sharing a pool break (stack-notes §5).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: shared across processes (qinfo, health, throttles, invalidation versions) --------------
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://synchub_cache")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synchub@localhost")
+
+# --- Security (production values come from the environment; see README "check --deploy") ----------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+
+# --- django-q2 (ORM broker). timeout < retry so a live task is never re-delivered; see stack-notes ---
+Q_WORKERS = env.int("Q_WORKERS", default=2)
+Q_CLUSTER = {
+    "name": "synchub",
+    "orm": "default",
+    "workers": Q_WORKERS,
+    "queue_limit": Q_WORKERS,
+    "bulk": 1,
+    "timeout": env.int("Q_TIMEOUT", default=900),
+    "retry": env.int("Q_RETRY", default=1200),
+    "max_attempts": 3,
+    "ack_failures": True,
+    "save_limit": 500,
+    "catch_up": False,
+    "poll": env.float("Q_POLL", default=0.5),
+    "recycle": 200,
+    "sync": env.bool("Q_SYNC", default=False),
+    "label": "Django Q2",
+}
+
+# --- DRF ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {"sync-trigger": env("THROTTLE_SYNC_TRIGGER", default="30/min")},
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SyncHub API",
+    "DESCRIPTION": "Trigger, watch and steer synchronisation with upstream platforms.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Sync engine ----------------------------------------------------------------------------------
+SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=50)
+SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
+SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
+SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
+SYNC_HTTP_TIMEOUT = (env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0), env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0))
+SYNC_HTTP_MAX_TRIES = env.int("SYNC_HTTP_MAX_TRIES", default=4)
+SYNC_MAX_RATE_LIMIT_WAIT = env.float("SYNC_MAX_RATE_LIMIT_WAIT", default=300.0)
+# Outbound guard: loopback/private targets are refused unless explicitly allowed (sandbox, tests).
+OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
+OUTBOUND_ALLOW_PRIVATE = env.bool("OUTBOUND_ALLOW_PRIVATE", default=False)
+# Public base URL used to build webhook / OAuth callback addresses given to upstreams.
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+
+# --- Connector-specific settings (read here so .env.example is the one list) ---------------------
+MULESOFT_ACCESS_TOKEN = env("MULESOFT_ACCESS_TOKEN", default="")
+MDM_INTEGRATION_ENABLED = env.bool("MDM_INTEGRATION_ENABLED", default=True)
+INELIGIBLE_ITEMS_SYNC_ENABLED = env.bool("INELIGIBLE_ITEMS_SYNC_ENABLED", default=True)
+INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE = env("INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE", default="0 * * * *")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "sync.redaction.RedactingFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"], "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

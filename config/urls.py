@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+CONNECTOR_KINDS = ["woocommerce", "lightspeed", "tiendanube", "mulesoft", "mdm"]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", include("sync.api.urls")),
+    path("api/", include("customers.api_urls")),
+]
+for kind in CONNECTOR_KINDS:
+    urlpatterns += [
+        path(f"connectors/{kind}/", include(f"connectors.{kind}.urls")),
+        path(f"api/{kind}/", include(f"connectors.{kind}.api_urls")),
+    ]

@@ -1,0 +1,395 @@
+"""The contract every upstream implements. The engine (sync/) only ever talks to these shapes.
+
+- ``Client``: one per upstream. Base URL, auth, timeouts, the outbound guard, rate-limit pacing, and the
+  single place where responses are classified (``classify``) into a ``Verdict``.
+- ``Resource``: a declarative description of one kind of record (customers, products...) with a pure
+  ``map()``. Adding a resource = one subclass + its model + a registry entry; the engine never changes.
+- ``Page``: what one fetch returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import enum
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import backoff
+import requests
+from django.conf import settings
+
+from sync import clock
+from sync.redaction import redact
+
+from .http import BlockedDestination, check_url, guarded_session
+
+if TYPE_CHECKING:
+    from .models import Connection
+
+log = logging.getLogger(__name__)
+
+
+# --- Errors: classified once, in the client ----------------------------------------------------------
+class Verdict(enum.Enum):
+    OK = "ok"
+    RETRY = "retry"  # transient: 5xx, timeouts, resets, HTML where JSON was expected
+    RATE_LIMITED = "rate_limited"  # 429: wait as the upstream says
+    AUTH = "auth"  # 401/403/invalid_grant: needs re-authorisation, stop syncing
+    FAIL = "fail"  # permanent: 4xx, blocked destination, redirect
+
+
+class UpstreamError(Exception):
+    verdict: ClassVar[Verdict] = Verdict.FAIL
+
+    def __init__(self, message: str, *, status: int | None = None, wait: float | None = None, code: str = "") -> None:
+        super().__init__(redact(message))
+        self.status = status
+        self.wait = wait
+        self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class TransientError(UpstreamError):
+    verdict = Verdict.RETRY
+
+
+class RateLimited(UpstreamError):
+    verdict = Verdict.RATE_LIMITED
+
+
+class AuthError(UpstreamError):
+    verdict = Verdict.AUTH
+
+
+class PermanentError(UpstreamError):
+    verdict = Verdict.FAIL
+
+
+class BadPage(UpstreamError):
+    """A page that cannot be parsed: the run fails and the cursor stays where it was."""
+
+    verdict = Verdict.FAIL
+
+
+class PaginationStalled(UpstreamError):
+    """Paging stopped advancing (same token twice, or more pages than the upstream said exist)."""
+
+    verdict = Verdict.FAIL
+
+
+class MappingError(ValueError):
+    """A record the mapper cannot accept. Only its own line fails."""
+
+
+_ERROR_FOR = {
+    Verdict.RETRY: TransientError,
+    Verdict.RATE_LIMITED: RateLimited,
+    Verdict.AUTH: AuthError,
+    Verdict.FAIL: PermanentError,
+}
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Retry-After as delta-seconds or as an HTTP date (RFC 9110 §10.2.3). None if absent/garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or clock.now())).total_seconds())
+
+
+def default_classify(response: requests.Response) -> tuple[Verdict, float | None]:
+    """The shared table (after Airbyte's default_error_mapping). Clients refine it for their dialect."""
+    status = response.status_code
+    if status == 429:
+        return Verdict.RATE_LIMITED, parse_retry_after(response.headers.get("Retry-After"))
+    if status in (401, 403):
+        return Verdict.AUTH, None
+    if status in (408, 425) or status >= 500:
+        return Verdict.RETRY, parse_retry_after(response.headers.get("Retry-After"))
+    if 300 <= status < 400:
+        return Verdict.FAIL, None
+    if status >= 400:
+        return Verdict.FAIL, None
+    return Verdict.OK, None
+
+
+def error_message(response: requests.Response) -> str:
+    """A short human message from an error response, whatever its shape."""
+    text = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            text = str(body.get("message") or body.get("error_description") or body.get("error") or body.get("description") or "")
+            code = body.get("code") or (body.get("error") if body.get("message") else "")
+            if code and isinstance(code, str):
+                text = f"{code}: {text}" if text else code
+        if not text:
+            text = json.dumps(body)[:300]
+    except ValueError:
+        text = (response.text or "")[:200].strip()
+    return f"HTTP {response.status_code} from {response.request.method if response.request else 'GET'} {_path(response.url)}: {text}".strip()
+
+
+def _path(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url or "").path or "/"
+
+
+# --- Client ---------------------------------------------------------------------------------------------
+class Client:
+    """Base HTTP client. Subclasses set ``kind`` and override ``authenticate`` / ``classify`` / ``pace``."""
+
+    kind: ClassVar[str] = ""
+    expects_json: ClassVar[bool] = True
+
+    def __init__(self, connection: Connection, *, session: requests.Session | None = None) -> None:
+        self.connection = connection
+        self.base_url = (connection.base_url or "").rstrip("/") + "/"
+        self.session = session or guarded_session()
+        self.timeout = settings.SYNC_HTTP_TIMEOUT
+        self.max_tries = settings.SYNC_HTTP_MAX_TRIES
+
+    # hooks ----------------------------------------------------------------------------------------------
+    def authenticate(self, kwargs: dict[str, Any]) -> None:
+        """Add auth to the request kwargs (headers/params/auth). Never log what you add."""
+
+    def classify(self, response: requests.Response) -> tuple[Verdict, float | None]:
+        return default_classify(response)
+
+    def pace(self, response: requests.Response) -> None:
+        """Called after every response: sleep proactively from rate-limit headers if needed."""
+
+    def on_auth_error(self, error: AuthError) -> bool:
+        """Called once on an AUTH verdict. Return True if credentials were refreshed and the call may retry."""
+        return False
+
+    # the one request path --------------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url + path.lstrip("/")
+
+    def request(self, method: str, path: str, *, params=None, json=None, data=None, headers=None) -> requests.Response:
+        """Send with retries: transient errors back off exponentially (``backoff``), 429 waits exactly as
+        told, an AUTH verdict gets one chance to refresh credentials. Raises an ``UpstreamError``."""
+        refreshed = False
+        while True:
+            try:
+                return self._request_with_retries(method, path, params=params, json=json, data=data, headers=headers)
+            except AuthError as exc:
+                if refreshed or not self.on_auth_error(exc):
+                    raise
+                refreshed = True
+
+    def _request_with_retries(self, method, path, **kw) -> requests.Response:
+        @backoff.on_exception(
+            backoff.runtime,
+            RateLimited,
+            value=lambda exc: _bounded_wait(exc.wait),
+            max_tries=self.max_tries,
+            jitter=None,
+        )
+        @backoff.on_exception(
+            backoff.expo, TransientError, max_tries=self.max_tries, factor=_retry_factor(), jitter=backoff.full_jitter
+        )
+        def attempt():
+            return self.send_once(method, path, **kw)
+
+        return attempt()
+
+    def send_once(self, method, path, *, params=None, json=None, data=None, headers=None) -> requests.Response:
+        url = self.url(path)
+        try:
+            check_url(url)
+        except BlockedDestination as exc:
+            raise PermanentError(f"outbound request refused: {exc}") from None
+        kwargs: dict[str, Any] = {
+            "params": dict(params or {}),
+            "headers": {"Accept": "application/json", **(headers or {})},
+            "timeout": self.timeout,
+            "allow_redirects": False,
+        }
+        if json is not None:
+            kwargs["json"] = json
+        if data is not None:
+            kwargs["data"] = data
+        self.authenticate(kwargs)
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            if _caused_by(exc, BlockedDestination):
+                raise PermanentError(f"outbound request refused: {_caused_by(exc, BlockedDestination)}") from None
+            raise TransientError(f"network error talking to {self.kind or 'upstream'}: {exc.__class__.__name__}") from None
+        except requests.exceptions.Timeout:
+            raise TransientError(f"{self.kind or 'upstream'} timed out after {self.timeout}s") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"request to {self.kind or 'upstream'} failed: {exc.__class__.__name__}") from None
+        self.pace(response)
+        verdict, wait = self.classify(response)
+        if verdict is Verdict.OK:
+            if self.expects_json and response.content and not _looks_json(response):
+                raise TransientError(
+                    f"expected JSON from {_path(response.url)}, got {response.headers.get('Content-Type', 'no content type')}"
+                )
+            return response
+        raise _ERROR_FOR[verdict](error_message(response), status=response.status_code, wait=wait)
+
+    def get_json(self, path: str, *, params=None, headers=None) -> tuple[Any, requests.Response]:
+        response = self.request("GET", path, params=params, headers=headers)
+        try:
+            return response.json(), response
+        except ValueError:
+            raise BadPage(f"malformed JSON from {_path(response.url)}") from None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _looks_json(response: requests.Response) -> bool:
+    ctype = response.headers.get("Content-Type", "")
+    if "json" in ctype:
+        return True
+    head = response.content[:1].strip()
+    return head in (b"{", b"[") and "html" not in ctype
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen = set()
+    stack = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, kind):
+            return cur
+        stack.extend([cur.__cause__, cur.__context__, *[a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]])
+        reason = getattr(cur, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+    return None
+
+
+def _retry_factor() -> float:
+    return max(settings.SYNC_RETRY_BASE_SECONDS, 0.0) or 0.0
+
+
+def _bounded_wait(wait: float | None) -> float:
+    if wait is None:
+        return 1.0
+    return min(float(wait), settings.SYNC_MAX_RATE_LIMIT_WAIT)
+
+
+# --- Paging and resources --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Page:
+    records: list[dict]
+    next_token: Any = None  # JSON-serialisable; None means this was the last page
+    cursor: str | None = None  # the cursor value this page's records reach (committed only after processing)
+    total: int | None = None  # total records upstream says exist, when it says
+
+
+@dataclass
+class FetchContext:
+    """What the engine hands a resource when fetching. ``cursor`` is the committed cursor ('' = none)."""
+
+    client: Client
+    cursor: str
+    token: Any
+    full_scan: bool
+    params: dict = field(default_factory=dict)
+
+
+class Resource:
+    """Declarative description of one upstream resource.
+
+    Subclasses set ``name``, ``model`` (app_label.Model, with ``connection``/``organization``/``external_id``
+    fields and a unique constraint on (connection, external_id)) and implement ``fetch_page`` and ``map``.
+    """
+
+    name: ClassVar[str] = ""
+    model: ClassVar[str] = ""
+    page_size: ClassVar[int] = 100
+    # "none" (always a full scan), "version" (integer, exclusive), "timestamp" (ISO 8601 UTC, inclusive)
+    cursor_kind: ClassVar[str] = "none"
+    # After a complete full scan, local rows absent upstream are marked deleted (never on an incomplete scan).
+    mark_missing_deleted: ClassVar[bool] = False
+    # Fields of the model updated on conflict (default: every mapped field).
+    update_fields: ClassVar[list[str] | None] = None
+
+    def fetch_page(self, ctx: FetchContext) -> Page:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def iter_pages(self, ctx: FetchContext) -> Iterator[Page]:
+        """Yield pages from ``ctx.token`` on. Override to fetch concurrently when the page count is known.
+        Each page's ``next_token`` must let a crashed run resume right after that page."""
+        token = ctx.token
+        seen_tokens: set[str] = set()
+        while True:
+            page = self.fetch_page(FetchContext(ctx.client, ctx.cursor, token, ctx.full_scan, ctx.params))
+            yield page
+            if page.next_token is None:
+                return
+            key = json.dumps(page.next_token, sort_keys=True, default=str)
+            if key in seen_tokens or page.next_token == token:
+                raise PaginationStalled(f"{self.name}: pagination repeated token {key}")
+            seen_tokens.add(key)
+            token = page.next_token
+
+    def external_id(self, record: dict) -> str:
+        try:
+            value = record["id"]
+        except (KeyError, TypeError):
+            raise MappingError("record has no id") from None
+        if value in (None, ""):
+            raise MappingError("record has an empty id")
+        return str(value)
+
+    def is_deleted(self, record: dict) -> bool:
+        """True if this record is a deletion (tombstone). Deleted records mark the local row deleted."""
+        return False
+
+    def map(self, record: dict) -> dict:  # pragma: no cover - abstract
+        """Pure: no DB, no HTTP. Return model field values (without connection/organization/external_id).
+        Raise MappingError with a clear message for a record that cannot be accepted."""
+        raise NotImplementedError
+
+    def record_cursor(self, record: dict) -> str | None:
+        """The cursor value of one record (for timestamp/version cursors); None if not applicable."""
+        return None
+
+
+def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.datetime | None:
+    """Parse an upstream timestamp to an aware UTC datetime (naive values are taken as UTC)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise MappingError(f"not a timestamp: {str(value)[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC) if assume_utc else parsed
+    return parsed.astimezone(dt.UTC)

@@ -1,0 +1,3 @@
+"""Lightspeed-specific REST endpoints. Mounted at /api/lightspeed/."""
+
+urlpatterns: list = []

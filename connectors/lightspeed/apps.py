@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LightspeedConfig(AppConfig):
+    name = "connectors.lightspeed"
+    label = "lightspeed"
+    verbose_name = "Lightspeed"

@@ -1,0 +1,3 @@
+"""Routes where Lightspeed calls us (webhooks, OAuth callbacks). Mounted at /connectors/lightspeed/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""MDM-specific REST endpoints. Mounted at /api/mdm/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Routes where MDM calls us (webhooks, OAuth callbacks). Mounted at /connectors/mdm/."""
+
+urlpatterns: list = []

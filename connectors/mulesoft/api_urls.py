@@ -1,0 +1,3 @@
+"""MuleSoft-specific REST endpoints. Mounted at /api/mulesoft/."""
+
+urlpatterns: list = []

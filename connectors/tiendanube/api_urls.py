@@ -1,0 +1,3 @@
+"""Tiendanube-specific REST endpoints. Mounted at /api/tiendanube/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Routes where Tiendanube calls us (webhooks, OAuth callbacks). Mounted at /connectors/tiendanube/."""
+
+urlpatterns: list = []

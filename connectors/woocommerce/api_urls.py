@@ -1,0 +1,3 @@
+"""WooCommerce-specific REST endpoints. Mounted at /api/woocommerce/."""
+
+urlpatterns: list = []

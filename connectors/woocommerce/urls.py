@@ -1,0 +1,3 @@
+"""Routes where WooCommerce calls us (webhooks, OAuth callbacks). Mounted at /connectors/woocommerce/."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Customer list API (GET /api/customers). See docs/api.md."""
+
+urlpatterns: list = []

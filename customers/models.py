@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.db import models
+
+from sync.records import SyncedRecord
+
+
+class Customer(SyncedRecord):
+    first_name = models.CharField(max_length=255, blank=True, default="")
+    last_name = models.CharField(max_length=255, blank=True, default="")
+    email = models.EmailField(max_length=254, blank=True, default="", db_index=True)
+    username = models.CharField(max_length=255, blank=True, default="")
+    phone = models.CharField(max_length=64, blank=True, default="")
+    company = models.CharField(max_length=255, blank=True, default="")
+    billing = models.JSONField(default=dict, blank=True)
+    shipping = models.JSONField(default=dict, blank=True)
+    is_paying_customer = models.BooleanField(default=False)
+    customer_code = models.CharField(max_length=255, blank=True, default="")
+    customer_group_id = models.CharField(max_length=255, blank=True, default="")
+    loyalty_balance = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    loyalty_tier = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["last_name", "first_name", "id"]
+        constraints = [SyncedRecord.binding_constraint("uniq_customer_binding")]
+        indexes = [models.Index(fields=["organization", "last_name", "first_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name} <{self.email}>".strip()
+
+
+class LoyaltyTier(SyncedRecord):
+    """A loyalty tier as MuleSoft serves it, stored for offline use."""
+
+    code = models.CharField(max_length=64, blank=True, default="")
+    name = models.CharField(max_length=255)
+    rank = models.IntegerField(default=0)
+    min_points = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    benefits = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["rank", "name"]
+        constraints = [SyncedRecord.binding_constraint("uniq_loyaltytier_binding")]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,57 @@
+"""The activity log writer. Every state change goes through here; messages and data are redacted."""
+
+from __future__ import annotations
+
+import logging
+
+from .models import ActivityLevel, SyncActivity
+from .redaction import redact, redact_data
+
+log = logging.getLogger("synchub.activity")
+
+
+def activity_record(
+    *,
+    event: str,
+    message: str = "",
+    level: str = ActivityLevel.INFO,
+    organization=None,
+    connection=None,
+    queue=None,
+    line=None,
+    actor=None,
+    data: dict | None = None,
+) -> SyncActivity:
+    if queue is not None:
+        connection = connection or queue.connection
+        organization = organization or queue.organization
+    if connection is not None and organization is None:
+        organization = connection.organization
+    label = "system"
+    if actor is not None and getattr(actor, "is_authenticated", False):
+        label = actor.get_username()
+    elif isinstance(actor, str):
+        label, actor = actor, None
+    row = SyncActivity.objects.create(
+        organization=organization,
+        connection=connection,
+        queue=queue,
+        line=line,
+        actor=actor if actor is not None and not isinstance(actor, str) and getattr(actor, "pk", None) else None,
+        actor_label=label[:150],
+        event=event,
+        level=level,
+        message=redact(message)[:10_000],
+        data=redact_data(data or {}),
+    )
+    log_level = {ActivityLevel.ERROR: logging.ERROR, ActivityLevel.WARNING: logging.WARNING}.get(level, logging.INFO)
+    log.log(
+        log_level,
+        "%s queue=%s connection=%s actor=%s %s",
+        event,
+        getattr(queue, "pk", None),
+        getattr(connection, "pk", None),
+        label,
+        row.message,
+    )
+    return row

@@ -1,0 +1,3 @@
+"""Engine REST endpoints (triggers, queues, statuses, connections). See docs/api.md."""
+
+urlpatterns: list = []

@@ -1,0 +1,422 @@
+"""The generic engine loop: fetch pages into lines, process lines in batches, settle the queue.
+
+Everything vendor-specific comes from the connector's Client and Resource; nothing here knows an
+upstream by name. The task entry point is ``run_queue`` (see sync/tasks.py); it never raises.
+
+Crash safety: every page and every batch is its own transaction. Fetch progress (``fetch_token``) is
+saved with the page's lines, lines are claimed with a lease (attempt counted at claim), and the cursor
+moves only in ``queue_finalize`` once the covered lines are committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue as queue_mod
+import threading
+from collections.abc import Callable
+
+from django.apps import apps
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Min, Q
+
+from connectors.base import AuthError, FetchContext, MappingError, Page, UpstreamError
+from connectors.registry import get_connector
+
+from . import clock
+from .activity import activity_record
+from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
+from .redaction import redact
+from .services import (
+    connection_mark_needs_reauth,
+    connection_record_result,
+    cursor_max,
+    is_postgres,
+    lines_add,
+    queue_finalize,
+    queue_recount,
+    retry_delay,
+    status_upsert,
+)
+
+log = logging.getLogger(__name__)
+
+# Longest pause we take inside a task waiting for a line's backoff; longer waits are left to the reaper.
+MAX_INLINE_WAIT = 30.0
+PREFETCH_PAGES = 4
+
+
+class RunAborted(Exception):
+    pass
+
+
+ProgressCallback = Callable[[SyncQueue], None]
+
+
+def run_queue(queue_id: int, *, progress: ProgressCallback | None = None, batch_size: int | None = None) -> str | None:
+    """Work one queue until nothing is left for this worker. Never raises; returns the final state or None."""
+    try:
+        queue = SyncQueue.objects.select_related("connection", "connection__organization").get(pk=queue_id)
+    except SyncQueue.DoesNotExist:
+        log.warning("run_queue: queue %s no longer exists", queue_id)
+        return None
+    if not queue.is_active:
+        return queue.state  # a re-delivered task for a settled queue: nothing to do
+    runner = QueueRunner(queue, progress=progress, batch_size=batch_size)
+    try:
+        return runner.run()
+    except Exception as exc:  # the last line of defence: record FAILED, never crash the worker
+        log.exception("run_queue %s crashed", queue_id)
+        try:
+            runner.fail(exc)
+        except Exception:
+            log.exception("run_queue %s: could not even record the failure", queue_id)
+        return QueueState.FAILED
+
+
+class QueueRunner:
+    def __init__(self, queue: SyncQueue, *, progress: ProgressCallback | None = None, batch_size: int | None = None):
+        self.queue = queue
+        self.connection = queue.connection
+        self.connector = get_connector(self.connection.kind)
+        self.resource = self.connector.resource(queue.resource)
+        self.model = apps.get_model(self.resource.model)
+        self.batch_size = batch_size or int(self.connection.config.get("batch_size") or settings.SYNC_BATCH_SIZE)
+        self.progress = progress
+        self.client = None
+        self.lease = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+        self._update_fields: list[str] | None = None
+
+    # -- the run -------------------------------------------------------------------------------------------
+    def run(self) -> str | None:
+        q = self.queue
+        now = clock.now()
+        first_start = q.started_at is None
+        SyncQueue.objects.filter(pk=q.pk).update(
+            started_at=q.started_at or now, process_runs=F("process_runs") + 1,
+            state=QueueState.PROCESSING if q.state == QueueState.DRAFT else q.state,
+        )
+        q.started_at = q.started_at or now
+        if q.lane == "run":
+            status_upsert(connection=self.connection, resource=q.resource, state=StatusState.SYNCING,
+                          started_at=now, last_queue=q, **({"last_error": ""} if first_start else {}))
+        if first_start:
+            activity_record(event="queue.started", queue=q, message=f"run of {q.resource} started")
+        try:
+            self.client = self.connector.client(self.connection)
+            if not q.fetch_done:
+                self.fetch()
+            self.process_until_empty()
+        except AuthError as exc:
+            connection_mark_needs_reauth(connection=self.connection, reason=str(exc))
+            self.fail(exc)
+        except UpstreamError as exc:
+            self.fail(exc)
+        except RunAborted:
+            pass
+        finally:
+            if self.client is not None:
+                self.client.close()
+        settled = queue_finalize(queue=q)
+        if settled is not None and q.lane == "run":
+            connection_record_result(connection=self.connection, ok=settled.state == QueueState.DONE,
+                                     error=settled.last_error)
+        self._report()
+        return settled.state if settled is not None else None
+
+    def fail(self, exc: BaseException) -> None:
+        """A run-level failure (fetch could not complete). Lines already fetched are still processed by
+        whoever runs the queue next; the cursor stays where it was."""
+        message = redact(exc if isinstance(exc, UpstreamError) else f"{exc.__class__.__name__}: {exc}")
+        now = clock.now()
+        SyncQueue.objects.filter(pk=self.queue.pk).update(
+            fetch_error=message[:5000], fetch_done=True, fetch_lease_until=None, last_error=message[:5000], updated_at=now
+        )
+        self.queue.fetch_error = message
+        self.queue.fetch_done = True
+        activity_record(event="run.failed", queue=self.queue, level=ActivityLevel.ERROR, message=message,
+                        data={"error_type": exc.__class__.__name__})
+        if self.queue.lane == "run":
+            status_upsert(connection=self.connection, resource=self.queue.resource, state=StatusState.FAILED,
+                          last_error=message, finished_at=now, last_queue=self.queue)
+        # Process what was fetched, then settle (FAILED / PARTIAL).
+        try:
+            self.process_until_empty()
+        except Exception:
+            log.exception("queue %s: processing after a failed fetch also failed", self.queue.pk)
+        queue_recount(self.queue)
+        settled = queue_finalize(queue=self.queue)
+        if settled is not None and self.queue.lane == "run":
+            connection_record_result(connection=self.connection, ok=False, error=message)
+
+    # -- fetching ------------------------------------------------------------------------------------------
+    def _take_fetch_lease(self) -> bool:
+        now = clock.now()
+        return bool(
+            SyncQueue.objects.filter(pk=self.queue.pk, fetch_done=False)
+            .filter(Q(fetch_lease_until__isnull=True) | Q(fetch_lease_until__lt=now))
+            .update(fetch_lease_until=now + self.lease, updated_at=now)
+        )
+
+    def fetch(self) -> None:
+        if not self._take_fetch_lease():
+            return  # another worker is fetching; we help with the lines instead
+        q = self.queue
+        q.refresh_from_db(fields=["fetch_token", "cursor_to", "pages_fetched", "cursor_from"])
+        ctx = FetchContext(client=self.client, cursor=q.cursor_from if not q.full_scan else "",
+                           token=q.fetch_token, full_scan=q.full_scan, params=q.params)
+        for page in self._prefetched(ctx):
+            self._store_page(page)
+            self._check_cancelled()
+            self.process_available()
+        now = clock.now()
+        SyncQueue.objects.filter(pk=q.pk).update(fetch_done=True, fetch_lease_until=None, updated_at=now)
+        q.fetch_done = True
+        if self.resource.mark_missing_deleted and (q.full_scan or self.resource.cursor_kind == "none"):
+            self._mark_missing_deleted()
+
+    def _prefetched(self, ctx: FetchContext):
+        """Fetch pages in a producer thread (HTTP only, no DB) so the network overlaps our writes."""
+        buf: queue_mod.Queue = queue_mod.Queue(maxsize=PREFETCH_PAGES)
+        stop = threading.Event()
+        done = object()
+
+        def produce():
+            try:
+                for page in self.resource.iter_pages(ctx):
+                    while not stop.is_set():
+                        try:
+                            buf.put(page, timeout=0.2)
+                            break
+                        except queue_mod.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                buf.put(done)
+            except BaseException as exc:  # handed to the consumer, raised there
+                buf.put(exc)
+
+        thread = threading.Thread(target=produce, name=f"fetch-queue-{self.queue.pk}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = buf.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def _store_page(self, page: Page) -> None:
+        q = self.queue
+        if not isinstance(page.records, list):
+            from connectors.base import BadPage
+
+            raise BadPage(f"{self.resource.name}: page records are not a list")
+        with transaction.atomic():
+            lines_add(q, self.resource, page.records)
+            page_cursor = page.cursor
+            if page_cursor is None:
+                cursors = [c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c]
+                page_cursor = max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c) if cursors else None
+            if page_cursor:
+                q.cursor_to = cursor_max(self.resource.cursor_kind, q.cursor_to, str(page_cursor))
+            q.fetch_token = page.next_token
+            q.pages_fetched += 1
+            now = clock.now()
+            updates = {"fetch_token": page.next_token, "cursor_to": q.cursor_to, "pages_fetched": q.pages_fetched,
+                       "fetch_lease_until": now + self.lease, "updated_at": now}
+            if page.total is not None:
+                updates["expected_total"] = page.total
+            SyncQueue.objects.filter(pk=q.pk).update(**updates)
+
+    def _mark_missing_deleted(self) -> None:
+        now = clock.now()
+        seen = SyncQueueLine.objects.filter(queue=self.queue).values("external_id")
+        n = (
+            self.model.objects.filter(connection=self.connection, deleted_at__isnull=True)
+            .exclude(external_id__in=seen)
+            .update(deleted_at=now)
+        )
+        if n:
+            activity_record(event="records.marked_deleted", queue=self.queue, level=ActivityLevel.WARNING,
+                            message=f"{n} {self.resource.name} record(s) no longer exist upstream; marked deleted",
+                            data={"count": n})
+
+    def _check_cancelled(self) -> None:
+        if SyncQueue.objects.filter(pk=self.queue.pk, cancelled_at__isnull=False).exists():
+            raise RunAborted()
+
+    # -- processing ----------------------------------------------------------------------------------------
+    def process_until_empty(self) -> None:
+        while True:
+            self.process_available()
+            wait = self._next_retry_wait()
+            if wait is None:
+                return
+            if wait > MAX_INLINE_WAIT:
+                return  # the reaper resumes the queue when its lines are due
+            clock.sleep(wait)
+
+    def _next_retry_wait(self) -> float | None:
+        nxt = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT).aggregate(m=Min("next_attempt_at"))["m"]
+        has_draft = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT).exists()
+        if not has_draft:
+            return None
+        if nxt is None:
+            return 0.0
+        return max((nxt - clock.now()).total_seconds(), 0.0)
+
+    def process_available(self) -> int:
+        processed = 0
+        while True:
+            lines = self.claim(self.batch_size)
+            if not lines:
+                return processed
+            self.process_batch(lines)
+            processed += len(lines)
+            self._report()
+
+    def claim(self, limit: int) -> list[SyncQueueLine]:
+        now = clock.now()
+        lease_until = now + self.lease
+        with transaction.atomic():
+            qs = (
+                SyncQueueLine.objects.filter(queue_id=self.queue.pk, state=LineState.DRAFT)
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                .order_by("id")
+            )
+            if is_postgres():
+                qs = qs.select_for_update(skip_locked=True)
+            ids = list(qs.values_list("id", flat=True)[:limit])
+            if not ids:
+                return []
+            # Compare-and-set: on SQLite (no row locks) the state condition is what keeps claims exclusive.
+            n = SyncQueueLine.objects.filter(id__in=ids, state=LineState.DRAFT).update(
+                state=LineState.PROCESSING, lease_until=lease_until, attempts=F("attempts") + 1, updated_at=now
+            )
+            SyncQueue.objects.filter(pk=self.queue.pk).update(
+                draft_count=F("draft_count") - n, processing_count=F("processing_count") + n, updated_at=now
+            )
+        return list(SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_until=lease_until))
+
+    def process_batch(self, lines: list[SyncQueueLine]) -> None:
+        now = clock.now()
+        upserts: list[tuple[SyncQueueLine, dict]] = []
+        deletes: list[SyncQueueLine] = []
+        failures: list[tuple[SyncQueueLine, str, bool]] = []  # (line, error, permanent)
+        for line in lines:
+            if line.action == LineAction.DELETE:
+                deletes.append(line)
+                continue
+            try:
+                values = self.resource.map(line.payload)
+                if not isinstance(values, dict):
+                    raise MappingError("mapper returned no field values")
+                upserts.append((line, values))
+            except MappingError as exc:
+                failures.append((line, f"rejected by mapper: {exc}", True))
+            except Exception as exc:  # a mapper bug is still only this line's problem
+                failures.append((line, f"{exc.__class__.__name__}: {exc}", False))
+        try:
+            with transaction.atomic():
+                self._write(upserts, deletes, now)
+                self._settle_lines([line for line, _ in upserts] + deletes, failures, now)
+        except (IntegrityError, DatabaseError) as exc:
+            if not upserts or len(upserts) + len(deletes) == 1:
+                raise
+            log.warning("queue %s: batch write failed (%s); isolating the bad row", self.queue.pk, exc.__class__.__name__)
+            self._process_one_by_one(upserts, deletes, failures, now)
+
+    def _process_one_by_one(self, upserts, deletes, failures, now) -> None:
+        ok: list[SyncQueueLine] = []
+        for line, values in upserts:
+            try:
+                with transaction.atomic():
+                    self._write([(line, values)], [], now)
+                ok.append(line)
+            except (IntegrityError, DatabaseError) as exc:
+                failures.append((line, f"database rejected the record: {redact(exc)[:500]}", True))
+        with transaction.atomic():
+            self._write([], deletes, now)
+            self._settle_lines(ok + deletes, failures, now)
+
+    def _write(self, upserts: list[tuple[SyncQueueLine, dict]], deletes: list[SyncQueueLine], now) -> None:
+        if upserts:
+            conn = self.connection
+            objs = []
+            for line, values in upserts:
+                obj = self.model(
+                    organization_id=conn.organization_id, connection_id=conn.pk, external_id=line.external_id,
+                    synced_at=now, deleted_at=values.pop("deleted_at", None), **values,
+                )
+                objs.append(obj)
+            fields = self._fields_to_update(upserts[0][1])
+            self.model.objects.bulk_create(
+                objs, update_conflicts=True, unique_fields=["connection", "external_id"], update_fields=fields,
+            )
+        if deletes:
+            self.model.objects.filter(
+                connection_id=self.connection.pk, external_id__in=[line.external_id for line in deletes], deleted_at__isnull=True
+            ).update(deleted_at=now, synced_at=now)
+
+    def _fields_to_update(self, sample: dict) -> list[str]:
+        if self._update_fields is None:
+            names = list(self.resource.update_fields or sample.keys())
+            self._update_fields = sorted(set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"})
+        return self._update_fields
+
+    def _settle_lines(self, ok: list[SyncQueueLine], failures: list[tuple[SyncQueueLine, str, bool]], now) -> None:
+        done = 0
+        if ok:
+            # Only lines we still hold (same lease): a reaped-and-reclaimed line is not ours to finish.
+            by_lease: dict = {}
+            for line in ok:
+                by_lease.setdefault(line.lease_until, []).append(line.pk)
+            for lease, ids in by_lease.items():
+                done += SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_until=lease).update(
+                    state=LineState.DONE, lease_until=None, last_error="", updated_at=now
+                )
+        failed = retried = 0
+        for line, error, permanent in failures:
+            error = redact(error)[:2000]
+            if permanent or line.attempts >= settings.SYNC_MAX_ATTEMPTS:
+                n = SyncQueueLine.objects.filter(pk=line.pk, state=LineState.PROCESSING, lease_until=line.lease_until).update(
+                    state=LineState.FAILED, lease_until=None, last_error=error, updated_at=now
+                )
+                failed += n
+                if n:
+                    activity_record(event="line.failed", queue=self.queue, line=line, level=ActivityLevel.ERROR,
+                                    message=f"{line.external_id}: {error}",
+                                    data={"attempts": line.attempts, "external_id": line.external_id})
+            else:
+                delay = retry_delay(line.attempts)
+                retried += SyncQueueLine.objects.filter(
+                    pk=line.pk, state=LineState.PROCESSING, lease_until=line.lease_until
+                ).update(state=LineState.DRAFT, lease_until=None, last_error=error, updated_at=now,
+                         next_attempt_at=now + dt.timedelta(seconds=delay))
+        updates = {
+            "done_count": F("done_count") + done,
+            "failed_count": F("failed_count") + failed,
+            "draft_count": F("draft_count") + retried,
+            "processing_count": F("processing_count") - (done + failed + retried),
+            "updated_at": now,
+        }
+        if failed:
+            updates["action_required"] = True
+        SyncQueue.objects.filter(pk=self.queue.pk).update(**updates)
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.queue.refresh_from_db()
+            self.progress(self.queue)
+
+
+def wait_seconds(until: dt.datetime) -> float:
+    return max((until - clock.now()).total_seconds(), 0.0)
+
+

@@ -1,0 +1,260 @@
+"""The engine's tables: tenancy, per-resource status, queues of lines, the activity log, settings."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="uniq_membership")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organization} ({self.role})"
+
+
+class StatusState(models.TextChoices):
+    IDLE = "idle", "Idle"
+    SYNCING = "syncing", "Syncing"
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class SyncStatus(models.Model):
+    """One row per (connection, resource): what happened last, and where the cursor stands."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sync_statuses")
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="statuses")
+    resource = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=StatusState.choices, default=StatusState.IDLE)
+    # Cursors are stored as text: Lightspeed versions outgrow JS numbers, timestamps are ISO 8601 UTC.
+    cursor = models.CharField(max_length=255, blank=True, default="")
+    records_synced = models.BigIntegerField(default=0)
+    records_failed = models.BigIntegerField(default=0)
+    last_queue = models.ForeignKey("SyncQueue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "sync statuses"
+        constraints = [models.UniqueConstraint(fields=["connection", "resource"], name="uniq_status_conn_resource")]
+        indexes = [models.Index(fields=["organization", "state"])]
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}/{self.resource}: {self.state}"
+
+
+class QueueState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PROCESSING = "processing", "Processing"
+    DONE = "done", "Done"
+    PARTIAL = "partial", "Partial"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Origin(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    SCHEDULE = "schedule", "Schedule"
+    WEBHOOK = "webhook", "Webhook"
+    API = "api", "API"
+    LOGIN = "login", "Login"
+
+
+class Lane(models.TextChoices):
+    RUN = "run", "Fetch run"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class SyncQueue(models.Model):
+    """One run of one resource of one connection: a list of lines plus fetch progress."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="queues")
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="queues")
+    resource = models.CharField(max_length=64)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.MANUAL)
+    # "run" queues fetch from upstream; "webhook" queues only hold pushed records. One active per lane.
+    lane = models.CharField(max_length=16, choices=Lane.choices, default=Lane.RUN)
+    state = models.CharField(max_length=16, choices=QueueState.choices, default=QueueState.DRAFT, db_index=True)
+    # True while the run owns its (connection, resource): the partial unique constraint below makes
+    # "one run at a time" a database fact rather than an in-memory flag.
+    is_active = models.BooleanField(default=True)
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    params_hash = models.CharField(max_length=64, blank=True, default="")
+    full_scan = models.BooleanField(default=False)
+    action_required = models.BooleanField(default=False)
+    # Fetch progress: where paging stands (resumable after a crash) and the cursor range covered.
+    fetch_done = models.BooleanField(default=False)
+    fetch_token = models.JSONField(null=True, blank=True)
+    fetch_lease_until = models.DateTimeField(null=True, blank=True)
+    pages_fetched = models.IntegerField(default=0)
+    expected_total = models.IntegerField(null=True, blank=True)
+    fetch_error = models.TextField(blank=True, default="")
+    cursor_from = models.CharField(max_length=255, blank=True, default="")
+    cursor_to = models.CharField(max_length=255, blank=True, default="")
+    # Per-state line counts, maintained in the same transaction as the line changes.
+    total_count = models.IntegerField(default=0)
+    draft_count = models.IntegerField(default=0)
+    processing_count = models.IntegerField(default=0)
+    done_count = models.IntegerField(default=0)
+    failed_count = models.IntegerField(default=0)
+    cancelled_count = models.IntegerField(default=0)
+    process_runs = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "resource", "lane"], condition=Q(is_active=True), name="uniq_active_queue_per_resource"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"], condition=~Q(idempotency_key=""), name="uniq_queue_idempotency_key"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["connection", "resource", "-created_at"]),
+            models.Index(fields=["organization", "state"]),
+            models.Index(fields=["is_active", "state"]),
+            models.Index(fields=["finished_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Queue #{self.pk} {self.resource} ({self.state})"
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_count:
+            return 100 if self.fetch_done and self.state in (QueueState.DONE, QueueState.CANCELLED) else 0
+        finished = self.done_count + self.failed_count + self.cancelled_count
+        return int(100 * finished / self.total_count)
+
+
+class LineState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PROCESSING = "processing", "Processing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class LineAction(models.TextChoices):
+    UPSERT = "upsert", "Upsert"
+    DELETE = "delete", "Delete"
+
+
+class SyncQueueLine(models.Model):
+    """A snapshot of one upstream record; the raw payload is kept so a retry needs no refetch."""
+
+    queue = models.ForeignKey(SyncQueue, on_delete=models.CASCADE, related_name="lines")
+    external_id = models.CharField(max_length=255)
+    action = models.CharField(max_length=8, choices=LineAction.choices, default=LineAction.UPSERT)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=LineState.choices, default=LineState.DRAFT)
+    attempts = models.IntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "external_id"], name="uniq_line_per_queue")]
+        indexes = [
+            models.Index(fields=["queue", "state", "id"]),
+            models.Index(fields=["state", "lease_until"]),
+            models.Index(fields=["external_id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Line {self.external_id} ({self.state})"
+
+
+class ActivityLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"
+
+
+class SyncActivity(models.Model):
+    """Append-only audit log: who did what, when, with which counts and error."""
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
+    connection = models.ForeignKey("connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    queue = models.ForeignKey(SyncQueue, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
+    line = models.ForeignKey(SyncQueueLine, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_label = models.CharField(max_length=150, blank=True, default="system")
+    event = models.CharField(max_length=64)
+    level = models.CharField(max_length=8, choices=ActivityLevel.choices, default=ActivityLevel.INFO)
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "sync activities"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["queue", "created_at"]),
+            models.Index(fields=["organization", "event", "created_at"]),
+            models.Index(fields=["connection", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.event}"
+
+    def save(self, *args, **kwargs):
+        if self.pk and not kwargs.pop("_allow_update", False):
+            raise ValueError("SyncActivity is append-only")
+        return super().save(*args, **kwargs)
+
+
+class SystemSetting(models.Model):
+    """A key/value setting, global (organization NULL) or per organization; editable in the admin."""
+
+    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="settings")
+    key = models.CharField(max_length=100)
+    value = models.JSONField(default=None, null=True, blank=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "key"], name="uniq_setting_org_key"),
+            models.UniqueConstraint(fields=["key"], condition=Q(organization__isnull=True), name="uniq_setting_global_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value!r}"

@@ -1,0 +1,27 @@
+"""The abstract base of every domain table the engine writes into."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SyncedRecord(models.Model):
+    """A local copy of one upstream record, keyed by (connection, external_id) - the binding of OCA's
+    connector. Deletions upstream set ``deleted_at``; rows are never hard-deleted by a sync."""
+
+    organization = models.ForeignKey("sync.Organization", on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+")
+    external_id = models.CharField(max_length=255)
+    upstream_created_at = models.DateTimeField(null=True, blank=True)
+    upstream_updated_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    # Vendor-specific fields a staff user may want but that have no column of their own.
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def binding_constraint(cls, name: str) -> models.UniqueConstraint:
+        return models.UniqueConstraint(fields=["connection", "external_id"], name=name)

@@ -1,0 +1,635 @@
+"""Writes. Every interface (admin, API, manage.py, tasks, webhooks) changes sync state through here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
+from django.db.models import Count, F
+from django_q.tasks import async_task
+
+from . import clock
+from .activity import activity_record
+from .models import (
+    ActivityLevel,
+    Lane,
+    LineAction,
+    LineState,
+    Origin,
+    QueueState,
+    StatusState,
+    SyncQueue,
+    SyncQueueLine,
+    SyncStatus,
+    SystemSetting,
+)
+from .redaction import redact
+from .signals import sync_run_finished
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = (QueueState.DONE, QueueState.PARTIAL, QueueState.FAILED, QueueState.CANCELLED)
+
+
+# --- Errors the interfaces translate into 4xx ----------------------------------------------------------
+class SyncServiceError(Exception):
+    http_status = 400
+    code = "invalid"
+
+
+class IdempotencyConflict(SyncServiceError):
+    http_status = 422
+    code = "idempotency_key_reused"
+
+
+class RunActive(SyncServiceError):
+    http_status = 409
+    code = "run_active"
+
+
+class InvalidQueueAction(SyncServiceError):
+    http_status = 409
+    code = "invalid_queue_action"
+
+
+class ConnectionUnavailable(SyncServiceError):
+    http_status = 409
+    code = "connection_unavailable"
+
+
+class UnknownResourceError(SyncServiceError):
+    http_status = 400
+    code = "unknown_resource"
+
+
+# --- Pure helpers ----------------------------------------------------------------------------------------
+def derive_queue_state(
+    *, draft: int, processing: int, done: int, failed: int, cancelled: int, fetch_done: bool = True,
+    started: bool = False, cancelled_by_user: bool = False, fetch_failed: bool = False,
+) -> QueueState:
+    """Queue state from line counts (DESIGN.md invariant 3), plus the run-level facts counts cannot show:
+    a fetch still going (processing), a fetch that failed (no line can make the run whole), a cancel."""
+    total = draft + processing + done + failed + cancelled
+    if processing:
+        return QueueState.PROCESSING
+    if cancelled_by_user and not draft:
+        return QueueState.CANCELLED
+    if not fetch_done and not fetch_failed:
+        return QueueState.PROCESSING if (started or total) and (started or draft != total) else QueueState.DRAFT
+    if total == 0:
+        return QueueState.FAILED if fetch_failed else QueueState.DONE
+    if draft == total:
+        return QueueState.DRAFT
+    if draft:
+        return QueueState.PROCESSING
+    if fetch_failed:
+        return QueueState.PARTIAL if done else QueueState.FAILED
+    if failed == 0:
+        return QueueState.DONE
+    if done == 0:
+        return QueueState.FAILED
+    return QueueState.PARTIAL
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter: base·2^(attempt-1) ±20 % (1 s, 2 s, 4 s by default)."""
+    base = settings.SYNC_RETRY_BASE_SECONDS
+    if base <= 0:
+        return 0.0
+    return base * (2 ** max(attempt - 1, 0)) * random.uniform(0.8, 1.2)
+
+
+def params_fingerprint(*, connection_id: int, resource: str, full_scan: bool, params: dict) -> str:
+    blob = json.dumps({"c": connection_id, "r": resource, "f": full_scan, "p": params}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_postgres() -> bool:
+    return db_connection.vendor == "postgresql"
+
+
+# --- Status ------------------------------------------------------------------------------------------------
+def status_upsert(*, connection, resource: str, **fields) -> SyncStatus:
+    """Upsert, so that a failure before any status row exists still records FAILED."""
+    fields = {k: (redact(v)[:10_000] if k == "last_error" and v else v) for k, v in fields.items()}
+    for _ in range(3):
+        try:
+            status, _created = SyncStatus.objects.update_or_create(
+                connection=connection, resource=resource, defaults={"organization_id": connection.organization_id, **fields}
+            )
+            return status
+        except IntegrityError:  # a concurrent first insert won; update it on the next pass
+            continue
+    raise RuntimeError("could not upsert SyncStatus")
+
+
+# --- Starting runs -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartResult:
+    queue: SyncQueue
+    created: bool
+    reason: str  # "created" | "idempotent" | "running"
+
+
+def _validate(connection, resource: str) -> None:
+    from connectors.registry import UnknownKind, UnknownResource, get_connector
+
+    try:
+        get_connector(connection.kind).resource(resource)
+    except (UnknownKind, UnknownResource) as exc:
+        raise UnknownResourceError(str(exc)) from None
+
+
+def sync_start(
+    *,
+    connection,
+    resource: str,
+    origin: str = Origin.MANUAL,
+    actor=None,
+    idempotency_key: str = "",
+    full_scan: bool = False,
+    params: dict | None = None,
+    enqueue: bool = True,
+) -> StartResult:
+    """Start a fetch run of one resource. Same idempotency key + same parameters returns the same queue
+    (resuming it if its worker died); a different one raises IdempotencyConflict. If a run of this
+    resource is already active, that queue is returned instead of a twin."""
+    _validate(connection, resource)
+    params = params or {}
+    key = (idempotency_key or "").strip()[:255]
+    fingerprint = params_fingerprint(connection_id=connection.pk, resource=resource, full_scan=full_scan, params=params)
+    if key:
+        existing = SyncQueue.objects.filter(organization_id=connection.organization_id, idempotency_key=key).first()
+        if existing is not None:
+            return _idempotent_hit(existing, fingerprint, enqueue=enqueue)
+    if connection.needs_reauth or not connection.is_active:
+        raise ConnectionUnavailable(
+            f"connection {connection.name!r} {'needs re-authorisation' if connection.needs_reauth else 'is disabled'}; "
+            "reconnect it before syncing"
+        )
+    try:
+        with transaction.atomic():
+            queue = SyncQueue.objects.create(
+                organization_id=connection.organization_id,
+                connection=connection,
+                resource=resource,
+                origin=origin,
+                lane=Lane.RUN,
+                idempotency_key=key,
+                params=params,
+                params_hash=fingerprint,
+                full_scan=full_scan,
+                created_by=actor if getattr(actor, "pk", None) else None,
+                cursor_from=_current_cursor(connection, resource),
+            )
+            activity_record(
+                event="queue.created", queue=queue, actor=actor,
+                message=f"{origin} run of {resource} queued" + (" (full scan)" if full_scan else ""),
+                data={"origin": origin, "full_scan": full_scan, "idempotency_key": key},
+            )
+            if enqueue:
+                enqueue_queue(queue.pk)
+    except IntegrityError:
+        if key:
+            existing = SyncQueue.objects.filter(organization_id=connection.organization_id, idempotency_key=key).first()
+            if existing is not None:
+                return _idempotent_hit(existing, fingerprint, enqueue=enqueue)
+        running = SyncQueue.objects.filter(connection=connection, resource=resource, lane=Lane.RUN, is_active=True).first()
+        if running is None:  # finished between our insert and this read: try once more
+            return sync_start(
+                connection=connection, resource=resource, origin=origin, actor=actor, idempotency_key=key,
+                full_scan=full_scan, params=params, enqueue=enqueue,
+            )
+        return StartResult(running, False, "running")
+    return StartResult(queue, True, "created")
+
+
+def _idempotent_hit(queue: SyncQueue, fingerprint: str, *, enqueue: bool) -> StartResult:
+    if queue.params_hash != fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with different parameters "
+            f"(queue #{queue.pk}); use a new key for a different request"
+        )
+    if enqueue and queue.is_active and queue_is_stalled(queue):
+        enqueue_queue(queue.pk)  # resume a run whose worker died
+    return StartResult(queue, False, "idempotent")
+
+
+def _current_cursor(connection, resource: str) -> str:
+    return SyncStatus.objects.filter(connection=connection, resource=resource).values_list("cursor", flat=True).first() or ""
+
+
+def enqueue_queue(queue_id: int) -> str:
+    """Ask django-q2 to work a queue. Arguments are ids only; running it twice is safe."""
+    return async_task("sync.tasks.run_queue", queue_id, task_name=f"queue-{queue_id}", group="sync-queues")
+
+
+def queue_is_stalled(queue: SyncQueue, *, now: dt.datetime | None = None) -> bool:
+    """No worker has touched an unfinished queue for longer than a lease."""
+    now = now or clock.now()
+    if not queue.is_active:
+        return False
+    idle = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    if not queue.fetch_done and (queue.fetch_lease_until is None or queue.fetch_lease_until < now):
+        return queue.updated_at is None or queue.updated_at < now - idle or queue.state == QueueState.DRAFT
+    return queue.updated_at is None or queue.updated_at < now - idle
+
+
+# --- Records pushed to us (webhooks) ----------------------------------------------------------------------
+def sync_enqueue_records(
+    *, connection, resource: str, records: list[dict], origin: str = Origin.WEBHOOK, actor=None, deleted: bool = False,
+    enqueue: bool = True,
+) -> SyncQueue:
+    """Put pushed records on the connection's webhook lane as lines (deletions when ``deleted``)."""
+    from connectors.registry import get_resource
+
+    _validate(connection, resource)
+    res = get_resource(connection.kind, resource)
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                queue = (
+                    SyncQueue.objects.select_for_update()
+                    .filter(connection=connection, resource=resource, lane=Lane.WEBHOOK, is_active=True)
+                    .first()
+                )
+                created = queue is None
+                if created:
+                    queue = SyncQueue.objects.create(
+                        organization_id=connection.organization_id, connection=connection, resource=resource,
+                        origin=origin, lane=Lane.WEBHOOK, fetch_done=True,
+                        created_by=actor if getattr(actor, "pk", None) else None,
+                    )
+                added = lines_add(queue, res, records, action=LineAction.DELETE if deleted else None)
+                activity_record(
+                    event="webhook.received", queue=queue, actor=actor,
+                    message=f"{len(records)} {resource} record(s) pushed ({'deleted' if deleted else 'upsert'}); {added} new line(s)",
+                    data={"count": len(records), "deleted": deleted, "external_ids": [str(r.get("id")) for r in records[:20]]},
+                )
+                if enqueue:
+                    enqueue_queue(queue.pk)
+                return queue
+        except IntegrityError:
+            continue  # another delivery created the webhook queue first; append to it
+    raise RuntimeError("could not open a webhook queue")
+
+
+def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | None = None) -> int:
+    """Insert records as draft lines, deduplicated by external id within the queue. A record seen again
+    with a different payload replaces the snapshot and goes back to draft. Call inside a transaction.
+    Returns the number of lines that became draft (new or reset)."""
+    now = clock.now()
+    incoming: dict[str, tuple[dict, str, str]] = {}
+    invalid: list[SyncQueueLine] = []
+    for index, record in enumerate(records):
+        try:
+            ext = resource.external_id(record)
+        except Exception as exc:  # a record we cannot even key fails on its own line
+            invalid.append(
+                SyncQueueLine(
+                    queue=queue, external_id=f"invalid:{queue.pages_fetched}:{index}:{now.timestamp()}"[:255],
+                    payload=record if isinstance(record, dict) else {"value": record}, state=LineState.FAILED,
+                    attempts=1, last_error=f"cannot identify record: {exc}", updated_at=now,
+                )
+            )
+            continue
+        line_action = action or (LineAction.DELETE if resource.is_deleted(record) else LineAction.UPSERT)
+        incoming[ext] = (record, line_action, ext)
+    existing = {
+        line.external_id: line
+        for line in SyncQueueLine.objects.filter(queue=queue, external_id__in=list(incoming)).only(
+            "id", "external_id", "state", "payload", "action"
+        )
+    } if incoming else {}
+    new_lines = [
+        SyncQueueLine(queue=queue, external_id=ext, payload=rec, action=act, updated_at=now)
+        for ext, (rec, act, _) in incoming.items()
+        if ext not in existing
+    ]
+    if new_lines:
+        SyncQueueLine.objects.bulk_create(new_lines, batch_size=1000)
+    if invalid:
+        SyncQueueLine.objects.bulk_create(invalid)
+    resets = {LineState.DONE: 0, LineState.FAILED: 0, LineState.CANCELLED: 0}
+    reset_draft = 0
+    for ext, line in existing.items():
+        record, act, _ = incoming[ext]
+        if line.payload == record and line.action == act:
+            continue  # overlap: the same snapshot again
+        if line.state == LineState.PROCESSING:
+            continue  # a worker holds it; the next run will pick up the newer version
+        if line.state in resets:
+            resets[line.state] += 1
+        elif line.state == LineState.DRAFT:
+            reset_draft += 1
+        SyncQueueLine.objects.filter(pk=line.pk).update(
+            payload=record, action=act, state=LineState.DRAFT, attempts=0, next_attempt_at=None, last_error="", updated_at=now
+        )
+    reset_total = sum(resets.values())
+    SyncQueue.objects.filter(pk=queue.pk).update(
+        total_count=F("total_count") + len(new_lines) + len(invalid),
+        draft_count=F("draft_count") + len(new_lines) + reset_total,
+        failed_count=F("failed_count") + len(invalid) - resets[LineState.FAILED],
+        done_count=F("done_count") - resets[LineState.DONE],
+        cancelled_count=F("cancelled_count") - resets[LineState.CANCELLED],
+        updated_at=now,
+    )
+    if invalid:
+        queue.refresh_from_db(fields=["action_required"])
+        SyncQueue.objects.filter(pk=queue.pk).update(action_required=True)
+        for line in invalid:
+            activity_record(event="line.failed", queue=queue, level=ActivityLevel.ERROR, message=line.last_error)
+    return len(new_lines) + reset_total
+
+
+# --- Queue actions (start / status / retry / force-done / cancel) -------------------------------------------
+def queue_retry(*, queue: SyncQueue, actor=None, enqueue: bool = True) -> SyncQueue:
+    """Re-queue failed lines (attempts reset). A run whose fetch failed also resumes fetching."""
+    with transaction.atomic():
+        queue = SyncQueue.objects.select_for_update().get(pk=queue.pk)
+        if queue.state in (QueueState.PROCESSING, QueueState.DRAFT) and queue.is_active:
+            raise InvalidQueueAction(f"queue #{queue.pk} is still {queue.state}; retry applies to finished queues")
+        if queue.state == QueueState.CANCELLED:
+            raise InvalidQueueAction(f"queue #{queue.pk} was cancelled; start a new run instead")
+        if not queue.failed_count and not queue.fetch_error:
+            raise InvalidQueueAction(f"queue #{queue.pk} has no failed lines to retry")
+        now = clock.now()
+        n = SyncQueueLine.objects.filter(queue=queue, state=LineState.FAILED).update(
+            state=LineState.DRAFT, attempts=0, next_attempt_at=None, lease_until=None, updated_at=now
+        )
+        queue.draft_count += n
+        queue.failed_count -= n
+        queue.action_required = False
+        queue.is_active = True
+        queue.finished_at = None
+        queue.last_error = ""
+        if queue.fetch_error:
+            queue.fetch_error = ""
+            queue.fetch_done = False
+        queue.state = QueueState.PROCESSING if queue.done_count or queue.cancelled_count else QueueState.DRAFT
+        try:
+            with transaction.atomic():
+                queue.save()
+        except IntegrityError:
+            raise RunActive(
+                f"another {queue.resource} run is active on this connection; retry queue #{queue.pk} when it finishes"
+            ) from None
+        activity_record(event="queue.retry", queue=queue, actor=actor, message=f"{n} failed line(s) re-queued",
+                        data={"lines": n})
+        if enqueue:
+            enqueue_queue(queue.pk)
+    return queue
+
+
+def queue_force_done(*, queue: SyncQueue, actor=None) -> SyncQueue:
+    """Cancel every draft and failed line so the queue completes (done), and the cursor may advance."""
+    with transaction.atomic():
+        queue = SyncQueue.objects.select_for_update().get(pk=queue.pk)
+        if queue.state == QueueState.DONE and not queue.is_active:
+            raise InvalidQueueAction(f"queue #{queue.pk} is already done")
+        if queue.state == QueueState.CANCELLED:
+            raise InvalidQueueAction(f"queue #{queue.pk} was cancelled")
+        if SyncQueueLine.objects.filter(queue=queue, state=LineState.PROCESSING).exists():
+            raise InvalidQueueAction(
+                f"queue #{queue.pk} has lines being processed right now; wait for them or cancel the queue"
+            )
+        now = clock.now()
+        n = SyncQueueLine.objects.filter(queue=queue, state__in=[LineState.DRAFT, LineState.FAILED]).update(
+            state=LineState.CANCELLED, lease_until=None, updated_at=now, last_error=F("last_error")
+        )
+        queue.fetch_done = True
+        queue.fetch_error = ""
+        queue.action_required = False
+        queue.save(update_fields=["fetch_done", "fetch_error", "action_required", "updated_at"])
+        activity_record(event="queue.force_done", queue=queue, actor=actor,
+                        message=f"{n} remaining line(s) cancelled; queue forced done", data={"lines": n})
+        queue_recount(queue)
+        queue_finalize(queue=queue, forced=True)
+    queue.refresh_from_db()
+    return queue
+
+
+def queue_cancel(*, queue: SyncQueue, actor=None) -> SyncQueue:
+    """Stop a run: draft lines are cancelled, fetching stops, the cursor stays where it was."""
+    with transaction.atomic():
+        queue = SyncQueue.objects.select_for_update().get(pk=queue.pk)
+        if queue.state in FINAL_STATES and not queue.is_active:
+            raise InvalidQueueAction(f"queue #{queue.pk} is already {queue.state}")
+        now = clock.now()
+        n = SyncQueueLine.objects.filter(queue=queue, state=LineState.DRAFT).update(
+            state=LineState.CANCELLED, updated_at=now
+        )
+        queue.cancelled_at = now
+        queue.fetch_done = True
+        queue.save(update_fields=["cancelled_at", "fetch_done", "updated_at"])
+        activity_record(event="queue.cancelled", queue=queue, actor=actor, message=f"cancelled; {n} draft line(s) dropped",
+                        data={"lines": n})
+        queue_recount(queue)
+        queue_finalize(queue=queue)
+    queue.refresh_from_db()
+    return queue
+
+
+def queue_recount(queue: SyncQueue) -> dict[str, int]:
+    """Recompute the per-state counters from the lines (repairs drift after a crash)."""
+    counts = {s: 0 for s in LineState.values}
+    for row in SyncQueueLine.objects.filter(queue=queue).values("state").annotate(n=Count("id")):
+        counts[row["state"]] = row["n"]
+    SyncQueue.objects.filter(pk=queue.pk).update(
+        total_count=sum(counts.values()), draft_count=counts["draft"], processing_count=counts["processing"],
+        done_count=counts["done"], failed_count=counts["failed"], cancelled_count=counts["cancelled"],
+    )
+    return counts
+
+
+def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | None:
+    """If nothing is left to do, settle the queue: final state, release the run slot, status, cursor,
+    activity, the finished signal. Safe to call any number of times and from any worker."""
+    with transaction.atomic():
+        q = SyncQueue.objects.select_for_update().select_related("connection").get(pk=queue.pk)
+        state = derive_queue_state(
+            draft=q.draft_count, processing=q.processing_count, done=q.done_count, failed=q.failed_count,
+            cancelled=q.cancelled_count, fetch_done=q.fetch_done, started=q.started_at is not None,
+            cancelled_by_user=q.cancelled_at is not None, fetch_failed=bool(q.fetch_error),
+        )
+        if state not in FINAL_STATES:
+            if q.state != state:
+                SyncQueue.objects.filter(pk=q.pk).update(state=state)
+            return None
+        if not q.is_active and q.state == state:
+            return q  # already settled by someone else
+        now = clock.now()
+        q.state = state
+        q.is_active = False
+        q.finished_at = now
+        q.action_required = state in (QueueState.PARTIAL, QueueState.FAILED)
+        if q.action_required and not q.last_error:
+            q.last_error = q.fetch_error or _first_line_error(q)
+        q.save(update_fields=["state", "is_active", "finished_at", "action_required", "last_error", "updated_at"])
+        if q.lane == Lane.RUN:
+            _settle_status(q, state, now)
+        level = ActivityLevel.INFO if state in (QueueState.DONE, QueueState.CANCELLED) else ActivityLevel.ERROR
+        summary = f"{q.done_count} done, {q.failed_count} failed, {q.cancelled_count} cancelled of {q.total_count}"
+        activity_record(
+            event=f"queue.{state}", queue=q, level=level,
+            message=f"run finished {state}{' (forced)' if forced else ''}: {summary}"
+            + (f"; {q.last_error}" if q.action_required and q.last_error else ""),
+            data={"done": q.done_count, "failed": q.failed_count, "cancelled": q.cancelled_count, "total": q.total_count,
+                  "action_required": q.action_required},
+        )
+        if q.action_required:
+            activity_record(event="queue.action_required", queue=q, level=ActivityLevel.WARNING,
+                            message=f"queue #{q.pk} needs action: retry the failed lines or force it done")
+        succeeded = state == QueueState.DONE
+        transaction.on_commit(lambda: _send_finished(q, succeeded))
+    return q
+
+
+def _send_finished(queue: SyncQueue, succeeded: bool) -> None:
+    for receiver, result in sync_run_finished.send_robust(sender=SyncQueue, queue=queue, succeeded=succeeded):
+        if isinstance(result, Exception):
+            log.error("sync_run_finished receiver %r failed: %s", receiver, redact(result))
+
+
+def _first_line_error(queue: SyncQueue) -> str:
+    line = SyncQueueLine.objects.filter(queue=queue, state=LineState.FAILED).exclude(last_error="").order_by("id").first()
+    if line is None:
+        return ""
+    return f"{queue.failed_count} line(s) failed; first: {line.external_id}: {line.last_error}"
+
+
+def _settle_status(q: SyncQueue, state: str, now: dt.datetime) -> None:
+    from connectors.registry import get_resource
+
+    fields: dict = {"finished_at": now, "last_queue": q, "records_failed": q.failed_count}
+    if state == QueueState.DONE:
+        fields.update(state=StatusState.SUCCESS, last_success_at=now, last_error="", records_synced=q.done_count)
+        if q.cursor_to:
+            current = _current_cursor(q.connection, q.resource)
+            resource = get_resource(q.connection.kind, q.resource)
+            fields["cursor"] = cursor_max(resource.cursor_kind, current, q.cursor_to)
+    elif state == QueueState.CANCELLED:
+        fields.update(state=StatusState.IDLE, last_error=f"run #{q.pk} was cancelled")
+    else:
+        fields.update(state=StatusState.FAILED, last_error=q.last_error or f"run #{q.pk} ended {state}",
+                      records_synced=q.done_count)
+    status_upsert(connection=q.connection, resource=q.resource, **fields)
+
+
+def cursor_max(kind: str, a: str, b: str) -> str:
+    if not a:
+        return b
+    if not b:
+        return a
+    if kind == "version":
+        try:
+            return a if int(a) >= int(b) else b
+        except ValueError:
+            return b
+    return max(a, b)  # ISO 8601 UTC strings of one format sort as time
+
+
+# --- Maintenance -------------------------------------------------------------------------------------------
+def lines_reap(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Return lines whose lease expired (their worker died or timed out) to draft, counting the crash as
+    an attempt (attempts were incremented at claim); lines out of attempts fail. Then settle or resume
+    the queues concerned."""
+    now = now or clock.now()
+    returned = failed = 0
+    queue_ids: set[int] = set()
+    with transaction.atomic():
+        qs = SyncQueueLine.objects.filter(state=LineState.PROCESSING, lease_until__lt=now).order_by("id")
+        if is_postgres():
+            qs = qs.select_for_update(skip_locked=True)
+        expired = list(qs.values("id", "queue_id", "attempts")[:5000])
+        for row in expired:
+            queue_ids.add(row["queue_id"])
+            if row["attempts"] >= settings.SYNC_MAX_ATTEMPTS:
+                n = SyncQueueLine.objects.filter(id=row["id"], state=LineState.PROCESSING).update(
+                    state=LineState.FAILED, lease_until=None, updated_at=now,
+                    last_error=f"worker lost the line {row['attempts']} time(s) (lease expired); giving up",
+                )
+                failed += n
+            else:
+                n = SyncQueueLine.objects.filter(id=row["id"], state=LineState.PROCESSING).update(
+                    state=LineState.DRAFT, lease_until=None, updated_at=now,
+                    next_attempt_at=now + dt.timedelta(seconds=retry_delay(row["attempts"])),
+                    last_error="worker lost the line (lease expired); retrying",
+                )
+                returned += n
+    for qid in queue_ids:
+        queue = SyncQueue.objects.get(pk=qid)
+        queue_recount(queue)
+        activity_record(event="lines.reaped", queue=queue, level=ActivityLevel.WARNING,
+                        message="expired leases returned to draft (a worker died or timed out)")
+    resumed = queues_resume_stalled(now=now)
+    return {"returned": returned, "failed": failed, "resumed": resumed}
+
+
+def queues_resume_stalled(*, now: dt.datetime | None = None) -> int:
+    """Re-enqueue active queues nobody is working (crash, lost task); settle ones with nothing left."""
+    now = now or clock.now()
+    resumed = 0
+    for queue in SyncQueue.objects.filter(is_active=True).select_related("connection"):
+        if queue.fetch_done and not queue.draft_count and not queue.processing_count:
+            queue_finalize(queue=queue)
+            continue
+        if queue_is_stalled(queue, now=now):
+            activity_record(event="queue.resumed", queue=queue, level=ActivityLevel.WARNING,
+                            message="no worker has touched this queue for a lease period; resuming it")
+            SyncQueue.objects.filter(pk=queue.pk).update(updated_at=now)
+            enqueue_queue(queue.pk)
+            resumed += 1
+    return resumed
+
+
+def queues_purge(*, days: int | None = None) -> int:
+    """Delete finished queues (with their lines and activity) older than the retention period."""
+    days = settings.SYNC_RETENTION_DAYS if days is None else days
+    cutoff = clock.now() - dt.timedelta(days=days)
+    ids = list(SyncQueue.objects.filter(is_active=False, finished_at__lt=cutoff).values_list("id", flat=True)[:10_000])
+    if not ids:
+        return 0
+    SyncStatus.objects.filter(last_queue_id__in=ids).update(last_queue=None)
+    SyncQueueLine.objects.filter(queue_id__in=ids).delete()
+    deleted, _ = SyncQueue.objects.filter(id__in=ids).delete()
+    return len(ids)
+
+
+# --- Settings --------------------------------------------------------------------------------------------------
+def setting_set(*, key: str, value, organization=None, description: str = "") -> SystemSetting:
+    obj, _ = SystemSetting.objects.update_or_create(
+        organization=organization, key=key, defaults={"value": value, **({"description": description} if description else {})}
+    )
+    return obj
+
+
+def connection_mark_needs_reauth(*, connection, reason: str, actor=None) -> None:
+    from connectors.models import Connection
+
+    Connection.objects.filter(pk=connection.pk).update(needs_reauth=True, last_error=redact(reason)[:2000], health="down")
+    connection.needs_reauth = True
+    activity_record(event="connection.needs_reauth", connection=connection, actor=actor, level=ActivityLevel.ERROR,
+                    message=f"{connection.name}: re-authorisation needed: {reason}")
+
+
+def connection_record_result(*, connection, ok: bool, error: str = "") -> None:
+    from connectors.models import Connection
+
+    now = clock.now()
+    if ok:
+        Connection.objects.filter(pk=connection.pk).update(consecutive_failures=0, health="ok", last_error="", last_checked_at=now)
+    else:
+        Connection.objects.filter(pk=connection.pk).update(
+            consecutive_failures=F("consecutive_failures") + 1, health="degraded", last_error=redact(error)[:2000],
+            last_checked_at=now,
+        )
+
+

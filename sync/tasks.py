@@ -1,0 +1,42 @@
+"""django-q2 entry points. Thin: ids in, services/engine do the work, nothing raises out."""
+
+from __future__ import annotations
+
+import logging
+
+from . import engine, services
+
+log = logging.getLogger(__name__)
+
+
+def run_queue(queue_id: int) -> str | None:
+    return engine.run_queue(queue_id)
+
+
+def reap() -> dict:
+    return services.lines_reap()
+
+
+def purge(days: int | None = None) -> int:
+    return services.queues_purge(days=days)
+
+
+def start_scheduled_sync(connection_id: int, resource: str, full_scan: bool = False) -> int | None:
+    """What a per-connection schedule calls: start a run (or join the running one). Never raises."""
+    from connectors.models import Connection
+
+    try:
+        connection = Connection.objects.get(pk=connection_id)
+        result = services.sync_start(connection=connection, resource=resource, origin="schedule", full_scan=full_scan)
+        return result.queue.pk
+    except Connection.DoesNotExist:
+        log.warning("scheduled sync: connection %s is gone", connection_id)
+    except services.SyncServiceError as exc:
+        from .activity import activity_record
+
+        activity_record(event="schedule.skipped", connection=connection, level="warning",
+                        message=f"scheduled {resource} sync skipped: {exc}")
+        services.status_upsert(connection=connection, resource=resource, state="skipped", last_error=str(exc))
+    except Exception:
+        log.exception("scheduled sync of connection %s/%s failed to start", connection_id, resource)
+    return None

@@ -1,0 +1,145 @@
+"""Shared fixtures. Two organizations from the start (after healthchecks' hc/test.py): whatever one
+organization's user does, the other must never see it."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import types
+
+import pytest
+
+# ---------------------------------------------------------------------------------------------------
+# Network fence: tests may talk to loopback only. Anything else fails the test that tried, before a
+# single packet leaves. Installed at import time so live-server and sandbox threads are covered too.
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class NetworkFenceViolation(AssertionError):
+    pass
+
+
+def _is_loopback(host) -> bool:
+    if isinstance(host, str) and host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_address(address) -> None:
+    if isinstance(address, tuple) and address and not _is_loopback(address[0]):
+        raise NetworkFenceViolation(f"test tried to connect to non-loopback address {address!r}")
+
+
+def _fenced_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check_address(address)
+    return _real_connect(self, address)
+
+
+def _fenced_connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check_address(address)
+    return _real_connect_ex(self, address)
+
+
+def _fenced_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _is_loopback(host if isinstance(host, str) else host.decode()):
+        raise NetworkFenceViolation(f"test tried to resolve non-loopback host {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = _fenced_connect
+socket.socket.connect_ex = _fenced_connect_ex
+socket.getaddrinfo = _fenced_getaddrinfo
+
+
+# ---------------------------------------------------------------------------------------------------
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``postgres`` need PostgreSQL behaviour. On SQLite they are skipped - except when
+    SYNCHUB_REQUIRE_POSTGRES=1 (the PostgreSQL leg of .ci/run), where running on anything else is an error."""
+    from django.conf import settings
+
+    on_pg = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if os.environ.get("SYNCHUB_REQUIRE_POSTGRES") == "1" and not on_pg:
+        raise pytest.UsageError("SYNCHUB_REQUIRE_POSTGRES=1 but DATABASE_URL is not PostgreSQL")
+    if on_pg:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL; runs in the PostgreSQL leg of .ci/run")
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """Drive time: sync.clock and the backoff library sleep on this clock instead of the wall."""
+    import backoff._sync
+
+    from sync import clock as clock_mod
+
+    fake = clock_mod.FakeClock()
+    clock_mod.set_clock(fake)
+    monkeypatch.setattr(backoff._sync, "time", types.SimpleNamespace(sleep=fake.sleep))
+    yield fake
+    clock_mod.set_clock(clock_mod.SystemClock())
+
+
+@pytest.fixture
+def org(db):
+    from sync.models import Organization
+
+    return Organization.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def other_org(db):
+    from sync.models import Organization
+
+    return Organization.objects.create(name="Globex", slug="globex")
+
+
+def _staff(username, organization, *, superuser=False):
+    from django.contrib.auth import get_user_model
+
+    from sync.models import Membership
+
+    user = get_user_model().objects.create_user(
+        username=username, password="pw-" + username, is_staff=True, is_superuser=superuser
+    )
+    if organization is not None:
+        Membership.objects.create(user=user, organization=organization, role="admin")
+    return user
+
+
+@pytest.fixture
+def staff(org):
+    return _staff("alice", org)
+
+
+@pytest.fixture
+def other_staff(other_org):
+    return _staff("bob", other_org)
+
+
+@pytest.fixture
+def superuser(db):
+    return _staff("root", None, superuser=True)
+
+
+@pytest.fixture
+def make_connection(db):
+    from connectors.models import Connection
+
+    def make(organization, kind="woocommerce", base_url="http://127.0.0.1:9", credentials=None, **kw):
+        conn = Connection(organization=organization, kind=kind, name=kw.pop("name", f"{kind} test"), base_url=base_url, **kw)
+        conn.credentials = credentials or {}
+        conn.save()
+        return conn
+
+    return make

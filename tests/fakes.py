@@ -1,0 +1,80 @@
+"""An in-memory connector kind ("fake") for engine tests: no HTTP, fully controllable."""
+
+from __future__ import annotations
+
+import threading
+
+from connectors.base import Client, FetchContext, MappingError, Page, TransientError
+from connectors.registry import Connector
+
+
+class FakeUpstream:
+    def __init__(self, n: int = 0) -> None:
+        self.records: list[dict] = [self.make(i) for i in range(1, n + 1)]
+        self.fail_pages: dict[int, Exception] = {}
+        self.page_calls = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def make(i: int, **extra) -> dict:
+        return {"id": i, "email": f"user{i}@example.com", "first_name": f"First{i}", "last_name": f"Last{i}",
+                "version": i, **extra}
+
+
+UPSTREAM = FakeUpstream()
+
+
+class FakeClient(Client):
+    kind = "fake"
+
+
+class FakeCustomers:
+    name = "customers"
+    model = "customers.Customer"
+    page_size = 10
+    cursor_kind = "version"
+    mark_missing_deleted = False
+    update_fields = None
+
+    def iter_pages(self, ctx: FetchContext):
+        from connectors.base import Resource
+
+        return Resource.iter_pages(self, ctx)  # type: ignore[arg-type]
+
+    def fetch_page(self, ctx: FetchContext) -> Page:
+        with UPSTREAM.lock:
+            UPSTREAM.page_calls += 1
+            page_no = int(ctx.token or 0)
+            if page_no in UPSTREAM.fail_pages:
+                raise UPSTREAM.fail_pages[page_no]
+            after = int(ctx.cursor or 0)
+            rows = [r for r in UPSTREAM.records if int(r.get("version", 0)) > after]
+            rows.sort(key=lambda r: r["version"])
+            chunk = rows[page_no * self.page_size:(page_no + 1) * self.page_size]
+        nxt = page_no + 1 if (page_no + 1) * self.page_size < len(rows) else None
+        return Page(records=[dict(r) for r in chunk], next_token=nxt, total=len(rows))
+
+    def external_id(self, record):
+        from connectors.base import Resource
+
+        return Resource.external_id(self, record)  # type: ignore[arg-type]
+
+    def is_deleted(self, record):
+        return bool(record.get("deleted"))
+
+    def record_cursor(self, record):
+        return str(record["version"])
+
+    def map(self, record):
+        if record.get("boom"):
+            raise RuntimeError("transient mapper failure")
+        if not record.get("email"):
+            raise MappingError("email is required")
+        return {"email": record["email"], "first_name": record.get("first_name", ""), "last_name": record.get("last_name", "")}
+
+
+connector = Connector(kind="fake", label="Fake", client_class=FakeClient, resources={"customers": FakeCustomers()})
+
+
+class FlakyError(TransientError):
+    pass
