@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
 from . import clock
@@ -32,8 +31,6 @@ SYSTEM_SCHEDULES = [
     ScheduleSpec(name="synchub:purge", func="sync.tasks.purge", schedule_type=Schedule.DAILY),
 ]
 
-# Connector modules that contribute schedules: each has ``schedule_specs() -> list[ScheduleSpec]``.
-CONTRIBUTORS: list[str] = []
 
 
 def next_cron_run(expression: str, *, after: dt.datetime | None = None) -> dt.datetime:
@@ -75,8 +72,23 @@ def schedule_upsert(spec: ScheduleSpec) -> Schedule:
     return obj
 
 
+def contributed_specs() -> list[ScheduleSpec]:
+    """Each connector may define ``connectors/<kind>/schedules.py`` with ``schedule_specs()``."""
+    import importlib
+
+    from connectors.registry import KINDS
+
+    specs: list[ScheduleSpec] = []
+    for kind in KINDS:
+        try:
+            module = importlib.import_module(f"connectors.{kind}.schedules")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"connectors.{kind}.schedules":
+                raise
+            continue
+        specs.extend(module.schedule_specs())
+    return specs
+
+
 def schedules_register_all() -> list[Schedule]:
-    specs = list(SYSTEM_SCHEDULES)
-    for path in CONTRIBUTORS:
-        specs.extend(import_string(path)())
-    return [schedule_upsert(spec) for spec in specs]
+    return [schedule_upsert(spec) for spec in [*SYSTEM_SCHEDULES, *contributed_specs()]]
