@@ -87,6 +87,7 @@ class ConnectionAdmin(OrgScopedAdmin):
     readonly_fields = ["health", "consecutive_failures", "last_error", "last_checked_at", "reconnect", "created_at",
                        "updated_at"]
     actions = ["test_connection"]
+    autocomplete_fields = ["organization"]
     operator_can_add = operator_can_change = True
 
     def get_fieldsets(self, request, obj=None):
