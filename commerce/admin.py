@@ -21,7 +21,16 @@ class ProductAdmin(ReadOnlyScopedAdmin):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyScopedAdmin):
-    list_display = ["number", "status", "payment_status", "total", "currency", "email", "connection", "upstream_created_at"]
+    list_display = [
+        "number",
+        "status",
+        "payment_status",
+        "total",
+        "currency",
+        "email",
+        "connection",
+        "upstream_created_at",
+    ]
     list_select_related = ["connection"]
     list_filter = [("connection", RelatedOnlyFieldListFilter), "status", "payment_status"]
     search_fields = ["=external_id", "number", "email", "customer_external_id"]

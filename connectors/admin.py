@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
@@ -15,6 +17,7 @@ from sync.redaction import redact
 from .models import Connection
 from .registry import KINDS, get_connector
 
+log = logging.getLogger(__name__)
 SECRET_PREFIX = "secret__"
 
 
@@ -26,6 +29,7 @@ def secret_field_names(kind: str | None) -> tuple[str, ...]:
         try:
             fields = get_connector(k).secret_fields
         except Exception:  # a kind that does not load yet must not break the form
+            log.warning("connector kind %r does not load; its secret fields are not offered", k, exc_info=True)
             continue
         names += [f for f in fields if f not in names]
     return tuple(names)
@@ -39,7 +43,16 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["organization", "kind", "name", "base_url", "external_account_id", "config", "is_active", "needs_reauth"]
+        fields = [
+            "organization",
+            "kind",
+            "name",
+            "base_url",
+            "external_account_id",
+            "config",
+            "is_active",
+            "needs_reauth",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,7 +73,7 @@ class ConnectionForm(forms.ModelForm):
 
     def secret_changes(self) -> dict[str, str]:
         return {
-            key[len(SECRET_PREFIX):]: value
+            key[len(SECRET_PREFIX) :]: value
             for key, value in self.cleaned_data.items()
             if key.startswith(SECRET_PREFIX) and value
         }
@@ -84,8 +97,15 @@ class ConnectionAdmin(OrgScopedAdmin):
     list_select_related = ["organization"]
     list_filter = ["kind", "health", "needs_reauth", "is_active", ("organization", RelatedOnlyFieldListFilter)]
     search_fields = ["name", "external_account_id", "base_url"]
-    readonly_fields = ["health", "consecutive_failures", "last_error", "last_checked_at", "reconnect", "created_at",
-                       "updated_at"]
+    readonly_fields = [
+        "health",
+        "consecutive_failures",
+        "last_error",
+        "last_checked_at",
+        "reconnect",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["test_connection"]
     autocomplete_fields = ["organization"]
     operator_can_add = operator_can_change = True
@@ -94,11 +114,32 @@ class ConnectionAdmin(OrgScopedAdmin):
         form = self.get_form(request, obj)
         secrets = [name for name in form.base_fields if name.startswith(SECRET_PREFIX)]
         return [
-            (None, {"fields": ["organization", "kind", "name", "base_url", "external_account_id", "config", "is_active"]}),
-            ("Secrets (write-only)", {"fields": [*secrets, "clear_secrets"],
-                                      "description": "Stored values are never shown. Type a new value to replace one."}),
-            ("Health", {"fields": ["health", "needs_reauth", "reconnect", "consecutive_failures", "last_error",
-                                   "last_checked_at", "created_at", "updated_at"]}),
+            (
+                None,
+                {"fields": ["organization", "kind", "name", "base_url", "external_account_id", "config", "is_active"]},
+            ),
+            (
+                "Secrets (write-only)",
+                {
+                    "fields": [*secrets, "clear_secrets"],
+                    "description": "Stored values are never shown. Type a new value to replace one.",
+                },
+            ),
+            (
+                "Health",
+                {
+                    "fields": [
+                        "health",
+                        "needs_reauth",
+                        "reconnect",
+                        "consecutive_failures",
+                        "last_error",
+                        "last_checked_at",
+                        "created_at",
+                        "updated_at",
+                    ]
+                },
+            ),
         ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -106,8 +147,10 @@ class ConnectionAdmin(OrgScopedAdmin):
         # admin's field checks accept them in the fieldsets.
         kwargs["fields"] = None
         form = super().get_form(request, obj, change=change, **kwargs)
-        extra = {SECRET_PREFIX + n: forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
-                 for n in secret_field_names(obj.kind if obj else None)}
+        extra = {
+            SECRET_PREFIX + n: forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
+            for n in secret_field_names(obj.kind if obj else None)
+        }
         return type("ScopedConnectionForm", (form,), extra)
 
     @admin.display(description="health", ordering="health")

@@ -12,7 +12,16 @@ from .models import Customer, LoyaltyTier
 
 @admin.register(Customer)
 class CustomerAdmin(ReadOnlyScopedAdmin):
-    list_display = ["external_id", "first_name", "last_name", "email", "loyalty_tier", "connection", "synced_at", "deleted_at"]
+    list_display = [
+        "external_id",
+        "first_name",
+        "last_name",
+        "email",
+        "loyalty_tier",
+        "connection",
+        "synced_at",
+        "deleted_at",
+    ]
     list_select_related = ["connection"]
     list_filter = [("connection", RelatedOnlyFieldListFilter), "loyalty_tier", "is_paying_customer"]
     search_fields = ["=external_id", "email", "last_name", "first_name", "customer_code", "phone"]

@@ -149,8 +149,16 @@ class SystemSettingAdmin(OrgScopedAdmin):
 # --- Status, activity -------------------------------------------------------------------------------------
 @admin.register(SyncStatus)
 class SyncStatusAdmin(ReadOnlyScopedAdmin):
-    list_display = ["connection", "resource", "state", "records_synced", "records_failed", "last_success_at",
-                    "finished_at", "short_error"]
+    list_display = [
+        "connection",
+        "resource",
+        "state",
+        "records_synced",
+        "records_failed",
+        "last_success_at",
+        "finished_at",
+        "short_error",
+    ]
     list_select_related = ["connection", "organization"]
     list_filter = ["state", ("connection", RelatedOnlyFieldListFilter), "resource"]
     search_fields = ["resource", "connection__name", "last_error"]
@@ -172,8 +180,9 @@ class SyncActivityAdmin(ReadOnlyScopedAdmin):
     def queue_link(self, obj: SyncActivity) -> str:
         if obj.queue_id is None:
             return "-"
-        return format_html('<a href="{}">#{}</a>', reverse("admin:sync_syncqueue_change", args=[obj.queue_id]),
-                           obj.queue_id)
+        return format_html(
+            '<a href="{}">#{}</a>', reverse("admin:sync_syncqueue_change", args=[obj.queue_id]), obj.queue_id
+        )
 
 
 # --- Queues ------------------------------------------------------------------------------------------------
@@ -206,8 +215,17 @@ class ActionRequiredFilter(admin.SimpleListFilter):
 
 @admin.register(SyncQueue)
 class SyncQueueAdmin(OrgScopedAdmin):
-    list_display = ["queue_id", "connection", "resource", "state_badge", "progress", "origin", "duration",
-                    "action_marker", "created_at"]
+    list_display = [
+        "queue_id",
+        "connection",
+        "resource",
+        "state_badge",
+        "progress",
+        "origin",
+        "duration",
+        "action_marker",
+        "created_at",
+    ]
     list_display_links = ["queue_id"]
     list_select_related = ["connection"]
     list_filter = ["state", ("connection", RelatedOnlyFieldListFilter), "resource", "origin", ActionRequiredFilter]
@@ -239,7 +257,12 @@ class SyncQueueAdmin(OrgScopedAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         try:
-            queue = self.get_queryset(request).select_related("connection", "organization").filter(pk=int(object_id)).first()
+            queue = (
+                self.get_queryset(request)
+                .select_related("connection", "organization")
+                .filter(pk=int(object_id))
+                .first()
+            )
         except (TypeError, ValueError):
             queue = None
         if queue is None:
@@ -274,8 +297,10 @@ class SyncQueueAdmin(OrgScopedAdmin):
     @admin.display(description="action required", ordering="action_required")
     def action_marker(self, obj: SyncQueue) -> str:
         if obj.action_required:
-            return format_html('<span class="sh-action-required" title="{}">&#9888; action required</span>',
-                               (obj.last_error or "")[:300])
+            return format_html(
+                '<span class="sh-action-required" title="{}">&#9888; action required</span>',
+                (obj.last_error or "")[:300],
+            )
         return ""
 
     def has_add_permission(self, request, *args):

@@ -99,8 +99,18 @@ def progress_bar_html(queue: SyncQueue, *, live: bool = False) -> str:
         '<div class="sh-bar sh-cancelled" style="width:{}%"></div></div>'
         '<span class="sh-progress-label" data-testid="progress-label">{}%</span> '
         '<span class="sh-progress-counts">{}/{}/{}</span></div>',
-        url, queue.pk, p["done"], p["failed"], p["total"], p["done_pct"], p["failed_pct"], p["cancelled_pct"],
-        p["percent"], p["done"], p["failed"], p["total"],
+        url,
+        queue.pk,
+        p["done"],
+        p["failed"],
+        p["total"],
+        p["done_pct"],
+        p["failed_pct"],
+        p["cancelled_pct"],
+        p["percent"],
+        p["done"],
+        p["failed"],
+        p["total"],
     )
 
 
@@ -163,14 +173,17 @@ def dashboard_rows(user) -> list[ConnectionRow]:
 
     connections = list(selectors.connection_list(user=user).order_by("organization__name", "name"))
     statuses: dict[tuple[int, str], SyncStatus] = {
-        (s.connection_id, s.resource): s for s in selectors.status_list(user=user).select_related(None).select_related("last_queue")
+        (s.connection_id, s.resource): s
+        for s in selectors.status_list(user=user).select_related(None).select_related("last_queue")
     }
     active: dict[tuple[int, str], SyncQueue] = {}
     for q in selectors.queue_list(user=user).select_related(None).filter(is_active=True, lane="run"):
         active[(q.connection_id, q.resource)] = q
     rows = []
     for conn in connections:
-        row = ConnectionRow(connection=conn, label=conn.kind, reconnect_url=reconnect_url(conn) if conn.needs_reauth else "")
+        row = ConnectionRow(
+            connection=conn, label=conn.kind, reconnect_url=reconnect_url(conn) if conn.needs_reauth else ""
+        )
         names: list[str] = []
         try:
             connector = get_connector(conn.kind)
@@ -229,8 +242,18 @@ def dashboard_sync(request: HttpRequest) -> HttpResponse:
     queue.refresh_from_db()
     url = reverse("admin:sync_syncqueue_change", args=[queue.pk])
     verb = {"created": "started", "running": "is already running", "idempotent": "already exists"}[result.reason]
-    messages.success(request, format_html('{} / {}: run <a href="{}">#{}</a> {} ({}).',
-                                          connection.name, resource, url, queue.pk, verb, queue.get_state_display()))
+    messages.success(
+        request,
+        format_html(
+            '{} / {}: run <a href="{}">#{}</a> {} ({}).',
+            connection.name,
+            resource,
+            url,
+            queue.pk,
+            verb,
+            queue.get_state_display(),
+        ),
+    )
     return back
 
 
@@ -243,7 +266,9 @@ def queue_detail_context(request: HttpRequest, queue: SyncQueue) -> dict:
         "id", "external_id", "action", "state", "attempts", "last_error", "updated_at", "queue_id"
     )
     page = Paginator(lines_qs, LINES_PER_PAGE).get_page(request.GET.get("lines_page"))
-    activity = list(selectors.queue_activity(queue=queue).select_related(None).order_by("-created_at", "-id")[:TIMELINE_LIMIT])
+    activity = list(
+        selectors.queue_activity(queue=queue).select_related(None).order_by("-created_at", "-id")[:TIMELINE_LIMIT]
+    )
     progress = queue_progress(queue)
     return {
         "queue": queue,
@@ -253,7 +278,8 @@ def queue_detail_context(request: HttpRequest, queue: SyncQueue) -> dict:
         "lines_state": state_filter,
         "line_states": LineState.choices,
         "activity": activity,
-        "can_retry": not progress["running"] and queue.state != QueueState.CANCELLED
+        "can_retry": not progress["running"]
+        and queue.state != QueueState.CANCELLED
         and bool(queue.failed_count or queue.fetch_error),
         # Force-done is hidden while lines are being processed (the service refuses it then anyway).
         "can_force_done": queue.state not in (QueueState.PROCESSING, QueueState.CANCELLED)
@@ -272,13 +298,28 @@ class QueueAction:
 
 
 QUEUE_ACTIONS: dict[str, QueueAction] = {
-    "retry": QueueAction("retry", "Retry failed lines", "retried", lambda **kw: services.queue_retry(**kw),
-                         "Failed lines go back to draft with their attempts reset and the queue runs again."),
-    "force_done": QueueAction("force_done", "Force done", "forced done", lambda **kw: services.queue_force_done(**kw),
-                              "Every draft and failed line is cancelled so the queue completes; the cursor may advance "
-                              "past the skipped records."),
-    "cancel": QueueAction("cancel", "Cancel", "cancelled", lambda **kw: services.queue_cancel(**kw),
-                          "Draft lines are dropped and fetching stops; the cursor stays where it was."),
+    "retry": QueueAction(
+        "retry",
+        "Retry failed lines",
+        "retried",
+        lambda **kw: services.queue_retry(**kw),
+        "Failed lines go back to draft with their attempts reset and the queue runs again.",
+    ),
+    "force_done": QueueAction(
+        "force_done",
+        "Force done",
+        "forced done",
+        lambda **kw: services.queue_force_done(**kw),
+        "Every draft and failed line is cancelled so the queue completes; the cursor may advance "
+        "past the skipped records.",
+    ),
+    "cancel": QueueAction(
+        "cancel",
+        "Cancel",
+        "cancelled",
+        lambda **kw: services.queue_cancel(**kw),
+        "Draft lines are dropped and fetching stops; the cursor stays where it was.",
+    ),
 }
 
 
@@ -297,8 +338,9 @@ def queue_actions_apply(request: HttpRequest, action: QueueAction, queues) -> tu
     return ok, failed
 
 
-def queue_action_confirm(request: HttpRequest, admin_site, model_admin, action: QueueAction, queues, *,
-                         bulk: bool) -> TemplateResponse:
+def queue_action_confirm(
+    request: HttpRequest, admin_site, model_admin, action: QueueAction, queues, *, bulk: bool
+) -> TemplateResponse:
     context = {
         **admin_site.each_context(request),
         "title": f"{action.label}: are you sure?",

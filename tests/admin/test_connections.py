@@ -12,8 +12,15 @@ def with_secret_field(monkeypatch, fake_kind):
 
 
 def _form_data(conn, **secrets):
-    data = {"organization": conn.organization_id, "kind": conn.kind, "name": conn.name, "base_url": conn.base_url,
-            "external_account_id": "", "config": "{}", "is_active": "on"}
+    data = {
+        "organization": conn.organization_id,
+        "kind": conn.kind,
+        "name": conn.name,
+        "base_url": conn.base_url,
+        "external_account_id": "",
+        "config": "{}",
+        "is_active": "on",
+    }
     data.update({f"secret__{k}": v for k, v in secrets.items()})
     return data
 
@@ -36,17 +43,30 @@ def test_empty_secret_keeps_the_stored_value_and_a_new_one_replaces_it(staff_cli
 
 
 def test_add_connection_encrypts_secrets(staff_client, org, with_secret_field):
-    response = staff_client.post(reverse("admin:connectors_connection_add"), {
-        "organization": org.pk, "kind": "fake", "name": "New shop", "base_url": "https://shop.example",
-        "external_account_id": "", "config": "{}", "is_active": "on", "secret__token": "tok-123456"})
+    response = staff_client.post(
+        reverse("admin:connectors_connection_add"),
+        {
+            "organization": org.pk,
+            "kind": "fake",
+            "name": "New shop",
+            "base_url": "https://shop.example",
+            "external_account_id": "",
+            "config": "{}",
+            "is_active": "on",
+            "secret__token": "tok-123456",
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     conn = Connection.objects.get(name="New shop")
     assert conn.credentials == {"token": "tok-123456"} and "tok-123456" not in conn.credentials_encrypted
 
 
 def _test_action(client, conn):
-    return client.post(reverse("admin:connectors_connection_changelist"),
-                       {"action": "test_connection", "_selected_action": [conn.pk]}, follow=True)
+    return client.post(
+        reverse("admin:connectors_connection_changelist"),
+        {"action": "test_connection", "_selected_action": [conn.pk]},
+        follow=True,
+    )
 
 
 def test_test_connection_reports_what_the_upstream_said(staff_client, fake_conn, fake_kind):

@@ -21,14 +21,15 @@ def test_dashboard_shows_own_connections_with_status_and_django_q_links(staff_cl
     body = response.content.decode()
     assert response.status_code == 200
     assert "Acme shop" in body and "Globex shop" not in body
-    assert 'data-testid="resource-%d-customers"' % fake_conn.pk in body
+    assert f'data-testid="resource-{fake_conn.pk}-customers"' in body
     assert "Success" in body and "100%" in body
     assert reverse("admin:django_q_schedule_changelist") in body
     assert reverse("admin:django_q_failure_changelist") in body
 
 
-def test_dashboard_query_count_does_not_grow_with_connections(staff_client, org, make_connection, fake_kind,
-                                                              django_assert_max_num_queries):
+def test_dashboard_query_count_does_not_grow_with_connections(
+    staff_client, org, make_connection, fake_kind, django_assert_max_num_queries
+):
     for i in range(15):
         make_connection(org, kind="fake", name=f"shop {i}")
     with django_assert_max_num_queries(12):
@@ -38,7 +39,9 @@ def test_dashboard_query_count_does_not_grow_with_connections(staff_client, org,
 
 def test_sync_now_starts_a_manual_run_as_the_user(staff_client, staff, fake_conn, fake_kind):
     fake_kind.__init__(4)
-    response = staff_client.post(reverse("admin:sync_dashboard_sync"), {"connection": fake_conn.pk, "resource": "customers"})
+    response = staff_client.post(
+        reverse("admin:sync_dashboard_sync"), {"connection": fake_conn.pk, "resource": "customers"}
+    )
     assert response.status_code == 302 and response.url == reverse(DASHBOARD)
     queue = SyncQueue.objects.get(connection=fake_conn)
     assert queue.origin == "manual" and queue.created_by == staff and queue.state == "done" and queue.done_count == 4
@@ -55,15 +58,17 @@ def test_sync_now_is_post_only_and_csrf_protected(staff, fake_conn):
 
 
 def test_sync_now_on_another_organizations_connection_does_nothing(staff_client, other_conn):
-    response = staff_client.post(reverse("admin:sync_dashboard_sync"), {"connection": other_conn.pk, "resource": "customers"},
-                                 follow=True)
+    response = staff_client.post(
+        reverse("admin:sync_dashboard_sync"), {"connection": other_conn.pk, "resource": "customers"}, follow=True
+    )
     assert "No such connection" in response.content.decode()
     assert not SyncQueue.objects.exists()
 
 
 def test_sync_now_service_error_is_a_message_not_a_500(staff_client, fake_conn):
-    response = staff_client.post(reverse("admin:sync_dashboard_sync"), {"connection": fake_conn.pk, "resource": "nope"},
-                                 follow=True)
+    response = staff_client.post(
+        reverse("admin:sync_dashboard_sync"), {"connection": fake_conn.pk, "resource": "nope"}, follow=True
+    )
     assert response.status_code == 200
     assert "has no resource" in response.content.decode()
 

@@ -104,8 +104,9 @@ def test_single_queue_action_confirm_then_run(staff_client, staff, partial_queue
 
 def test_progress_json(staff_client, fake_conn, fake_kind):
     queue = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
-    SyncQueue.objects.filter(pk=queue.pk).update(state="processing", total_count=10, done_count=3, failed_count=1,
-                                                 expected_total=20, draft_count=6)
+    SyncQueue.objects.filter(pk=queue.pk).update(
+        state="processing", total_count=10, done_count=3, failed_count=1, expected_total=20, draft_count=6
+    )
     data = staff_client.get(reverse("admin:sync_syncqueue_progress", args=[queue.pk])).json()
     assert data["running"] and data["percent"] == 20 and data["done"] == 3 and data["failed"] == 1
     services.queue_cancel(queue=queue)
@@ -113,12 +114,21 @@ def test_progress_json(staff_client, fake_conn, fake_kind):
     assert not data["running"] and data["percent"] == 100 and data["state"] == "cancelled"
 
 
-def test_changelist_of_100_queues_runs_constant_queries(staff_client, org, make_connection, fake_kind,
-                                                        django_assert_max_num_queries):
+def test_changelist_of_100_queues_runs_constant_queries(
+    staff_client, org, make_connection, fake_kind, django_assert_max_num_queries
+):
     conns = [make_connection(org, kind="fake", name=f"shop {i}") for i in range(4)]
     SyncQueue.objects.bulk_create(
-        SyncQueue(organization=org, connection=conns[i % 4], resource=f"r{i}", is_active=False, state="done",
-                  total_count=10, done_count=10) for i in range(100)
+        SyncQueue(
+            organization=org,
+            connection=conns[i % 4],
+            resource=f"r{i}",
+            is_active=False,
+            state="done",
+            total_count=10,
+            done_count=10,
+        )
+        for i in range(100)
     )
     with django_assert_max_num_queries(12):
         response = staff_client.get(reverse(CHANGELIST))

@@ -14,8 +14,14 @@ def other_queue(other_conn, fake_kind):
 
 
 def test_changelists_hide_other_organizations_rows(staff_client, fake_conn, other_conn, other_queue):
-    for name in ("sync_syncqueue", "sync_syncstatus", "sync_syncactivity", "connectors_connection",
-                 "customers_customer", "sync_organization"):
+    for name in (
+        "sync_syncqueue",
+        "sync_syncstatus",
+        "sync_syncactivity",
+        "connectors_connection",
+        "customers_customer",
+        "sync_organization",
+    ):
         body = staff_client.get(reverse(f"admin:{name}_changelist")).content.decode()
         assert "Globex" not in body, name
     assert f"#{other_queue.pk}<" not in staff_client.get(reverse("admin:sync_syncqueue_changelist")).content.decode()
@@ -39,29 +45,39 @@ def test_change_pages_and_json_of_other_organizations_are_404(staff_client, othe
 
 
 def test_actions_ignore_other_organizations_queues(staff_client, other_queue):
-    response = staff_client.post(reverse("admin:sync_syncqueue_changelist"),
-                                 {"action": "queues_cancel", "_selected_action": [other_queue.pk], "post": "yes"})
+    response = staff_client.post(
+        reverse("admin:sync_syncqueue_changelist"),
+        {"action": "queues_cancel", "_selected_action": [other_queue.pk], "post": "yes"},
+    )
     assert response.status_code in (200, 302)
     other_queue.refresh_from_db()
     assert other_queue.state == "done"
-    assert staff_client.post(reverse("admin:sync_syncqueue_action", args=[other_queue.pk, "force_done"])).status_code == 404
+    assert (
+        staff_client.post(reverse("admin:sync_syncqueue_action", args=[other_queue.pk, "force_done"])).status_code
+        == 404
+    )
 
 
 def test_fk_dropdowns_and_autocomplete_list_only_own_organizations(staff_client, org, other_org):
     body = staff_client.get(reverse("admin:sync_systemsetting_add")).content.decode()
     assert "Acme" in body and "Globex" not in body
-    response = staff_client.get(reverse("admin:autocomplete"), {
-        "app_label": "connectors", "model_name": "connection", "field_name": "organization", "term": ""})
+    response = staff_client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "connectors", "model_name": "connection", "field_name": "organization", "term": ""},
+    )
     names = [r["text"] for r in response.json()["results"]]
     assert names == ["Acme"]
 
 
 def test_staff_cannot_save_a_setting_into_another_organization(staff_client, org, other_org):
-    response = staff_client.post(reverse("admin:sync_systemsetting_add"),
-                                 {"organization": other_org.pk, "key": "k", "value": "1", "description": ""})
+    response = staff_client.post(
+        reverse("admin:sync_systemsetting_add"),
+        {"organization": other_org.pk, "key": "k", "value": "1", "description": ""},
+    )
     assert response.status_code == 200 and not SystemSetting.objects.exists()  # form error, not saved
-    response = staff_client.post(reverse("admin:sync_systemsetting_add"),
-                                 {"organization": org.pk, "key": "k", "value": "1", "description": ""})
+    response = staff_client.post(
+        reverse("admin:sync_systemsetting_add"), {"organization": org.pk, "key": "k", "value": "1", "description": ""}
+    )
     assert response.status_code == 302
     assert SystemSetting.objects.get(key="k").organization == org
 
