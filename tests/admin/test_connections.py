@@ -100,3 +100,11 @@ def test_read_mostly_domain_admins_load(staff_client, fake_conn, fake_kind):
         assert staff_client.get(reverse(f"admin:{name}_changelist"), {"q": "user1"}).status_code == 200
     assert "user1@example.com" in staff_client.get(reverse("admin:customers_customer_changelist")).content.decode()
     assert staff_client.get(reverse("admin:customers_customer_add")).status_code == 403
+
+
+def test_clear_secrets_removes_every_stored_secret(staff_client, fake_conn, with_secret_field):
+    url = reverse("admin:connectors_connection_change", args=[fake_conn.pk])
+    assert staff_client.post(url, {**_form_data(fake_conn), "clear_secrets": "on"}).status_code == 302
+    conn = Connection.objects.get(pk=fake_conn.pk)
+    assert conn.credentials == {}
+    assert "Not set." in staff_client.get(url).content.decode()
