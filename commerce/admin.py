@@ -1,0 +1,37 @@
+"""Products and orders mirrored from stores: read-mostly (the sync engine writes them)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin import RelatedOnlyFieldListFilter
+
+from sync.admin import ReadOnlyScopedAdmin
+
+from .models import Order, Product
+
+
+@admin.register(Product)
+class ProductAdmin(ReadOnlyScopedAdmin):
+    list_display = ["name", "sku", "status", "active", "price", "stock_quantity", "connection", "synced_at"]
+    list_select_related = ["connection"]
+    list_filter = [("connection", RelatedOnlyFieldListFilter), "status", "active"]
+    search_fields = ["=external_id", "name", "sku", "handle"]
+    show_full_result_count = False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyScopedAdmin):
+    list_display = [
+        "number",
+        "status",
+        "payment_status",
+        "total",
+        "currency",
+        "email",
+        "connection",
+        "upstream_created_at",
+    ]
+    list_select_related = ["connection"]
+    list_filter = [("connection", RelatedOnlyFieldListFilter), "status", "payment_status"]
+    search_fields = ["=external_id", "number", "email", "customer_external_id"]
+    show_full_result_count = False
