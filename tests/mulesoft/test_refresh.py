@@ -113,3 +113,41 @@ def test_throttle_once_per_interval(org, fake_clock, interval):
     fake_clock.advance(2)
     assert services.loyalty_refresh_request([org.pk]) == [org.pk]
     assert OrmQ.objects.count() == 2  # enqueued, not run: sync=False even when Q_SYNC is on
+
+
+def test_ratelimit_reset_header_is_milliseconds():
+    from connectors.mulesoft.client import ratelimit_reset_seconds
+
+    assert ratelimit_reset_seconds({"X-Ratelimit-Reset": "2500"}) == 2.5
+    assert ratelimit_reset_seconds({"X-Ratelimit-Reset": "soon"}) is None
+    assert ratelimit_reset_seconds({}) is None
+
+
+@pytest.mark.postgres
+def test_throttle_holds_across_concurrent_requests(transactional_db):
+    """Eight threads (eight connections, like eight web processes) open the list at once: one refresh."""
+    import threading
+
+    from django.db import connection
+    from django_q.models import OrmQ
+
+    from sync.models import Organization
+
+    org = Organization.objects.create(name="Race", slug="race")
+    barrier = threading.Barrier(8)
+    results = []
+
+    def worker():
+        try:
+            barrier.wait()
+            results.append(services.loyalty_refresh_request([org.pk]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(r) for r in results) == [0] * 7 + [1]
+    assert OrmQ.objects.count() == 1
