@@ -71,9 +71,16 @@ def mdm_export_run(*, actor=None, origin: str = "manual", run: ExportRun | None 
     run.started_at = started
     if not settings.MDM_INTEGRATION_ENABLED:
         return _skip(run, "MDM integration is disabled (MDM_INTEGRATION_ENABLED=false)", t0, actor)
-    busy = ExportRun.objects.filter(
-        status=RunStatus.RUNNING, started_at__gte=started - dt.timedelta(seconds=conf.MDM_RUN_STALE_SECONDS)
+    stale_before = started - dt.timedelta(seconds=conf.MDM_RUN_STALE_SECONDS)
+    # A run whose worker died stays "running"; close it so history and the failure streak stay truthful.
+    ExportRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=stale_before).exclude(pk=run.pk).update(
+        status=RunStatus.FAILED,
+        finished_at=started,
+        error_stage="worker",
+        error_type="WorkerLost",
+        error_message=f"no result after {conf.MDM_RUN_STALE_SECONDS}s; the worker probably died",
     )
+    busy = ExportRun.objects.filter(status=RunStatus.RUNNING, started_at__gte=stale_before)
     if busy.exclude(pk=run.pk).exists():
         return _skip(run, "another export is running", t0, actor)
     run.status = RunStatus.RUNNING

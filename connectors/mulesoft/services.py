@@ -135,7 +135,8 @@ def loyalty_refresh(organization_id: int, *, origin: str = "customer_list", acto
     LoyaltyRefreshState.objects.filter(organization=organization).update(last_started_at=started)
     endpoint = setting_get(conf.ENDPOINT_SETTING, organization=organization, default="")
     if not isinstance(endpoint, str) or not endpoint.strip().startswith(("http://", "https://")):
-        result = RefreshResult(Outcome.SKIPPED, message=f"{conf.ENDPOINT_SETTING} is not configured")
+        problem = "is not configured" if not endpoint else "is not an http(s) URL"
+        result = RefreshResult(Outcome.SKIPPED, message=f"{conf.ENDPOINT_SETTING} {problem}")
         return _finish(organization, None, result, origin=origin, actor=actor)
     connection = loyalty_connection(organization, endpoint.strip().rstrip("/"))
     client = connector.client(connection)

@@ -184,3 +184,16 @@ def test_enqueue_runs_in_worker(s3, mdm, fake_clock, django_capture_on_commit_ca
         run = services.mdm_export_enqueue(origin=origin)
     run.refresh_from_db()
     assert run.status == "success" and run.origin == "api"
+
+
+def test_concurrent_run_is_skipped_and_dead_run_is_closed(s3, mdm, fake_clock):
+    import datetime as dt
+
+    live = ExportRun.objects.create(status="running", started_at=fake_clock.now())
+    run = services.mdm_export_run()
+    assert run.status == "skipped" and run.skip_reason == "another export is running" and mdm.calls == 0
+    ExportRun.objects.filter(pk=live.pk).update(started_at=fake_clock.now() - dt.timedelta(hours=1))
+    run = services.mdm_export_run()
+    assert run.status == "success"
+    live.refresh_from_db()
+    assert live.status == "failed" and live.error_type == "WorkerLost"
