@@ -197,3 +197,12 @@ def test_concurrent_run_is_skipped_and_dead_run_is_closed(s3, mdm, fake_clock):
     assert run.status == "success"
     live.refresh_from_db()
     assert live.status == "failed" and live.error_type == "WorkerLost"
+
+
+def test_hanging_mdm_times_out_and_fails_cleanly(s3, mdm, monkeypatch, fake_clock):
+    monkeypatch.setattr(conf, "MDM_TIMEOUT", (1.0, 0.2))
+    monkeypatch.setattr(conf, "MDM_MAX_TRIES", 2)
+    mdm.faults.hang_seconds = 5
+    run = services.mdm_export_run()
+    assert run.status == "failed" and run.error_stage == "mdm" and "timed out" in run.error_message
+    assert mdm.calls == 2 and s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0

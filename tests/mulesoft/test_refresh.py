@@ -151,3 +151,9 @@ def test_throttle_holds_across_concurrent_requests(transactional_db):
         t.join()
     assert sorted(len(r) for r in results) == [0] * 7 + [1]
     assert OrmQ.objects.count() == 1
+
+
+def test_spent_quota_paces_before_the_next_call(org, endpoint, mulesoft, fake_clock):
+    mulesoft.limit = 1  # every success says X-Ratelimit-Remaining: 0
+    assert services.loyalty_refresh(org.pk).outcome == "success"
+    assert fake_clock.sleeps == [5.0]  # Reset 60000 ms, bounded by MULESOFT_MAX_INLINE_RATE_LIMIT_WAIT
