@@ -1,3 +1,9 @@
-"""Customer list API (GET /api/customers). See docs/api.md."""
+"""Customer list API (GET /api/customers). See docs/connectors/mulesoft.md."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from .views import CustomerListView
+
+urlpatterns = [
+    path("customers", CustomerListView.as_view(), name="customer-list"),
+]

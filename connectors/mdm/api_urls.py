@@ -1,3 +1,13 @@
-"""MDM-specific REST endpoints. Mounted at /api/mdm/."""
+"""MDM-specific REST endpoints. Mounted at /api/mdm/. Staff only (DRF default IsAdminUser)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("exports", api.ExportRunListView.as_view(), name="mdm-export-list"),
+    path("exports/<int:pk>", api.ExportRunDetailView.as_view(), name="mdm-export-detail"),
+    path("items", api.ItemsView.as_view(), name="mdm-items"),
+    path("items/cache", api.ItemsCacheStatusView.as_view(), name="mdm-items-cache"),
+    path("schedule", api.ScheduleView.as_view(), name="mdm-schedule"),
+]

@@ -1,1 +1,54 @@
-# Models specific to MDM (if any) live here, with migrations in this app.
+"""MDM's own table: the history of ineligible-items exports (what the admin and the alert read)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ExportRun(models.Model):
+    organization = models.ForeignKey(
+        "sync.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    connection = models.ForeignKey(
+        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    origin = models.CharField(max_length=16, default="manual")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.IntegerField(null=True, blank=True)
+    item_count = models.IntegerField(null=True, blank=True)
+    rejected_count = models.IntegerField(default=0)
+    s3_bucket = models.CharField(max_length=255, blank=True, default="")
+    s3_key = models.CharField(max_length=1024, blank=True, default="")
+    etag = models.CharField(max_length=255, blank=True, default="")
+    error_stage = models.CharField(max_length=16, blank=True, default="")  # "mdm" | "s3" | "config"
+    error_type = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    skip_reason = models.CharField(max_length=255, blank=True, default="")
+    consecutive_failures = models.IntegerField(default=0)
+    alert_sent = models.BooleanField(default=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"MDM export #{self.pk} ({self.status})"
+
+    @property
+    def s3_location(self) -> str:
+        return f"s3://{self.s3_bucket}/{self.s3_key}" if self.s3_bucket else ""

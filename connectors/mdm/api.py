@@ -1,0 +1,116 @@
+"""Thin staff-only API views over the MDM services/selectors. Mounted at /api/mdm/."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from . import selectors, services
+from .models import ExportRun
+from .readcache import ItemsUnavailable
+
+
+class ExportRunSerializer(serializers.ModelSerializer):
+    s3_location = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ExportRun
+        fields = [
+            "id",
+            "origin",
+            "status",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "item_count",
+            "rejected_count",
+            "s3_location",
+            "etag",
+            "error_stage",
+            "error_type",
+            "error_message",
+            "skip_reason",
+            "consecutive_failures",
+            "alert_sent",
+        ]
+        read_only_fields = fields
+
+
+class ExportRunListView(ListAPIView):
+    serializer_class = ExportRunSerializer
+    throttle_scope = "sync-trigger"
+
+    def get_throttles(self):
+        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+
+    def get_queryset(self):
+        return selectors.export_run_list()
+
+    @extend_schema(request=None, responses={202: ExportRunSerializer})
+    def post(self, request):
+        """Start an export now (runs in a worker); poll the Location."""
+        run = services.mdm_export_enqueue(actor=request.user, origin="api")
+        run.refresh_from_db()
+        location = request.build_absolute_uri(reverse("mdm-export-detail", args=[run.pk]))
+        return Response(ExportRunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+class ExportRunDetailView(RetrieveAPIView):
+    serializer_class = ExportRunSerializer
+
+    def get_queryset(self):
+        return selectors.export_run_list()
+
+
+class ItemsView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("sku", str, description="exact SKU, or several comma-separated")],
+        responses={200: dict, 503: dict},
+    )
+    def get(self, request):
+        try:
+            items, snap = selectors.ineligible_items(sku=request.query_params.get("sku"))
+        except ItemsUnavailable as exc:
+            return Response(
+                {"detail": f"ineligible items unavailable: {exc}"}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+        return Response(
+            {
+                "count": len(items),
+                "total": snap.count,
+                "loaded_at": snap.loaded_at.isoformat() if snap.loaded_at else None,
+                "etag": snap.etag,
+                "stale": snap.stale,
+                "items": items,
+            }
+        )
+
+
+class ItemsCacheStatusView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response(selectors.ineligible_items_cache_status())
+
+
+class ScheduleView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        return Response(services.schedule_show())
+
+    @extend_schema(
+        request={"application/json": {"type": "object", "properties": {"action": {"enum": ["pause", "resume"]}}}},
+        responses={200: dict, 400: dict},
+    )
+    def post(self, request):
+        action = request.data.get("action")
+        if action == "pause":
+            return Response(services.schedule_pause(actor=request.user))
+        if action == "resume":
+            return Response(services.schedule_resume(actor=request.user))
+        return Response({"detail": "action must be 'pause' or 'resume'"}, status=status.HTTP_400_BAD_REQUEST)

@@ -1,0 +1,35 @@
+"""Reads for the admin and the API: where the loyalty refresh of one organization stands."""
+
+from __future__ import annotations
+
+from customers.models import LoyaltyTier
+from sync.selectors import setting_get
+
+from . import conf
+from .models import LoyaltyRefreshState
+
+
+def loyalty_refresh_status(organization) -> dict:
+    from .services import refresh_interval
+
+    state = LoyaltyRefreshState.objects.filter(organization=organization).first()
+    endpoint = setting_get(conf.ENDPOINT_SETTING, organization=organization, default="")
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return {
+        "configured": bool(endpoint),
+        "endpoint": endpoint or "",
+        "interval_seconds": int(refresh_interval(organization).total_seconds()),
+        "last_requested_at": iso(state and state.last_requested_at),
+        "last_started_at": iso(state and state.last_started_at),
+        "last_finished_at": iso(state and state.last_finished_at),
+        "last_success_at": iso(state and state.last_success_at),
+        "next_allowed_at": iso(state and state.next_allowed_at),
+        "last_outcome": (state.last_outcome if state else "") or "never",
+        "last_status_code": state.last_status_code if state else None,
+        "last_message": state.last_message if state else "",
+        "tier_count": state.tier_count if state else None,
+        "stored_tiers": LoyaltyTier.objects.filter(organization=organization, deleted_at__isnull=True).count(),
+    }

@@ -1,0 +1,99 @@
+import pytest
+from django.test import Client
+from django_q.models import OrmQ
+
+from connectors.mulesoft import tasks
+from customers.models import Customer, LoyaltyTier
+from sync.models import SyncActivity
+
+
+@pytest.fixture
+def customers(org, other_org, make_connection):
+    conn = make_connection(org, kind="woocommerce")
+    other = make_connection(other_org, kind="woocommerce", name="other")
+    for i, (first, last) in enumerate([("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper")]):
+        Customer.objects.create(
+            organization=org,
+            connection=conn,
+            external_id=str(i),
+            first_name=first,
+            last_name=last,
+            email=f"{first.lower()}@example.com",
+        )
+    Customer.objects.create(
+        organization=other_org,
+        connection=other,
+        external_id="x",
+        first_name="Eve",
+        last_name="Other",
+        email="eve@example.com",
+    )
+
+
+def _client(user):
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def _queued_refreshes():
+    return [
+        q.task for q in OrmQ.objects.all() if q.task.get("func") == "connectors.mulesoft.tasks.refresh_loyalty_tiers"
+    ]
+
+
+def test_list_is_scoped_paginated_and_searchable(staff, customers):
+    c = _client(staff)
+    body = c.get("/api/customers").json()
+    assert body["count"] == 3 and {r["first_name"] for r in body["results"]} == {"Ada", "Alan", "Grace"}
+    assert [r["first_name"] for r in c.get("/api/customers?search=turing").json()["results"]] == ["Alan"]
+    assert [r["first_name"] for r in c.get("/api/customers?search=grace@").json()["results"]] == ["Grace"]
+    assert [r["first_name"] for r in c.get("/api/customers?search=ada lovelace").json()["results"]] == ["Ada"]
+    assert c.get("/api/customers?page=2").status_code == 404  # 3 rows fit on page one (PAGE_SIZE 50)
+
+
+def test_non_staff_refused(db, customers):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("plain", password="x")
+    assert _client(user).get("/api/customers").status_code == 403
+
+
+def test_list_enqueues_refresh_without_calling_mulesoft(staff, customers, endpoint, mulesoft, org):
+    mulesoft.faults.hang_seconds = 30  # a hanging MuleSoft: the request must not even notice
+    response = _client(staff).get("/api/customers")
+    assert response.status_code == 200
+    assert mulesoft.calls == 0  # the request never talked to MuleSoft
+    queued = _queued_refreshes()
+    assert len(queued) == 1 and queued[0]["args"] == (org.pk, "customer_list")
+    assert "token" not in repr(queued[0]["args"])  # task args are ids, never secrets
+    # The worker then runs it.
+    mulesoft.faults.hang_seconds = 0
+    assert tasks.refresh_loyalty_tiers(*queued[0]["args"]) == "success"
+    assert LoyaltyTier.objects.filter(organization=org).count() == 3
+    assert SyncActivity.objects.filter(organization=org, event="loyalty.refresh.succeeded").count() == 1
+
+
+def test_list_opened_often_refreshes_once(staff, customers, org, fake_clock):
+    c = _client(staff)
+    for _ in range(4):
+        assert c.get("/api/customers").status_code == 200
+    assert len(_queued_refreshes()) == 1
+    fake_clock.advance(3601)
+    c.get("/api/customers")
+    assert len(_queued_refreshes()) == 2
+
+
+def test_only_own_organizations_are_refreshed(staff, other_staff, customers, org, other_org):
+    _client(staff).get("/api/customers")
+    assert [t["args"][0] for t in _queued_refreshes()] == [org.pk]
+
+
+def test_enqueue_failure_does_not_break_the_response(staff, customers, monkeypatch):
+    from connectors.mulesoft import services
+
+    def boom(*a, **k):
+        raise RuntimeError("broker down")
+
+    monkeypatch.setattr(services, "loyalty_refresh_request", boom)
+    assert _client(staff).get("/api/customers").status_code == 200
