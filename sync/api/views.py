@@ -15,6 +15,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.response import Response
 
 from connectors.base import AuthError, UpstreamError
@@ -69,6 +70,8 @@ RESOURCE = OpenApiParameter(
 class ApiView(generics.GenericAPIView):
     """Base for every engine endpoint. Connector engineers may subclass it for their own /api/<kind>/ views."""
 
+    # Token first: an anonymous call then gets 401 + "WWW-Authenticate: Token" (session-first answers 403).
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsStaff, OrganizationScoped]
     parser_classes = [LimitedJSONParser]
     pagination_class = StandardPagination
@@ -229,6 +232,10 @@ def connection_test(conn, *, actor) -> dict:
 
 
 # --- Trigger ----------------------------------------------------------------------------------------------
+def idempotency_marker(organization_id: int, key: str) -> str:
+    return f"synchub:idem:{organization_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 @contextmanager
 def idempotency_lock(organization_id: int, key: str):
     """While one request with an Idempotency-Key is creating its queue, a second one with the same key
@@ -237,7 +244,7 @@ def idempotency_lock(organization_id: int, key: str):
     if not key:
         yield
         return
-    marker = "synchub:idem:%s:%s" % (organization_id, hashlib.sha256(key.encode()).hexdigest())
+    marker = idempotency_marker(organization_id, key)
     if not cache.add(marker, "1", timeout=IDEMPOTENCY_LOCK_SECONDS):
         raise ApiError(
             "A request with this Idempotency-Key is still being processed; retry in a second to get its result.",
