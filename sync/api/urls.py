@@ -3,35 +3,12 @@
 Paths have no trailing slash. Ids use a bounded converter: a value that could overflow the database
 column (or a negative one) simply matches no route and gets the JSON 404."""
 
-from django.urls import path, register_converter
+from django.urls import path
 
-from . import views
+from . import converters, views
 
+_ = converters  # registers <sync_id:...> and <sync_resource:...>
 
-class IdConverter:
-    """Positive ids of at most 18 digits (fits a signed 64-bit column)."""
-
-    regex = "[1-9][0-9]{0,17}"
-
-    def to_python(self, value: str) -> int:
-        return int(value)
-
-    def to_url(self, value) -> str:
-        return str(int(value))
-
-
-class ResourceConverter:
-    regex = "[A-Za-z0-9_.-]{1,64}"
-
-    def to_python(self, value: str) -> str:
-        return value
-
-    def to_url(self, value) -> str:
-        return str(value)
-
-
-register_converter(IdConverter, "sync_id")
-register_converter(ResourceConverter, "sync_resource")
 
 urlpatterns = [
     path("connections", views.ConnectionListView.as_view(), name="api-connection-list"),

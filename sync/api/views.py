@@ -24,6 +24,7 @@ from sync.models import Origin, StatusState
 
 from . import serializers as s
 from .exceptions import ApiError
+from .openapi import AUTH_ERRORS, BAD_INPUT, NOT_FOUND, THROTTLED, TOO_LARGE, UNSUPPORTED, error_response, id_param
 from .pagination import StandardPagination
 from .parsers import LimitedJSONParser
 from .permissions import IsStaff, OrganizationScoped
@@ -35,25 +36,9 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 IDEMPOTENCY_LOCK_SECONDS = 60
 
 
-# --- Documentation helpers ----------------------------------------------------------------------------
-def _err(description: str) -> OpenApiResponse:
-    return OpenApiResponse(s.ErrorSerializer, description=description)
-
-
-AUTH_ERRORS = {
-    401: _err("Not authenticated: send a session cookie or 'Authorization: Token <key>'."),
-    403: _err("Authenticated but not staff (or CSRF failed for a session POST)."),
-}
-NOT_FOUND = {404: _err("No such object in your organizations (another organization's ids are 404 too).")}
-BAD_INPUT = {400: _err("Invalid input: unknown fields, wrong types, bad JSON; details.fields says which.")}
-TOO_LARGE = {413: _err("The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE.")}
-UNSUPPORTED = {415: _err("The body is not application/json.")}
-THROTTLED = {429: _err("Too many triggers: wait details.retry_after_seconds (also in Retry-After).")}
-
-
-def _id_param(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.INT, OpenApiParameter.PATH, description=description)
-
+# --- Documentation helpers -------------------------------------------------------------------------------
+_err = error_response
+_id_param = id_param
 
 CONNECTION_ID = _id_param("connection_id", "Connection id.")
 QUEUE_ID = _id_param("queue_id", "Queue id.")
