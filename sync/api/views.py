@@ -183,19 +183,25 @@ class ConnectionTestView(ApiView):
         return Response(s.TestConnectionResponseSerializer(connection_test(conn, actor=request.user)).data)
 
 
-def connection_test(conn, *, actor) -> dict:
-    """Run the connector's test and record the outcome through the services. Raises API errors only."""
+def connector_for(conn):
+    """The connection's connector, or 409: an unknown kind, or a connector package that fails to import,
+    must answer JSON rather than a 500."""
     from connectors.registry import get_connector
 
     try:
-        connector = get_connector(conn.kind)
-    except Exception as exc:  # unknown kind, or a connector package that fails to import
-        log.warning("test-connection: connector %s unavailable: %s", conn.kind, exc.__class__.__name__)
+        return get_connector(conn.kind)
+    except Exception as exc:
+        log.warning("connector %s unavailable: %s", conn.kind, exc.__class__.__name__)
         raise ApiError(
             f"The {conn.kind!r} connector is not available on this server.",
             code="connector_unavailable",
             status_code=409,
         ) from None
+
+
+def connection_test(conn, *, actor) -> dict:
+    """Run the connector's test and record the outcome through the services. Raises API errors only."""
+    connector = connector_for(conn)
     try:
         message = connector.test_connection(conn)
     except AuthError as exc:
@@ -284,13 +290,17 @@ class SyncTriggerView(ApiView):
             **TOO_LARGE,
             **UNSUPPORTED,
             **THROTTLED,
-            409: _err("Idempotency-Key still in progress, or the connection needs re-authorisation / is disabled."),
+            409: _err(
+                "Idempotency-Key still in progress, the connection needs re-authorisation / is disabled, "
+                "or its connector is not available."
+            ),
             422: _err("This Idempotency-Key was used before with a different body."),
         },
         examples=[OpenApiExample("Full scan", value={"full_scan": True, "params": {}}, request_only=True)],
     )
     def post(self, request, connection_id: int, resource: str):
         conn = self.get_connection()
+        connector_for(conn)  # a kind that cannot load is a 409, not a 500 from inside sync_start
         body = s.TriggerRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip()

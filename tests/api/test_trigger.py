@@ -167,3 +167,26 @@ def test_session_auth_enforces_csrf(staff, fake_conn):
     client.login(username="alice", password="pw-alice")
     assert_error(client.post(url(fake_conn), {}, format="json"), 403, "permission_denied")
     assert client.get("/api/queues").status_code == 200  # reads need no token
+
+
+def test_connector_that_cannot_load_is_409_not_500(api, make_connection, org, monkeypatch):
+    from connectors import registry
+
+    monkeypatch.setitem(registry.KINDS, "broken", "tests.api.no_such_module.connector")
+    registry.get_connector.cache_clear()
+    conn = make_connection(org, kind="broken")
+    try:
+        assert_error(api.post(url(conn), {}, format="json"), 409, "connector_unavailable")
+        assert_error(api.post(f"/api/connections/{conn.pk}/test"), 409, "connector_unavailable")
+    finally:
+        registry.get_connector.cache_clear()
+
+
+def test_idempotency_marker_is_released_after_an_error(api, fake_conn):
+    assert api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="k3").status_code == 202
+    assert_error(api.post(url(fake_conn), {}, format="json", HTTP_IDEMPOTENCY_KEY="k3"), 422)
+    assert cache.get(idempotency_marker(fake_conn.organization_id, "k3")) is None
+    # ...so the matching retry still gets its queue instead of a 409.
+    assert api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="k3").json()["result"] == (
+        "idempotent"
+    )
