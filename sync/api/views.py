@@ -280,6 +280,21 @@ class SyncTriggerView(ApiView):
                 pattern=r"^[\x21-\x7e]{1,255}$",
                 description="1-255 visible ASCII characters, unique per intended run.",
             ),
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                OpenApiParameter.HEADER,
+                response=[202],
+                required=True,
+                description="The queue to poll (same as poll_url).",
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[409, 429],
+                description="Seconds to wait before retrying.",
+            ),
         ],
         request=s.TriggerRequestSerializer,
         responses={
