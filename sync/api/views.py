@@ -20,7 +20,8 @@ from rest_framework.response import Response
 
 from connectors.base import AuthError, UpstreamError
 from sync import clock, selectors, services
-from sync.models import Origin, StatusState
+from sync.models import Origin, StatusState, SyncActivity, SyncQueueLine
+from sync.redaction import redact
 
 from . import serializers as s
 from .exceptions import ApiError
@@ -149,7 +150,7 @@ class ConnectionHealthView(ApiView):
             "needs_reauth": conn.needs_reauth,
             "is_active": conn.is_active,
             "consecutive_failures": conn.consecutive_failures,
-            "last_error": s.redact(conn.last_error or ""),
+            "last_error": redact(conn.last_error or ""),
             "last_checked_at": conn.last_checked_at,
             "active_queues": active,
             "failing_resources": failing,
@@ -219,7 +220,7 @@ def connection_test(conn, *, actor) -> dict:
             status_code=502,
         ) from None
     services.connection_record_result(connection=conn, ok=True)
-    return {"ok": True, "message": s.redact(message), "checked_at": clock.now()}
+    return {"ok": True, "message": redact(message), "checked_at": clock.now()}
 
 
 # --- Trigger ----------------------------------------------------------------------------------------------
@@ -471,7 +472,7 @@ class QueueLinesView(ApiView, generics.ListAPIView):
 
     def get_queryset(self):
         if self.fake():
-            return s.SyncQueueLine.objects.none()
+            return SyncQueueLine.objects.none()
         queue = self.get_queue()
         return selectors.queue_lines(queue=queue, state=self.filters(s.LineFilterSerializer).get("state"))
 
@@ -490,7 +491,7 @@ class QueueActivityView(ApiView, generics.ListAPIView):
 
     def get_queryset(self):
         if self.fake():
-            return s.SyncActivity.objects.none()
+            return SyncActivity.objects.none()
         return selectors.queue_activity(queue=self.get_queue())
 
 
