@@ -147,12 +147,16 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {"sync-trigger": env("THROTTLE_SYNC_TRIGGER", default="30/min")},
     "COERCE_DECIMAL_TO_STRING": True,
+    "EXCEPTION_HANDLER": "sync.api.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "SyncHub API",
     "DESCRIPTION": "Trigger, watch and steer synchronisation with upstream platforms.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "state" with different choices: name each enum after its model's choices.
+    "ENUM_NAME_OVERRIDES": {"QueueStateEnum": "sync.models.QueueState", "LineStateEnum": "sync.models.LineState",
+                            "StatusStateEnum": "sync.models.StatusState"},
 }
 
 # --- Sync engine ----------------------------------------------------------------------------------

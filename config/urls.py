@@ -16,3 +16,9 @@ for kind in CONNECTOR_KINDS:
         path(f"connectors/{kind}/", include(f"connectors.{kind}.urls")),
         path(f"api/{kind}/", include(f"connectors.{kind}.api_urls")),
     ]
+
+# JSON error pages for /api/ (Django's own pages elsewhere); see sync/api/exceptions.py.
+handler400 = "sync.api.exceptions.handler400"
+handler403 = "sync.api.exceptions.handler403"
+handler404 = "sync.api.exceptions.handler404"
+handler500 = "sync.api.exceptions.handler500"
