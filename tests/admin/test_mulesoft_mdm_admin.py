@@ -181,3 +181,10 @@ def test_dashboard_links_both_pages(user, request, mdm, fake_clock):  # noqa: F8
     body = _login(request.getfixturevalue(user)).get(reverse("admin:sync_dashboard")).content.decode()
     assert reverse(TIERS) in body and reverse(EXPORTS) in body
     assert "Loyalty tiers (MuleSoft refresh)" in body and "MDM exports" in body
+
+
+def test_unconfigured_export_is_for_superusers_only(superuser, staff, fake_clock):
+    """No MDM connection and no MDM_BASE_URL: no organization owns the export, so only superusers see it."""
+    body = _login(superuser).get(reverse(EXPORTS)).content.decode()
+    assert 'data-testid="mdm-last-run"' in body and "never run" in body and 'data-testid="mdm-cache-empty"' in body
+    assert _login(staff).get(reverse(EXPORTS)).status_code == 403
