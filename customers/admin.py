@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.core.exceptions import PermissionDenied
+from django.urls import path
 
+from connectors.mulesoft import admin as mulesoft_admin
 from sync.admin import ReadOnlyScopedAdmin
 
 from .models import Customer, LoyaltyTier
@@ -34,3 +37,21 @@ class LoyaltyTierAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["connection"]
     list_filter = [("connection", RelatedOnlyFieldListFilter)]
     search_fields = ["=external_id", "name", "code"]
+    # Above the list: the MuleSoft refresh of each of the user's organizations, with "Refresh now".
+    change_list_template = "admin/customers/loyaltytier/change_list.html"
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("refresh/<int:organization_id>/", wrap(self._refresh_view), name="customers_loyaltytier_refresh"),
+        ] + super().get_urls()
+
+    def _refresh_view(self, request, organization_id: int):
+        # Tiers themselves are read-only; refreshing them is open to the organization's operators.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return mulesoft_admin.loyalty_refresh_view(request, organization_id)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "loyalty_refresh": mulesoft_admin.loyalty_panel(request)}
+        return super().changelist_view(request, extra_context)

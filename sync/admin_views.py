@@ -203,8 +203,27 @@ def dashboard(request: HttpRequest, admin_site) -> TemplateResponse:
         "title": "Sync dashboard",
         "rows": dashboard_rows(request.user),
         "q2_links": _django_q_links(),
+        "console_links": _console_links(request, admin_site),
     }
     return TemplateResponse(request, "admin/sync/dashboard.html", context)
+
+
+# Other apps' admin pages worth a click from the dashboard: (label, app_label, model_name).
+CONSOLE_LINKS = (
+    ("Loyalty tiers (MuleSoft refresh)", "customers", "loyaltytier"),
+    ("MDM exports", "mdm", "exportrun"),
+)
+
+
+def _console_links(request: HttpRequest, admin_site) -> list[tuple[str, str]]:
+    """Registered and visible to this user only (each admin's own has_view_permission decides)."""
+    admins = {(m._meta.app_label, m._meta.model_name): ma for m, ma in admin_site._registry.items()}
+    links = []
+    for label, app_label, model_name in CONSOLE_LINKS:
+        model_admin = admins.get((app_label, model_name))
+        if model_admin is not None and model_admin.has_view_permission(request):
+            links.append((label, reverse(f"admin:{app_label}_{model_name}_changelist")))
+    return links
 
 
 def _django_q_links() -> list[tuple[str, str]]:
