@@ -12,10 +12,11 @@ import datetime as dt
 import hashlib
 import secrets
 import threading
+import time
 from urllib.parse import urlencode
 
+from django.db import OperationalError, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 
 from connectors.base import AuthError, UpstreamError
 from connectors.models import Connection, Health
@@ -179,41 +180,61 @@ def token_expiring(credentials: dict, *, margin: float | None = None) -> bool:
 def token_refresh(*, connection_id: int, stale_access_token: str | None, close_db_after: bool = False) -> dict:
     """Refresh the connection's OAuth token unless another worker already did; return current credentials.
 
-    ``stale_access_token`` is the token the caller found wanting (expiring, or answered 401). After the
-    row lock is ours we re-read: if the stored token differs and is fresh, someone refreshed while we
-    waited, and we use theirs instead of burning the (rotated) refresh token again.
+    ``stale_access_token`` is the token the caller found wanting (expiring, or answered 401). Once the
+    lock is ours we re-read: if the stored token differs and is fresh, someone refreshed while we waited,
+    and we use theirs instead of spending the (rotating) refresh token again.
     ``close_db_after``: the caller runs in a thread that is not the run's own (the engine's page
     prefetcher), where Django opened a connection just for this; close it rather than leak it."""
     try:
-        with _local_lock(connection_id), transaction.atomic():
-            conn = Connection.objects.select_for_update().get(pk=connection_id)
-            creds = conn.credentials
-            current = creds.get("access_token")
-            if current and current != stale_access_token and not token_expiring(creds):
-                return creds
-            refresh_token = creds.get("refresh_token")
-            if not refresh_token:
-                raise AuthError(
-                    "no OAuth refresh token is stored for this connection; reconnect it", code="no_refresh_token"
-                )
-            tokens = auth.refresh(
-                refresh_token=refresh_token,
-                token_url=auth.token_url_for(domain_prefix=conn.external_account_id, base_url=conn.base_url),
-            )
-            # The old refresh token died the moment Lightspeed answered: store the new pair in this transaction.
-            creds.update(tokens.as_credentials())
-            conn.credentials = creds
-            conn.save(update_fields=["credentials_encrypted", "updated_at"])
-            activity_record(
-                event="connection.token_refreshed",
-                connection=conn,
-                message=f"{conn.name}: access token refreshed",
-                data={"expires_at": dt.datetime.fromtimestamp(tokens.expires_at, dt.UTC).isoformat()},
-            )
-            return creds
+        with _local_lock(connection_id):
+            if db_connection.vendor == "sqlite":
+                # No row locks on SQLite (stack-notes §2): the in-process lock serialises; keep each DB
+                # step short and retry it while another thread holds the database's write lock.
+                return _refresh(connection_id, stale_access_token, load=_sqlite_retry, store=_sqlite_retry)
+            with transaction.atomic():
+                return _refresh(connection_id, stale_access_token, load=_call, store=_call)
     finally:
         if close_db_after and not db_connection.in_atomic_block:
             db_connection.close()
+
+
+def _call(fn):
+    return fn()
+
+
+def _sqlite_retry(fn, *, tries: int = 200):
+    for attempt in range(tries):
+        try:
+            with transaction.atomic():
+                return fn()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.01)  # a real lock held by a real thread: wall time, not sync.clock
+
+
+def _refresh(connection_id: int, stale: str | None, *, load, store) -> dict:
+    conn = load(lambda: Connection.objects.select_for_update().get(pk=connection_id))
+    creds = conn.credentials
+    current = creds.get("access_token")
+    if current and current != stale and not token_expiring(creds):
+        return creds
+    refresh_token = creds.get("refresh_token")
+    if not refresh_token:
+        raise AuthError("no OAuth refresh token is stored for this connection; reconnect it", code="no_refresh_token")
+    tokens = auth.refresh(refresh_token=refresh_token,
+                          token_url=auth.token_url_for(domain_prefix=conn.external_account_id, base_url=conn.base_url))
+    # The old refresh token died the moment Lightspeed answered: the new pair must be stored now.
+    creds.update(tokens.as_credentials())
+
+    def save() -> None:
+        conn.credentials = creds
+        conn.save(update_fields=["credentials_encrypted", "updated_at"])
+        activity_record(event="connection.token_refreshed", connection=conn, message=f"{conn.name}: access token refreshed",
+                        data={"expires_at": dt.datetime.fromtimestamp(tokens.expires_at, dt.UTC).isoformat()})
+
+    store(save)
+    return creds
 
 
 def credentials_for_request(connection: Connection) -> dict:
