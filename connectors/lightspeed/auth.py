@@ -115,7 +115,11 @@ def _parse_token_response(response: requests.Response) -> TokenSet:
     if status >= 400 or error:
         message = error_message(response)
         if error == "invalid_grant" or status in (400, 401) and error in ("invalid_client", "unauthorized_client"):
-            raise AuthError(f"Lightspeed refused the grant ({error}); reconnect the retailer. {message}", status=status, code=str(error))
+            raise AuthError(
+                f"Lightspeed refused the grant ({error}); reconnect the retailer. {message}",
+                status=status,
+                code=str(error),
+            )
         if status == 429 or status >= 500:
             raise TransientError(message, status=status)
         raise PermanentError(message, status=status)

@@ -222,16 +222,22 @@ def _refresh(connection_id: int, stale: str | None, *, load, store) -> dict:
     refresh_token = creds.get("refresh_token")
     if not refresh_token:
         raise AuthError("no OAuth refresh token is stored for this connection; reconnect it", code="no_refresh_token")
-    tokens = auth.refresh(refresh_token=refresh_token,
-                          token_url=auth.token_url_for(domain_prefix=conn.external_account_id, base_url=conn.base_url))
+    tokens = auth.refresh(
+        refresh_token=refresh_token,
+        token_url=auth.token_url_for(domain_prefix=conn.external_account_id, base_url=conn.base_url),
+    )
     # The old refresh token died the moment Lightspeed answered: the new pair must be stored now.
     creds.update(tokens.as_credentials())
 
     def save() -> None:
         conn.credentials = creds
         conn.save(update_fields=["credentials_encrypted", "updated_at"])
-        activity_record(event="connection.token_refreshed", connection=conn, message=f"{conn.name}: access token refreshed",
-                        data={"expires_at": dt.datetime.fromtimestamp(tokens.expires_at, dt.UTC).isoformat()})
+        activity_record(
+            event="connection.token_refreshed",
+            connection=conn,
+            message=f"{conn.name}: access token refreshed",
+            data={"expires_at": dt.datetime.fromtimestamp(tokens.expires_at, dt.UTC).isoformat()},
+        )
 
     store(save)
     return creds

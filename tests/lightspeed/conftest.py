@@ -28,9 +28,15 @@ def make_ls_connection(make_connection, sandbox):
         if credentials is None:
             g = sandbox.grant()
             credentials = {"access_token": g.access_token, "refresh_token": g.refresh_token, "expires_at": g.expires}
-        return make_connection(organization, kind="lightspeed", base_url=f"{sandbox.base}/api/2.0/",
-                               external_account_id=prefix, credentials=credentials,
-                               config={"domain_prefix": prefix, "auth": "oauth"}, **kw)
+        return make_connection(
+            organization,
+            kind="lightspeed",
+            base_url=f"{sandbox.base}/api/2.0/",
+            external_account_id=prefix,
+            credentials=credentials,
+            config={"domain_prefix": prefix, "auth": "oauth"},
+            **kw,
+        )
 
     return make
 

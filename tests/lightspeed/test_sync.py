@@ -22,7 +22,11 @@ def _max_version(sandbox, collection):
 
 
 def test_full_sync_of_all_three_resources(ls_conn, sandbox):
-    for resource, model, n in (("customers", Customer, 12), ("products", Product, 6), ("customer_groups", CustomerGroup, 3)):
+    for resource, model, n in (
+        ("customers", Customer, 12),
+        ("products", Product, 6),
+        ("customer_groups", CustomerGroup, 3),
+    ):
         q, state = _run(ls_conn, resource)
         assert state == QueueState.DONE, q.last_error
         assert model.objects.filter(connection=ls_conn).count() == n
@@ -31,7 +35,11 @@ def test_full_sync_of_all_three_resources(ls_conn, sandbox):
         assert status.cursor == _max_version(sandbox, resource)
     c = Customer.objects.get(external_id=sandbox.make_id("customers", 3))
     src = sandbox.store["customers"][c.external_id]
-    assert (c.email, c.customer_code, str(c.loyalty_balance)) == (src["email"], src["customer_code"], src["loyalty_balance"])
+    assert (c.email, c.customer_code, str(c.loyalty_balance)) == (
+        src["email"],
+        src["customer_code"],
+        src["loyalty_balance"],
+    )
     assert c.extra["version"] == str(src["version"])
     p = Product.objects.get(external_id=sandbox.make_id("products", 1))
     assert (p.sku, p.name, p.active, p.extra["supply_price"]) == ("SKU-00001", "Product 001", True, "6.00")
@@ -97,8 +105,9 @@ def test_personal_token_syncs(org, make_ls_connection, sandbox):
 
 
 def test_unreachable_host_records_failed_and_nothing_raises(org, make_connection, fake_clock):
-    conn = make_connection(org, kind="lightspeed", base_url="http://127.0.0.1:9/api/2.0/",
-                           credentials={"personal_token": "whatever-token"})
+    conn = make_connection(
+        org, kind="lightspeed", base_url="http://127.0.0.1:9/api/2.0/", credentials={"personal_token": "whatever-token"}
+    )
     result = services.sync_start(connection=conn, resource="customers")  # django-q2 runs it inline, must not raise
     q = SyncQueue.objects.get(pk=result.queue.pk)
     assert q.state == QueueState.FAILED
