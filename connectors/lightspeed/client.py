@@ -46,8 +46,8 @@ class LightspeedClient(Client):
 
     def on_auth_error(self, error: AuthError) -> bool:
         """One refresh on a 401 (OAuth only); a personal token or a refused grant ends in needs-reauth."""
-        if error.code in _FINAL_AUTH_CODES:
-            return False
+        if error.code in _FINAL_AUTH_CODES or error.status == 403:
+            return False  # 403: the token is valid but lacks a scope; a new token would not help
         creds = self._credentials()
         if creds.get("personal_token") or not creds.get("refresh_token"):
             return False
@@ -70,6 +70,8 @@ class LightspeedClient(Client):
     def pace(self, response: requests.Response) -> None:
         """Lightspeed allows (300 x registers + 50) calls per 5-minute window. When few remain, space the
         next calls evenly over the window instead of running into a 429 (which costs a whole wait)."""
+        if response.status_code == 429:
+            return  # the Retry-After wait covers it; pacing on top would wait twice
         wait = pace_delay(response.headers.get("X-RateLimit-Limit"), response.headers.get("X-RateLimit-Remaining"))
         if wait:
             clock.sleep(wait)

@@ -50,6 +50,20 @@ def test_full_sync_of_all_three_resources(ls_conn, sandbox):
     assert len(calls) == 4 and "after" not in calls[0] and "deleted=true" in calls[0]
 
 
+def test_status_is_syncing_while_the_run_works(ls_conn, sandbox):
+    from sync import engine
+
+    seen = []
+    result = services.sync_start(connection=ls_conn, resource="customers", enqueue=False)
+    engine.run_queue(
+        result.queue.pk,
+        progress=lambda q: seen.append(SyncStatus.objects.get(connection=ls_conn, resource="customers").state),
+        batch_size=5,
+    )
+    assert seen and set(seen[:-1]) == {StatusState.SYNCING}
+    assert SyncStatus.objects.get(connection=ls_conn, resource="customers").state == StatusState.SUCCESS
+
+
 def test_incremental_run_picks_up_exactly_changed_and_deleted(ls_conn, sandbox):
     first, _ = _run(ls_conn, "customers")
     cursor = SyncStatus.objects.get(connection=ls_conn, resource="customers").cursor
