@@ -19,6 +19,7 @@ from . import services
 from .sandbox import LightspeedSandbox
 
 RESOURCES = ("customer_groups", "customers", "products")
+DOMAIN_PREFIX = "demostore"
 
 
 def _point_oauth_at(ctx, base: str, sandbox: LightspeedSandbox) -> None:
@@ -78,8 +79,18 @@ def _sync(connection, resource: str, *, full_scan: bool, note: str = "") -> dict
     }
 
 
+def _version_start() -> int:
+    """Upstream versions only grow. A demo database that already synced the sandbox retailer holds its old
+    cursors, so the restarted sandbox continues above them (else its edits would look old)."""
+    from sync.models import SyncStatus
+
+    cursors = SyncStatus.objects.filter(connection__kind="lightspeed", connection__external_account_id=DOMAIN_PREFIX)
+    known = [int(c) for c in cursors.values_list("cursor", flat=True) if c.isdigit()]
+    return max([1_000_000_000, *known])
+
+
 def run(ctx) -> list[dict]:
-    sandbox = LightspeedSandbox()
+    sandbox = LightspeedSandbox(domain_prefix=DOMAIN_PREFIX, version_start=_version_start())
     base = ctx.stack.enter_context(serve(sandbox.app()))
     _point_oauth_at(ctx, base, sandbox)
     connection = _connect(ctx)

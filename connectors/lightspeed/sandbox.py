@@ -72,10 +72,11 @@ class LightspeedSandbox:
     customer_groups: int = 4
     personal_tokens: set[str] = field(default_factory=lambda: {"sandbox-personal-token"})
     knobs: Knobs = field(default_factory=Knobs)
+    version_start: int = 1_000_000_000  # real versions are large; a restarted sandbox may continue higher
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
-        self._version = 1_000_000_000  # a global counter, shared by every collection
+        self._version = self.version_start  # one global counter, shared by every collection
         self._steps = itertools.cycle([1, 3, 2, 7, 1, 5])  # uneven steps: versions are not +1 per resource
         self.store: dict[str, dict[str, dict]] = {name: {} for name in COLLECTIONS}
         self.grants: dict[str, Grant] = {}  # access token -> grant

@@ -92,3 +92,21 @@ def test_schema_documents_the_trigger(client, staff):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert schema.status_code == 200
     assert b"lightspeed_sync_trigger" in schema.content
+
+
+def test_admin_lists_only_own_organizations_groups(client, superuser, staff, other_org, org, make_ls_connection):
+    from django.contrib.auth.models import Permission
+
+    from connectors.lightspeed.models import CustomerGroup
+
+    mine = make_ls_connection(org, prefix="mine")
+    theirs = make_ls_connection(other_org, prefix="theirs")
+    CustomerGroup.objects.create(organization=org, connection=mine, external_id="g1", name="Ours")
+    CustomerGroup.objects.create(organization=other_org, connection=theirs, external_id="g2", name="Theirs")
+    staff.user_permissions.add(Permission.objects.get(codename="view_customergroup"))
+    client.force_login(staff)
+    page = client.get("/admin/lightspeed/customergroup/")
+    assert page.status_code == 200 and b"Ours" in page.content and b"Theirs" not in page.content
+    client.force_login(superuser)
+    page = client.get("/admin/lightspeed/customergroup/")
+    assert b"Ours" in page.content and b"Theirs" in page.content
