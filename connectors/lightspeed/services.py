@@ -214,7 +214,9 @@ def _sqlite_retry(fn, *, tries: int = 200):
 
 
 def _refresh(connection_id: int, stale: str | None, *, load, store) -> dict:
-    conn = load(lambda: Connection.objects.select_for_update().get(pk=connection_id))
+    # NO KEY UPDATE (the key never changes): serialises refreshers without blocking rows that merely
+    # reference the connection (foreign-key checks take KEY SHARE).
+    conn = load(lambda: Connection.objects.select_for_update(no_key=True).get(pk=connection_id))
     creds = conn.credentials
     current = creds.get("access_token")
     if current and current != stale and not token_expiring(creds):

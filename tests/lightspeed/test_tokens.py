@@ -144,3 +144,14 @@ def test_row_lock_alone_serialises_refreshes_across_workers(org, ls_conn, sandbo
     clients, _ = _race(ls_conn, n=3)
     assert sandbox.refresh_calls() == 1
     assert len({c._credentials()["access_token"] for c in clients}) == 1
+
+
+@pytest.mark.postgres
+def test_refresh_inside_an_inline_started_run_does_not_deadlock(org, ls_conn, sandbox):
+    """sync_start runs the task inline (Q_SYNC) inside its own still-open transaction; the prefetch thread's
+    refresh (another database connection) must still get its row lock and finish."""
+    sandbox.knobs.expire_after_calls = 1
+    result = services.sync_start(connection=ls_conn, resource="customers")
+    q = SyncQueue.objects.get(pk=result.queue.pk)
+    assert q.state == QueueState.DONE, q.last_error
+    assert sandbox.refresh_calls() == 1
