@@ -76,6 +76,7 @@ def test_callback_connects_and_stores_tokens_encrypted(client, staff, org, sandb
         (lambda q: q.pop("code"), b"no authorization code"),
         (lambda q: q.update(domain_prefix="evil.example.com/"), b"not a Lightspeed domain prefix"),
         (lambda q: q.update(code="code_not_issued"), b"invalid_grant"),
+        (lambda q: q.update(error="access_denied"), b"did not grant access"),
     ],
 )
 def test_callback_refuses_bad_requests(client, staff, sandbox, mutate, message):

@@ -168,3 +168,9 @@ def test_pace_delay_is_zero_with_room_left():
     assert pace_delay(None, None) == 0.0
     assert pace_delay("350", "garbage") == 0.0
     assert pace_delay("350", "0") > pace_delay("350", "5") > 0
+
+
+def test_server_capping_page_size_still_reaches_the_end(ls_conn, sandbox):
+    sandbox.knobs.max_page_size = 2  # fewer than asked: a short page is not the end, an empty one is
+    q, state = _run(ls_conn, "customers")
+    assert state == QueueState.DONE and q.done_count == 12 and q.pages_fetched == 7

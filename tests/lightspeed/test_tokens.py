@@ -93,6 +93,17 @@ def test_revoked_refresh_token_ends_in_needs_reauth_without_retrying(org, make_l
         services.sync_start(connection=conn, resource="customers")
 
 
+def test_token_endpoint_hiccup_is_retried_and_does_not_need_reauth(org, make_ls_connection, sandbox):
+    _, creds = _expired(sandbox)
+    conn = make_ls_connection(org, credentials=creds)
+    sandbox.knobs.fail_token_endpoint = 1
+    q = _run(conn)
+    assert q.state == QueueState.DONE, q.last_error
+    assert sandbox.refresh_calls() == 2  # the 503, then the refresh that worked
+    conn.refresh_from_db()
+    assert not conn.needs_reauth
+
+
 def test_401_after_revocation_refreshes_once_then_gives_up(org, ls_conn, sandbox):
     sandbox.expire_access_tokens()
     sandbox.revoke_refresh_tokens()
