@@ -174,3 +174,17 @@ def test_server_capping_page_size_still_reaches_the_end(ls_conn, sandbox):
     sandbox.knobs.max_page_size = 2  # fewer than asked: a short page is not the end, an empty one is
     q, state = _run(ls_conn, "customers")
     assert state == QueueState.DONE and q.done_count == 12 and q.pages_fetched == 7
+
+
+def test_schedule_specs_cover_every_resource_of_active_connections(org, make_ls_connection, monkeypatch):
+    from connectors.lightspeed.schedules import schedule_specs
+
+    conn = make_ls_connection(org)
+    make_ls_connection(org, prefix="closed", is_active=False)
+    specs = schedule_specs()
+    assert sorted(s.name for s in specs) == sorted(
+        f"lightspeed:{conn.pk}:{r}" for r in ("customers", "products", "customer_groups")
+    )
+    assert {s.func for s in specs} == {"sync.tasks.start_scheduled_sync"} and specs[0].args.startswith(f"{conn.pk}, '")
+    monkeypatch.setenv("LIGHTSPEED_SYNC_MINUTES", "0")
+    assert schedule_specs() == []
