@@ -692,7 +692,6 @@ def lines_reap(*, now: dt.datetime | None = None) -> dict[str, int]:
                 "draft_count": F("draft_count") + delta["draft"],
                 "failed_count": F("failed_count") + delta["failed"],
                 "processing_count": F("processing_count") - moved,
-                "updated_at": now,
             }
             if delta["failed"]:
                 updates["action_required"] = True
@@ -716,19 +715,22 @@ def lines_reap(*, now: dt.datetime | None = None) -> dict[str, int]:
                     level=ActivityLevel.ERROR,
                     message=message,
                 )
-    resumed = queues_resume_stalled(now=now)
+    # A queue whose lines we just reaped has lost its worker: resume it even if it looks recently touched.
+    resumed = queues_resume_stalled(now=now, lost=set(per_queue))
     return {"returned": returned, "failed": failed, "resumed": resumed}
 
 
-def queues_resume_stalled(*, now: dt.datetime | None = None) -> int:
-    """Re-enqueue active queues nobody is working (crash, lost task); settle ones with nothing left."""
+def queues_resume_stalled(*, now: dt.datetime | None = None, lost: set[int] | None = None) -> int:
+    """Re-enqueue active queues nobody is working (crash, lost task) and those in ``lost`` (their lines'
+    leases just expired); settle ones with nothing left. A spare resume is harmless: workers share queues."""
     now = now or clock.now()
+    lost = lost or set()
     resumed = 0
     for queue in SyncQueue.objects.filter(is_active=True).select_related("connection"):
         if queue.fetch_done and not queue.draft_count and not queue.processing_count:
             queue_finalize(queue=queue)
             continue
-        if queue_is_stalled(queue, now=now):
+        if queue.pk in lost or queue_is_stalled(queue, now=now):
             activity_record(
                 event="queue.resumed",
                 queue=queue,

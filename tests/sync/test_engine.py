@@ -360,24 +360,26 @@ def test_reaper_returns_expired_leases_counting_the_attempt(fake_conn, fake_kind
     assert_counters_match(q)
 
 
-def test_reaper_fails_lines_out_of_attempts(fake_conn, fake_kind, fake_clock, settings):
+def test_reaper_fails_lines_out_of_attempts(fake_conn, fake_kind, fake_clock, settings, monkeypatch):
+    """A line that kills its worker every time ends failed instead of looping."""
     from tests.fakes import FakeUpstream
 
+    enqueued: list[int] = []
+    monkeypatch.setattr(services, "enqueue_queue", enqueued.append)  # the resumed task never gets to run
     q = services.sync_enqueue_records(
         connection=fake_conn, resource="customers", records=[FakeUpstream.make(1), FakeUpstream.make(2)], enqueue=False
     )
     runner = engine.QueueRunner(q)
-    for _ in range(settings.SYNC_MAX_ATTEMPTS):
-        SyncQueueLine.objects.filter(queue=q, external_id="2").update(next_attempt_at=None)
-        held = [ln for ln in runner.claim(1)]
-        assert [ln.external_id for ln in held] == ["1"] or held[0].external_id == "1"
-        SyncQueueLine.objects.filter(queue=q, external_id="1").update(next_attempt_at=None)
+    for crash in range(1, settings.SYNC_MAX_ATTEMPTS + 1):
+        fake_clock.advance(3600)  # past any backoff
+        held = runner.claim(1)  # a worker takes line 1 ... and dies
+        assert [ln.external_id for ln in held] == ["1"] and held[0].attempts == crash
         fake_clock.advance(settings.SYNC_LEASE_SECONDS + 1)
-        SyncQueue.objects.filter(pk=q.pk).update(updated_at=fake_clock.now())  # not stalled: no resume yet
-        services.lines_reap()
-        q.refresh_from_db()
-        if q.state != QueueState.PROCESSING and not q.is_active:
-            break
+        result = services.lines_reap()
+        assert enqueued[-1] == q.pk  # every reap resumes the queue
+        if crash < settings.SYNC_MAX_ATTEMPTS:
+            assert result["returned"] == 1 and result["failed"] == 0
+    assert result["failed"] == 1 and result["returned"] == 0
     line = SyncQueueLine.objects.get(queue=q, external_id="1")
     assert line.state == LineState.FAILED and line.attempts == settings.SYNC_MAX_ATTEMPTS
     assert "lease expired" in line.last_error
@@ -385,6 +387,8 @@ def test_reaper_fails_lines_out_of_attempts(fake_conn, fake_kind, fake_clock, se
     q.refresh_from_db()
     assert q.action_required
     assert_counters_match(q)
+    # The rest of the queue still finishes; the poisoned line leaves it partial.
+    assert engine.run_queue(q.pk) == QueueState.PARTIAL
 
 
 def test_purge_removes_old_finished_queues_only(fake_conn, fake_kind, fake_clock):
