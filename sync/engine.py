@@ -129,6 +129,7 @@ class QueueRunner:
         SyncQueue.objects.filter(pk=q.pk).update(
             started_at=q.started_at or now,
             process_runs=F("process_runs") + 1,
+            updated_at=now,
             state=QueueState.PROCESSING if q.state == QueueState.DRAFT else q.state,
         )
         q.started_at = q.started_at or now

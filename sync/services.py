@@ -199,6 +199,7 @@ def sync_start(
                 created_by=actor if getattr(actor, "pk", None) else None,
                 cursor_from=_current_cursor(connection, resource),
             )
+            _touch(queue.pk)
             activity_record(
                 event="queue.created",
                 queue=queue,
@@ -259,10 +260,17 @@ def queue_is_stalled(queue: SyncQueue, *, now: dt.datetime | None = None) -> boo
     now = now or clock.now()
     if not queue.is_active:
         return False
+    if not queue.fetch_done and queue.fetch_lease_until is not None and queue.fetch_lease_until >= now:
+        return False  # someone holds the fetch lease
+    # updated_at moves on every claim, page and settle (always from sync.clock, see _touch). A queue just
+    # created is not stalled: its task is on the way.
     idle = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    if not queue.fetch_done and (queue.fetch_lease_until is None or queue.fetch_lease_until < now):
-        return queue.updated_at is None or queue.updated_at < now - idle or queue.state == QueueState.DRAFT
     return queue.updated_at is None or queue.updated_at < now - idle
+
+
+def _touch(queue_id: int) -> None:
+    """Model.save() stamps updated_at from the wall clock; engine timing reads sync.clock. Align them."""
+    SyncQueue.objects.filter(pk=queue_id).update(updated_at=clock.now())
 
 
 # --- Records pushed to us (webhooks) ----------------------------------------------------------------------
@@ -300,6 +308,7 @@ def sync_enqueue_records(
                         fetch_done=True,
                         created_by=actor if getattr(actor, "pk", None) else None,
                     )
+                    _touch(queue.pk)
                 added = lines_add(queue, res, records, action=LineAction.DELETE if deleted else None)
                 activity_record(
                     event="webhook.received",
@@ -434,6 +443,7 @@ def queue_retry(*, queue: SyncQueue, actor=None, enqueue: bool = True) -> SyncQu
         try:
             with transaction.atomic():
                 queue.save()
+                _touch(queue.pk)
         except IntegrityError:
             raise RunActive(
                 f"another {queue.resource} run is active on this connection; retry queue #{queue.pk} when it finishes"
