@@ -421,12 +421,14 @@ class QueueRunner:
             self._renew_fetch_lease()  # processing between pages must not let the fetch lease lapse
         with transaction.atomic():
             qs = (
-                SyncQueueLine.objects.filter(queue_id=self.queue.pk, state=LineState.DRAFT)
+                SyncQueueLine.objects.filter(
+                    queue_id=self.queue.pk, state=LineState.DRAFT, queue__cancelled_at__isnull=True
+                )
                 .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
                 .order_by("id")
             )
             if is_postgres():
-                qs = qs.select_for_update(skip_locked=True)
+                qs = qs.select_for_update(skip_locked=True, of=("self",))  # lock lines, not the joined queue
             ids = list(qs.values_list("id", flat=True)[:limit])
             if not ids:
                 return []

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -318,7 +319,7 @@ def sync_enqueue_records(
                     data={
                         "count": len(records),
                         "deleted": deleted,
-                        "external_ids": [str(r.get("id")) for r in records[:20]],
+                        "external_ids": [str(r.get("id")) if isinstance(r, dict) else "?" for r in records[:20]],
                     },
                 )
                 if enqueue:
@@ -343,7 +344,8 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
             invalid.append(
                 SyncQueueLine(
                     queue=queue,
-                    external_id=f"invalid:{queue.pages_fetched}:{index}:{now.timestamp()}"[:255],
+                    # Unique within the queue even for two deliveries at the same instant.
+                    external_id=f"invalid:{index}:{uuid.uuid4().hex}",
                     payload=record if isinstance(record, dict) else {"value": record},
                     state=LineState.FAILED,
                     attempts=1,

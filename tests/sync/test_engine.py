@@ -425,3 +425,39 @@ def test_the_prefetch_thread_does_not_outlive_its_consumer(fake_conn, fake_kind,
     assert len(seen) == 1
     seen[0].join(timeout=2)
     assert not seen[0].is_alive()
+
+
+def test_the_same_idempotency_key_resumes_a_run_whose_worker_died(fake_conn, fake_kind, fake_clock, settings):
+    fake_kind.__init__(8)
+    first = services.sync_start(connection=fake_conn, resource="customers", idempotency_key="job-7", enqueue=False)
+    runner = engine.QueueRunner(first.queue, batch_size=3)
+    runner.client = runner.connector.client(fake_conn)
+    runner.claim = lambda limit: []  # this worker fetches, then dies before processing anything
+    runner.fetch()
+    assert (
+        services.sync_start(connection=fake_conn, resource="customers", idempotency_key="job-7").reason == "idempotent"
+    )
+    q = first.queue
+    q.refresh_from_db()
+    assert q.state != QueueState.DONE  # recently touched: not resumed yet
+    fake_clock.advance(settings.SYNC_LEASE_SECONDS + 1)
+    again = services.sync_start(connection=fake_conn, resource="customers", idempotency_key="job-7")
+    assert again.queue.pk == q.pk
+    q.refresh_from_db()
+    assert q.state == QueueState.DONE and Customer.objects.filter(connection=fake_conn).count() == 8
+    assert_counters_match(q)
+
+
+def test_claims_stop_once_the_queue_is_cancelled(fake_conn, fake_kind):
+    from tests.fakes import FakeUpstream
+
+    q = services.sync_enqueue_records(
+        connection=fake_conn, resource="customers", records=[FakeUpstream.make(1), FakeUpstream.make(2)], enqueue=False
+    )
+    runner = engine.QueueRunner(q)
+    held = runner.claim(1)
+    services.queue_cancel(queue=q)
+    assert runner.claim(10) == []
+    runner.process_batch(held)  # the held line still settles
+    assert services.queue_finalize(queue=q).state == QueueState.CANCELLED
+    assert_counters_match(q)
