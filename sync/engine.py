@@ -36,6 +36,7 @@ from .services import (
     cursor_max,
     is_postgres,
     lines_add,
+    lock_queue,
     queue_finalize,
     queue_recount,
     retry_delay,
@@ -420,6 +421,7 @@ class QueueRunner:
         if self._fetch_lease_until is not None:
             self._renew_fetch_lease()  # processing between pages must not let the fetch lease lapse
         with transaction.atomic():
+            lock_queue(self.queue.pk)  # queue row first, then lines: the one lock order
             qs = (
                 SyncQueueLine.objects.filter(
                     queue_id=self.queue.pk, state=LineState.DRAFT, queue__cancelled_at__isnull=True
@@ -529,6 +531,7 @@ class QueueRunner:
         return self._update_fields
 
     def _settle_lines(self, ok: list[SyncQueueLine], failures: list[tuple[SyncQueueLine, str, bool]], now) -> None:
+        lock_queue(self.queue.pk)  # queue row first, then lines (the domain write before this holds no line locks)
         done = 0
         if ok:
             # Only lines we still hold (same token): a reaped-and-reclaimed line is not ours to finish.

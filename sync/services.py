@@ -124,6 +124,14 @@ def is_postgres() -> bool:
     return db_connection.vendor == "postgresql"
 
 
+def lock_queue(queue_id: int) -> None:
+    """Take the queue row's lock. Lock order everywhere: the queue row first, then its lines; a
+    transaction holding line locks and then waiting for the queue (or the reverse) would deadlock with
+    cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers."""
+    if is_postgres():
+        SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("id", flat=True).first()
+
+
 # --- Status ------------------------------------------------------------------------------------------------
 def status_upsert(*, connection, resource: str, **fields) -> SyncStatus:
     """Upsert, so that a failure before any status row exists still records FAILED."""
@@ -334,6 +342,7 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
     """Insert records as draft lines, deduplicated by external id within the queue. A record seen again
     with a different payload replaces the snapshot and goes back to draft. Call inside a transaction.
     Returns the number of lines that became draft (new or reset)."""
+    lock_queue(queue.pk)
     now = clock.now()
     incoming: dict[str, tuple[dict, str, str]] = {}
     invalid: list[SyncQueueLine] = []
@@ -541,7 +550,7 @@ def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | Non
     """If nothing is left to do, settle the queue: final state, release the run slot, status, cursor,
     activity, the finished signal. Safe to call any number of times and from any worker."""
     with transaction.atomic():
-        q = SyncQueue.objects.select_for_update().select_related("connection").get(pk=queue.pk)
+        q = SyncQueue.objects.select_for_update(of=("self",)).select_related("connection").get(pk=queue.pk)
         if q.cancelled_at is not None and q.draft_count and not q.processing_count:
             # A line a worker put back for a retry after the cancel: the cancel wins.
             n = SyncQueueLine.objects.filter(queue=q, state=LineState.DRAFT).update(
@@ -666,48 +675,57 @@ def lines_reap(*, now: dt.datetime | None = None) -> dict[str, int]:
     returned = failed = 0
     per_queue: dict[int, dict[str, int]] = {}
     failed_lines: list[tuple[int, int, str]] = []
-    with transaction.atomic():
-        qs = SyncQueueLine.objects.filter(state=LineState.PROCESSING, lease_until__lt=now).order_by("id")
-        if is_postgres():
-            qs = qs.select_for_update(skip_locked=True)
-        expired = list(qs.values("id", "queue_id", "attempts", "lease_token", "external_id")[:5000])
-        for row in expired:
-            # Compare-and-set on the token: a worker that settles the line meanwhile keeps it.
-            held = SyncQueueLine.objects.filter(
-                id=row["id"], state=LineState.PROCESSING, lease_token=row["lease_token"]
+    expired_queues = list(
+        SyncQueueLine.objects.filter(state=LineState.PROCESSING, lease_until__lt=now)
+        .values_list("queue_id", flat=True)
+        .distinct()
+    )
+    for qid in expired_queues:
+        with transaction.atomic():
+            lock_queue(qid)  # queue first, then lines (see lock_queue)
+            qs = SyncQueueLine.objects.filter(queue_id=qid, state=LineState.PROCESSING, lease_until__lt=now).order_by(
+                "id"
             )
-            delta = per_queue.setdefault(row["queue_id"], {"draft": 0, "failed": 0})
-            if row["attempts"] >= settings.SYNC_MAX_ATTEMPTS:
-                error = f"worker lost the line {row['attempts']} time(s) (lease expired); giving up"
-                n = held.update(
-                    state=LineState.FAILED, lease_until=None, lease_token="", updated_at=now, last_error=error
+            if is_postgres():
+                qs = qs.select_for_update(skip_locked=True)
+            delta = {"draft": 0, "failed": 0}
+            for row in qs.values("id", "attempts", "lease_token", "external_id")[:5000]:
+                # Compare-and-set on the token: a worker that settles the line meanwhile keeps it.
+                held = SyncQueueLine.objects.filter(
+                    id=row["id"], state=LineState.PROCESSING, lease_token=row["lease_token"]
                 )
-                failed += n
-                delta["failed"] += n
-                if n:
-                    failed_lines.append((row["queue_id"], row["id"], f"{row['external_id']}: {error}"))
-            else:
-                n = held.update(
-                    state=LineState.DRAFT,
-                    lease_until=None,
-                    lease_token="",
-                    updated_at=now,
-                    next_attempt_at=now + dt.timedelta(seconds=retry_delay(row["attempts"])),
-                    last_error="worker lost the line (lease expired); retrying",
-                )
-                returned += n
-                delta["draft"] += n
-        # Counters move in the same transaction as the lines (no window where they disagree).
-        for qid, delta in per_queue.items():
-            moved = delta["draft"] + delta["failed"]
+                if row["attempts"] >= settings.SYNC_MAX_ATTEMPTS:
+                    error = f"worker lost the line {row['attempts']} time(s) (lease expired); giving up"
+                    n = held.update(
+                        state=LineState.FAILED, lease_until=None, lease_token="", updated_at=now, last_error=error
+                    )
+                    delta["failed"] += n
+                    if n:
+                        failed_lines.append((qid, row["id"], f"{row['external_id']}: {error}"))
+                else:
+                    n = held.update(
+                        state=LineState.DRAFT,
+                        lease_until=None,
+                        lease_token="",
+                        updated_at=now,
+                        next_attempt_at=now + dt.timedelta(seconds=retry_delay(row["attempts"])),
+                        last_error="worker lost the line (lease expired); retrying",
+                    )
+                    delta["draft"] += n
+            if not (delta["draft"] or delta["failed"]):
+                continue
+            # Counters move in the same transaction as the lines (no window where they disagree).
             updates = {
                 "draft_count": F("draft_count") + delta["draft"],
                 "failed_count": F("failed_count") + delta["failed"],
-                "processing_count": F("processing_count") - moved,
+                "processing_count": F("processing_count") - (delta["draft"] + delta["failed"]),
             }
             if delta["failed"]:
                 updates["action_required"] = True
             SyncQueue.objects.filter(pk=qid).update(**updates)
+            per_queue[qid] = delta
+            returned += delta["draft"]
+            failed += delta["failed"]
     for qid, delta in per_queue.items():
         queue = SyncQueue.objects.select_related("connection", "organization").get(pk=qid)
         activity_record(
