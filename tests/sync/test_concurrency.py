@@ -107,3 +107,35 @@ def test_two_triggers_at_once_start_one_run(fake_conn, fake_kind):
         assert sorted(r.reason for r in results) == ["created", "running"]
         assert SyncQueue.objects.filter(connection=fake_conn, is_active=True).count() == 1
         services.queue_cancel(queue=results[0].queue)
+
+
+def test_webhook_deliveries_while_a_worker_processes(fake_conn, fake_kind):
+    """Pushes that race with processing: nothing deadlocks, counters hold, the newest payload wins."""
+
+    def push(round_no: int) -> None:
+        records = [fakes.FakeUpstream.make(i, first_name=f"v{round_no}") for i in range(1, 31)]
+        services.sync_enqueue_records(connection=fake_conn, resource="customers", records=records, enqueue=False)
+
+    push(0)
+    queue = SyncQueue.objects.get(lane="webhook")
+
+    def role(i: int):
+        if i == 0:
+            for round_no in range(1, 6):
+                push(round_no)
+            return None
+        states = []
+        for _ in range(6):
+            states.append(engine.run_queue(queue.pk, batch_size=4))
+        return states
+
+    run_in_threads(2, role)
+    # Whatever raced, one more pass settles it; the webhook queue may have closed and a new one opened.
+    for q in SyncQueue.objects.filter(lane="webhook", is_active=True):
+        engine.run_queue(q.pk)
+    for q in SyncQueue.objects.filter(lane="webhook"):
+        q.refresh_from_db()
+        assert q.state == QueueState.DONE, (q.pk, q.state)
+        assert_counters_match(q)
+    names = set(Customer.objects.filter(connection=fake_conn).values_list("first_name", flat=True))
+    assert names == {"v5"} and Customer.objects.filter(connection=fake_conn).count() == 30
