@@ -394,15 +394,16 @@ class QueueRunner:
             clock.sleep(wait)
 
     def _next_retry_wait(self) -> float | None:
-        nxt = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT).aggregate(m=Min("next_attempt_at"))[
-            "m"
-        ]
-        has_draft = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT).exists()
-        if not has_draft:
+        """Seconds until a draft line of ours is due; None when there is none (or the queue was cancelled:
+        claims skip cancelled queues, so waiting for their drafts would spin forever)."""
+        drafts = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT, queue__cancelled_at__isnull=True)
+        if not drafts.exists():
             return None
-        if nxt is None:
+        now = clock.now()
+        if drafts.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).exists():
             return 0.0
-        return max((nxt - clock.now()).total_seconds(), 0.0)
+        nxt = drafts.aggregate(m=Min("next_attempt_at"))["m"]
+        return max((nxt - now).total_seconds(), 0.0)
 
     def process_available(self) -> int:
         processed = 0

@@ -461,3 +461,22 @@ def test_claims_stop_once_the_queue_is_cancelled(fake_conn, fake_kind):
     runner.process_batch(held)  # the held line still settles
     assert services.queue_finalize(queue=q).state == QueueState.CANCELLED
     assert_counters_match(q)
+
+
+def test_a_line_retried_after_a_cancel_does_not_keep_the_worker_spinning(fake_conn, fake_kind, fake_clock):
+    from tests.fakes import FakeUpstream
+
+    fake_kind.flaky["1"] = 1
+    q = services.sync_enqueue_records(
+        connection=fake_conn, resource="customers", records=[FakeUpstream.make(1)], enqueue=False
+    )
+    runner = engine.QueueRunner(q)
+    held = runner.claim(1)
+    services.queue_cancel(queue=q)
+    runner.process_batch(held)  # the flaky failure puts the line back to draft, after the cancel
+    assert SyncQueueLine.objects.get(queue=q).state == LineState.DRAFT
+    runner.process_until_empty()  # returns instead of waiting for a line it may not claim
+    assert fake_clock.sleeps == []
+    assert services.queue_finalize(queue=q).state == QueueState.CANCELLED
+    assert SyncQueueLine.objects.get(queue=q).state == LineState.CANCELLED
+    assert_counters_match(q)
