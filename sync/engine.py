@@ -498,7 +498,9 @@ class QueueRunner:
         if upserts:
             conn = self.connection
             objs = []
-            for line, values in upserts:
+            # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
+            # take the rows' locks in the same order and cannot deadlock each other.
+            for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
                 values = dict(values)  # the one-by-one fallback reuses them: do not mutate
                 obj = self.model(
                     organization_id=conn.organization_id,
