@@ -480,3 +480,32 @@ def test_a_line_retried_after_a_cancel_does_not_keep_the_worker_spinning(fake_co
     assert services.queue_finalize(queue=q).state == QueueState.CANCELLED
     assert SyncQueueLine.objects.get(queue=q).state == LineState.CANCELLED
     assert_counters_match(q)
+
+
+def test_running_again_changes_nothing(fake_conn, fake_kind):
+    fake_kind.__init__(12)
+    start(fake_conn)
+    before = {c.external_id: (c.pk, c.email, c.first_name) for c in Customer.objects.filter(connection=fake_conn)}
+    again = start(fake_conn, full_scan=True)
+    assert again.state == QueueState.DONE and again.done_count == 12
+    after = {c.external_id: (c.pk, c.email, c.first_name) for c in Customer.objects.filter(connection=fake_conn)}
+    assert after == before  # same rows (same pks), same values: upserts keyed by (connection, external_id)
+
+
+def test_a_complete_full_scan_marks_missing_rows_deleted(fake_conn, fake_kind, monkeypatch):
+    from tests import fakes
+
+    monkeypatch.setattr(fakes.connector.resources["customers"], "mark_missing_deleted", True)
+    fake_kind.__init__(15)
+    start(fake_conn, full_scan=True)
+    del fake_kind.records[2]  # id 3 vanished upstream
+    fake_kind.fail_pages[1] = TransientError("HTTP 500")
+    start(fake_conn, full_scan=True)  # incomplete scan: must not conclude anything is gone
+    assert not Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False).exists()
+    fake_kind.fail_pages.clear()
+    q = start(fake_conn, full_scan=True)
+    assert q.state == QueueState.DONE
+    assert list(
+        Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False).values_list("external_id", flat=True)
+    ) == ["3"]
+    assert "records.marked_deleted" in events(q)
