@@ -509,3 +509,18 @@ def test_a_complete_full_scan_marks_missing_rows_deleted(fake_conn, fake_kind, m
         Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False).values_list("external_id", flat=True)
     ) == ["3"]
     assert "records.marked_deleted" in events(q)
+
+
+def test_retry_while_another_run_is_active_is_a_409(fake_conn, fake_kind):
+    fake_kind.__init__(3)
+    fake_kind.records[0]["email"] = ""
+    partial = start(fake_conn)
+    assert partial.state == QueueState.PARTIAL
+    running = start(fake_conn, enqueue=False)
+    with pytest.raises(services.RunActive) as err:
+        services.queue_retry(queue=partial)
+    assert err.value.http_status == 409
+    partial.refresh_from_db()
+    assert partial.state == QueueState.PARTIAL and not partial.is_active  # untouched
+    assert SyncQueueLine.objects.filter(queue=partial, state=LineState.FAILED).count() == 1
+    services.queue_cancel(queue=running)
