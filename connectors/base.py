@@ -138,7 +138,13 @@ def error_message(response: requests.Response) -> str:
     try:
         body = response.json()
         if isinstance(body, dict):
-            text = str(body.get("message") or body.get("error_description") or body.get("error") or body.get("description") or "")
+            text = str(
+                body.get("message")
+                or body.get("error_description")
+                or body.get("error")
+                or body.get("description")
+                or ""
+            )
             code = body.get("code") or (body.get("error") if body.get("message") else "")
             if code and isinstance(code, str):
                 text = f"{code}: {text}" if text else code
@@ -185,7 +191,9 @@ class Client:
 
     # the one request path --------------------------------------------------------------------------------
     def url(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
+        # Any absolute URL (whatever its scheme) is used as is, so check_url sees and refuses "ftp://..."
+        # instead of it being glued onto the base URL as a path.
+        if "://" in path.split("?", 1)[0]:
             return path
         return self.base_url + path.lstrip("/")
 
@@ -239,7 +247,14 @@ class Client:
         except requests.exceptions.ConnectionError as exc:
             if _caused_by(exc, BlockedDestination):
                 raise PermanentError(f"outbound request refused: {_caused_by(exc, BlockedDestination)}") from None
-            raise TransientError(f"network error talking to {self.kind or 'upstream'}: {exc.__class__.__name__}") from None
+            raise TransientError(
+                f"network error talking to {self.kind or 'upstream'}: {exc.__class__.__name__}"
+            ) from None
+        except requests.exceptions.TooManyRedirects:
+            # guarded_session() sets max_redirects=0: any 3xx lands here. Following it could lead anywhere.
+            raise PermanentError(
+                f"{self.kind or 'upstream'} answered {_path(url)} with a redirect; redirects are not followed"
+            ) from None
         except requests.exceptions.Timeout:
             raise TransientError(f"{self.kind or 'upstream'} timed out after {self.timeout}s") from None
         except requests.exceptions.RequestException as exc:
@@ -283,7 +298,9 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException |
         seen.add(id(cur))
         if isinstance(cur, kind):
             return cur
-        stack.extend([cur.__cause__, cur.__context__, *[a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]])
+        stack.extend(
+            [cur.__cause__, cur.__context__, *[a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]]
+        )
         reason = getattr(cur, "reason", None)
         if isinstance(reason, BaseException):
             stack.append(reason)

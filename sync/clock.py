@@ -45,6 +45,11 @@ class FakeClock:
 
     advance = sleep
 
+    def set(self, when: dt.datetime) -> None:
+        """Jump to an absolute time (e.g. past a lease written by another process on the real clock)."""
+        with self._lock:
+            self._now = when
+
 
 _clock: SystemClock | FakeClock = SystemClock()
 

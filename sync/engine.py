@@ -10,18 +10,21 @@ moves only in ``queue_finalize`` once the covered lines are committed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue as queue_mod
 import threading
+import uuid
 from collections.abc import Callable
 
 from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db import connection as db_connection
 from django.db.models import F, Min, Q
 
-from connectors.base import AuthError, FetchContext, MappingError, Page, UpstreamError
+from connectors.base import AuthError, BadPage, FetchContext, MappingError, Page, PaginationStalled, UpstreamError
 from connectors.registry import get_connector
 
 from . import clock
@@ -30,10 +33,10 @@ from .models import ActivityLevel, LineAction, LineState, QueueState, StatusStat
 from .redaction import redact
 from .services import (
     connection_mark_needs_reauth,
-    connection_record_result,
     cursor_max,
     is_postgres,
     lines_add,
+    lock_queue,
     queue_finalize,
     queue_recount,
     retry_delay,
@@ -48,7 +51,7 @@ PREFETCH_PAGES = 4
 
 
 class RunAborted(Exception):
-    pass
+    """The queue was cancelled / forced done, or another worker took over the fetch: stop fetching."""
 
 
 ProgressCallback = Callable[[SyncQueue], None]
@@ -63,16 +66,45 @@ def run_queue(queue_id: int, *, progress: ProgressCallback | None = None, batch_
         return None
     if not queue.is_active:
         return queue.state  # a re-delivered task for a settled queue: nothing to do
-    runner = QueueRunner(queue, progress=progress, batch_size=batch_size)
+    try:
+        runner = QueueRunner(queue, progress=progress, batch_size=batch_size)
+    except Exception as exc:  # unknown kind/resource, broken connector import: record it, do not raise
+        log.exception("run_queue %s: cannot build a runner", queue_id)
+        return _fail_unrunnable(queue, exc)
     try:
         return runner.run()
     except Exception as exc:  # the last line of defence: record FAILED, never crash the worker
         log.exception("run_queue %s crashed", queue_id)
         try:
             runner.fail(exc)
+            settled = queue_finalize(queue=queue)
+            if settled is not None:
+                return settled.state
+            queue.refresh_from_db(fields=["state"])
+            return queue.state
         except Exception:
             log.exception("run_queue %s: could not even record the failure", queue_id)
         return QueueState.FAILED
+
+
+def _fail_unrunnable(queue: SyncQueue, exc: Exception) -> str:
+    message = redact(f"{exc.__class__.__name__}: {exc}")[:5000]
+    now = clock.now()
+    SyncQueue.objects.filter(pk=queue.pk).update(
+        fetch_error=message, fetch_done=True, last_error=message, updated_at=now
+    )
+    activity_record(event="run.failed", queue=queue, level=ActivityLevel.ERROR, message=message)
+    if queue.lane == "run":
+        status_upsert(
+            connection=queue.connection,
+            resource=queue.resource,
+            state=StatusState.FAILED,
+            last_error=message,
+            finished_at=now,
+            last_queue=queue,
+        )
+    settled = queue_finalize(queue=queue)
+    return settled.state if settled is not None else QueueState.FAILED
 
 
 class QueueRunner:
@@ -87,6 +119,8 @@ class QueueRunner:
         self.client = None
         self.lease = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         self._update_fields: list[str] | None = None
+        self._fetch_lease_until: dt.datetime | None = None  # the fetch lease we hold, if any
+        self._last_page_ids: list[str] | None = None
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -94,13 +128,21 @@ class QueueRunner:
         now = clock.now()
         first_start = q.started_at is None
         SyncQueue.objects.filter(pk=q.pk).update(
-            started_at=q.started_at or now, process_runs=F("process_runs") + 1,
+            started_at=q.started_at or now,
+            process_runs=F("process_runs") + 1,
+            updated_at=now,
             state=QueueState.PROCESSING if q.state == QueueState.DRAFT else q.state,
         )
         q.started_at = q.started_at or now
         if q.lane == "run":
-            status_upsert(connection=self.connection, resource=q.resource, state=StatusState.SYNCING,
-                          started_at=now, last_queue=q, **({"last_error": ""} if first_start else {}))
+            status_upsert(
+                connection=self.connection,
+                resource=q.resource,
+                state=StatusState.SYNCING,
+                started_at=now,
+                last_queue=q,
+                **({"last_error": ""} if first_start else {}),
+            )
         if first_start:
             activity_record(event="queue.started", queue=q, message=f"run of {q.resource} started")
         try:
@@ -114,16 +156,16 @@ class QueueRunner:
         except UpstreamError as exc:
             self.fail(exc)
         except RunAborted:
-            pass
+            self.process_until_empty()  # lines already claimed by others settle through them
         finally:
             if self.client is not None:
                 self.client.close()
         settled = queue_finalize(queue=q)
-        if settled is not None and q.lane == "run":
-            connection_record_result(connection=self.connection, ok=settled.state == QueueState.DONE,
-                                     error=settled.last_error)
         self._report()
-        return settled.state if settled is not None else None
+        if settled is not None:
+            return settled.state
+        q.refresh_from_db(fields=["state"])
+        return q.state
 
     def fail(self, exc: BaseException) -> None:
         """A run-level failure (fetch could not complete). Lines already fetched are still processed by
@@ -131,47 +173,96 @@ class QueueRunner:
         message = redact(exc if isinstance(exc, UpstreamError) else f"{exc.__class__.__name__}: {exc}")
         now = clock.now()
         SyncQueue.objects.filter(pk=self.queue.pk).update(
-            fetch_error=message[:5000], fetch_done=True, fetch_lease_until=None, last_error=message[:5000], updated_at=now
+            fetch_error=message[:5000],
+            fetch_done=True,
+            fetch_lease_until=None,
+            last_error=message[:5000],
+            updated_at=now,
         )
         self.queue.fetch_error = message
         self.queue.fetch_done = True
-        activity_record(event="run.failed", queue=self.queue, level=ActivityLevel.ERROR, message=message,
-                        data={"error_type": exc.__class__.__name__})
+        self._fetch_lease_until = None
+        activity_record(
+            event="run.failed",
+            queue=self.queue,
+            level=ActivityLevel.ERROR,
+            message=message,
+            data={"error_type": exc.__class__.__name__},
+        )
         if self.queue.lane == "run":
-            status_upsert(connection=self.connection, resource=self.queue.resource, state=StatusState.FAILED,
-                          last_error=message, finished_at=now, last_queue=self.queue)
+            status_upsert(
+                connection=self.connection,
+                resource=self.queue.resource,
+                state=StatusState.FAILED,
+                last_error=message,
+                finished_at=now,
+                last_queue=self.queue,
+            )
         # Process what was fetched, then settle (FAILED / PARTIAL).
         try:
             self.process_until_empty()
         except Exception:
             log.exception("queue %s: processing after a failed fetch also failed", self.queue.pk)
         queue_recount(self.queue)
-        settled = queue_finalize(queue=self.queue)
-        if settled is not None and self.queue.lane == "run":
-            connection_record_result(connection=self.connection, ok=False, error=message)
 
     # -- fetching ------------------------------------------------------------------------------------------
+    def _new_lease_until(self) -> dt.datetime:
+        # Random microseconds make our lease value distinguishable from another worker's taken at the
+        # same instant, so "renew only if still mine" (compare-and-set on the value) is exact.
+        return clock.now() + self.lease + dt.timedelta(microseconds=uuid.uuid4().int % 1_000_000)
+
     def _take_fetch_lease(self) -> bool:
         now = clock.now()
-        return bool(
-            SyncQueue.objects.filter(pk=self.queue.pk, fetch_done=False)
+        until = self._new_lease_until()
+        taken = bool(
+            SyncQueue.objects.filter(pk=self.queue.pk, fetch_done=False, cancelled_at__isnull=True)
             .filter(Q(fetch_lease_until__isnull=True) | Q(fetch_lease_until__lt=now))
-            .update(fetch_lease_until=now + self.lease, updated_at=now)
+            .update(fetch_lease_until=until, updated_at=now)
         )
+        self._fetch_lease_until = until if taken else None
+        return taken
+
+    def _renew_fetch_lease(self, **updates) -> None:
+        """Extend our fetch lease (and save ``updates`` with it) only if it is still ours and the queue
+        still wants fetching. Otherwise raise RunAborted, rolling back the caller's transaction."""
+        if self._fetch_lease_until is None:
+            return
+        now = clock.now()
+        until = self._new_lease_until()
+        n = SyncQueue.objects.filter(
+            pk=self.queue.pk, fetch_done=False, cancelled_at__isnull=True, fetch_lease_until=self._fetch_lease_until
+        ).update(fetch_lease_until=until, updated_at=now, **updates)
+        if not n:
+            self._fetch_lease_until = None
+            raise RunAborted()
+        self._fetch_lease_until = until
 
     def fetch(self) -> None:
         if not self._take_fetch_lease():
             return  # another worker is fetching; we help with the lines instead
         q = self.queue
         q.refresh_from_db(fields=["fetch_token", "cursor_to", "pages_fetched", "cursor_from"])
-        ctx = FetchContext(client=self.client, cursor=q.cursor_from if not q.full_scan else "",
-                           token=q.fetch_token, full_scan=q.full_scan, params=q.params)
-        for page in self._prefetched(ctx):
-            self._store_page(page)
-            self._check_cancelled()
-            self.process_available()
+        ctx = FetchContext(
+            client=self.client,
+            cursor=q.cursor_from if not q.full_scan else "",
+            token=q.fetch_token,
+            full_scan=q.full_scan,
+            params=q.params,
+        )
+        # closing(): stop the producer thread the moment we stop consuming (an error, a cancel), not
+        # whenever the generator happens to be garbage-collected.
+        with contextlib.closing(self._prefetched(ctx)) as pages:
+            for page in pages:
+                self._store_page(page)
+                self._check_cancelled()
+                self.process_available()
+        # Fetch complete: only if our lease still stands (else another worker finished/took it over).
+        self._renew_fetch_lease()
         now = clock.now()
-        SyncQueue.objects.filter(pk=q.pk).update(fetch_done=True, fetch_lease_until=None, updated_at=now)
+        SyncQueue.objects.filter(pk=q.pk, fetch_lease_until=self._fetch_lease_until).update(
+            fetch_done=True, fetch_lease_until=None, updated_at=now
+        )
+        self._fetch_lease_until = None
         q.fetch_done = True
         if self.resource.mark_missing_deleted and (q.full_scan or self.resource.cursor_kind == "none"):
             self._mark_missing_deleted()
@@ -182,20 +273,31 @@ class QueueRunner:
         stop = threading.Event()
         done = object()
 
+        def put(item) -> bool:
+            # Never block forever: once the consumer is gone (stop set), drop the item and exit.
+            while not stop.is_set():
+                try:
+                    buf.put(item, timeout=0.05)
+                    return True
+                except queue_mod.Full:
+                    continue
+            return False
+
         def produce():
+            pages = None
             try:
-                for page in self.resource.iter_pages(ctx):
-                    while not stop.is_set():
-                        try:
-                            buf.put(page, timeout=0.2)
-                            break
-                        except queue_mod.Full:
-                            continue
-                    if stop.is_set():
+                pages = self.resource.iter_pages(ctx)
+                for page in pages:
+                    if not put(page):
                         return
-                buf.put(done)
+                put(done)
             except BaseException as exc:  # handed to the consumer, raised there
-                buf.put(exc)
+                put(exc)
+            finally:
+                close = getattr(pages, "close", None)
+                if close is not None:
+                    close()
+                db_connection.close()  # a resource that touched the DB must not leak this thread's connection
 
         thread = threading.Thread(target=produce, name=f"fetch-queue-{self.queue.pk}", daemon=True)
         thread.start()
@@ -214,25 +316,50 @@ class QueueRunner:
     def _store_page(self, page: Page) -> None:
         q = self.queue
         if not isinstance(page.records, list):
-            from connectors.base import BadPage
-
             raise BadPage(f"{self.resource.name}: page records are not a list")
+        self._check_stall(page)
         with transaction.atomic():
             lines_add(q, self.resource, page.records)
             page_cursor = page.cursor
             if page_cursor is None:
-                cursors = [c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c]
-                page_cursor = max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c) if cursors else None
+                cursors = [
+                    c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c
+                ]
+                page_cursor = (
+                    max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c)
+                    if cursors
+                    else None
+                )
             if page_cursor:
                 q.cursor_to = cursor_max(self.resource.cursor_kind, q.cursor_to, str(page_cursor))
             q.fetch_token = page.next_token
             q.pages_fetched += 1
-            now = clock.now()
-            updates = {"fetch_token": page.next_token, "cursor_to": q.cursor_to, "pages_fetched": q.pages_fetched,
-                       "fetch_lease_until": now + self.lease, "updated_at": now}
+            updates = {"fetch_token": page.next_token, "cursor_to": q.cursor_to, "pages_fetched": q.pages_fetched}
             if page.total is not None:
                 updates["expected_total"] = page.total
-            SyncQueue.objects.filter(pk=q.pk).update(**updates)
+            # Progress is saved with the page's lines and only while we still hold the fetch lease.
+            self._renew_fetch_lease(**updates)
+
+    def _check_stall(self, page: Page) -> None:
+        """A page identical to the previous one while the token moves on (an upstream ignoring the page
+        parameter) would loop forever; so would more pages than the upstream said exist."""
+        ids: list[str] = []
+        for record in page.records:
+            try:
+                ids.append(self.resource.external_id(record))
+            except Exception:
+                ids.append(repr(record)[:100])
+        if page.next_token is not None and ids and ids == self._last_page_ids:
+            raise PaginationStalled(
+                f"{self.resource.name}: the upstream returned the same page twice; paging is not advancing"
+            )
+        self._last_page_ids = ids
+        # Every non-empty page holds at least one record, so more of them than records means a loop.
+        pages = self.queue.pages_fetched + 1
+        if page.total is not None and page.next_token is not None and ids and pages > max(page.total, 0) + 1:
+            raise PaginationStalled(
+                f"{self.resource.name}: {pages} pages fetched but the upstream said {page.total} records exist"
+            )
 
     def _mark_missing_deleted(self) -> None:
         now = clock.now()
@@ -243,9 +370,13 @@ class QueueRunner:
             .update(deleted_at=now)
         )
         if n:
-            activity_record(event="records.marked_deleted", queue=self.queue, level=ActivityLevel.WARNING,
-                            message=f"{n} {self.resource.name} record(s) no longer exist upstream; marked deleted",
-                            data={"count": n})
+            activity_record(
+                event="records.marked_deleted",
+                queue=self.queue,
+                level=ActivityLevel.WARNING,
+                message=f"{n} {self.resource.name} record(s) no longer exist upstream; marked deleted",
+                data={"count": n},
+            )
 
     def _check_cancelled(self) -> None:
         if SyncQueue.objects.filter(pk=self.queue.pk, cancelled_at__isnull=False).exists():
@@ -263,13 +394,16 @@ class QueueRunner:
             clock.sleep(wait)
 
     def _next_retry_wait(self) -> float | None:
-        nxt = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT).aggregate(m=Min("next_attempt_at"))["m"]
-        has_draft = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT).exists()
-        if not has_draft:
+        """Seconds until a draft line of ours is due; None when there is none (or the queue was cancelled:
+        claims skip cancelled queues, so waiting for their drafts would spin forever)."""
+        drafts = SyncQueueLine.objects.filter(queue=self.queue, state=LineState.DRAFT, queue__cancelled_at__isnull=True)
+        if not drafts.exists():
             return None
-        if nxt is None:
+        now = clock.now()
+        if drafts.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).exists():
             return 0.0
-        return max((nxt - clock.now()).total_seconds(), 0.0)
+        nxt = drafts.aggregate(m=Min("next_attempt_at"))["m"]
+        return max((nxt - now).total_seconds(), 0.0)
 
     def process_available(self) -> int:
         processed = 0
@@ -284,25 +418,38 @@ class QueueRunner:
     def claim(self, limit: int) -> list[SyncQueueLine]:
         now = clock.now()
         lease_until = now + self.lease
+        token = uuid.uuid4().hex
+        if self._fetch_lease_until is not None:
+            self._renew_fetch_lease()  # processing between pages must not let the fetch lease lapse
         with transaction.atomic():
+            lock_queue(self.queue.pk)  # queue row first, then lines: the one lock order
             qs = (
-                SyncQueueLine.objects.filter(queue_id=self.queue.pk, state=LineState.DRAFT)
+                SyncQueueLine.objects.filter(
+                    queue_id=self.queue.pk, state=LineState.DRAFT, queue__cancelled_at__isnull=True
+                )
                 .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
                 .order_by("id")
             )
             if is_postgres():
-                qs = qs.select_for_update(skip_locked=True)
+                qs = qs.select_for_update(skip_locked=True, of=("self",))  # lock lines, not the joined queue
             ids = list(qs.values_list("id", flat=True)[:limit])
             if not ids:
                 return []
             # Compare-and-set: on SQLite (no row locks) the state condition is what keeps claims exclusive.
             n = SyncQueueLine.objects.filter(id__in=ids, state=LineState.DRAFT).update(
-                state=LineState.PROCESSING, lease_until=lease_until, attempts=F("attempts") + 1, updated_at=now
+                state=LineState.PROCESSING,
+                lease_until=lease_until,
+                lease_token=token,
+                attempts=F("attempts") + 1,
+                updated_at=now,
             )
-            SyncQueue.objects.filter(pk=self.queue.pk).update(
-                draft_count=F("draft_count") - n, processing_count=F("processing_count") + n, updated_at=now
-            )
-        return list(SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_until=lease_until))
+            if n:
+                SyncQueue.objects.filter(pk=self.queue.pk).update(
+                    draft_count=F("draft_count") - n, processing_count=F("processing_count") + n, updated_at=now
+                )
+        return list(
+            SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_token=token).order_by("id")
+        )
 
     def process_batch(self, lines: list[SyncQueueLine]) -> None:
         now = clock.now()
@@ -329,7 +476,9 @@ class QueueRunner:
         except (IntegrityError, DatabaseError) as exc:
             if not upserts or len(upserts) + len(deletes) == 1:
                 raise
-            log.warning("queue %s: batch write failed (%s); isolating the bad row", self.queue.pk, exc.__class__.__name__)
+            log.warning(
+                "queue %s: batch write failed (%s); isolating the bad row", self.queue.pk, exc.__class__.__name__
+            )
             self._process_one_by_one(upserts, deletes, failures, now)
 
     def _process_one_by_one(self, upserts, deletes, failures, now) -> None:
@@ -349,56 +498,84 @@ class QueueRunner:
         if upserts:
             conn = self.connection
             objs = []
-            for line, values in upserts:
+            # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
+            # take the rows' locks in the same order and cannot deadlock each other.
+            for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
+                values = dict(values)  # the one-by-one fallback reuses them: do not mutate
                 obj = self.model(
-                    organization_id=conn.organization_id, connection_id=conn.pk, external_id=line.external_id,
-                    synced_at=now, deleted_at=values.pop("deleted_at", None), **values,
+                    organization_id=conn.organization_id,
+                    connection_id=conn.pk,
+                    external_id=line.external_id,
+                    synced_at=now,
+                    deleted_at=values.pop("deleted_at", None),
+                    **values,
                 )
                 objs.append(obj)
             fields = self._fields_to_update(upserts[0][1])
             self.model.objects.bulk_create(
-                objs, update_conflicts=True, unique_fields=["connection", "external_id"], update_fields=fields,
+                objs,
+                update_conflicts=True,
+                unique_fields=["connection", "external_id"],
+                update_fields=fields,
             )
         if deletes:
             self.model.objects.filter(
-                connection_id=self.connection.pk, external_id__in=[line.external_id for line in deletes], deleted_at__isnull=True
+                connection_id=self.connection.pk,
+                external_id__in=[line.external_id for line in deletes],
+                deleted_at__isnull=True,
             ).update(deleted_at=now, synced_at=now)
 
     def _fields_to_update(self, sample: dict) -> list[str]:
         if self._update_fields is None:
             names = list(self.resource.update_fields or sample.keys())
-            self._update_fields = sorted(set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"})
+            self._update_fields = sorted(
+                set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"}
+            )
         return self._update_fields
 
     def _settle_lines(self, ok: list[SyncQueueLine], failures: list[tuple[SyncQueueLine, str, bool]], now) -> None:
+        lock_queue(self.queue.pk)  # queue row first, then lines (the domain write before this holds no line locks)
         done = 0
         if ok:
-            # Only lines we still hold (same lease): a reaped-and-reclaimed line is not ours to finish.
-            by_lease: dict = {}
+            # Only lines we still hold (same token): a reaped-and-reclaimed line is not ours to finish.
+            by_token: dict = {}
             for line in ok:
-                by_lease.setdefault(line.lease_until, []).append(line.pk)
-            for lease, ids in by_lease.items():
-                done += SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_until=lease).update(
-                    state=LineState.DONE, lease_until=None, last_error="", updated_at=now
+                by_token.setdefault(line.lease_token, []).append(line.pk)
+            for token, ids in by_token.items():
+                done += SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_token=token).update(
+                    state=LineState.DONE, lease_until=None, lease_token="", last_error="", updated_at=now
                 )
         failed = retried = 0
+        if not failures and not done:
+            return
         for line, error, permanent in failures:
             error = redact(error)[:2000]
             if permanent or line.attempts >= settings.SYNC_MAX_ATTEMPTS:
-                n = SyncQueueLine.objects.filter(pk=line.pk, state=LineState.PROCESSING, lease_until=line.lease_until).update(
-                    state=LineState.FAILED, lease_until=None, last_error=error, updated_at=now
-                )
+                n = SyncQueueLine.objects.filter(
+                    pk=line.pk, state=LineState.PROCESSING, lease_token=line.lease_token
+                ).update(state=LineState.FAILED, lease_until=None, lease_token="", last_error=error, updated_at=now)
                 failed += n
                 if n:
-                    activity_record(event="line.failed", queue=self.queue, line=line, level=ActivityLevel.ERROR,
-                                    message=f"{line.external_id}: {error}",
-                                    data={"attempts": line.attempts, "external_id": line.external_id})
+                    activity_record(
+                        event="line.failed",
+                        queue=self.queue,
+                        line=line,
+                        level=ActivityLevel.ERROR,
+                        message=f"{line.external_id}: {error}",
+                        data={"attempts": line.attempts, "external_id": line.external_id},
+                    )
             else:
                 delay = retry_delay(line.attempts)
                 retried += SyncQueueLine.objects.filter(
-                    pk=line.pk, state=LineState.PROCESSING, lease_until=line.lease_until
-                ).update(state=LineState.DRAFT, lease_until=None, last_error=error, updated_at=now,
-                         next_attempt_at=now + dt.timedelta(seconds=delay))
+                    pk=line.pk, state=LineState.PROCESSING, lease_token=line.lease_token
+                ).update(
+                    state=LineState.DRAFT,
+                    lease_until=None,
+                    lease_token="",
+                    last_error=error,
+                    updated_at=now,
+                    next_attempt_at=now + dt.timedelta(seconds=delay),
+                )
         updates = {
             "done_count": F("done_count") + done,
             "failed_count": F("failed_count") + failed,
@@ -418,5 +595,3 @@ class QueueRunner:
 
 def wait_seconds(until: dt.datetime) -> float:
     return max((until - clock.now()).total_seconds(), 0.0)
-
-

@@ -128,7 +128,9 @@ class SyncQueue(models.Model):
     cancelled_count = models.IntegerField(default=0)
     process_runs = models.IntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -139,10 +141,14 @@ class SyncQueue(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["connection", "resource", "lane"], condition=Q(is_active=True), name="uniq_active_queue_per_resource"
+                fields=["connection", "resource", "lane"],
+                condition=Q(is_active=True),
+                name="uniq_active_queue_per_resource",
             ),
             models.UniqueConstraint(
-                fields=["organization", "idempotency_key"], condition=~Q(idempotency_key=""), name="uniq_queue_idempotency_key"
+                fields=["organization", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="uniq_queue_idempotency_key",
             ),
         ]
         indexes = [
@@ -187,6 +193,9 @@ class SyncQueueLine(models.Model):
     attempts = models.IntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Who holds the lease: a random token per claim. Settling a line checks it, so a worker whose lease
+    # was reaped (and the line re-claimed by someone else) cannot finish a line it no longer owns.
+    lease_token = models.CharField(max_length=32, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
     updated_at = models.DateTimeField(null=True, blank=True)
 
@@ -211,11 +220,17 @@ class ActivityLevel(models.TextChoices):
 class SyncActivity(models.Model):
     """Append-only audit log: who did what, when, with which counts and error."""
 
-    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
-    connection = models.ForeignKey("connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="activities"
+    )
+    connection = models.ForeignKey(
+        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="activities"
+    )
     queue = models.ForeignKey(SyncQueue, null=True, blank=True, on_delete=models.CASCADE, related_name="activities")
     line = models.ForeignKey(SyncQueueLine, null=True, blank=True, on_delete=models.SET_NULL, related_name="activities")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(max_length=150, blank=True, default="system")
     event = models.CharField(max_length=64)
     level = models.CharField(max_length=8, choices=ActivityLevel.choices, default=ActivityLevel.INFO)
@@ -244,7 +259,9 @@ class SyncActivity(models.Model):
 class SystemSetting(models.Model):
     """A key/value setting, global (organization NULL) or per organization; editable in the admin."""
 
-    organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="settings")
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="settings"
+    )
     key = models.CharField(max_length=100)
     value = models.JSONField(default=None, null=True, blank=True)
     description = models.CharField(max_length=255, blank=True, default="")
@@ -253,7 +270,9 @@ class SystemSetting(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "key"], name="uniq_setting_org_key"),
-            models.UniqueConstraint(fields=["key"], condition=Q(organization__isnull=True), name="uniq_setting_global_key"),
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(organization__isnull=True), name="uniq_setting_global_key"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -15,9 +15,13 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 # Query-string and header shapes that carry secrets even when we never saw the value.
 _PATTERNS = [
-    re.compile(r"(?i)((?:consumer_secret|consumer_key|client_secret|access_token|refresh_token|token|password|secret)=)[^&\s\"']+"),
+    re.compile(
+        r"(?i)((?:consumer_secret|consumer_key|client_secret|access_token|refresh_token|token|password|secret)=)[^&\s\"']+"
+    ),
     re.compile(r"(?i)((?:authorization|authentication)\s*[:=]\s*(?:bearer|basic)?\s*)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)(\"(?:consumer_secret|client_secret|access_token|refresh_token|password|secret|token)\"\s*:\s*\")[^\"]+"),
+    re.compile(
+        r"(?i)(\"(?:consumer_secret|client_secret|access_token|refresh_token|password|secret|token)\"\s*:\s*\")[^\"]+"
+    ),
 ]
 
 

@@ -32,7 +32,6 @@ SYSTEM_SCHEDULES = [
 ]
 
 
-
 def next_cron_run(expression: str, *, after: dt.datetime | None = None) -> dt.datetime:
     from croniter import croniter
 

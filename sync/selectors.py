@@ -70,3 +70,28 @@ def setting_get(key: str, *, organization=None, default=None):
             return row
     row = SystemSetting.objects.filter(organization__isnull=True, key=key).values_list("value", flat=True).first()
     return default if row is None else row
+
+
+# --- Unscoped reads for trusted callers (manage.py, tasks): no user, every organization ------------------
+def status_all(*, connection_id: int | None = None) -> QuerySet[SyncStatus]:
+    qs = SyncStatus.objects.select_related("connection", "last_queue").order_by("connection_id", "resource")
+    return qs.filter(connection_id=connection_id) if connection_id else qs
+
+
+def queues_active(*, connection_id: int | None = None) -> QuerySet[SyncQueue]:
+    qs = SyncQueue.objects.filter(is_active=True).select_related("connection").order_by("id")
+    return qs.filter(connection_id=connection_id) if connection_id else qs
+
+
+def queue_by_id(queue_id: int) -> SyncQueue:
+    return SyncQueue.objects.select_related("connection", "organization").get(pk=queue_id)
+
+
+def queue_progress_line(queue: SyncQueue) -> str:
+    """One human line about a queue, for progress output and listings."""
+    fetch = "fetch done" if queue.fetch_done else f"fetching (page {queue.pages_fetched})"
+    return (
+        f"queue #{queue.pk} {queue.resource} [{queue.state}] {queue.done_count}/{queue.total_count} done, "
+        f"{queue.failed_count} failed, {queue.cancelled_count} cancelled, {queue.draft_count} waiting, "
+        f"{fetch}, {queue.progress_percent}%" + (" - ACTION REQUIRED" if queue.action_required else "")
+    )

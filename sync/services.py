@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import random
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -71,8 +72,16 @@ class UnknownResourceError(SyncServiceError):
 
 # --- Pure helpers ----------------------------------------------------------------------------------------
 def derive_queue_state(
-    *, draft: int, processing: int, done: int, failed: int, cancelled: int, fetch_done: bool = True,
-    started: bool = False, cancelled_by_user: bool = False, fetch_failed: bool = False,
+    *,
+    draft: int,
+    processing: int,
+    done: int,
+    failed: int,
+    cancelled: int,
+    fetch_done: bool = True,
+    started: bool = False,
+    cancelled_by_user: bool = False,
+    fetch_failed: bool = False,
 ) -> QueueState:
     """Queue state from line counts (DESIGN.md invariant 3), plus the run-level facts counts cannot show:
     a fetch still going (processing), a fetch that failed (no line can make the run whole), a cancel."""
@@ -115,6 +124,14 @@ def is_postgres() -> bool:
     return db_connection.vendor == "postgresql"
 
 
+def lock_queue(queue_id: int) -> None:
+    """Take the queue row's lock. Lock order everywhere: the queue row first, then its lines; a
+    transaction holding line locks and then waiting for the queue (or the reverse) would deadlock with
+    cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers."""
+    if is_postgres():
+        SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("id", flat=True).first()
+
+
 # --- Status ------------------------------------------------------------------------------------------------
 def status_upsert(*, connection, resource: str, **fields) -> SyncStatus:
     """Upsert, so that a failure before any status row exists still records FAILED."""
@@ -122,7 +139,9 @@ def status_upsert(*, connection, resource: str, **fields) -> SyncStatus:
     for _ in range(3):
         try:
             status, _created = SyncStatus.objects.update_or_create(
-                connection=connection, resource=resource, defaults={"organization_id": connection.organization_id, **fields}
+                connection=connection,
+                resource=resource,
+                defaults={"organization_id": connection.organization_id, **fields},
             )
             return status
         except IntegrityError:  # a concurrent first insert won; update it on the next pass
@@ -189,8 +208,11 @@ def sync_start(
                 created_by=actor if getattr(actor, "pk", None) else None,
                 cursor_from=_current_cursor(connection, resource),
             )
+            _touch(queue.pk)
             activity_record(
-                event="queue.created", queue=queue, actor=actor,
+                event="queue.created",
+                queue=queue,
+                actor=actor,
                 message=f"{origin} run of {resource} queued" + (" (full scan)" if full_scan else ""),
                 data={"origin": origin, "full_scan": full_scan, "idempotency_key": key},
             )
@@ -201,11 +223,19 @@ def sync_start(
             existing = SyncQueue.objects.filter(organization_id=connection.organization_id, idempotency_key=key).first()
             if existing is not None:
                 return _idempotent_hit(existing, fingerprint, enqueue=enqueue)
-        running = SyncQueue.objects.filter(connection=connection, resource=resource, lane=Lane.RUN, is_active=True).first()
+        running = SyncQueue.objects.filter(
+            connection=connection, resource=resource, lane=Lane.RUN, is_active=True
+        ).first()
         if running is None:  # finished between our insert and this read: try once more
             return sync_start(
-                connection=connection, resource=resource, origin=origin, actor=actor, idempotency_key=key,
-                full_scan=full_scan, params=params, enqueue=enqueue,
+                connection=connection,
+                resource=resource,
+                origin=origin,
+                actor=actor,
+                idempotency_key=key,
+                full_scan=full_scan,
+                params=params,
+                enqueue=enqueue,
             )
         return StartResult(running, False, "running")
     return StartResult(queue, True, "created")
@@ -223,7 +253,10 @@ def _idempotent_hit(queue: SyncQueue, fingerprint: str, *, enqueue: bool) -> Sta
 
 
 def _current_cursor(connection, resource: str) -> str:
-    return SyncStatus.objects.filter(connection=connection, resource=resource).values_list("cursor", flat=True).first() or ""
+    return (
+        SyncStatus.objects.filter(connection=connection, resource=resource).values_list("cursor", flat=True).first()
+        or ""
+    )
 
 
 def enqueue_queue(queue_id: int) -> str:
@@ -236,15 +269,28 @@ def queue_is_stalled(queue: SyncQueue, *, now: dt.datetime | None = None) -> boo
     now = now or clock.now()
     if not queue.is_active:
         return False
+    if not queue.fetch_done and queue.fetch_lease_until is not None and queue.fetch_lease_until >= now:
+        return False  # someone holds the fetch lease
+    # updated_at moves on every claim, page and settle (always from sync.clock, see _touch). A queue just
+    # created is not stalled: its task is on the way.
     idle = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    if not queue.fetch_done and (queue.fetch_lease_until is None or queue.fetch_lease_until < now):
-        return queue.updated_at is None or queue.updated_at < now - idle or queue.state == QueueState.DRAFT
     return queue.updated_at is None or queue.updated_at < now - idle
+
+
+def _touch(queue_id: int) -> None:
+    """Model.save() stamps updated_at from the wall clock; engine timing reads sync.clock. Align them."""
+    SyncQueue.objects.filter(pk=queue_id).update(updated_at=clock.now())
 
 
 # --- Records pushed to us (webhooks) ----------------------------------------------------------------------
 def sync_enqueue_records(
-    *, connection, resource: str, records: list[dict], origin: str = Origin.WEBHOOK, actor=None, deleted: bool = False,
+    *,
+    connection,
+    resource: str,
+    records: list[dict],
+    origin: str = Origin.WEBHOOK,
+    actor=None,
+    deleted: bool = False,
     enqueue: bool = True,
 ) -> SyncQueue:
     """Put pushed records on the connection's webhook lane as lines (deletions when ``deleted``)."""
@@ -263,15 +309,26 @@ def sync_enqueue_records(
                 created = queue is None
                 if created:
                     queue = SyncQueue.objects.create(
-                        organization_id=connection.organization_id, connection=connection, resource=resource,
-                        origin=origin, lane=Lane.WEBHOOK, fetch_done=True,
+                        organization_id=connection.organization_id,
+                        connection=connection,
+                        resource=resource,
+                        origin=origin,
+                        lane=Lane.WEBHOOK,
+                        fetch_done=True,
                         created_by=actor if getattr(actor, "pk", None) else None,
                     )
+                    _touch(queue.pk)
                 added = lines_add(queue, res, records, action=LineAction.DELETE if deleted else None)
                 activity_record(
-                    event="webhook.received", queue=queue, actor=actor,
+                    event="webhook.received",
+                    queue=queue,
+                    actor=actor,
                     message=f"{len(records)} {resource} record(s) pushed ({'deleted' if deleted else 'upsert'}); {added} new line(s)",
-                    data={"count": len(records), "deleted": deleted, "external_ids": [str(r.get("id")) for r in records[:20]]},
+                    data={
+                        "count": len(records),
+                        "deleted": deleted,
+                        "external_ids": [str(r.get("id")) if isinstance(r, dict) else "?" for r in records[:20]],
+                    },
                 )
                 if enqueue:
                     enqueue_queue(queue.pk)
@@ -285,6 +342,7 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
     """Insert records as draft lines, deduplicated by external id within the queue. A record seen again
     with a different payload replaces the snapshot and goes back to draft. Call inside a transaction.
     Returns the number of lines that became draft (new or reset)."""
+    lock_queue(queue.pk)
     now = clock.now()
     incoming: dict[str, tuple[dict, str, str]] = {}
     invalid: list[SyncQueueLine] = []
@@ -294,20 +352,29 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
         except Exception as exc:  # a record we cannot even key fails on its own line
             invalid.append(
                 SyncQueueLine(
-                    queue=queue, external_id=f"invalid:{queue.pages_fetched}:{index}:{now.timestamp()}"[:255],
-                    payload=record if isinstance(record, dict) else {"value": record}, state=LineState.FAILED,
-                    attempts=1, last_error=f"cannot identify record: {exc}", updated_at=now,
+                    queue=queue,
+                    # Unique within the queue even for two deliveries at the same instant.
+                    external_id=f"invalid:{index}:{uuid.uuid4().hex}",
+                    payload=record if isinstance(record, dict) else {"value": record},
+                    state=LineState.FAILED,
+                    attempts=1,
+                    last_error=f"cannot identify record: {exc}",
+                    updated_at=now,
                 )
             )
             continue
         line_action = action or (LineAction.DELETE if resource.is_deleted(record) else LineAction.UPSERT)
         incoming[ext] = (record, line_action, ext)
-    existing = {
-        line.external_id: line
-        for line in SyncQueueLine.objects.filter(queue=queue, external_id__in=list(incoming)).only(
-            "id", "external_id", "state", "payload", "action"
-        )
-    } if incoming else {}
+    existing = (
+        {
+            line.external_id: line
+            for line in SyncQueueLine.objects.filter(queue=queue, external_id__in=list(incoming)).only(
+                "id", "external_id", "state", "payload", "action", "lease_token"
+            )
+        }
+        if incoming
+        else {}
+    )
     new_lines = [
         SyncQueueLine(queue=queue, external_id=ext, payload=rec, action=act, updated_at=now)
         for ext, (rec, act, _) in incoming.items()
@@ -317,32 +384,42 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
         SyncQueueLine.objects.bulk_create(new_lines, batch_size=1000)
     if invalid:
         SyncQueueLine.objects.bulk_create(invalid)
-    resets = {LineState.DONE: 0, LineState.FAILED: 0, LineState.CANCELLED: 0}
-    reset_draft = 0
+    # Lines that leave a state, by state. Each reset is a compare-and-set on the state (and lease token)
+    # we read, so a worker claiming or settling the line meanwhile cannot make the counters drift.
+    resets = {state: 0 for state in LineState.values}
     for ext, line in existing.items():
         record, act, _ = incoming[ext]
         if line.payload == record and line.action == act:
             continue  # overlap: the same snapshot again
-        if line.state == LineState.PROCESSING:
-            continue  # a worker holds it; the next run will pick up the newer version
-        if line.state in resets:
-            resets[line.state] += 1
-        elif line.state == LineState.DRAFT:
-            reset_draft += 1
-        SyncQueueLine.objects.filter(pk=line.pk).update(
-            payload=record, action=act, state=LineState.DRAFT, attempts=0, next_attempt_at=None, last_error="", updated_at=now
+        if line.state == LineState.CANCELLED and queue.cancelled_at is not None:
+            continue  # the queue was cancelled; do not revive its lines
+        # A line a worker holds is taken back too (its token no longer matches, so that worker cannot
+        # mark it done): the newer snapshot must be written, not lost.
+        n = SyncQueueLine.objects.filter(pk=line.pk, state=line.state, lease_token=line.lease_token).update(
+            payload=record,
+            action=act,
+            state=LineState.DRAFT,
+            attempts=0,
+            next_attempt_at=None,
+            last_error="",
+            lease_until=None,
+            lease_token="",
+            updated_at=now,
         )
-    reset_total = sum(resets.values())
+        if n:
+            resets[line.state] += 1
+    left = sum(n for state, n in resets.items() if state != LineState.DRAFT)
     SyncQueue.objects.filter(pk=queue.pk).update(
         total_count=F("total_count") + len(new_lines) + len(invalid),
-        draft_count=F("draft_count") + len(new_lines) + reset_total,
+        draft_count=F("draft_count") + len(new_lines) + left,
+        processing_count=F("processing_count") - resets[LineState.PROCESSING],
         failed_count=F("failed_count") + len(invalid) - resets[LineState.FAILED],
         done_count=F("done_count") - resets[LineState.DONE],
         cancelled_count=F("cancelled_count") - resets[LineState.CANCELLED],
         updated_at=now,
     )
+    reset_total = left
     if invalid:
-        queue.refresh_from_db(fields=["action_required"])
         SyncQueue.objects.filter(pk=queue.pk).update(action_required=True)
         for line in invalid:
             activity_record(event="line.failed", queue=queue, level=ActivityLevel.ERROR, message=line.last_error)
@@ -377,12 +454,14 @@ def queue_retry(*, queue: SyncQueue, actor=None, enqueue: bool = True) -> SyncQu
         try:
             with transaction.atomic():
                 queue.save()
+                _touch(queue.pk)
         except IntegrityError:
             raise RunActive(
                 f"another {queue.resource} run is active on this connection; retry queue #{queue.pk} when it finishes"
             ) from None
-        activity_record(event="queue.retry", queue=queue, actor=actor, message=f"{n} failed line(s) re-queued",
-                        data={"lines": n})
+        activity_record(
+            event="queue.retry", queue=queue, actor=actor, message=f"{n} failed line(s) re-queued", data={"lines": n}
+        )
         if enqueue:
             enqueue_queue(queue.pk)
     return queue
@@ -408,8 +487,13 @@ def queue_force_done(*, queue: SyncQueue, actor=None) -> SyncQueue:
         queue.fetch_error = ""
         queue.action_required = False
         queue.save(update_fields=["fetch_done", "fetch_error", "action_required", "updated_at"])
-        activity_record(event="queue.force_done", queue=queue, actor=actor,
-                        message=f"{n} remaining line(s) cancelled; queue forced done", data={"lines": n})
+        activity_record(
+            event="queue.force_done",
+            queue=queue,
+            actor=actor,
+            message=f"{n} remaining line(s) cancelled; queue forced done",
+            data={"lines": n},
+        )
         queue_recount(queue)
         queue_finalize(queue=queue, forced=True)
     queue.refresh_from_db()
@@ -429,8 +513,13 @@ def queue_cancel(*, queue: SyncQueue, actor=None) -> SyncQueue:
         queue.cancelled_at = now
         queue.fetch_done = True
         queue.save(update_fields=["cancelled_at", "fetch_done", "updated_at"])
-        activity_record(event="queue.cancelled", queue=queue, actor=actor, message=f"cancelled; {n} draft line(s) dropped",
-                        data={"lines": n})
+        activity_record(
+            event="queue.cancelled",
+            queue=queue,
+            actor=actor,
+            message=f"cancelled; {n} draft line(s) dropped",
+            data={"lines": n},
+        )
         queue_recount(queue)
         queue_finalize(queue=queue)
     queue.refresh_from_db()
@@ -439,13 +528,21 @@ def queue_cancel(*, queue: SyncQueue, actor=None) -> SyncQueue:
 
 def queue_recount(queue: SyncQueue) -> dict[str, int]:
     """Recompute the per-state counters from the lines (repairs drift after a crash)."""
-    counts = {s: 0 for s in LineState.values}
-    for row in SyncQueueLine.objects.filter(queue=queue).values("state").annotate(n=Count("id")):
-        counts[row["state"]] = row["n"]
-    SyncQueue.objects.filter(pk=queue.pk).update(
-        total_count=sum(counts.values()), draft_count=counts["draft"], processing_count=counts["processing"],
-        done_count=counts["done"], failed_count=counts["failed"], cancelled_count=counts["cancelled"],
-    )
+    # Under the queue row's lock: a worker's line changes and its counter delta commit together, and
+    # its counter update waits for this lock, so it lands on top of a count that excludes it.
+    with transaction.atomic():
+        SyncQueue.objects.select_for_update().filter(pk=queue.pk).values_list("id", flat=True).first()
+        counts = {s: 0 for s in LineState.values}
+        for row in SyncQueueLine.objects.filter(queue=queue).values("state").annotate(n=Count("id")):
+            counts[row["state"]] = row["n"]
+        SyncQueue.objects.filter(pk=queue.pk).update(
+            total_count=sum(counts.values()),
+            draft_count=counts["draft"],
+            processing_count=counts["processing"],
+            done_count=counts["done"],
+            failed_count=counts["failed"],
+            cancelled_count=counts["cancelled"],
+        )
     return counts
 
 
@@ -453,11 +550,26 @@ def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | Non
     """If nothing is left to do, settle the queue: final state, release the run slot, status, cursor,
     activity, the finished signal. Safe to call any number of times and from any worker."""
     with transaction.atomic():
-        q = SyncQueue.objects.select_for_update().select_related("connection").get(pk=queue.pk)
+        q = SyncQueue.objects.select_for_update(of=("self",)).select_related("connection").get(pk=queue.pk)
+        if q.cancelled_at is not None and q.draft_count and not q.processing_count:
+            # A line a worker put back for a retry after the cancel: the cancel wins.
+            n = SyncQueueLine.objects.filter(queue=q, state=LineState.DRAFT).update(
+                state=LineState.CANCELLED, updated_at=clock.now()
+            )
+            SyncQueue.objects.filter(pk=q.pk).update(
+                draft_count=F("draft_count") - n, cancelled_count=F("cancelled_count") + n
+            )
+            q.refresh_from_db()
         state = derive_queue_state(
-            draft=q.draft_count, processing=q.processing_count, done=q.done_count, failed=q.failed_count,
-            cancelled=q.cancelled_count, fetch_done=q.fetch_done, started=q.started_at is not None,
-            cancelled_by_user=q.cancelled_at is not None, fetch_failed=bool(q.fetch_error),
+            draft=q.draft_count,
+            processing=q.processing_count,
+            done=q.done_count,
+            failed=q.failed_count,
+            cancelled=q.cancelled_count,
+            fetch_done=q.fetch_done,
+            started=q.started_at is not None,
+            cancelled_by_user=q.cancelled_at is not None,
+            fetch_failed=bool(q.fetch_error),
         )
         if state not in FINAL_STATES:
             if q.state != state:
@@ -475,18 +587,31 @@ def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | Non
         q.save(update_fields=["state", "is_active", "finished_at", "action_required", "last_error", "updated_at"])
         if q.lane == Lane.RUN:
             _settle_status(q, state, now)
+            if state != QueueState.CANCELLED:
+                connection_record_result(connection=q.connection, ok=state == QueueState.DONE, error=q.last_error)
         level = ActivityLevel.INFO if state in (QueueState.DONE, QueueState.CANCELLED) else ActivityLevel.ERROR
         summary = f"{q.done_count} done, {q.failed_count} failed, {q.cancelled_count} cancelled of {q.total_count}"
         activity_record(
-            event=f"queue.{state}", queue=q, level=level,
+            event=f"queue.{state}",
+            queue=q,
+            level=level,
             message=f"run finished {state}{' (forced)' if forced else ''}: {summary}"
             + (f"; {q.last_error}" if q.action_required and q.last_error else ""),
-            data={"done": q.done_count, "failed": q.failed_count, "cancelled": q.cancelled_count, "total": q.total_count,
-                  "action_required": q.action_required},
+            data={
+                "done": q.done_count,
+                "failed": q.failed_count,
+                "cancelled": q.cancelled_count,
+                "total": q.total_count,
+                "action_required": q.action_required,
+            },
         )
         if q.action_required:
-            activity_record(event="queue.action_required", queue=q, level=ActivityLevel.WARNING,
-                            message=f"queue #{q.pk} needs action: retry the failed lines or force it done")
+            activity_record(
+                event="queue.action_required",
+                queue=q,
+                level=ActivityLevel.WARNING,
+                message=f"queue #{q.pk} needs action: retry the failed lines or force it done",
+            )
         succeeded = state == QueueState.DONE
         transaction.on_commit(lambda: _send_finished(q, succeeded))
     return q
@@ -499,7 +624,9 @@ def _send_finished(queue: SyncQueue, succeeded: bool) -> None:
 
 
 def _first_line_error(queue: SyncQueue) -> str:
-    line = SyncQueueLine.objects.filter(queue=queue, state=LineState.FAILED).exclude(last_error="").order_by("id").first()
+    line = (
+        SyncQueueLine.objects.filter(queue=queue, state=LineState.FAILED).exclude(last_error="").order_by("id").first()
+    )
     if line is None:
         return ""
     return f"{queue.failed_count} line(s) failed; first: {line.external_id}: {line.last_error}"
@@ -518,8 +645,11 @@ def _settle_status(q: SyncQueue, state: str, now: dt.datetime) -> None:
     elif state == QueueState.CANCELLED:
         fields.update(state=StatusState.IDLE, last_error=f"run #{q.pk} was cancelled")
     else:
-        fields.update(state=StatusState.FAILED, last_error=q.last_error or f"run #{q.pk} ended {state}",
-                      records_synced=q.done_count)
+        fields.update(
+            state=StatusState.FAILED,
+            last_error=q.last_error or f"run #{q.pk} ended {state}",
+            records_synced=q.done_count,
+        )
     status_upsert(connection=q.connection, resource=q.resource, **fields)
 
 
@@ -543,47 +673,100 @@ def lines_reap(*, now: dt.datetime | None = None) -> dict[str, int]:
     the queues concerned."""
     now = now or clock.now()
     returned = failed = 0
-    queue_ids: set[int] = set()
-    with transaction.atomic():
-        qs = SyncQueueLine.objects.filter(state=LineState.PROCESSING, lease_until__lt=now).order_by("id")
-        if is_postgres():
-            qs = qs.select_for_update(skip_locked=True)
-        expired = list(qs.values("id", "queue_id", "attempts")[:5000])
-        for row in expired:
-            queue_ids.add(row["queue_id"])
-            if row["attempts"] >= settings.SYNC_MAX_ATTEMPTS:
-                n = SyncQueueLine.objects.filter(id=row["id"], state=LineState.PROCESSING).update(
-                    state=LineState.FAILED, lease_until=None, updated_at=now,
-                    last_error=f"worker lost the line {row['attempts']} time(s) (lease expired); giving up",
+    per_queue: dict[int, dict[str, int]] = {}
+    failed_lines: list[tuple[int, int, str]] = []
+    expired_queues = list(
+        SyncQueueLine.objects.filter(state=LineState.PROCESSING, lease_until__lt=now)
+        .values_list("queue_id", flat=True)
+        .distinct()
+    )
+    for qid in expired_queues:
+        with transaction.atomic():
+            lock_queue(qid)  # queue first, then lines (see lock_queue)
+            qs = SyncQueueLine.objects.filter(queue_id=qid, state=LineState.PROCESSING, lease_until__lt=now).order_by(
+                "id"
+            )
+            if is_postgres():
+                qs = qs.select_for_update(skip_locked=True)
+            delta = {"draft": 0, "failed": 0}
+            for row in qs.values("id", "attempts", "lease_token", "external_id")[:5000]:
+                # Compare-and-set on the token: a worker that settles the line meanwhile keeps it.
+                held = SyncQueueLine.objects.filter(
+                    id=row["id"], state=LineState.PROCESSING, lease_token=row["lease_token"]
                 )
-                failed += n
-            else:
-                n = SyncQueueLine.objects.filter(id=row["id"], state=LineState.PROCESSING).update(
-                    state=LineState.DRAFT, lease_until=None, updated_at=now,
-                    next_attempt_at=now + dt.timedelta(seconds=retry_delay(row["attempts"])),
-                    last_error="worker lost the line (lease expired); retrying",
+                if row["attempts"] >= settings.SYNC_MAX_ATTEMPTS:
+                    error = f"worker lost the line {row['attempts']} time(s) (lease expired); giving up"
+                    n = held.update(
+                        state=LineState.FAILED, lease_until=None, lease_token="", updated_at=now, last_error=error
+                    )
+                    delta["failed"] += n
+                    if n:
+                        failed_lines.append((qid, row["id"], f"{row['external_id']}: {error}"))
+                else:
+                    n = held.update(
+                        state=LineState.DRAFT,
+                        lease_until=None,
+                        lease_token="",
+                        updated_at=now,
+                        next_attempt_at=now + dt.timedelta(seconds=retry_delay(row["attempts"])),
+                        last_error="worker lost the line (lease expired); retrying",
+                    )
+                    delta["draft"] += n
+            if not (delta["draft"] or delta["failed"]):
+                continue
+            # Counters move in the same transaction as the lines (no window where they disagree).
+            updates = {
+                "draft_count": F("draft_count") + delta["draft"],
+                "failed_count": F("failed_count") + delta["failed"],
+                "processing_count": F("processing_count") - (delta["draft"] + delta["failed"]),
+            }
+            if delta["failed"]:
+                updates["action_required"] = True
+            SyncQueue.objects.filter(pk=qid).update(**updates)
+            per_queue[qid] = delta
+            returned += delta["draft"]
+            failed += delta["failed"]
+    for qid, delta in per_queue.items():
+        queue = SyncQueue.objects.select_related("connection", "organization").get(pk=qid)
+        activity_record(
+            event="lines.reaped",
+            queue=queue,
+            level=ActivityLevel.WARNING,
+            message=f"expired leases: {delta['draft']} line(s) back to draft, {delta['failed']} failed "
+            "(a worker died or timed out; counted as an attempt)",
+            data=delta,
+        )
+        for line_qid, line_id, message in failed_lines:
+            if line_qid == qid:
+                activity_record(
+                    event="line.failed",
+                    queue=queue,
+                    line=SyncQueueLine(pk=line_id, queue_id=qid),
+                    level=ActivityLevel.ERROR,
+                    message=message,
                 )
-                returned += n
-    for qid in queue_ids:
-        queue = SyncQueue.objects.get(pk=qid)
-        queue_recount(queue)
-        activity_record(event="lines.reaped", queue=queue, level=ActivityLevel.WARNING,
-                        message="expired leases returned to draft (a worker died or timed out)")
-    resumed = queues_resume_stalled(now=now)
+    # A queue whose lines we just reaped has lost its worker: resume it even if it looks recently touched.
+    resumed = queues_resume_stalled(now=now, lost=set(per_queue))
     return {"returned": returned, "failed": failed, "resumed": resumed}
 
 
-def queues_resume_stalled(*, now: dt.datetime | None = None) -> int:
-    """Re-enqueue active queues nobody is working (crash, lost task); settle ones with nothing left."""
+def queues_resume_stalled(*, now: dt.datetime | None = None, lost: set[int] | None = None) -> int:
+    """Re-enqueue active queues nobody is working (crash, lost task) and those in ``lost`` (their lines'
+    leases just expired); settle ones with nothing left. A spare resume is harmless: workers share queues."""
     now = now or clock.now()
+    lost = lost or set()
     resumed = 0
     for queue in SyncQueue.objects.filter(is_active=True).select_related("connection"):
         if queue.fetch_done and not queue.draft_count and not queue.processing_count:
             queue_finalize(queue=queue)
             continue
-        if queue_is_stalled(queue, now=now):
-            activity_record(event="queue.resumed", queue=queue, level=ActivityLevel.WARNING,
-                            message="no worker has touched this queue for a lease period; resuming it")
+        if queue.pk in lost or queue_is_stalled(queue, now=now):
+            activity_record(
+                event="queue.resumed",
+                queue=queue,
+                level=ActivityLevel.WARNING,
+                message="no worker has touched this queue for a lease period; resuming it",
+            )
             SyncQueue.objects.filter(pk=queue.pk).update(updated_at=now)
             enqueue_queue(queue.pk)
             resumed += 1
@@ -599,14 +782,16 @@ def queues_purge(*, days: int | None = None) -> int:
         return 0
     SyncStatus.objects.filter(last_queue_id__in=ids).update(last_queue=None)
     SyncQueueLine.objects.filter(queue_id__in=ids).delete()
-    deleted, _ = SyncQueue.objects.filter(id__in=ids).delete()
+    SyncQueue.objects.filter(id__in=ids).delete()
     return len(ids)
 
 
 # --- Settings --------------------------------------------------------------------------------------------------
 def setting_set(*, key: str, value, organization=None, description: str = "") -> SystemSetting:
     obj, _ = SystemSetting.objects.update_or_create(
-        organization=organization, key=key, defaults={"value": value, **({"description": description} if description else {})}
+        organization=organization,
+        key=key,
+        defaults={"value": value, **({"description": description} if description else {})},
     )
     return obj
 
@@ -614,10 +799,17 @@ def setting_set(*, key: str, value, organization=None, description: str = "") ->
 def connection_mark_needs_reauth(*, connection, reason: str, actor=None) -> None:
     from connectors.models import Connection
 
-    Connection.objects.filter(pk=connection.pk).update(needs_reauth=True, last_error=redact(reason)[:2000], health="down")
+    Connection.objects.filter(pk=connection.pk).update(
+        needs_reauth=True, last_error=redact(reason)[:2000], health="down"
+    )
     connection.needs_reauth = True
-    activity_record(event="connection.needs_reauth", connection=connection, actor=actor, level=ActivityLevel.ERROR,
-                    message=f"{connection.name}: re-authorisation needed: {reason}")
+    activity_record(
+        event="connection.needs_reauth",
+        connection=connection,
+        actor=actor,
+        level=ActivityLevel.ERROR,
+        message=f"{connection.name}: re-authorisation needed: {reason}",
+    )
 
 
 def connection_record_result(*, connection, ok: bool, error: str = "") -> None:
@@ -625,11 +817,14 @@ def connection_record_result(*, connection, ok: bool, error: str = "") -> None:
 
     now = clock.now()
     if ok:
-        Connection.objects.filter(pk=connection.pk).update(consecutive_failures=0, health="ok", last_error="", last_checked_at=now)
+        Connection.objects.filter(pk=connection.pk).update(
+            consecutive_failures=0, health="ok", last_error="", last_checked_at=now
+        )
     else:
         Connection.objects.filter(pk=connection.pk).update(
-            consecutive_failures=F("consecutive_failures") + 1, health="degraded", last_error=redact(error)[:2000],
+            consecutive_failures=F("consecutive_failures") + 1,
+            last_error=redact(error)[:2000],
             last_checked_at=now,
         )
-
-
+        # "down" (needs re-authorisation) is worse than "degraded": a failed run must not soften it.
+        Connection.objects.filter(pk=connection.pk, needs_reauth=False).update(health="degraded")

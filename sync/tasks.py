@@ -34,8 +34,12 @@ def start_scheduled_sync(connection_id: int, resource: str, full_scan: bool = Fa
     except services.SyncServiceError as exc:
         from .activity import activity_record
 
-        activity_record(event="schedule.skipped", connection=connection, level="warning",
-                        message=f"scheduled {resource} sync skipped: {exc}")
+        activity_record(
+            event="schedule.skipped",
+            connection=connection,
+            level="warning",
+            message=f"scheduled {resource} sync skipped: {exc}",
+        )
         services.status_upsert(connection=connection, resource=resource, state="skipped", last_error=str(exc))
     except Exception:
         log.exception("scheduled sync of connection %s/%s failed to start", connection_id, resource)

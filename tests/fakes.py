@@ -14,11 +14,21 @@ class FakeUpstream:
         self.fail_pages: dict[int, Exception] = {}
         self.page_calls = 0
         self.lock = threading.Lock()
+        # Misbehaviours tests switch on: paging that never advances, and mapper failures that heal.
+        self.ignore_paging = False  # every page returns page 0's records with a new token
+        self.repeat_token = False  # every page answers next_token=1
+        self.flaky: dict[str, int] = {}  # external id -> how many more times map() raises
 
     @staticmethod
     def make(i: int, **extra) -> dict:
-        return {"id": i, "email": f"user{i}@example.com", "first_name": f"First{i}", "last_name": f"Last{i}",
-                "version": i, **extra}
+        return {
+            "id": i,
+            "email": f"user{i}@example.com",
+            "first_name": f"First{i}",
+            "last_name": f"Last{i}",
+            "version": i,
+            **extra,
+        }
 
 
 UPSTREAM = FakeUpstream()
@@ -50,8 +60,14 @@ class FakeCustomers:
             after = int(ctx.cursor or 0)
             rows = [r for r in UPSTREAM.records if int(r.get("version", 0)) > after]
             rows.sort(key=lambda r: r["version"])
-            chunk = rows[page_no * self.page_size:(page_no + 1) * self.page_size]
+            chunk = rows[page_no * self.page_size : (page_no + 1) * self.page_size]
+            if UPSTREAM.ignore_paging:
+                chunk = rows[: self.page_size]
         nxt = page_no + 1 if (page_no + 1) * self.page_size < len(rows) else None
+        if UPSTREAM.ignore_paging:
+            nxt = page_no + 1
+        if UPSTREAM.repeat_token:
+            nxt = 1
         return Page(records=[dict(r) for r in chunk], next_token=nxt, total=len(rows))
 
     def external_id(self, record):
@@ -68,9 +84,19 @@ class FakeCustomers:
     def map(self, record):
         if record.get("boom"):
             raise RuntimeError("transient mapper failure")
+        with UPSTREAM.lock:
+            left = UPSTREAM.flaky.get(str(record.get("id")), 0)
+            if left > 0:
+                UPSTREAM.flaky[str(record.get("id"))] = left - 1
+        if left > 0:
+            raise RuntimeError("flaky mapper failure")
         if not record.get("email"):
             raise MappingError("email is required")
-        return {"email": record["email"], "first_name": record.get("first_name", ""), "last_name": record.get("last_name", "")}
+        return {
+            "email": record["email"],
+            "first_name": record.get("first_name", ""),
+            "last_name": record.get("last_name", ""),
+        }
 
 
 connector = Connector(kind="fake", label="Fake", client_class=FakeClient, resources={"customers": FakeCustomers()})

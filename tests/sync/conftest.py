@@ -16,3 +16,18 @@ def fake_kind(monkeypatch):
 @pytest.fixture
 def fake_conn(org, make_connection, fake_kind):
     return make_connection(org, kind="fake", credentials={"token": "s3cr3t-token-value"})
+
+
+def assert_counters_match(queue) -> None:
+    """The per-state counters on the queue row equal a fresh count of its lines (no drift)."""
+    from django.db.models import Count
+
+    from sync.models import SyncQueueLine
+
+    queue.refresh_from_db()
+    actual = {s: 0 for s in ("draft", "processing", "done", "failed", "cancelled")}
+    for row in SyncQueueLine.objects.filter(queue=queue).values("state").annotate(n=Count("id")):
+        actual[row["state"]] = row["n"]
+    stored = {s: getattr(queue, f"{s}_count") for s in actual}
+    assert stored == actual, f"counter drift on queue #{queue.pk}: stored {stored}, lines say {actual}"
+    assert queue.total_count == sum(actual.values())

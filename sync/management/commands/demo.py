@@ -46,7 +46,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, no_serve=False, port="8000", only=None, **opts):
         if not settings.OUTBOUND_ALLOW_LOOPBACK:
-            raise SystemExit("the demo talks to sandboxes on loopback: run it with OUTBOUND_ALLOW_LOOPBACK=true (make demo does)")
+            raise SystemExit(
+                "the demo talks to sandboxes on loopback: run it with OUTBOUND_ALLOW_LOOPBACK=true (make demo does)"
+            )
         self.stdout.write(self.style.MIGRATE_HEADING("SyncHub demo"))
         call_command("migrate", verbosity=0)
         call_command("createcachetable", verbosity=0)
@@ -66,17 +68,36 @@ class Command(BaseCommand):
                 try:
                     module = importlib.import_module(f"connectors.{kind}.demo")
                 except ModuleNotFoundError:
-                    rows.append({"connector": kind, "resource": "-", "records": 0, "seconds": 0.0, "state": "not built yet", "note": ""})
+                    rows.append(
+                        {
+                            "connector": kind,
+                            "resource": "-",
+                            "records": 0,
+                            "seconds": 0.0,
+                            "state": "not built yet",
+                            "note": "",
+                        }
+                    )
                     continue
                 started = time.monotonic()
                 try:
                     rows.extend(module.run(ctx))
                 except Exception as exc:  # one connector's demo failing must not hide the others
-                    rows.append({"connector": kind, "resource": "-", "records": 0,
-                                 "seconds": round(time.monotonic() - started, 2), "state": "ERROR", "note": str(exc)[:200]})
+                    rows.append(
+                        {
+                            "connector": kind,
+                            "resource": "-",
+                            "records": 0,
+                            "seconds": round(time.monotonic() - started, 2),
+                            "state": "ERROR",
+                            "note": str(exc)[:200],
+                        }
+                    )
             self._report(rows)
             if not no_serve:
-                self.stdout.write(f"\nAdmin: http://127.0.0.1:{port}/admin/  user {DEMO_USER!r} password {DEMO_PASSWORD!r}")
+                self.stdout.write(
+                    f"\nAdmin: http://127.0.0.1:{port}/admin/  user {DEMO_USER!r} password {DEMO_PASSWORD!r}"
+                )
                 self.stdout.write(f"API docs: http://127.0.0.1:{port}/api/docs/   (Ctrl-C to stop)")
                 call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
         if any(r["state"] == "ERROR" for r in rows) and os.environ.get("DEMO_STRICT") == "1":
