@@ -70,6 +70,7 @@ class Faults:
     retry_after: str = "1"
     latency: float = 0.0  # seconds added to every request
     malformed_pages: set[int] = field(default_factory=set)  # offsets (or pages) answered with broken JSON
+    error_pages: dict[int, int] = field(default_factory=dict)  # offset (or page) -> status, every time
     html_pages: set[int] = field(default_factory=set)  # offsets answered 200 text/html (a caching plugin)
     hang_next: int = 0  # the next N list requests sleep ``hang_seconds`` (client timeouts)
     hang_seconds: float = 0.0
@@ -351,6 +352,8 @@ class WooSandbox:
                 return _error(status, "internal_server_error", "There has been a critical error on this website.")
             if f.error_rate and self.rng.random() < f.error_rate:
                 return _error(500, "internal_server_error", "There has been a critical error on this website.")
+            if position in f.error_pages:
+                return _error(f.error_pages[position], "internal_server_error", "There has been a critical error.")
             if position in f.html_pages:
                 return Response(
                     200, b"<!DOCTYPE html><html><body>Cached page</body></html>", {"Content-Type": "text/html"}
