@@ -32,9 +32,14 @@ def woo(org, make_connection, make_sandbox):
     def build(size: int = 30, **kw):
         sandbox, base = make_sandbox(size=size, **kw)
         conn = make_connection(
-            org, kind="woocommerce", base_url=base,
-            credentials={"consumer_key": sandbox.consumer_key, "consumer_secret": sandbox.consumer_secret,
-                         "webhook_secret": WEBHOOK_SECRET},
+            org,
+            kind="woocommerce",
+            base_url=base,
+            credentials={
+                "consumer_key": sandbox.consumer_key,
+                "consumer_secret": sandbox.consumer_secret,
+                "webhook_secret": WEBHOOK_SECRET,
+            },
         )
         return sandbox, conn
 

@@ -45,15 +45,24 @@ def test_query_string_auth_option(conn):
 
 
 def test_plain_http_to_a_real_host_is_refused(org, make_connection):
-    conn = make_connection(org, base_url="http://shop.example", credentials={"consumer_key": "k", "consumer_secret": "s"})
+    conn = make_connection(
+        org, base_url="http://shop.example", credentials={"consumer_key": "k", "consumer_secret": "s"}
+    )
     with pytest.raises(PermanentError, match="HTTPS"):
         WooClient(conn).get_json("customers")
 
 
 @responses.activate
 def test_unknown_key_is_auth(conn):
-    responses.get(URL, status=401, json={"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources.",
-                                         "data": {"status": 401}})
+    responses.get(
+        URL,
+        status=401,
+        json={
+            "code": "woocommerce_rest_cannot_view",
+            "message": "Sorry, you cannot list resources.",
+            "data": {"status": 401},
+        },
+    )
     with pytest.raises(AuthError, match="woocommerce_rest_cannot_view"):
         WooClient(conn).get_json("customers")
     assert len(responses.calls) == 1  # never retried
@@ -61,8 +70,15 @@ def test_unknown_key_is_auth(conn):
 
 @responses.activate
 def test_invalid_param_is_permanent(conn):
-    responses.get(URL, status=400, json={"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page",
-                                         "data": {"status": 400, "params": {"per_page": "..."}}})
+    responses.get(
+        URL,
+        status=400,
+        json={
+            "code": "rest_invalid_param",
+            "message": "Invalid parameter(s): per_page",
+            "data": {"status": 400, "params": {"per_page": "..."}},
+        },
+    )
     with pytest.raises(PermanentError, match="rest_invalid_param"):
         WooClient(conn).get_json("customers", params={"per_page": 500})
     assert len(responses.calls) == 1

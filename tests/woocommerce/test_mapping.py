@@ -25,7 +25,9 @@ def test_customer_fields():
     # *_gmt is UTC; the local fields (site at UTC-3) must not be used
     gmt = dt.datetime.fromisoformat(record["date_created_gmt"]).replace(tzinfo=dt.UTC)
     assert values["upstream_created_at"] == gmt
-    assert values["upstream_updated_at"] == dt.datetime.fromisoformat(record["date_modified_gmt"]).replace(tzinfo=dt.UTC)
+    assert values["upstream_updated_at"] == dt.datetime.fromisoformat(record["date_modified_gmt"]).replace(
+        tzinfo=dt.UTC
+    )
     assert values["extra"]["role"] == record["role"]
 
 

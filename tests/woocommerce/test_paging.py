@@ -69,7 +69,9 @@ def test_insertions_and_deletions_mid_scan_with_engine(woo):
     q.refresh_from_db()
     assert q.state == QueueState.DONE, q.last_error
     alive = set(map(str, sandbox.ids("customers")))
-    live_local = set(Customer.objects.filter(connection=conn, deleted_at__isnull=True).values_list("external_id", flat=True))
+    live_local = set(
+        Customer.objects.filter(connection=conn, deleted_at__isnull=True).values_list("external_id", flat=True)
+    )
     existed_before = set(map(str, ids))
     # every record alive throughout is still live locally (none lost, none falsely marked deleted)
     assert alive & existed_before <= live_local
@@ -78,7 +80,9 @@ def test_insertions_and_deletions_mid_scan_with_engine(woo):
     # a quiet third run converges exactly, and deletions are marks, never hard deletes
     sandbox.on_list = None
     services.sync_start(connection=conn, resource="customers")
-    live_local = set(Customer.objects.filter(connection=conn, deleted_at__isnull=True).values_list("external_id", flat=True))
+    live_local = set(
+        Customer.objects.filter(connection=conn, deleted_at__isnull=True).values_list("external_id", flat=True)
+    )
     assert live_local == alive
     assert Customer.objects.filter(connection=conn, deleted_at__isnull=False).count() == len(victims)
 

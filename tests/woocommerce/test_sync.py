@@ -137,7 +137,9 @@ def test_missing_customers_marked_deleted_only_after_a_complete_scan(woo):
     services.queue_retry(queue=q)  # resumes fetching from the failed page
     q.refresh_from_db()
     assert q.state == QueueState.DONE and q.done_count == 347
-    deleted = set(Customer.objects.filter(connection=conn, deleted_at__isnull=False).values_list("external_id", flat=True))
+    deleted = set(
+        Customer.objects.filter(connection=conn, deleted_at__isnull=False).values_list("external_id", flat=True)
+    )
     assert deleted == set(map(str, gone))
     assert Customer.objects.filter(connection=conn).count() == 350  # marked, never hard-deleted
 
@@ -163,7 +165,9 @@ def test_orders_incremental_with_overlapping_cursor(woo):
     fetched = set(SyncQueueLine.objects.filter(queue=q2).values_list("external_id", flat=True))
     assert set(map(str, changed)) <= fetched and str(newest["id"]) in fetched  # inclusive: the edge is re-read
     assert len(fetched) < 20
-    assert set(Order.objects.filter(connection=conn, external_id__in=map(str, changed)).values_list("status", flat=True)) == {"refunded"}
+    assert set(
+        Order.objects.filter(connection=conn, external_id__in=map(str, changed)).values_list("status", flat=True)
+    ) == {"refunded"}
     assert _status(conn, "orders").cursor > cursor
 
     q3 = _run(conn, "orders", full_scan=True)
