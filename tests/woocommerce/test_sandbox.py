@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import requests
 
 AUTH = ("ck_sandbox", "cs_sandbox")
@@ -53,7 +55,8 @@ def test_bad_key_and_bad_secret(make_sandbox):
 def test_modified_after_on_orders_with_gmt(make_sandbox):
     sandbox, base = make_sandbox(size=10, orders=40)
     stamps = sorted(o["date_modified_gmt"] for o in sandbox.data["orders"].values())
-    middle = stamps[20][:-2] + "%02d" % (int(stamps[20][-2:]) - 1) if stamps[20][-2:] != "00" else stamps[19]
+    # one second before a record's stamp: by GMT that record is after the bound, by site time (UTC-3) not
+    middle = (dt.datetime.fromisoformat(stamps[20]) - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
     r = get(base, "orders", per_page=100, modified_after=middle, dates_are_gmt="true", orderby="modified", order="asc")
     got = [o["date_modified_gmt"] for o in r.json()]
     assert got == sorted(got) and all(s > middle for s in got) and len(got) == sum(1 for s in stamps if s > middle)
