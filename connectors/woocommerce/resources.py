@@ -154,9 +154,17 @@ class WooResource(Resource):
         stride = self.page_size - self.overlap
         steps = 0
 
+        speculative = {"used": False}
+
         def fetch(offset: int):
             future = pending.pop(offset, None)
-            return future.result() if future is not None else self._get(ctx.client, params, offset)
+            if future is None:
+                return self._get(ctx.client, params, offset)
+            speculative["used"] = True
+            return future.result()
+
+        def fresh(offset: int):
+            return self._get(ctx.client, params, offset)
 
         try:
             while True:
@@ -166,7 +174,12 @@ class WooResource(Resource):
                         ahead = offset + i * stride
                         if ahead < total + self.page_size and ahead not in pending:
                             pending[ahead] = pool.submit(self._get, ctx.client, params, ahead)
+                speculative["used"] = False
                 page = self.step(ctx, token, fetch)
+                if page.next_token is None and speculative["used"]:
+                    # The last page must be read after every earlier one: a record edited meanwhile
+                    # moved to the end, and a stale last page would miss it (a false "deleted").
+                    page = self.step(ctx, token, fresh)
                 total = page.total if page.total is not None else total
                 for stale in [o for o in pending if o <= offset]:
                     pending.pop(stale).cancel()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from connectors.base import FetchContext
 from connectors.woocommerce.client import WooClient
 from connectors.woocommerce.resources import Customers, Orders
@@ -87,11 +89,13 @@ def test_insertions_and_deletions_mid_scan_with_engine(woo):
     assert Customer.objects.filter(connection=conn, deleted_at__isnull=False).count() == len(victims)
 
 
-def test_orders_edited_while_paging_are_not_skipped(woo):
+@pytest.mark.parametrize("at_request", [2, 3, 4])
+def test_orders_edited_while_paging_are_not_skipped(woo, at_request):
     sandbox, conn = woo(size=10, orders=400)
     order_ids = sandbox.ids("orders")
-    # ordered by modified: editing early orders moves them to the end and shifts the rest left
-    _mutate_once(sandbox, 2, lambda: [sandbox.update("orders", i, status="completed") for i in order_ids[:60]])
+    # Ordered by modified: editing orders moves them to the end and shifts the rest left. With pages
+    # fetched in parallel, a stale last page would miss them (and a full scan would mark them deleted).
+    _mutate_once(sandbox, at_request, lambda: [sandbox.update("orders", i, status="completed") for i in order_ids[:60]])
     ids = _scan_ids(Orders(), conn)
     assert set(ids) == set(order_ids)
 
