@@ -231,6 +231,10 @@ def test_bad_key_marks_the_connection_for_reauth(woo):
     conn.refresh_from_db()
     assert q.state == QueueState.FAILED and "woocommerce_rest_cannot_view" in q.fetch_error
     assert conn.needs_reauth
-    assert "cs_sandbox" not in q.fetch_error
+    from sync.models import SyncActivity
+
+    for act in SyncActivity.objects.all():
+        assert "cs_sandbox" not in act.message + str(act.data)
+    assert "cs_sandbox" not in q.fetch_error + conn.last_error
     with pytest.raises(services.ConnectionUnavailable):
         services.sync_start(connection=conn, resource="customers")
