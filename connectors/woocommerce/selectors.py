@@ -21,3 +21,23 @@ def scheduled_connections() -> list[Connection]:
         for c in Connection.objects.filter(kind="woocommerce", is_active=True).order_by("pk")
         if int(c.config.get("sync_every_minutes") or 0) > 0
     ]
+
+
+def webhook_setup(*, user, connection_id: int) -> dict | None:
+    """What to type into WooCommerce's webhook form for a connection the user may see (None = 404)."""
+    from django.conf import settings
+    from django.urls import reverse
+
+    from sync.selectors import connection_list
+
+    conn = connection_list(user=user).filter(pk=connection_id, kind="woocommerce").first()
+    if conn is None:
+        return None
+    path = reverse("woocommerce:webhook", args=[conn.pk])
+    return {
+        "connection": conn.pk,
+        "delivery_url": settings.PUBLIC_BASE_URL.rstrip("/") + path,
+        "secret_configured": bool(conn.credentials.get("webhook_secret")),
+        "api_version": "WP REST API Integration v3",
+        "topics": [f"{t}.{e}" for t in ("customer", "order", "product") for e in ("created", "updated", "deleted")],
+    }
