@@ -105,7 +105,8 @@ class WooSandbox:
         self.webhook_id = 17
         self.webhook_transport: Callable[[str, bytes, dict[str, str]], int] = urllib_transport
         self.webhooks_sent: list[dict] = []
-        self._delivery = itertools.count(1001)
+        # Delivery ids are unique per store for ever (receivers dedupe on them): never restart a sequence.
+        self._delivery = itertools.count(int(time.time() * 1000))
         self._build(size, size // 2 if orders is None else orders, max(size // 5, 1) if products is None else products)
         self.app = self._make_app()
 
