@@ -209,7 +209,7 @@ class Customers(WooResource):
         return {"role": "all", "orderby": "id", "order": "asc"}
 
     def map(self, record: dict) -> dict:
-        email = _str(record.get("email")) or _str((record.get("billing") or {}).get("email"))
+        email = _str(record.get("email"))  # the account email; billing email is contact data, not identity
         if not email:
             raise MappingError(f"customer {record.get('id')} has no email address")
         if "@" not in email or len(email) > 254:

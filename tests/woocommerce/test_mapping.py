@@ -38,8 +38,9 @@ def test_customer_without_email_is_rejected(email):
         Customers().map(record)
 
 
-def test_customer_falls_back_to_billing_email():
-    assert Customers().map({"id": 9, "email": "", "billing": {"email": "b@x.test"}})["email"] == "b@x.test"
+def test_billing_email_does_not_stand_in_for_the_account_email():
+    with pytest.raises(MappingError):
+        Customers().map({"id": 9, "email": "", "billing": {"email": "b@x.test"}})
 
 
 def test_order_fields():
