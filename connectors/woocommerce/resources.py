@@ -1,8 +1,7 @@
 """Customers, orders and products as declarative resources with pure ``map()`` functions.
 
-Paging (the hard part). WooCommerce pages by position, so a record deleted (or, for orders and products
-ordered by ``modified``, edited) behind our position shifts every later record one place to the left
-and plain ``page=N`` paging silently skips one. We page by ``offset`` instead and make every page re-read
+Paging (the hard part). WooCommerce pages by position, so a record deleted behind our position shifts
+every later record one place to the left and plain ``page=N`` paging silently skips one. We page by ``offset`` instead and make every page re-read
 the last ``PAGE_OVERLAP`` records of the previous one. A page whose first record sorts *after* the last
 record we already hold proves a gap may exist, so we back off (ever larger steps) until the page overlaps
 what we saw. Records are kept only if they sort after the last one seen, so the overlap never
@@ -13,6 +12,7 @@ speculatively in parallel and validate them in order.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -67,6 +67,21 @@ def _address(value: Any) -> dict:
     return {str(k): _str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+def _server_time(value: str | None) -> str | None:
+    """The response's Date header as ISO UTC, or None when absent or garbled."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _to_woo_time(value: str, minus_seconds: int) -> str:
     """Stored cursor (ISO UTC) minus the overlap, in the zone-less form ``modified_after`` expects."""
     parsed = parse_upstream_datetime(value)
@@ -93,7 +108,7 @@ class WooResource(Resource):
         return None
 
     # one HTTP page ---------------------------------------------------------------------------------------
-    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], int | None]:
+    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], int | None, str | None]:
         data, response = client.get_json(self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
         if not isinstance(data, list) or not all(isinstance(r, dict) and "id" in r for r in data):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
@@ -104,7 +119,7 @@ class WooResource(Resource):
         if keys != sorted(keys):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         total = _int_or_none(response.headers.get("X-WP-Total"))
-        return data, total
+        return data, total, _server_time(response.headers.get("Date"))
 
     def _initial_token(self) -> dict:
         return {"offset": 0, "last": None}
@@ -118,7 +133,9 @@ class WooResource(Resource):
         offset, last = int(token["offset"]), token.get("last")
         back = self.page_size
         for _ in range(MAX_BACKOFFS):
-            records, total = fetch(offset)
+            records, total, server_time = fetch(offset)
+            if "started" in token and not token["started"]:
+                token["started"] = server_time or ""  # the store's clock, not ours: no skew
             gap = last is not None and offset > 0 and (not records or self.sort_key(records[0]) > last)
             if not gap:
                 break
@@ -177,8 +194,8 @@ class WooResource(Resource):
                 speculative["used"] = False
                 page = self.step(ctx, token, fetch)
                 if page.next_token is None and speculative["used"]:
-                    # The last page must be read after every earlier one: a record edited meanwhile
-                    # moved to the end, and a stale last page would miss it (a false "deleted").
+                    # The last page must be read after every earlier one, or a record created (or, in
+                    # an order that changes on edit, moved to the end) meanwhile could be missed.
                     page = self.step(ctx, token, fresh)
                 total = page.total if page.total is not None else total
                 for stale in [o for o in pending if o <= offset]:
@@ -234,20 +251,21 @@ class Customers(WooResource):
 
 # --- orders and products: incremental on modified ---------------------------------------------------------
 class ModifiedResource(WooResource):
-    """``modified_after`` (UTC thanks to ``dates_are_gmt``), ordered by modified then id, ascending.
+    """``modified_after`` (UTC thanks to ``dates_are_gmt``), ordered by **id** ascending.
+
+    Why not ``orderby=modified``: many records share a modified second (bulk edits, imports) and neither
+    WP_Query nor the HPOS orders table breaks those ties, so their order may differ between two page
+    requests and a page boundary inside a tie group can skip records. Ids are unique and stable.
 
     The cursor is the newest ``date_modified_gmt`` seen, capped at the time the scan started (the first
-    page's Date header): a record edited while we page moves to the end and is either seen there or,
-    being newer than the cap, picked up by the next run. The next run asks from the cursor minus
+    page's ``Date`` header, the store's own clock): a record edited behind our position during the scan
+    is newer than the cap, so the next run picks it up. The next run asks from the cursor minus
     ``CURSOR_OVERLAP_SECONDS`` (inclusive overlap; re-reading a record is harmless)."""
 
     cursor_kind = "timestamp"
 
-    def sort_key(self, record: dict) -> list:
-        return [_str(record.get("date_modified_gmt")), int(record["id"])]
-
     def query_params(self, ctx: FetchContext) -> dict:
-        params: dict = {"orderby": "modified", "order": "asc", "dates_are_gmt": "true", **self.extra_params}
+        params: dict = {"orderby": "id", "order": "asc", "dates_are_gmt": "true", **self.extra_params}
         if ctx.cursor and not ctx.full_scan:
             params["modified_after"] = _to_woo_time(ctx.cursor, conf.CURSOR_OVERLAP_SECONDS)
         return params
@@ -269,9 +287,7 @@ class ModifiedResource(WooResource):
         return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
     def _initial_token(self) -> dict:
-        from sync import clock
-
-        return {"offset": 0, "last": None, "started": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return {"offset": 0, "last": None, "started": ""}
 
 
 class Orders(ModifiedResource):

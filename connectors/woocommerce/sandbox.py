@@ -27,6 +27,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import format_datetime
 from urllib.parse import urlencode
 
 from connectors.sandbox.server import Request, Response, SandboxApp
@@ -386,10 +387,16 @@ class WooSandbox:
                 return rows
             total = len(rows)
             chunk = copy.deepcopy(rows[start : start + per_page])
+            served_at = self.now()  # the moment this page was read
         if self.on_list is not None:
             self.on_list(name, {"offset": start, "per_page": per_page, "count": len(chunk)})
         pages = math.ceil(total / per_page) if total else 0
-        headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
+        # The store's clock (the client caps its cursor with it); wsgiref would otherwise send the wall clock.
+        headers = {
+            "X-WP-Total": str(total),
+            "X-WP-TotalPages": str(pages),
+            "Date": format_datetime(served_at, usegmt=True),
+        }
         links = []
         base = f"https://shop.test{API}/{name}"
         if page > 1 and offset is None:

@@ -93,8 +93,8 @@ def test_insertions_and_deletions_mid_scan_with_engine(woo):
 def test_orders_edited_while_paging_are_not_skipped(woo, at_request):
     sandbox, conn = woo(size=10, orders=400)
     order_ids = sandbox.ids("orders")
-    # Ordered by modified: editing orders moves them to the end and shifts the rest left. With pages
-    # fetched in parallel, a stale last page would miss them (and a full scan would mark them deleted).
+    # Edits while paging must not make a record vanish from the scan (a full scan would then mark it
+    # deleted), whatever the moment the pages were fetched in parallel.
     _mutate_once(sandbox, at_request, lambda: [sandbox.update("orders", i, status="completed") for i in order_ids[:60]])
     ids = _scan_ids(Orders(), conn)
     assert set(ids) == set(order_ids)

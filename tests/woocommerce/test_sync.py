@@ -160,7 +160,7 @@ def test_orders_incremental_with_overlapping_cursor(woo):
     q2 = _run(conn, "orders")
     assert q2.state == QueueState.DONE
     first = sandbox.app.requests_seen[0]
-    assert first.arg("dates_are_gmt") == "true" and first.arg("orderby") == "modified" and first.arg("order") == "asc"
+    assert first.arg("dates_are_gmt") == "true" and first.arg("orderby") == "id" and first.arg("order") == "asc"
     assert first.arg("modified_after") and first.arg("modified_after") < newest["date_modified_gmt"]  # overlap
     fetched = set(SyncQueueLine.objects.filter(queue=q2).values_list("external_id", flat=True))
     assert set(map(str, changed)) <= fetched and str(newest["id"]) in fetched  # inclusive: the edge is re-read
@@ -238,3 +238,32 @@ def test_bad_key_marks_the_connection_for_reauth(woo):
     assert "cs_sandbox" not in q.fetch_error + conn.last_error
     with pytest.raises(services.ConnectionUnavailable):
         services.sync_start(connection=conn, resource="customers")
+
+
+def test_edit_behind_the_scan_is_caught_by_the_next_run(woo, fake_clock, monkeypatch):
+    """Cursor = newest modified seen, capped at the scan's start (the store's Date header): an order
+    edited after its page was read, followed by a newer edit we did read, must not fall behind the cursor."""
+    sandbox, conn = woo(size=5, orders=250)
+    ids = sandbox.ids("orders")
+    state = {"n": 0}
+
+    def edits(name, info):
+        state["n"] += 1
+        if state["n"] == 1:  # page 1 was just read: edit one of its orders, then a later one
+            fake_clock.advance(100)
+            sandbox.update("orders", ids[5], status="cancelled")
+            fake_clock.advance(100)
+            sandbox.update("orders", ids[240], status="cancelled")
+
+    sandbox.on_list = edits
+    from connectors.woocommerce import conf
+
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 1)  # page 1 is read strictly before the edits
+    _run(conn, "orders")
+    sandbox.on_list = None
+    assert Order.objects.get(connection=conn, external_id=str(ids[240])).status == "cancelled"
+    assert Order.objects.get(connection=conn, external_id=str(ids[5])).status != "cancelled"  # read before the edit
+    fake_clock.advance(300)
+    q = _run(conn, "orders")
+    assert q.state == QueueState.DONE
+    assert Order.objects.get(connection=conn, external_id=str(ids[5])).status == "cancelled"
