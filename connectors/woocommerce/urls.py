@@ -1,3 +1,11 @@
-"""Routes where WooCommerce calls us (webhooks, OAuth callbacks). Mounted at /connectors/woocommerce/."""
+"""Routes where WooCommerce calls us. Mounted at /connectors/woocommerce/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "woocommerce"
+
+urlpatterns = [
+    path("webhooks/<int:connection_id>/", views.webhook, name="webhook"),
+]

@@ -1,0 +1,18 @@
+"""WooCommerce settings read from the environment (not config/settings.py: this app owns its knobs)."""
+
+from __future__ import annotations
+
+import environ
+
+_env = environ.Env()
+
+# Pages fetched at once when the store tells us its page count (X-WP-TotalPages). Small: shared hosts.
+PAGE_CONCURRENCY: int = _env.int("WOOCOMMERCE_PAGE_CONCURRENCY", default=4)
+# Records each offset page re-reads from the previous one, to prove nothing shifted in between.
+PAGE_OVERLAP: int = _env.int("WOOCOMMERCE_PAGE_OVERLAP", default=5)
+# Seconds subtracted from the stored cursor when asking for modified_after (clock skew, same-second edits).
+CURSOR_OVERLAP_SECONDS: int = _env.int("WOOCOMMERCE_CURSOR_OVERLAP_SECONDS", default=60)
+# Webhook deliveries remembered for duplicate detection, in days.
+WEBHOOK_DEDUPE_DAYS: int = _env.int("WOOCOMMERCE_WEBHOOK_DEDUPE_DAYS", default=7)
+# Largest webhook body accepted (bytes); a Woo order with many lines is well under this.
+WEBHOOK_MAX_BODY: int = _env.int("WOOCOMMERCE_WEBHOOK_MAX_BODY", default=2_000_000)

@@ -1,0 +1,17 @@
+"""The WooCommerce connector as the engine sees it."""
+
+from __future__ import annotations
+
+from connectors.registry import Connector
+
+from .client import WooClient
+from .resources import RESOURCES
+
+connector = Connector(
+    kind="woocommerce",
+    label="WooCommerce",
+    client_class=WooClient,
+    resources=dict(RESOURCES),
+    secret_fields=("consumer_key", "consumer_secret", "webhook_secret"),
+    config_fields=("auth_in_query", "batch_size"),
+)

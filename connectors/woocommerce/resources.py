@@ -1,0 +1,368 @@
+"""Customers, orders and products as declarative resources with pure ``map()`` functions.
+
+Paging (the hard part). WooCommerce pages by position, so a record deleted behind our position shifts
+every later record one place to the left and plain ``page=N`` paging silently skips one. We page by ``offset`` instead and make every page re-read
+the last ``PAGE_OVERLAP`` records of the previous one. A page whose first record sorts *after* the last
+record we already hold proves a gap may exist, so we back off (ever larger steps) until the page overlaps
+what we saw. Records are kept only if they sort after the last one seen, so the overlap never
+duplicates. This holds for pages fetched in any order, which lets ``iter_pages`` fetch the next pages
+speculatively in parallel and validate them in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+from connectors.base import (
+    BadPage,
+    FetchContext,
+    MappingError,
+    Page,
+    PaginationStalled,
+    Resource,
+    parse_upstream_datetime,
+)
+
+from . import conf
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 100  # the API's maximum (more is 400 rest_invalid_param)
+MAX_BACKOFFS = 30
+
+
+# --- small pure helpers ----------------------------------------------------------------------------------
+def _str(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _decimal(value: Any, field: str) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise MappingError(f"{field} is not a number: {str(value)[:40]!r}") from None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _gmt(record: dict, name: str) -> dt.datetime | None:
+    """``date_x_gmt`` is UTC without a zone; fall back to nothing rather than guess the site's zone."""
+    return parse_upstream_datetime(record.get(f"{name}_gmt"))
+
+
+def _address(value: Any) -> dict:
+    return {str(k): _str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _server_time(value: str | None) -> str | None:
+    """The response's Date header as ISO UTC, or None when absent or garbled."""
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _to_woo_time(value: str, minus_seconds: int) -> str:
+    """Stored cursor (ISO UTC) minus the overlap, in the zone-less form ``modified_after`` expects."""
+    parsed = parse_upstream_datetime(value)
+    if parsed is None:
+        return ""
+    return (parsed - dt.timedelta(seconds=minus_seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# --- the paging core -------------------------------------------------------------------------------------
+class WooResource(Resource):
+    endpoint: ClassVar[str] = ""
+    page_size: ClassVar[int] = PER_PAGE
+    mark_missing_deleted: ClassVar[bool] = True
+
+    # overridables ---------------------------------------------------------------------------------------
+    def sort_key(self, record: dict) -> list:
+        """The order the query returns (must be total); JSON-friendly so it can live in the token."""
+        return [int(record["id"])]
+
+    def query_params(self, ctx: FetchContext) -> dict:
+        raise NotImplementedError
+
+    def page_cursor(self, records: list[dict], token: dict) -> str | None:
+        return None
+
+    # one HTTP page ---------------------------------------------------------------------------------------
+    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], int | None, str | None]:
+        data, response = client.get_json(self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
+        if not isinstance(data, list) or not all(isinstance(r, dict) and "id" in r for r in data):
+            raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
+        try:
+            keys = [self.sort_key(r) for r in data]
+        except (KeyError, TypeError, ValueError):
+            raise BadPage(f"{self.name}: a record at offset {offset} has no usable sort key") from None
+        if keys != sorted(keys):
+            raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
+        total = _int_or_none(response.headers.get("X-WP-Total"))
+        return data, total, _server_time(response.headers.get("Date"))
+
+    def _initial_token(self) -> dict:
+        return {"offset": 0, "last": None}
+
+    # one validated step ------------------------------------------------------------------------------------
+    def step(self, ctx: FetchContext, token: dict | None, fetch=None) -> Page:
+        """Fetch the page at ``token`` (backing off while a gap is possible) and say where to go next."""
+        token = dict(token or self._initial_token())
+        params = self.query_params(ctx)
+        fetch = fetch or (lambda offset: self._get(ctx.client, params, offset))
+        offset, last = int(token["offset"]), token.get("last")
+        back = self.page_size
+        for _ in range(MAX_BACKOFFS):
+            records, total, server_time = fetch(offset)
+            if "started" in token and not token["started"]:
+                token["started"] = server_time or ""  # the store's clock, not ours: no skew
+            gap = last is not None and offset > 0 and (not records or self.sort_key(records[0]) > last)
+            if not gap:
+                break
+            # Records behind us vanished (or moved): re-read further back until the page overlaps.
+            log.info("%s: possible page shift at offset %s; backing off %s", self.name, offset, back)
+            offset = max(0, offset - back)
+            back *= 2
+        else:
+            raise PaginationStalled(f"{self.name}: could not re-anchor paging after {MAX_BACKOFFS} back-offs")
+        fresh = [r for r in records if last is None or self.sort_key(r) > last]
+        new_last = max([last, *[self.sort_key(r) for r in records]], key=lambda k: (k is not None, k or []))
+        nxt = None
+        if len(records) >= self.page_size:
+            nxt = {**token, "offset": offset + len(records) - self.overlap, "last": new_last}
+        return Page(records=fresh, next_token=nxt, cursor=self.page_cursor(fresh, token), total=total)
+
+    @property
+    def overlap(self) -> int:
+        return max(1, min(conf.PAGE_OVERLAP, self.page_size - 1))
+
+    def fetch_page(self, ctx: FetchContext) -> Page:
+        return self.step(ctx, ctx.token)
+
+    def iter_pages(self, ctx: FetchContext) -> Iterator[Page]:
+        """Pages in order; the next few offsets are fetched in parallel (we know how many exist from
+        X-WP-Total) and validated in order, so a shift detected later still costs nothing but a re-read."""
+        params = self.query_params(ctx)
+        token = dict(ctx.token or self._initial_token())
+        workers = max(1, conf.PAGE_CONCURRENCY)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"woo-{self.name}")
+        pending: dict[int, Future] = {}
+        total: int | None = None
+        stride = self.page_size - self.overlap
+        steps = 0
+
+        speculative = {"used": False}
+
+        def fetch(offset: int):
+            future = pending.pop(offset, None)
+            if future is None:
+                return self._get(ctx.client, params, offset)
+            speculative["used"] = True
+            return future.result()
+
+        def fresh(offset: int):
+            return self._get(ctx.client, params, offset)
+
+        try:
+            while True:
+                offset = int(token["offset"])
+                if total is not None and workers > 1:
+                    for i in range(1, workers):
+                        ahead = offset + i * stride
+                        if ahead < total + self.page_size and ahead not in pending:
+                            pending[ahead] = pool.submit(self._get, ctx.client, params, ahead)
+                speculative["used"] = False
+                page = self.step(ctx, token, fetch)
+                if page.next_token is None and speculative["used"]:
+                    # The last page must be read after every earlier one, or a record created (or, in
+                    # an order that changes on edit, moved to the end) meanwhile could be missed.
+                    page = self.step(ctx, token, fresh)
+                total = page.total if page.total is not None else total
+                for stale in [o for o in pending if o <= offset]:
+                    pending.pop(stale).cancel()
+                yield page
+                if page.next_token is None:
+                    return
+                # Every step moves forward (offset or last key), so only endless churn can loop: cap it.
+                steps += 1
+                if steps > 3 * ((total or 0) // stride + 1) + 50:
+                    raise PaginationStalled(f"{self.name}: paging did not settle after {steps} pages")
+                token = page.next_token
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+# --- customers -------------------------------------------------------------------------------------------
+class Customers(WooResource):
+    """No date filter exists for customers (woocommerce#31482), so every run is a full scan by id."""
+
+    name = "customers"
+    model = "customers.Customer"
+    endpoint = "customers"
+    cursor_kind = "none"
+
+    def query_params(self, ctx: FetchContext) -> dict:
+        # role defaults to "customer" upstream: "all" also brings subscribers who bought as guests first.
+        return {"role": "all", "orderby": "id", "order": "asc"}
+
+    def map(self, record: dict) -> dict:
+        email = _str(record.get("email"))  # the account email; billing email is contact data, not identity
+        if not email:
+            raise MappingError(f"customer {record.get('id')} has no email address")
+        if "@" not in email or len(email) > 254:
+            raise MappingError(f"customer {record.get('id')} has an invalid email address")
+        billing = _address(record.get("billing"))
+        shipping = _address(record.get("shipping"))
+        return {
+            "first_name": _str(record.get("first_name"))[:255],
+            "last_name": _str(record.get("last_name"))[:255],
+            "email": email,
+            "username": _str(record.get("username"))[:255],
+            "phone": billing.get("phone", "")[:64],
+            "company": billing.get("company", "")[:255],
+            "billing": billing,
+            "shipping": shipping,
+            "is_paying_customer": bool(record.get("is_paying_customer")),
+            "upstream_created_at": _gmt(record, "date_created"),
+            "upstream_updated_at": _gmt(record, "date_modified") or _gmt(record, "date_created"),
+            "extra": {"role": _str(record.get("role")), "avatar_url": _str(record.get("avatar_url"))},
+        }
+
+
+# --- orders and products: incremental on modified ---------------------------------------------------------
+class ModifiedResource(WooResource):
+    """``modified_after`` (UTC thanks to ``dates_are_gmt``), ordered by **id** ascending.
+
+    Why not ``orderby=modified``: many records share a modified second (bulk edits, imports) and neither
+    WP_Query nor the HPOS orders table breaks those ties, so their order may differ between two page
+    requests and a page boundary inside a tie group can skip records. Ids are unique and stable.
+
+    The cursor is the newest ``date_modified_gmt`` seen, capped at the time the scan started (the first
+    page's ``Date`` header, the store's own clock): a record edited behind our position during the scan
+    is newer than the cap, so the next run picks it up. The next run asks from the cursor minus
+    ``CURSOR_OVERLAP_SECONDS`` (inclusive overlap; re-reading a record is harmless)."""
+
+    cursor_kind = "timestamp"
+
+    def query_params(self, ctx: FetchContext) -> dict:
+        params: dict = {"orderby": "id", "order": "asc", "dates_are_gmt": "true", **self.extra_params}
+        if ctx.cursor and not ctx.full_scan:
+            params["modified_after"] = _to_woo_time(ctx.cursor, conf.CURSOR_OVERLAP_SECONDS)
+        return params
+
+    extra_params: ClassVar[dict] = {}
+
+    def page_cursor(self, records: list[dict], token: dict) -> str | None:
+        stamps = [_str(r.get("date_modified_gmt")) for r in records if r.get("date_modified_gmt")]
+        if not stamps:
+            return None
+        newest = parse_upstream_datetime(max(stamps))
+        started = parse_upstream_datetime(token.get("started")) if token.get("started") else None
+        if started is not None and newest is not None and newest > started:
+            newest = started
+        return newest.strftime("%Y-%m-%dT%H:%M:%SZ") if newest else None
+
+    def record_cursor(self, record: dict) -> str | None:
+        value = parse_upstream_datetime(record.get("date_modified_gmt"))
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+    def _initial_token(self) -> dict:
+        return {"offset": 0, "last": None, "started": ""}
+
+
+class Orders(ModifiedResource):
+    name = "orders"
+    model = "commerce.Order"
+    endpoint = "orders"
+
+    def map(self, record: dict) -> dict:
+        billing = _address(record.get("billing"))
+        customer_id = _int_or_none(record.get("customer_id")) or 0
+        items = record.get("line_items") if isinstance(record.get("line_items"), list) else []
+        return {
+            "number": _str(record.get("number") or record.get("id"))[:64],
+            "status": _str(record.get("status"))[:32],
+            "payment_status": "paid" if record.get("date_paid_gmt") or record.get("date_paid") else "unpaid",
+            "currency": _str(record.get("currency"))[:8],
+            "total": _decimal(record.get("total"), "total"),
+            "customer_external_id": str(customer_id) if customer_id else "",  # 0 = guest checkout
+            "email": billing.get("email", "")[:254],
+            "line_items": [
+                {
+                    "id": item.get("id"),
+                    "product_id": item.get("product_id"),
+                    "variation_id": item.get("variation_id"),
+                    "name": _str(item.get("name")),
+                    "sku": _str(item.get("sku")),
+                    "quantity": item.get("quantity"),
+                    "total": _str(item.get("total")),
+                }
+                for item in items
+                if isinstance(item, dict)
+            ],
+            "upstream_created_at": _gmt(record, "date_created"),
+            "upstream_updated_at": _gmt(record, "date_modified"),
+            "extra": {
+                "payment_method": _str(record.get("payment_method")),
+                "billing": billing,
+                "shipping": _address(record.get("shipping")),
+                "date_paid_gmt": _str(record.get("date_paid_gmt")),
+                "date_completed_gmt": _str(record.get("date_completed_gmt")),
+            },
+        }
+
+
+class Products(ModifiedResource):
+    name = "products"
+    model = "commerce.Product"
+    endpoint = "products"
+    extra_params: ClassVar[dict] = {"status": "any"}
+
+    def map(self, record: dict) -> dict:
+        name = _str(record.get("name"))
+        if not name:
+            raise MappingError(f"product {record.get('id')} has no name")
+        status = _str(record.get("status"))
+        parent = _int_or_none(record.get("parent_id")) or 0
+        return {
+            "name": name[:500],
+            "sku": _str(record.get("sku"))[:255],
+            "handle": _str(record.get("slug"))[:255],
+            "status": status[:32],
+            "active": status == "publish",
+            "price": _decimal(record.get("price"), "price"),
+            "regular_price": _decimal(record.get("regular_price"), "regular_price"),
+            "sale_price": _decimal(record.get("sale_price"), "sale_price"),
+            "stock_quantity": _int_or_none(record.get("stock_quantity")),
+            "variant_parent_id": str(parent) if parent else "",
+            "upstream_created_at": _gmt(record, "date_created"),
+            "upstream_updated_at": _gmt(record, "date_modified"),
+            "extra": {
+                "type": _str(record.get("type")),
+                "stock_status": _str(record.get("stock_status")),
+                "permalink": _str(record.get("permalink")),
+            },
+        }
+
+
+RESOURCES: dict[str, WooResource] = {r.name: r for r in (Customers(), Orders(), Products())}
