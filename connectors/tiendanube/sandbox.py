@@ -47,6 +47,9 @@ class Store:
     leaked_at: float = field(default_factory=time.monotonic)
 
 
+SANDBOX_SECRET = "sandbox-app-secret"  # the fake app's own secret, loopback only
+
+
 class TiendanubeSandbox:
     def __init__(
         self,
@@ -54,7 +57,7 @@ class TiendanubeSandbox:
         stores: int = 2,
         records: int = 25,
         app_id: str = "4242",
-        client_secret: str = "sandbox-app-secret",
+        client_secret: str = SANDBOX_SECRET,
         bucket_size: int = 40,
         drain: float = 2.0,
         result_cap: int = 10_000,
