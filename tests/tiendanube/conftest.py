@@ -15,8 +15,10 @@ CALLBACK = "http://testserver/connectors/tiendanube/oauth/callback/"
 def tn_settings(settings):
     """Point the connector at a sandbox; a local-memory bucket cache (the bucket is shared by threads of
     this process; the default DB cache would be shared by processes - not needed in one test)."""
-    settings.CACHES = {**settings.CACHES, "tn-bucket": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-                                                        "LOCATION": "tn-bucket"}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "tn-bucket": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tn-bucket"},
+    }
     settings.TIENDANUBE_APP_ID = "4242"
     settings.TIENDANUBE_CLIENT_SECRET = SANDBOX_SECRET
     settings.TIENDANUBE_BUCKET_CACHE = "tn-bucket"
@@ -71,8 +73,13 @@ def store_conn(org, make_connection, tn_sandbox):
     def make(sb, store_id="1001", token=None):
         st = sb.stores[store_id]
         st.installed, st.token = True, token or f"tok-{store_id}-abcdef"
-        return make_connection(org, kind="tiendanube", base_url=conf.get().store_base_url(store_id),
-                               external_account_id=store_id, name=f"store {store_id}",
-                               credentials={"access_token": st.token})
+        return make_connection(
+            org,
+            kind="tiendanube",
+            base_url=conf.get().store_base_url(store_id),
+            external_account_id=store_id,
+            name=f"store {store_id}",
+            credentials={"access_token": st.token},
+        )
 
     return make

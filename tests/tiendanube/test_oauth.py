@@ -3,10 +3,10 @@ import datetime as dt
 import pytest
 import requests
 from django.test import Client
+from django_q.models import Schedule
 
 from connectors.models import Connection
 from connectors.tiendanube.models import OAuthState, PendingInstall, StoreSchedule
-from django_q.models import Schedule
 
 from .conftest import oauth_connect
 
@@ -20,7 +20,9 @@ def client_staff(staff):
     return c
 
 
-def test_full_flow_connects_store_schedules_it_and_syncs(client_staff, org, tn_sandbox, django_capture_on_commit_callbacks):
+def test_full_flow_connects_store_schedules_it_and_syncs(
+    client_staff, org, tn_sandbox, django_capture_on_commit_callbacks
+):
     sb = tn_sandbox(stores=2, records=12)
     with django_capture_on_commit_callbacks(execute=True):
         response, _ = oauth_connect(client_staff, org, store="1002")
@@ -86,7 +88,9 @@ def test_callback_rejects_expired_state(client_staff, org, tn_sandbox, fake_cloc
     assert OAuthState.objects.get().used_at is None
 
 
-def test_install_without_our_state_becomes_pending_then_claimed(staff, org, tn_sandbox, django_capture_on_commit_callbacks):
+def test_install_without_our_state_becomes_pending_then_claimed(
+    staff, org, tn_sandbox, django_capture_on_commit_callbacks
+):
     sb = tn_sandbox(stores=1, records=3)
     redirect = requests.get(f"{sb.base_url}/apps/4242/authorize", allow_redirects=False, timeout=5).headers["Location"]
     r = Client().get("/connectors/tiendanube/oauth/callback/?" + redirect.split("?", 1)[1])
@@ -96,7 +100,9 @@ def test_install_without_our_state_becomes_pending_then_claimed(staff, org, tn_s
     c = Client()
     c.force_login(staff)
     with django_capture_on_commit_callbacks(execute=True):
-        claim = c.post(f"/api/tiendanube/pending/{pending.pk}/claim/", {"organization": org.pk}, content_type="application/json")
+        claim = c.post(
+            f"/api/tiendanube/pending/{pending.pk}/claim/", {"organization": org.pk}, content_type="application/json"
+        )
     assert claim.status_code == 200, claim.content
     conn = Connection.objects.get(kind="tiendanube", external_account_id="1001")
     assert conn.organization == org

@@ -51,9 +51,16 @@ def test_backoff_then_needs_reauth_after_three_failures(tn_sandbox, store_conn, 
     settings.SYNC_HTTP_MAX_TRIES = 1
     sb = tn_sandbox(stores=1, records=3)
     conn = store_conn(sb)
-    sb.app.routes.insert(0, ("GET", __import__("re").compile(r"^/v1/1001/products$"),
-                             lambda req: __import__("connectors.sandbox.server", fromlist=["Response"]).Response.json(
-                                 {"code": 500, "message": "boom"}, 500)))
+    sb.app.routes.insert(
+        0,
+        (
+            "GET",
+            __import__("re").compile(r"^/v1/1001/products$"),
+            lambda req: __import__("connectors.sandbox.server", fromlist=["Response"]).Response.json(
+                {"code": 500, "message": "boom"}, 500
+            ),
+        ),
+    )
     expected = [5, 15]
     for minutes in expected:
         result = services.store_sync(connection_id=conn.pk)
@@ -165,7 +172,11 @@ def test_result_cap_splits_into_date_windows(tn_sandbox, store_conn, settings):
     from commerce.models import Product
 
     assert Product.objects.filter(connection=conn).count() == 35
-    windows = {(r.arg("updated_at_min"), r.arg("updated_at_max")) for r in sb.app.requests_seen if r.path == "/v1/1001/products"}
+    windows = {
+        (r.arg("updated_at_min"), r.arg("updated_at_max"))
+        for r in sb.app.requests_seen
+        if r.path == "/v1/1001/products"
+    }
     assert len(windows) > 3
     assert sb.count_429 == 0
 
@@ -175,6 +186,8 @@ def test_request_without_user_agent_gets_400(tn_sandbox):
 
     sb = tn_sandbox(stores=1)
     sb.stores["1001"].installed, sb.stores["1001"].token = True, "t"
-    r = requests.get(f"{sb.base_url}/v1/1001/products", headers={"Authentication": "bearer t", "User-Agent": ""}, timeout=5)
+    r = requests.get(
+        f"{sb.base_url}/v1/1001/products", headers={"Authentication": "bearer t", "User-Agent": ""}, timeout=5
+    )
     assert r.status_code == 400
     assert _fmt(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == "2026-01-01T00:00:00+0000"
