@@ -62,6 +62,7 @@ class TiendanubeSandbox:
         drain: float = 2.0,
         result_cap: int = 10_000,
         redirect_uri: str = "",
+        base_time: dt.datetime = BASE_TIME,
     ) -> None:
         self.app = SandboxApp()
         self.app_id = app_id
@@ -70,6 +71,7 @@ class TiendanubeSandbox:
         self.drain = drain
         self.result_cap = result_cap
         self.redirect_uri = redirect_uri
+        self.base_time = base_time
         self.lock = threading.RLock()
         self.codes: dict[str, str] = {}
         self.stores: dict[str, Store] = {}
@@ -89,7 +91,7 @@ class TiendanubeSandbox:
 
     def _add_records(self, store: Store, n: int, *, when: dt.datetime | None = None) -> None:
         sid = int(store.store_id)
-        at = when or BASE_TIME + dt.timedelta(minutes=n)
+        at = when or self.base_time + dt.timedelta(minutes=n)
         stamp = {"created_at": _fmt(at), "updated_at": _fmt(at)}
         store.data["products"].append(
             {
