@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.test import Client
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from connectors.models import Connection
 from connectors.sandbox.server import serve
+from sync import clock
 from sync.models import QueueState, SyncQueue
 
 from . import services
@@ -97,12 +98,8 @@ def run(ctx) -> list[dict]:
 
 def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[dict]:
     """Make the stores' schedules due, start a qcluster, wait until each store synced on its own."""
-    from sync import clock
-
     # The connect flow enqueued a first sync of each store; the report already ran it, so drop those
     # (redundant) queued tasks and let the schedules alone drive the cluster.
-    from django_q.models import OrmQ
-
     names = {f"tiendanube-store-{c.pk}" for c in conns}
     for task in OrmQ.objects.all():
         if task.name() in names:
