@@ -65,7 +65,7 @@ class SchedulerInitializeView(APIView):
 class StoreSyncView(APIView):
     throttle_scope = "sync-trigger"
 
-    @extend_schema(request=None, responses={202: dict, 409: dict})
+    @extend_schema(operation_id="tiendanube_store_sync", request=None, responses={202: dict, 409: dict})
     def post(self, request, pk: int):
         store = _store(request, pk)
         try:
@@ -81,7 +81,7 @@ class StoreSyncView(APIView):
 class StoreSyncAllView(APIView):
     throttle_scope = "sync-trigger"
 
-    @extend_schema(request=None, responses={202: dict})
+    @extend_schema(operation_id="tiendanube_stores_sync_all", request=None, responses={202: dict})
     def post(self, request):
         result = services.stores_enqueue_all(
             connections=selectors.store_list(user=request.user), origin=Origin.API, actor=request.user

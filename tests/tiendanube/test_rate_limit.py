@@ -35,8 +35,11 @@ def test_many_pages_sync_with_zero_429(fast_bucket, tn_sandbox, store_conn):
     assert sb.count_429 == 0
 
 
-def test_bucket_is_shared_by_every_client_of_a_store(fast_bucket, tn_sandbox, store_conn):
-    """Two 'workers' (separate clients) hammer one store at once: the shared bucket keeps both under it."""
+@pytest.mark.parametrize("cache_alias", ["tn-bucket", pytest.param("default", marks=pytest.mark.postgres)])
+def test_bucket_is_shared_by_every_client_of_a_store(fast_bucket, tn_sandbox, store_conn, cache_alias):
+    """Three 'workers' (separate clients) hammer one store at once: the shared bucket keeps them all under
+    it. On PostgreSQL also through the production default, the database cache (one connection per thread)."""
+    fast_bucket.TIENDANUBE_BUCKET_CACHE = cache_alias
     sb = tn_sandbox(stores=1, records=5, bucket_size=10, drain=100.0)
     conn = store_conn(sb)
     errors = []
@@ -50,6 +53,9 @@ def test_bucket_is_shared_by_every_client_of_a_store(fast_bucket, tn_sandbox, st
             errors.append(exc)
         finally:
             client.close()
+            from django.db import connection
+
+            connection.close()
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
     for t in threads:
