@@ -18,8 +18,27 @@ def _scoped(request, qs, field="organization_id"):
     return qs if ids is None else qs.filter(**{f"{field}__in": ids})
 
 
+class StaffScopedAdmin(admin.ModelAdmin):
+    """Any active staff user may use these pages (like the staff API); rows are scoped to their orgs."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+
 @admin.register(StoreSchedule)
-class StoreScheduleAdmin(admin.ModelAdmin):
+class StoreScheduleAdmin(StaffScopedAdmin):
     list_display = (
         "connection",
         "organization",
@@ -37,9 +56,6 @@ class StoreScheduleAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return _scoped(request, super().get_queryset(request).select_related("connection", "organization"))
-
-    def has_add_permission(self, request):
-        return False
 
     @admin.display(description="Reconnect")
     def reconnect(self, obj):
@@ -62,14 +78,11 @@ class StoreScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(PendingInstall)
-class PendingInstallAdmin(admin.ModelAdmin):
+class PendingInstallAdmin(StaffScopedAdmin):
     list_display = ("store_id", "scope", "organization", "created_at", "claimed_at", "connection")
     fields = ("store_id", "scope", "organization", "created_at", "claimed_at", "claimed_by", "connection")
     readonly_fields = ("store_id", "scope", "created_at", "claimed_at", "claimed_by", "connection")
     actions = ["claim"]
-
-    def has_add_permission(self, request):
-        return False
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":
@@ -95,12 +108,9 @@ class PendingInstallAdmin(admin.ModelAdmin):
 
 
 @admin.register(PrivacyRequest)
-class PrivacyRequestAdmin(admin.ModelAdmin):
+class PrivacyRequestAdmin(StaffScopedAdmin):
     list_display = ("event", "store_id", "customer_external_id", "created_at")
     readonly_fields = ("event", "store_id", "connection", "customer_external_id", "result", "created_at")
 
     def get_queryset(self, request):
         return _scoped(request, super().get_queryset(request), "connection__organization_id")
-
-    def has_add_permission(self, request):
-        return False

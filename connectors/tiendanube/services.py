@@ -75,6 +75,7 @@ def oauth_start(*, user, organization, session_key: str) -> str:
         raise OAuthError("TIENDANUBE_APP_ID is not configured")
     state = secrets.token_urlsafe(32)
     now = clock.now()
+    OAuthState.objects.filter(expires_at__lt=now - dt.timedelta(days=1)).delete()  # keep the table small
     OAuthState.objects.create(
         state_hash=_hash(state),
         session_key=session_key,
@@ -256,6 +257,10 @@ def schedule_spec(sched: StoreSchedule) -> ScheduleSpec:
 
 def schedule_sync(sched: StoreSchedule) -> Schedule:
     """Mirror the store's state into its one django-q2 Schedule (paused = repeats 0)."""
+    from .schedules import HEALTH
+
+    if not Schedule.objects.filter(name=HEALTH.name).exists():
+        schedule_upsert(HEALTH)  # the 30-minute health check exists as soon as a store does
     obj = schedule_upsert(schedule_spec(sched))
     if sched.schedule_name != obj.name:
         StoreSchedule.objects.filter(pk=sched.pk).update(schedule_name=obj.name)

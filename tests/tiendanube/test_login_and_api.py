@@ -150,3 +150,17 @@ def test_non_staff_gets_403(two_stores, django_user_model):
     u = django_user_model.objects.create_user("eve", password="x")
     assert api(u).get("/api/tiendanube/scheduler/status/").status_code == 403
     assert not SyncSlot.objects.exists()
+
+
+def test_admin_lists_stores_with_reconnect_button(two_stores, staff, other_staff):
+    _, stale, fresh = two_stores
+    services.store_mark_needs_reauth(stale, reason="the token was rejected (401)")
+    page = api(staff).get("/admin/tiendanube/storeschedule/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("Reconnect</a>") == 1 and "Connect a Tiendanube store" in html
+    assert "store 1001" in api(staff).get("/admin/tiendanube/storeschedule/").content.decode()
+    assert "store 1001" not in api(other_staff).get("/admin/tiendanube/storeschedule/").content.decode()
+    from django_q.models import Schedule
+
+    assert Schedule.objects.filter(name="tiendanube:health", minutes=30).exists()
