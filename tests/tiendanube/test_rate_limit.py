@@ -91,3 +91,17 @@ def test_wait_for_one_slot_uses_reset_over_limit(tn_settings):
     assert b.wait_for_one(r) == pytest.approx(0.5)
     r.headers["Retry-After"] = "3"
     assert b.wait_for_one(r) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"), [(401, "auth"), (402, "fail"), (429, "rate_limited"), (503, "retry"), (404, "fail")]
+)
+def test_error_dialect(tn_settings, store_conn, tn_sandbox, status, verdict):
+    import requests
+
+    sb = tn_sandbox(stores=1, records=0)
+    client = connector.client(store_conn(sb))
+    r = requests.Response()
+    r.status_code = status
+    assert client.classify(r)[0].value == verdict
+    client.close()
