@@ -13,15 +13,18 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def fast_bucket(tn_settings):
-    tn_settings.TIENDANUBE_BUCKET_SIZE = 10
+    # 50x the real drain; the safety margin scales with it (8 requests = 80 ms of scheduling jitter on a
+    # loaded test machine, where the real margin of 2 at 2/s is a full second).
+    tn_settings.TIENDANUBE_BUCKET_SIZE = 20
     tn_settings.TIENDANUBE_BUCKET_DRAIN = 100.0
+    tn_settings.TIENDANUBE_BUCKET_MARGIN = 8
     tn_settings.TIENDANUBE_PAGE_SIZE = 5
     tn_settings.TIENDANUBE_PAGE_CONCURRENCY = 4
     return tn_settings
 
 
 def test_many_pages_sync_with_zero_429(fast_bucket, tn_sandbox, store_conn):
-    sb = tn_sandbox(stores=1, records=150, bucket_size=10, drain=100.0)
+    sb = tn_sandbox(stores=1, records=150, bucket_size=20, drain=100.0)
     conn = store_conn(sb)
     result = services.store_sync(connection_id=conn.pk)
     assert result.outcome == "success", result
@@ -40,7 +43,7 @@ def test_bucket_is_shared_by_every_client_of_a_store(fast_bucket, tn_sandbox, st
     """Three 'workers' (separate clients) hammer one store at once: the shared bucket keeps them all under
     it. On PostgreSQL also through the production default, the database cache (one connection per thread)."""
     fast_bucket.TIENDANUBE_BUCKET_CACHE = cache_alias
-    sb = tn_sandbox(stores=1, records=5, bucket_size=10, drain=100.0)
+    sb = tn_sandbox(stores=1, records=5, bucket_size=20, drain=100.0)
     conn = store_conn(sb)
     errors = []
 
@@ -67,12 +70,12 @@ def test_bucket_is_shared_by_every_client_of_a_store(fast_bucket, tn_sandbox, st
 
 
 def test_a_429_waits_for_one_slot_and_retries(fast_bucket, tn_sandbox, store_conn):
-    sb = tn_sandbox(stores=1, records=1, bucket_size=10, drain=100.0)
+    sb = tn_sandbox(stores=1, records=1, bucket_size=20, drain=100.0)
     conn = store_conn(sb)
     st = sb.stores["1001"]
     import time
 
-    st.level, st.leaked_at = 10.0, time.monotonic() + 0.05  # someone else filled the bucket
+    st.level, st.leaked_at = 20.0, time.monotonic() + 0.05  # someone else filled the bucket
     client = connector.client(conn)
     data, response = client.get_json("store")
     client.close()
