@@ -145,7 +145,7 @@ def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[d
                 "records": sum(q.done_count for q in queues),
                 "seconds": seconds,
                 "state": "done" if ok else "not yet",
-                "note": "synced on its own under qcluster",
+                "note": "on its own under qcluster (incremental: overlap only)",
             }
         )
     return rows
