@@ -366,6 +366,8 @@ class QueueRunner:
         seen = SyncQueueLine.objects.filter(queue=self.queue).values("external_id")
         n = (
             self.model.objects.filter(connection=self.connection, deleted_at__isnull=True)
+            # A row another lane (a webhook) wrote after this scan began is newer than the scan: keep it.
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=self.queue.started_at))
             .exclude(external_id__in=seen)
             .update(deleted_at=now)
         )

@@ -1,1 +1,135 @@
-# Models specific to Tiendanube (if any) live here, with migrations in this app.
+"""Tiendanube's own tables: OAuth state, installs waiting to be claimed, per-store schedule state, sync
+slots (the parallel cap as database rows) and privacy requests received by webhook."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from connectors import crypto
+
+
+class OAuthState(models.Model):
+    """One started connect flow. Only a hash of the state is stored; it is single use, bound to the
+    session that started it, and expires."""
+
+    state_hash = models.CharField(max_length=64, unique=True)
+    session_key = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey("sync.Organization", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OAuth state"
+
+
+class PendingInstall(models.Model):
+    """An install that reached us without our state (e.g. from the app store): a staff user must claim
+    it for an organization before it syncs."""
+
+    store_id = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=500, blank=True, default="")
+    token_encrypted = models.TextField(blank=True, default="", editable=False)
+    organization = models.ForeignKey(
+        "sync.Organization",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Choose the organization, save, then use the 'Claim' action.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    connection = models.ForeignKey(
+        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Pending store {self.store_id}"
+
+    @property
+    def access_token(self) -> str:
+        return crypto.decrypt_json(self.token_encrypted).get("access_token", "")
+
+    @access_token.setter
+    def access_token(self, value: str) -> None:
+        self.token_encrypted = crypto.encrypt_json({"access_token": value}) if value else ""
+
+
+class Tier(models.TextChoices):
+    HIGH = "high", "High (every 5 min)"
+    MEDIUM = "medium", "Medium (every 30 min)"
+    LOW = "low", "Low (every 6 h)"
+
+
+class ScheduleState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    BACKOFF = "backoff", "Backing off"
+    NEEDS_REAUTH = "needs_reauth", "Needs reconnect"
+    DISCONNECTED = "disconnected", "Disconnected (uninstalled)"
+
+
+class StoreSchedule(models.Model):
+    """Scheduling state of one store (one Tiendanube Connection); mirrored into one django-q2 Schedule."""
+
+    connection = models.OneToOneField(
+        "connectors.Connection", on_delete=models.CASCADE, related_name="tiendanube_schedule"
+    )
+    organization = models.ForeignKey("sync.Organization", on_delete=models.CASCADE, related_name="+")
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.HIGH)
+    state = models.CharField(max_length=16, choices=ScheduleState.choices, default=ScheduleState.ACTIVE)
+    failures_in_row = models.IntegerField(default=0)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True, help_text="Newest upstream change or webhook seen")
+    last_error = models.TextField(blank=True, default="")
+    # Set when a sync is enqueued by hand / login / connect, cleared when it starts: no duplicate enqueues.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    schedule_name = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["organization_id", "connection_id"]
+
+    def __str__(self) -> str:
+        return f"Schedule of {self.connection}"
+
+
+class SyncSlot(models.Model):
+    """The parallel cap as rows: a store sync holds one slot while it runs. ``connection`` is unique, so
+    the same store can never hold two slots (never syncs twice at once)."""
+
+    number = models.PositiveIntegerField(unique=True)
+    connection = models.OneToOneField(
+        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="tiendanube_slot"
+    )
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+
+
+class PrivacyRequest(models.Model):
+    """An LGPD webhook (store/redact, customers/redact, customers/data_request) and what we did."""
+
+    event = models.CharField(max_length=40)
+    store_id = models.CharField(max_length=64)
+    connection = models.ForeignKey(
+        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    customer_external_id = models.CharField(max_length=64, blank=True, default="")
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,116 @@
+"""Admin: stores with their schedule (reconnect button when needed), pending installs to claim."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from sync.models import Origin
+from sync.selectors import organization_ids_for
+
+from . import services
+from .models import PendingInstall, PrivacyRequest, StoreSchedule
+
+
+def _scoped(request, qs, field="organization_id"):
+    ids = organization_ids_for(request.user)
+    return qs if ids is None else qs.filter(**{f"{field}__in": ids})
+
+
+class StaffScopedAdmin(admin.ModelAdmin):
+    """Any active staff user may use these pages (like the staff API); rows are scoped to their orgs."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_staff
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(StoreSchedule)
+class StoreScheduleAdmin(StaffScopedAdmin):
+    list_display = (
+        "connection",
+        "organization",
+        "tier",
+        "state",
+        "failures_in_row",
+        "next_sync_at",
+        "last_success_at",
+        "reconnect",
+    )
+    list_filter = ("tier", "state")
+    readonly_fields = [f.name for f in StoreSchedule._meta.fields]
+    actions = ["sync_now", "reinitialize"]
+    change_list_template = "admin/tiendanube/storeschedule/change_list.html"
+
+    def get_queryset(self, request):
+        return _scoped(request, super().get_queryset(request).select_related("connection", "organization"))
+
+    @admin.display(description="Reconnect")
+    def reconnect(self, obj):
+        if not obj.connection.needs_reauth and obj.connection.is_active:
+            return "-"
+        url = reverse("tiendanube:connect") + f"?organization={obj.organization_id}"
+        return format_html('<a class="button" href="{}">Reconnect</a>', url)
+
+    @admin.action(description="Sync selected stores now")
+    def sync_now(self, request, queryset):
+        result = services.stores_enqueue_all(
+            connections=[s.connection for s in queryset], origin=Origin.MANUAL, actor=request.user
+        )
+        self.message_user(request, ", ".join(f"#{k}: {v}" for k, v in result.items()), messages.INFO)
+
+    @admin.action(description="(Re)initialize schedules of selected stores")
+    def reinitialize(self, request, queryset):
+        n = services.schedules_initialize(connections=[s.connection for s in queryset])
+        self.message_user(request, f"{n} schedule(s) initialized", messages.SUCCESS)
+
+
+@admin.register(PendingInstall)
+class PendingInstallAdmin(StaffScopedAdmin):
+    list_display = ("store_id", "scope", "organization", "created_at", "claimed_at", "connection")
+    fields = ("store_id", "scope", "organization", "created_at", "claimed_at", "claimed_by", "connection")
+    readonly_fields = ("store_id", "scope", "created_at", "claimed_at", "claimed_by", "connection")
+    actions = ["claim"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "organization":
+            from sync.selectors import organization_list
+
+            kwargs["queryset"] = organization_list(user=request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.action(description="Claim for the chosen organization")
+    def claim(self, request, queryset):
+        allowed = organization_ids_for(request.user)
+        for pending in queryset.filter(claimed_at__isnull=True):
+            if pending.organization is None or (allowed is not None and pending.organization_id not in allowed):
+                self.message_user(
+                    request, f"store {pending.store_id}: choose one of your organizations first", messages.ERROR
+                )
+                continue
+            try:
+                services.pending_claim(pending=pending, organization=pending.organization, actor=request.user)
+                self.message_user(request, f"store {pending.store_id} claimed; first sync started", messages.SUCCESS)
+            except services.TiendanubeError as exc:
+                self.message_user(request, f"store {pending.store_id}: {exc}", messages.ERROR)
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(StaffScopedAdmin):
+    list_display = ("event", "store_id", "customer_external_id", "created_at")
+    readonly_fields = ("event", "store_id", "connection", "customer_external_id", "result", "created_at")
+
+    def get_queryset(self, request):
+        return _scoped(request, super().get_queryset(request), "connection__organization_id")

@@ -1,0 +1,129 @@
+"""Thin staff-only, organization-scoped REST views. Another organization's store answers 404."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from connectors.models import Connection
+from sync.models import Origin
+from sync.selectors import organization_list
+
+from . import selectors, services
+from .models import PendingInstall
+
+
+def _store(request, pk: int) -> Connection:
+    try:
+        return selectors.store_get(user=request.user, connection_id=pk)
+    except Connection.DoesNotExist:
+        raise Http404("no such store") from None
+
+
+class StoreRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    store_id = serializers.CharField()
+    organization = serializers.IntegerField()
+    tier = serializers.CharField(allow_null=True)
+    state = serializers.CharField()
+    needs_reauth = serializers.BooleanField()
+    failures_in_row = serializers.IntegerField()
+    syncing = serializers.BooleanField()
+    next_sync_at = serializers.DateTimeField(allow_null=True)
+    last_sync_at = serializers.DateTimeField(allow_null=True)
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+
+
+class SchedulerStatusSerializer(serializers.Serializer):
+    running = serializers.BooleanField()
+    total = serializers.IntegerField()
+    active = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    syncing = serializers.IntegerField()
+    stores = StoreRowSerializer(many=True)
+
+
+class SchedulerStatusView(APIView):
+    @extend_schema(responses=SchedulerStatusSerializer)
+    def get(self, request):
+        return Response(SchedulerStatusSerializer(selectors.scheduler_status(user=request.user)).data)
+
+
+class SchedulerInitializeView(APIView):
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request):
+        n = services.schedules_initialize(connections=selectors.store_list(user=request.user))
+        return Response({"initialized": n})
+
+
+class StoreSyncView(APIView):
+    throttle_scope = "sync-trigger"
+
+    @extend_schema(operation_id="tiendanube_store_sync", request=None, responses={202: dict, 409: dict})
+    def post(self, request, pk: int):
+        store = _store(request, pk)
+        try:
+            enqueued = services.store_enqueue_sync(connection=store, origin=Origin.API, actor=request.user)
+        except services.TiendanubeError as exc:
+            return Response({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+        return Response(
+            {"store": store.pk, "status": "enqueued" if enqueued else "already queued or running"},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class StoreSyncAllView(APIView):
+    throttle_scope = "sync-trigger"
+
+    @extend_schema(operation_id="tiendanube_stores_sync_all", request=None, responses={202: dict})
+    def post(self, request):
+        result = services.stores_enqueue_all(
+            connections=selectors.store_list(user=request.user), origin=Origin.API, actor=request.user
+        )
+        return Response({"stores": {str(k): v for k, v in result.items()}}, status=status.HTTP_202_ACCEPTED)
+
+
+class StoreTokenView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request, pk: int):
+        return Response(services.token_diagnose(_store(request, pk)))
+
+
+class HealthView(APIView):
+    """GET: the last report (the 30-minute schedule), or ?fresh=1 to check now (the caller's stores)."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        report = selectors.health_last()
+        if report is None or request.query_params.get("fresh") in ("1", "true"):
+            report = services.health_check(connections=selectors.store_list(user=request.user).filter(is_active=True))
+        mine = {str(c) for c in selectors.store_list(user=request.user).values_list("pk", flat=True)}
+        report = {**report, "stores": [s for s in report.get("stores", []) if str(s["connection"]) in mine]}
+        return Response(report, status=200 if report.get("ok") else 503)
+
+
+class PendingListView(APIView):
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        rows = PendingInstall.objects.filter(claimed_at__isnull=True).values("id", "store_id", "scope", "created_at")
+        return Response({"pending": list(rows)})
+
+
+class PendingClaimView(APIView):
+    @extend_schema(request=None, responses={200: dict})
+    def post(self, request, pk: int):
+        pending = PendingInstall.objects.filter(pk=pk, claimed_at__isnull=True).first()
+        org = organization_list(user=request.user).filter(pk=request.data.get("organization")).first()
+        if pending is None or org is None:
+            raise Http404("no such pending store or organization")
+        try:
+            conn = services.pending_claim(pending=pending, organization=org, actor=request.user)
+        except services.TiendanubeError as exc:
+            return Response({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+        return Response({"connection": conn.pk, "store_id": conn.external_account_id})

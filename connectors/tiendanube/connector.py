@@ -1,0 +1,17 @@
+"""The Tiendanube connector as the engine sees it."""
+
+from __future__ import annotations
+
+from connectors.registry import Connector
+
+from .client import TiendanubeClient
+from .resources import RESOURCES
+
+connector = Connector(
+    kind="tiendanube",
+    label="Tiendanube / Nuvemshop",
+    client_class=TiendanubeClient,
+    resources=dict(RESOURCES),
+    secret_fields=("access_token",),
+    config_fields=(),
+)

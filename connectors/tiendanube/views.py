@@ -1,0 +1,79 @@
+"""Where Tiendanube (and the staff user's browser) calls us: connect start, OAuth callback, webhooks."""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from sync.selectors import organization_list
+
+from . import services
+from .models import PendingInstall
+
+log = logging.getLogger(__name__)
+
+
+@staff_member_required
+@require_GET
+def connect_start(request: HttpRequest) -> HttpResponse:
+    """Start OAuth for ?organization=<id> (one of the caller's organizations)."""
+    orgs = organization_list(user=request.user)
+    org_id = request.GET.get("organization")
+    if not org_id and orgs.count() == 1:
+        org = orgs.get()
+    else:
+        org = get_object_or_404(orgs, pk=org_id) if org_id and org_id.isdigit() else None
+    if org is None:
+        return JsonResponse({"error": "organization_required", "detail": "pass ?organization=<id>"}, status=400)
+    if not request.session.session_key:
+        request.session.save()
+    try:
+        url = services.oauth_start(user=request.user, organization=org, session_key=request.session.session_key)
+    except services.TiendanubeError as exc:
+        return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+    return HttpResponseRedirect(url)
+
+
+@require_GET
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    try:
+        result = services.oauth_complete(
+            session_key=request.session.session_key,
+            state=request.GET.get("state"),
+            code=request.GET.get("code"),
+            actor=request.user if request.user.is_authenticated else None,
+        )
+    except services.TiendanubeError as exc:
+        return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+    if isinstance(result, PendingInstall):
+        return JsonResponse(
+            {
+                "status": "pending",
+                "store_id": result.store_id,
+                "detail": "installed; a staff member must claim this store for an organization",
+            },
+            status=202,
+        )
+    if request.user.is_authenticated and request.user.is_staff and request.GET.get("format") != "json":
+        return HttpResponseRedirect(reverse("admin:tiendanube_storeschedule_changelist"))
+    return JsonResponse({"status": "connected", "store_id": result.external_account_id, "connection": result.pk})
+
+
+@csrf_exempt
+@require_POST
+def webhook(request: HttpRequest) -> HttpResponse:
+    """Bad signature 401, malformed 400, anything else 200 - never a 5xx (the sender would retry for 48 h)."""
+    try:
+        done = services.webhook_handle(body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"))
+    except services.WebhookRejected as exc:
+        return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+    except Exception:
+        log.exception("tiendanube webhook handling failed")
+        return JsonResponse({"status": "accepted", "detail": "recorded; processing failed and was logged"}, status=202)
+    return JsonResponse({"status": "ok", "detail": done})

@@ -1,0 +1,166 @@
+import datetime as dt
+
+import pytest
+from django.test import Client
+
+from connectors.tiendanube import services
+from connectors.tiendanube.models import StoreSchedule, SyncSlot
+from connectors.tiendanube.signals import store_synced
+from sync.models import SyncActivity
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_stores(tn_sandbox, store_conn, fake_clock):
+    sb = tn_sandbox(stores=2, records=2)
+    stale, fresh = store_conn(sb, "1001"), store_conn(sb, "1002")
+    now = fake_clock.now()
+    StoreSchedule.objects.create(
+        connection=stale, organization=stale.organization, tier="high", last_success_at=now - dt.timedelta(minutes=20)
+    )
+    StoreSchedule.objects.create(
+        connection=fresh, organization=fresh.organization, tier="high", last_success_at=now - dt.timedelta(minutes=1)
+    )
+    return sb, stale, fresh
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    calls = []
+    monkeypatch.setattr(services, "_enqueue", lambda conn_id, origin: calls.append((conn_id, origin)))
+    return calls
+
+
+def test_login_enqueues_only_stale_stores_once(
+    two_stores, staff, enqueued, django_capture_on_commit_callbacks, fake_clock
+):
+    sb, stale, fresh = two_stores
+    calls_before = sb.api_calls
+    with django_capture_on_commit_callbacks(execute=True):
+        assert Client().login(username="alice", password="pw-alice")
+    assert enqueued == [(stale.pk, "login")]
+    assert sb.api_calls == calls_before  # enqueue only: no upstream call during the login
+    assert (
+        SyncActivity.objects.filter(event="tiendanube.login_sync", connection=stale, data__origin="login").count() == 1
+    )
+    fake_clock.advance(5)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert Client().login(username="alice", password="pw-alice")
+    assert enqueued == [(stale.pk, "login")]  # already queued: nothing new
+
+
+def test_login_skips_a_store_that_is_running(two_stores, staff, enqueued, django_capture_on_commit_callbacks):
+    _, stale, _ = two_stores
+    services.slot_acquire(stale)
+    with django_capture_on_commit_callbacks(execute=True):
+        Client().login(username="alice", password="pw-alice")
+    assert enqueued == []
+
+
+def test_login_sync_runs_with_origin_login(two_stores, staff, django_capture_on_commit_callbacks):
+    _, stale, _ = two_stores
+    with django_capture_on_commit_callbacks(execute=True):
+        Client().login(username="alice", password="pw-alice")  # django-q2 runs inline in tests
+    from sync.models import SyncQueue
+
+    assert set(SyncQueue.objects.filter(connection=stale).values_list("origin", flat=True)) == {"login"}
+    assert StoreSchedule.objects.get(connection=stale).queued_at is None
+
+
+def test_post_sync_hook_fires_after_successful_store_sync(two_stores):
+    _, stale, _ = two_stores
+    seen = []
+
+    def receiver(sender, connection, **kw):
+        seen.append(connection.pk)
+
+    store_synced.connect(receiver)
+    try:
+        services.store_sync(connection_id=stale.pk)
+    finally:
+        store_synced.disconnect(receiver)
+    assert seen == [stale.pk]
+
+
+def api(user):
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def test_scheduler_status_shape_and_scoping(two_stores, staff, other_staff, enqueued):
+    _, stale, fresh = two_stores
+    body = api(staff).get("/api/tiendanube/scheduler/status/").json()
+    assert {"running", "total", "active", "pending", "failed", "stores"} <= set(body)
+    assert body["total"] == 2 and {s["id"] for s in body["stores"]} == {stale.pk, fresh.pk}
+    assert {"next_sync_at", "last_sync_at"} <= set(body["stores"][0])
+    other = api(other_staff).get("/api/tiendanube/scheduler/status/").json()
+    assert other["total"] == 0 and other["stores"] == []
+
+
+def test_sync_one_store_is_org_scoped(two_stores, staff, other_staff, enqueued, django_capture_on_commit_callbacks):
+    _, _, store = two_stores  # the fresh one: logging in (force_login) does not enqueue it
+    assert api(other_staff).post(f"/api/tiendanube/stores/{store.pk}/sync/").status_code == 404
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api(staff).post(f"/api/tiendanube/stores/{store.pk}/sync/")
+    assert r.status_code == 202 and r.json()["status"] == "enqueued"
+    with django_capture_on_commit_callbacks(execute=True):
+        again = api(staff).post(f"/api/tiendanube/stores/{store.pk}/sync/")
+    assert again.json()["status"] != "enqueued"
+    assert [c for c in enqueued if c[1] == "api"] == [(store.pk, "api")]
+
+
+def test_sync_all_and_initialize(two_stores, staff, enqueued, django_capture_on_commit_callbacks):
+    _, stale, fresh = two_stores
+    with django_capture_on_commit_callbacks(execute=True):
+        r = api(staff).post("/api/tiendanube/stores/sync/")
+    assert r.status_code == 202 and set(r.json()["stores"]) == {str(stale.pk), str(fresh.pk)}
+    r = api(staff).post("/api/tiendanube/scheduler/initialize/")
+    assert r.json() == {"initialized": 2}
+    from django_q.models import Schedule
+
+    assert Schedule.objects.filter(name__startswith="tiendanube:store:").count() == 2
+
+
+def test_health_and_token_diagnosis(two_stores, staff, other_staff):
+    sb, stale, fresh = two_stores
+    sb.uninstall("1002")
+    diag = api(staff).get(f"/api/tiendanube/stores/{stale.pk}/token/").json()
+    assert diag["valid"] is True and sb.stores["1001"].token not in str(diag)
+    assert api(other_staff).get(f"/api/tiendanube/stores/{stale.pk}/token/").status_code == 404
+    r = api(staff).get("/api/tiendanube/health/?fresh=1")
+    body = r.json()
+    assert body["database"]["ok"] and body["settings"]["ok"]
+    by_id = {s["connection"]: s for s in body["stores"]}
+    assert by_id[stale.pk]["valid"] and not by_id[fresh.pk]["valid"] and by_id[fresh.pk]["status"] == 401
+    assert r.status_code == 503 and body["ok"] is False
+    fresh.refresh_from_db()
+    assert fresh.needs_reauth
+    assert api(other_staff).get("/api/tiendanube/health/").json()["stores"] == []
+
+
+def test_health_reports_missing_settings(tn_settings, staff):
+    tn_settings.TIENDANUBE_CLIENT_SECRET = ""
+    body = services.health_check(connections=[])
+    assert body["settings"] == {"ok": False, "missing": ["TIENDANUBE_CLIENT_SECRET"]}
+
+
+def test_non_staff_gets_403(two_stores, django_user_model):
+    u = django_user_model.objects.create_user("eve", password="x")
+    assert api(u).get("/api/tiendanube/scheduler/status/").status_code == 403
+    assert not SyncSlot.objects.exists()
+
+
+def test_admin_lists_stores_with_reconnect_button(two_stores, staff, other_staff):
+    _, stale, fresh = two_stores
+    services.store_mark_needs_reauth(stale, reason="the token was rejected (401)")
+    page = api(staff).get("/admin/tiendanube/storeschedule/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("Reconnect</a>") == 1 and "Connect a Tiendanube store" in html
+    assert "store 1001" in api(staff).get("/admin/tiendanube/storeschedule/").content.decode()
+    assert "store 1001" not in api(other_staff).get("/admin/tiendanube/storeschedule/").content.decode()
+    from django_q.models import Schedule
+
+    assert Schedule.objects.filter(name="tiendanube:health", minutes=30).exists()
