@@ -109,11 +109,6 @@ def test_concurrent_and_sequential_scans_agree(woo, monkeypatch):
     assert _scan_ids(Customers(), conn) == parallel == sorted(sandbox.ids("customers"))
 
 
-@pytest.mark.xfail(
-    reason="engine bug (reported): _mark_missing_deleted also marks rows another lane (a webhook) "
-    "wrote after the scan started; it should only touch rows synced before queue.started_at",
-    strict=False,
-)
 def test_customer_arriving_by_webhook_during_a_full_scan_is_not_marked_deleted(woo, monkeypatch):
     from sync import clock, engine
 
