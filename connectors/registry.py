@@ -3,6 +3,7 @@ so one broken connector cannot stop the others from loading."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
@@ -42,6 +43,8 @@ class Connector:
     secret_fields: tuple[str, ...] = ()
     # Keys of Connection.config shown and editable in the admin/API.
     config_fields: tuple[str, ...] = ()
+    # For OAuth connectors: where a staff user re-authorises a connection (shown when needs_reauth).
+    reconnect_path: Callable[[Connection], str] | None = None
 
     def client(self, connection: Connection) -> Client:
         return self.client_class(connection)
@@ -50,7 +53,9 @@ class Connector:
         try:
             return self.resources[name]
         except KeyError:
-            raise UnknownResource(f"{self.kind} has no resource {name!r}; known: {', '.join(sorted(self.resources))}") from None
+            raise UnknownResource(
+                f"{self.kind} has no resource {name!r}; known: {', '.join(sorted(self.resources))}"
+            ) from None
 
     def test_connection(self, connection: Connection) -> str:
         """Make one cheap authenticated call; return what the upstream said. Raises UpstreamError."""

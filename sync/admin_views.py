@@ -155,6 +155,14 @@ def reconnect_url(connection) -> str:
     """Where a staff user re-authorises a connection. Convention: a connector that supports an interactive
     (OAuth) reconnect exposes ``/connectors/<kind>/connect/<id>/``; otherwise the connection's admin page,
     where new credentials can be entered."""
+    from connectors.registry import UnknownKind, get_connector
+
+    try:
+        declared = get_connector(connection.kind).reconnect_path
+    except (UnknownKind, ImportError):
+        declared = None
+    if declared is not None:
+        return declared(connection)
     candidate = f"/connectors/{connection.kind}/connect/{connection.pk}/"
     try:
         resolve(candidate)

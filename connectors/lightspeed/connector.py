@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from connectors.registry import Connector
 
 from .client import LightspeedClient
@@ -18,4 +20,7 @@ connector = Connector(
     },
     secret_fields=("personal_token", "access_token", "refresh_token"),
     config_fields=("domain_prefix", "auth"),
+    reconnect_path=lambda conn: (
+        f"/connectors/lightspeed/oauth/start/?organization={conn.organization_id}&name={quote(conn.name)}"
+    ),
 )

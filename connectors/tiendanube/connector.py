@@ -14,4 +14,5 @@ connector = Connector(
     resources=dict(RESOURCES),
     secret_fields=("access_token",),
     config_fields=(),
+    reconnect_path=lambda conn: f"/connectors/tiendanube/connect/?organization={conn.organization_id}",
 )
