@@ -342,7 +342,8 @@ class QueueRunner:
 
     def _check_stall(self, page: Page) -> None:
         """A page identical to the previous one while the token moves on (an upstream ignoring the page
-        parameter) would loop forever; so would more pages than the upstream said exist."""
+        parameter) would loop forever. Totals are not used here: a resource that splits a query into windows
+        (Tiendanube's 10,000 cap) announces per-window totals; each resource bounds its own paging."""
         ids: list[str] = []
         for record in page.records:
             try:
@@ -354,12 +355,6 @@ class QueueRunner:
                 f"{self.resource.name}: the upstream returned the same page twice; paging is not advancing"
             )
         self._last_page_ids = ids
-        # Every non-empty page holds at least one record, so more of them than records means a loop.
-        pages = self.queue.pages_fetched + 1
-        if page.total is not None and page.next_token is not None and ids and pages > max(page.total, 0) + 1:
-            raise PaginationStalled(
-                f"{self.resource.name}: {pages} pages fetched but the upstream said {page.total} records exist"
-            )
 
     def _mark_missing_deleted(self) -> None:
         now = clock.now()
