@@ -44,8 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one benchmark failing must not hide the others
             traceback.print_exc()
             rows.append(
-                {"id": bench_id, "name": "-", "measured": f"not available: {exc.__class__.__name__}: {exc}"[:160],
-                 "target": "-", "ratio": "-", "met": None, "notes": []}
+                {
+                    "id": bench_id,
+                    "name": "-",
+                    "measured": f"not available: {exc.__class__.__name__}: {exc}"[:160],
+                    "target": "-",
+                    "ratio": "-",
+                    "met": None,
+                    "notes": [],
+                }
             )
         print(f"[{bench_id}] done in {time.monotonic() - started:.1f}s", flush=True)
     _print(rows, args)
