@@ -6,6 +6,7 @@ the list is measured. Target: hanging p95 <= 1.05 x off p95."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -20,6 +21,7 @@ class _Worker:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.ran = 0
+        self.outcomes: dict[str, int] = {}
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(WORKERS)]
 
@@ -50,9 +52,10 @@ class _Worker:
                     self.stop.wait(0.05)
                     continue
                 if task.get("func") == services.TASK:
-                    tasks.refresh_loyalty_tiers(*task["args"])
+                    outcome = tasks.refresh_loyalty_tiers(*task["args"]) or "crashed"
                     with self.lock:
                         self.ran += 1
+                        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         finally:
             connection.close()
 
@@ -73,6 +76,19 @@ def _seed(org) -> None:
         )
         for i in range(CUSTOMERS)
     )
+
+
+def _mulesoft_connection(org, sandbox) -> None:
+    """The per-organization MuleSoft connection with the sandbox's token (as connectors/mulesoft/demo.py)."""
+    from connectors.models import Connection
+    from connectors.mulesoft import services
+
+    conn = Connection.objects.filter(organization=org, kind="mulesoft").first() or Connection(
+        organization=org, kind="mulesoft", name=services.CONNECTION_NAME
+    )
+    conn.base_url = sandbox.endpoint
+    conn.credentials = {"access_token": sandbox.token}
+    conn.save()
 
 
 def _measure(web, samples: int) -> list[float]:
@@ -99,6 +115,9 @@ def run(*, samples: int, org, user) -> dict:
 
     from .common import percentile
 
+    # The refresh logs every outcome (hundreds of lines here); keep the benchmark's output readable.
+    for name in ("synchub", "backoff"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     _seed(org)
     setting_set(key=conf.INTERVAL_SETTING, value=0, organization=org)
     web = Client(HTTP_HOST="127.0.0.1")
@@ -110,7 +129,7 @@ def run(*, samples: int, org, user) -> dict:
         "failing": Faults(error_status=500),
         "hanging 30s": Faults(hang_seconds=30.0),
     }
-    results: dict[str, tuple[float, float, int, int]] = {}
+    results: dict[str, tuple[float, float, int, dict]] = {}
     try:
         for name, faults in cases.items():
             OrmQ.objects.all().delete()
@@ -119,6 +138,7 @@ def run(*, samples: int, org, user) -> dict:
                 SystemSetting.objects.filter(organization=org, key=conf.ENDPOINT_SETTING).delete()
             else:
                 setting_set(key=conf.ENDPOINT_SETTING, value=sandbox.endpoint, organization=org)
+                _mulesoft_connection(org, sandbox)
                 sandbox.faults = faults
             calls0 = sandbox.calls
             with _Worker() as worker:
@@ -127,21 +147,30 @@ def run(*, samples: int, org, user) -> dict:
                 if faults is not None and faults.hang_seconds:
                     sandbox._released.set()  # let the hanging handlers return so the workers can stop
             sandbox._released.clear()
-            results[name] = (percentile(times, 50), percentile(times, 95), sandbox.calls - calls0, worker.ran)
+            results[name] = (
+                percentile(times, 50),
+                percentile(times, 95),
+                sandbox.calls - calls0,
+                dict(worker.outcomes),
+            )
     finally:
         sandbox.stop()
     off_p95, hang_p95 = results["off"][1], results["hanging 30s"][1]
     ratio = hang_p95 / off_p95
     notes = [
-        f"{name:<12} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  MuleSoft calls during it {calls}, refresh tasks run {ran}"
+        f"{name:<12} p50 {p50:6.2f} ms  p95 {p95:6.2f} ms  MuleSoft calls during it {calls}, refresh outcomes {ran}"
         for name, (p50, p95, calls, ran) in results.items()
     ]
+    # The scenario is only valid if "fast" really refreshed and "hanging" really was calling MuleSoft.
+    valid = results["fast"][3].get("success", 0) > 0 and results["hanging 30s"][2] > 0
+    if not valid:
+        notes.append("INVALID: the fast case did not refresh successfully or the hanging case made no call")
     return {
         "id": "B6",
         "name": f"non-blocking GET /api/customers ({CUSTOMERS} customers, {samples} samples/case, {WORKERS} worker threads)",
         "measured": f"p95 off {off_p95:.2f} ms, hanging {hang_p95:.2f} ms = {ratio:.3f}x",
         "target": "hanging p95 <= 1.05x off p95",
         "ratio": f"{ratio / TARGET:.2f}x of budget",
-        "met": ratio <= TARGET,
+        "met": valid and ratio <= TARGET,
         "notes": notes,
     }
