@@ -82,8 +82,9 @@ class WooLikeUpstream:
     faults: dict[int, Fault] = field(default_factory=dict)
     # Replace or patch records: page -> function(list of records) -> list of records.
     rewrite: dict[int, Callable[[list[dict]], list[dict]]] = field(default_factory=dict)
-    # Pretend there are more pages than records fill (pagination that never ends).
-    extra_pages: int = 0
+    # Pagination that never ends: every page links a next one, and pages past the end repeat the last
+    # real page (X-WP-TotalPages stays honest, as a buggy plugin would leave it).
+    endless: bool = False
     # Make every page's Link rel="next" point back at this page number (pagination that repeats).
     repeat_next_at: int | None = None
     generation: int = 0
@@ -130,18 +131,16 @@ class WooLikeUpstream:
             injected = fault(req, page, attempt)
             if injected is not None:
                 return injected
-        pages = -(-n // per_page) + self.extra_pages
-        start = (page - 1) * per_page + 1
+        pages = -(-n // per_page)
+        start = (min(page, pages) if self.endless else page) * per_page - per_page + 1
         records = [customer(i, generation=self.generation) for i in range(start, min(start + per_page, n + 1))]
         if page in self.rewrite:
             records = self.rewrite[page](records)
-        if self.extra_pages and not records and page <= pages:
-            records = [customer(n + page, generation=self.generation)]  # a store that keeps growing
         base = req.path
         links = []
         if page > 1:
             links.append(f'<{base}?page={page - 1}&per_page={per_page}>; rel="prev"')
-        if page < pages:
+        if page < pages or self.endless:
             nxt = self.repeat_next_at if self.repeat_next_at is not None else page + 1
             links.append(f'<{base}?page={nxt}&per_page={per_page}>; rel="next"')
         headers = {"X-WP-Total": str(n), "X-WP-TotalPages": str(pages)}
