@@ -97,11 +97,22 @@ class Bench:
             raise RuntimeError(f"reference wrote {rows} rows, expected {n}")
         return seconds
 
-    def engine(self, n: int, *, delay_ms: int = 0, fetch_concurrency: int = 1, fresh: bool = True) -> float:
+    def engine(
+        self,
+        n: int,
+        *,
+        delay_ms: int = 0,
+        fetch_concurrency: int = 1,
+        fresh: bool = True,
+        batch_size: int | None = None,
+    ) -> float:
         if fresh:
             scenario.reset_tables()
         conn = scenario.make_connection(
-            self.up.url(n, delay_ms), name=f"engine-{n}-{delay_ms}", fetch_concurrency=fetch_concurrency
+            self.up.url(n, delay_ms),
+            name=f"engine-{n}-{delay_ms}-{batch_size}",
+            fetch_concurrency=fetch_concurrency,
+            batch_size=batch_size,
         )
         return scenario.engine_run(conn, expect=n)
 
@@ -112,13 +123,15 @@ class Bench:
     # -- the benchmarks ------------------------------------------------------------------------------------
     def b1(self) -> None:
         n, r = self.args.size, self.args.repeat
-        ref1, ref2, eng1, eng2 = [], [], [], []
+        ref1, ref2, eng1, eng2, big = [], [], [], [], []
         for i in range(r):
             ref1.append(self.reference(n))
             ref2.append(self.reference(n, fresh=False))
             eng1.append(self.engine(n))
             eng2.append(self.engine(n, fresh=False))
-            log(f"B1 #{i + 1}: ref {ref1[-1]:.2f}s/{ref2[-1]:.2f}s engine {eng1[-1]:.2f}s/{eng2[-1]:.2f}s")
+            if self.args.batch_variant:
+                big.append(self.engine(n, batch_size=self.args.batch_variant))
+            log(f"B1 #{i + 1}: ref {ref1[-1]:.2f}s/{ref2[-1]:.2f}s engine {eng1[-1]:.2f}s/{eng2[-1]:.2f}s {big[-1:]}")
         ref1_rps, ref2_rps = n / statistics.median(ref1), n / statistics.median(ref2)
         e1_rps, e2_rps = n / statistics.median(eng1), n / statistics.median(eng2)
         self.add(Row("REF", f"reference, {n:,} customers, empty table", f"{ref1_rps:,.0f} rec/s", "", "1.00"))
@@ -146,6 +159,19 @@ class Bench:
                 "",
             )
         )
+        if big:
+            rps = n / statistics.median(big)
+            self.add(
+                Row(
+                    "B1",
+                    f"engine first run, batch_size {self.args.batch_variant} (connection config)",
+                    f"{rps:,.0f} rec/s ({statistics.median(big):.1f} s)",
+                    f"{ref1_rps:,.0f} rec/s",
+                    f"{rps / ref1_rps:.2f}",
+                    "(info)",
+                    "",
+                )
+            )
 
     def b2(self) -> None:
         n, r = 797, self.args.repeat
@@ -331,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
     parser.add_argument("--size", type=int, default=10_000, help="customers for B1 and B4 (B4 also runs size/10)")
     parser.add_argument("--full", action="store_true", help="the issue's sizes: --size 100000")
+    parser.add_argument(
+        "--batch-variant",
+        type=int,
+        default=500,
+        metavar="N",
+        help="B1 also runs the engine with this batch_size (0: skip)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one engine run of --size instead of the table")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")

@@ -99,14 +99,18 @@ def org():
     return Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})[0]
 
 
-def make_connection(base_url: str, *, name: str, fetch_concurrency: int = 1):
+def make_connection(base_url: str, *, name: str, fetch_concurrency: int = 1, batch_size: int | None = None):
     from connectors.models import Connection
 
     conn, _ = Connection.objects.update_or_create(
         organization=org(),
         kind=KIND,
         name=name,
-        defaults={"base_url": base_url, "config": {"fetch_concurrency": fetch_concurrency}, "needs_reauth": False},
+        defaults={
+            "base_url": base_url,
+            "config": {"fetch_concurrency": fetch_concurrency, **({"batch_size": batch_size} if batch_size else {})},
+            "needs_reauth": False,
+        },
     )
     return conn
 
