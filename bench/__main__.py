@@ -1,0 +1,408 @@
+"""``python -m bench [--only B1,B2] [--repeat N] [--size N] [--full] [--profile] [--markdown]``
+
+Runs the benchmarks against PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/synchub_bench;
+the database is DROPPED and re-created) and a WooCommerce-like upstream on loopback, and prints a table of
+medians over ``--repeat`` runs with each figure's ratio to the reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import scenario
+
+ALL = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8"]
+
+
+@dataclass
+class Row:
+    bench: str
+    what: str
+    value: str = ""
+    reference: str = ""
+    ratio: str = ""
+    target: str = ""
+    verdict: str = ""
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def median_of(fn: Callable[[], float], repeat: int, label: str) -> float:
+    values = []
+    for i in range(repeat):
+        values.append(fn())
+        log(f"{label} #{i + 1}: {values[-1]:.3f}s")
+    return statistics.median(values)
+
+
+def machine() -> dict:
+    from django.db import connection
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        pg = cur.fetchone()[0]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu model": model or platform.processor(),
+        "python": platform.python_version(),
+        "postgres": pg,
+        "load avg (1 min) at start": f"{load:.2f}",
+        "os": platform.platform(),
+    }
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, upstream: scenario.Upstream) -> None:
+        from django.conf import settings
+        from django.db import connection
+
+        self.args = args
+        self.up = upstream
+        self.dsn = os.environ["DATABASE_URL"]
+        self.org = scenario.org()
+        self.batch_size = settings.SYNC_BATCH_SIZE
+        self.rows: list[Row] = []
+        connection.ensure_connection()
+
+    # -- building blocks ---------------------------------------------------------------------------------
+    def reference(self, n: int, *, delay_ms: int = 0, threads: int = 1, fresh: bool = True) -> float:
+        from bench import reference
+
+        if fresh:
+            scenario.reset_tables()
+        conn = scenario.make_connection(self.up.url(n, delay_ms), name=f"reference-{n}-{delay_ms}")
+        seconds, rows = reference.run(
+            self.up.url(n, delay_ms), self.dsn, organization_id=self.org.pk, connection_id=conn.pk, threads=threads
+        )
+        if rows != n:
+            raise RuntimeError(f"reference wrote {rows} rows, expected {n}")
+        return seconds
+
+    def engine(
+        self,
+        n: int,
+        *,
+        delay_ms: int = 0,
+        fetch_concurrency: int = 1,
+        fresh: bool = True,
+        batch_size: int | None = None,
+    ) -> float:
+        if fresh:
+            scenario.reset_tables()
+        conn = scenario.make_connection(
+            self.up.url(n, delay_ms),
+            name=f"engine-{n}-{delay_ms}-{batch_size}",
+            fetch_concurrency=fetch_concurrency,
+            batch_size=batch_size,
+        )
+        return scenario.engine_run(conn, expect=n)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        log(f"{row.bench} {row.what}: {row.value} (ref {row.reference}, ratio {row.ratio}) {row.verdict}")
+
+    # -- the benchmarks ------------------------------------------------------------------------------------
+    def b1(self) -> None:
+        n, r = self.args.size, self.args.repeat
+        ref1, ref2, eng1, eng2, big = [], [], [], [], []
+        for i in range(r):
+            ref1.append(self.reference(n))
+            ref2.append(self.reference(n, fresh=False))
+            eng1.append(self.engine(n))
+            eng2.append(self.engine(n, fresh=False))
+            if self.args.batch_variant:
+                big.append(self.engine(n, batch_size=self.args.batch_variant))
+            log(f"B1 #{i + 1}: ref {ref1[-1]:.2f}s/{ref2[-1]:.2f}s engine {eng1[-1]:.2f}s/{eng2[-1]:.2f}s {big[-1:]}")
+        ref1_rps, ref2_rps = n / statistics.median(ref1), n / statistics.median(ref2)
+        e1_rps, e2_rps = n / statistics.median(eng1), n / statistics.median(eng2)
+        self.add(Row("REF", f"reference, {n:,} customers, empty table", f"{ref1_rps:,.0f} rec/s", "", "1.00"))
+        self.add(Row("REF", f"reference, {n:,} customers, all present", f"{ref2_rps:,.0f} rec/s", "", "1.00"))
+        ratio = e1_rps / ref1_rps
+        self.add(
+            Row(
+                "B1",
+                f"engine first run, {n:,} customers (batch {self.batch_size})",
+                f"{e1_rps:,.0f} rec/s ({statistics.median(eng1):.1f} s)",
+                f"{ref1_rps:,.0f} rec/s",
+                f"{ratio:.2f}",
+                ">= 0.50",
+                "met" if ratio >= 0.5 else "MISSED",
+            )
+        )
+        self.add(
+            Row(
+                "B1",
+                f"engine second run, {n:,} customers",
+                f"{e2_rps:,.0f} rec/s ({statistics.median(eng2):.1f} s)",
+                f"{ref2_rps:,.0f} rec/s",
+                f"{e2_rps / ref2_rps:.2f}",
+                "(none)",
+                "",
+            )
+        )
+        if big:
+            rps = n / statistics.median(big)
+            self.add(
+                Row(
+                    "B1",
+                    f"engine first run, batch_size {self.args.batch_variant} (connection config)",
+                    f"{rps:,.0f} rec/s ({statistics.median(big):.1f} s)",
+                    f"{ref1_rps:,.0f} rec/s",
+                    f"{rps / ref1_rps:.2f}",
+                    "(info)",
+                    "",
+                )
+            )
+
+    def b2(self) -> None:
+        n, r = 797, self.args.repeat
+        ref = median_of(lambda: self.reference(n), r, "B2 reference")
+        eng = median_of(lambda: self.engine(n), r, "B2 engine")
+        self.add(
+            Row(
+                "B2",
+                "797 customers, trigger to queue done",
+                f"{eng * 1000:.0f} ms",
+                f"{ref * 1000:.0f} ms",
+                f"{ref / eng:.2f}",
+                "< 1000 ms",
+                "met" if eng < 1.0 else "MISSED",
+            )
+        )
+
+    def b4(self) -> None:
+        big = self.args.size
+        small = max(big // 10, 100)
+        peaks: dict[int, float] = {}
+        growth: dict[int, float] = {}
+        for n in (small, big):
+            runs = []
+            for _ in range(self.args.repeat if big <= 20_000 else 1):
+                scenario.reset_tables()
+                conn = scenario.make_connection(self.up.url(n), name=f"b4-{n}")
+                out = subprocess.run(
+                    [sys.executable, "-m", "bench.worker", str(conn.pk), str(n)],
+                    cwd=scenario.ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=os.environ.copy(),
+                )
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                log(f"B4 {n}: {runs[-1]}")
+            peaks[n] = statistics.median(r["peak_kib"] for r in runs)
+            growth[n] = statistics.median(r["rss_sampled_max_kib"] - r["rss_start_kib"] for r in runs)
+        ratio = peaks[big] / peaks[small]
+        self.add(
+            Row(
+                "B4",
+                f"worker peak RSS (ru_maxrss), {big:,} vs {small:,} customers",
+                f"{peaks[big] / 1024:.1f} MiB vs {peaks[small] / 1024:.1f} MiB",
+                "",
+                f"{ratio:.2f}",
+                "<= 1.20",
+                "met" if ratio <= 1.2 else "MISSED",
+            )
+        )
+        self.add(
+            Row(
+                "B4",
+                "RSS growth during the run (sampled every 20 ms)",
+                f"{growth[big] / 1024:.1f} MiB vs {growth[small] / 1024:.1f} MiB",
+                "",
+                "",
+                "(info)",
+                "",
+            )
+        )
+
+    def b8(self) -> None:
+        n, delay, r = 10_000, 50, self.args.repeat
+        ref4 = median_of(lambda: self.reference(n, delay_ms=delay, threads=4), r, "B8 reference 4 threads")
+        ref1 = median_of(lambda: self.reference(n, delay_ms=delay), 1, "B8 reference 1 thread")
+        eng4 = median_of(lambda: self.engine(n, delay_ms=delay, fetch_concurrency=4), r, "B8 engine, 4 fetch threads")
+        eng1 = median_of(lambda: self.engine(n, delay_ms=delay), 1, "B8 engine, sequential fetch")
+        self.add(Row("REF", f"reference 4 threads, {n:,} customers, 50 ms/page", f"{n / ref4:,.0f} rec/s", "", "1.00"))
+        self.add(
+            Row("REF", f"reference 1 thread, {n:,} customers, 50 ms/page", f"{n / ref1:,.0f} rec/s", "", "(1 run)")
+        )
+        ratio = ref4 / eng4
+        self.add(
+            Row(
+                "B8",
+                "engine, 50 ms/page, 4 fetch threads",
+                f"{n / eng4:,.0f} rec/s ({eng4:.1f} s)",
+                f"{n / ref4:,.0f} rec/s",
+                f"{ratio:.2f}",
+                ">= 0.80",
+                "met" if ratio >= 0.8 else "MISSED",
+            )
+        )
+        self.add(
+            Row(
+                "B8",
+                "engine, 50 ms/page, sequential fetch (1 run)",
+                f"{n / eng1:,.0f} rec/s ({eng1:.1f} s)",
+                f"{n / ref4:,.0f} rec/s",
+                f"{ref4 / eng1:.2f}",
+                "(info)",
+                "",
+            )
+        )
+
+    def unavailable(self, bench: str, what: str, module: str, extra: str) -> None:
+        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module) is None:
+            reason = f"not available: {module} is not on this branch"
+        else:
+            reason = f"not available: {extra}"
+        self.add(Row(bench, what, reason))
+
+    def run(self, only: list[str]) -> None:
+        table = {
+            "B1": self.b1,
+            "B2": self.b2,
+            "B4": self.b4,
+            "B8": self.b8,
+            "B3": lambda: self.unavailable(
+                "B3",
+                "incremental, Lightspeed products",
+                "connectors.lightspeed.connector",
+                "the Lightspeed scenario is not written into bench/ yet",
+            ),
+            "B5": lambda: self.unavailable(
+                "B5",
+                "rate-limited, Tiendanube 2 req/s",
+                "connectors.tiendanube.connector",
+                "the Tiendanube scenario is not written into bench/ yet",
+            ),
+            "B6": lambda: self.unavailable(
+                "B6",
+                "GET /api/customers vs MuleSoft states",
+                "connectors.mulesoft.connector",
+                "the customer-list scenario is not written into bench/ yet",
+            ),
+            "B7": lambda: self.unavailable(
+                "B7",
+                "trigger endpoint p95, trigger to first line",
+                "sync.api.views",
+                "the qcluster trigger scenario is not written into bench/ yet",
+            ),
+        }
+        for name in only:
+            t0 = time.perf_counter()
+            table[name]()
+            log(f"{name} took {time.perf_counter() - t0:.0f}s")
+
+
+def profile(args, upstream: scenario.Upstream) -> None:
+    """cProfile one engine first run (in this process; the upstream is another process)."""
+    import cProfile
+    import pstats
+
+    scenario.reset_tables()
+    conn = scenario.make_connection(upstream.url(args.size), name="profile")
+    prof = cProfile.Profile()
+    prof.enable()
+    seconds = scenario.engine_run(conn, expect=args.size)
+    prof.disable()
+    print(f"\nprofile of one engine first run, {args.size:,} customers: {seconds:.2f}s wall (main thread only)\n")
+    stats = pstats.Stats(prof, stream=sys.stdout).strip_dirs()
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(35)
+
+
+def render(rows: list[Row], info: dict, markdown: bool) -> str:
+    headers = ["bench", "what", "median", "reference", "ratio", "target", "verdict"]
+    data = [[r.bench, r.what, r.value, r.reference, r.ratio, r.target, r.verdict] for r in rows]
+    lines = []
+    if markdown:
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "---|" * len(headers))
+        lines += ["| " + " | ".join(d) + " |" for d in data]
+        lines.append("")
+        lines += [f"- {k}: {v}" for k, v in info.items()]
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(headers, *data, strict=False)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        lines.append(fmt.format(*headers))
+        lines.append(fmt.format(*["-" * w for w in widths]))
+        lines += [fmt.format(*d) for d in data]
+        lines.append("")
+        lines += [f"{k}: {v}" for k, v in info.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated: B1,B2,...")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--size", type=int, default=10_000, help="customers for B1 and B4 (B4 also runs size/10)")
+    parser.add_argument("--full", action="store_true", help="the issue's sizes: --size 100000")
+    parser.add_argument(
+        "--batch-variant",
+        type=int,
+        default=500,
+        metavar="N",
+        help="B1 also runs the engine with this batch_size (0: skip)",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile one engine run of --size instead of the table")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")
+    args = parser.parse_args(argv)
+    if args.full:
+        args.size = 100_000
+    only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
+    unknown = set(only) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+
+    scenario.configure_env()
+    if not os.environ["DATABASE_URL"].startswith("postgres"):
+        parser.error("benchmarks run on PostgreSQL: set DATABASE_URL=postgres://...")
+    if not args.keep_db:
+        scenario.recreate_database(os.environ["DATABASE_URL"])
+    scenario.setup_django(migrate=True)
+    upstream = scenario.Upstream()
+    try:
+        if args.profile:
+            profile(args, upstream)
+            return 0
+        bench = Bench(args, upstream)
+        info = machine()
+        info.update(
+            {
+                "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "repeat": args.repeat,
+                "engine batch size": bench.batch_size,
+            }
+        )
+        t0 = time.perf_counter()
+        bench.run(only)
+        info["total bench time"] = f"{time.perf_counter() - t0:.0f} s"
+        print(render(bench.rows, info, args.markdown))
+    finally:
+        upstream.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

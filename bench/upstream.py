@@ -1,0 +1,172 @@
+"""A WooCommerce-like customer upstream for benchmarks and the chaos suite.
+
+Speaks the Woo REST v3 dialect of /work/shared/upstream-apis.md §1 for ``GET /wp-json/wc/v3/customers``:
+``page``/``per_page`` (max 100), a JSON array, ``X-WP-Total`` / ``X-WP-TotalPages`` and a ``Link`` header
+with rel="next"/"prev" only; a page past the end is ``200 []``.
+
+Records are generated deterministically from their id, so the upstream holds no data set in memory and a
+benchmark or a test can compute the truth (``customer(i)``) without asking the server.
+
+The base URL carries the knobs, so one server serves every scenario: ``/n<records>/d<delay ms>/...``
+(e.g. ``http://127.0.0.1:PORT/n10000/d50``). Faults for the chaos suite are set on the ``WooLikeUpstream``
+object (``faults``), keyed by page number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from connectors.sandbox.server import Request, Response, SandboxApp, serve
+
+PATH = r"/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/customers"
+MAX_PER_PAGE = 100
+
+FIRST = ["Ana", "Bruno", "Carla", "Diego", "Elena", "Fabio", "Gala", "Hugo", "Irene", "Joaquín", "Karin", "Lucía"]
+LAST = ["Pérez", "García", "Smith", "Müller", "Rossi", "Silva", "Kowalski", "Dubois", "Nakamura", "O'Brien"]
+
+
+def customer(i: int, *, generation: int = 0) -> dict:
+    """The Woo v3 customer with id ``i`` (about 1.3 kB of JSON, like a real store's)."""
+    first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
+    created = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}"
+    modified = f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{(i * 3) % 60:02d}:{generation % 60:02d}"
+    address = {
+        "first_name": first,
+        "last_name": last,
+        "company": f"Company {i % 997}" if i % 3 == 0 else "",
+        "address_1": f"{i % 500 + 1} Calle Mayor",
+        "address_2": "",
+        "city": "Madrid",
+        "state": "M",
+        "postcode": f"{28000 + i % 999}",
+        "country": "ES",
+    }
+    return {
+        "id": i,
+        "date_created": created,
+        "date_created_gmt": created,
+        "date_modified": modified,
+        "date_modified_gmt": modified,
+        "email": f"customer{i}@example.com",
+        "first_name": first,
+        "last_name": last,
+        "role": "customer",
+        "username": f"customer{i}",
+        "billing": {**address, "email": f"customer{i}@example.com", "phone": f"+34 600 {i % 1000:03d} {i % 997:03d}"},
+        "shipping": {**address, "phone": ""},
+        "is_paying_customer": i % 4 == 0,
+        "avatar_url": f"https://secure.gravatar.com/avatar/{i:032x}?s=96&d=mm&r=g",
+        "meta_data": [{"id": i * 10 + 1, "key": "_newsletter", "value": "yes" if i % 2 else "no"}],
+        "_links": {
+            "self": [{"href": f"https://shop.example.com/wp-json/wc/v3/customers/{i}"}],
+            "collection": [{"href": "https://shop.example.com/wp-json/wc/v3/customers"}],
+        },
+    }
+
+
+# A fault handler gets (request, page number, attempt number for that page) and returns a Response to
+# send instead of the real page, or None to serve the page normally.
+Fault = Callable[[Request, int, int], "Response | None"]
+
+
+@dataclass
+class WooLikeUpstream:
+    """The server's state: per-page faults and counters (the chaos suite inspects them)."""
+
+    faults: dict[int, Fault] = field(default_factory=dict)
+    # Replace or patch records: page -> function(list of records) -> list of records.
+    rewrite: dict[int, Callable[[list[dict]], list[dict]]] = field(default_factory=dict)
+    # Pagination that never ends: every page links a next one, and pages past the end repeat the last
+    # real page (X-WP-TotalPages stays honest, as a buggy plugin would leave it).
+    endless: bool = False
+    # Make every page's Link rel="next" point back at this page number (pagination that repeats).
+    repeat_next_at: int | None = None
+    generation: int = 0
+    hits: dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> SandboxApp:
+        app = SandboxApp()
+        app.record_requests = False  # 1,000 pages x N runs: do not keep every request
+
+        @app.route("GET", PATH)
+        def customers(req: Request) -> Response:
+            return self.page(req)
+
+        return app
+
+    def page(self, req: Request) -> Response:
+        n, delay = int(req.match["n"]), int(req.match["delay"])
+        if delay:
+            time.sleep(delay / 1000)
+        try:
+            page = int(req.arg("page", "1") or 1)
+            per_page = int(req.arg("per_page", "10") or 10)
+        except ValueError:
+            return Response.json(
+                {"code": "rest_invalid_param", "message": "Invalid parameter(s): page", "data": {"status": 400}}, 400
+            )
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            return Response.json(
+                {
+                    "code": "rest_invalid_param",
+                    "message": "Invalid parameter(s): per_page",
+                    "data": {
+                        "status": 400,
+                        "params": {"per_page": "per_page must be between 1 (inclusive) and 100 (inclusive)"},
+                    },
+                },
+                400,
+            )
+        with self.lock:
+            attempt = self.hits[page] = self.hits.get(page, 0) + 1
+        fault = self.faults.get(page)
+        if fault is not None:
+            injected = fault(req, page, attempt)
+            if injected is not None:
+                return injected
+        pages = -(-n // per_page)
+        start = (min(page, pages) if self.endless else page) * per_page - per_page + 1
+        records = [customer(i, generation=self.generation) for i in range(start, min(start + per_page, n + 1))]
+        if page in self.rewrite:
+            records = self.rewrite[page](records)
+        base = req.path
+        links = []
+        if page > 1:
+            links.append(f'<{base}?page={page - 1}&per_page={per_page}>; rel="prev"')
+        if page < pages or self.endless:
+            nxt = self.repeat_next_at if self.repeat_next_at is not None else page + 1
+            links.append(f'<{base}?page={nxt}&per_page={per_page}>; rel="next"')
+        headers = {"X-WP-Total": str(n), "X-WP-TotalPages": str(pages)}
+        if links:
+            headers["Link"] = ", ".join(links)
+        return Response(
+            200, json.dumps(records).encode(), {"Content-Type": "application/json; charset=UTF-8", **headers}
+        )
+
+
+def base_url(root: str, *, n: int, delay_ms: int = 0) -> str:
+    return f"{root}/n{n}/d{delay_ms}"
+
+
+def main() -> None:
+    """Serve the upstream in its own process (benchmarks: keeps its CPU off the measured process's GIL)."""
+    parser = argparse.ArgumentParser(description="WooCommerce-like customer upstream on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    with serve(WooLikeUpstream().app(), port=args.port) as root:
+        print(root, flush=True)
+        try:
+            sys.stdin.read()  # serve until the parent closes our stdin (or dies)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""A real worker process for the chaos suite: ``python -m tests.chaos.worker <queue id>``.
+
+It runs ``sync.engine.run_queue`` on a queue of the pytest database (DATABASE_URL points at it), with
+hooks chosen by environment variables, installed by wrapping engine methods in this process only:
+
+- ``CHAOS_KILL_AT=<point>:<n>``: SIGKILL ourselves the n-th time the point is reached. Points:
+  ``fetch`` (a page request is about to return: mid-fetch), ``stored`` (a page's lines committed),
+  ``claimed`` (a batch claimed: lines leased), ``write`` (rows upserted, transaction not committed:
+  mid-batch), ``committed`` (a batch committed), ``finalize`` (every line done, before the queue and
+  status are settled), ``status`` (inside the settling transaction, writing SyncStatus).
+- ``CHAOS_RECORD=<path>``: append the external ids of every upsert this process writes (one per line).
+- ``CHAOS_BATCH_PAUSE``: seconds of pause after each batch (so two workers overlap).
+- ``CHAOS_UNTIL_SETTLED=1``: run the queue again until it is settled (as re-delivered tasks would).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import time
+
+
+def _die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install_kill(point: str, nth: int) -> None:
+    from sync import engine, services
+    from tests.chaos.connector import ChaosCustomers
+
+    seen = {"n": 0}
+
+    def reached() -> bool:
+        seen["n"] += 1
+        return seen["n"] == nth
+
+    def after(owner, name: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if point != "claimed" or result:
+                if reached():
+                    _die()
+            return result
+
+        setattr(owner, name, wrapper)
+
+    def before(owner, name: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            if reached():
+                _die()
+            return original(*args, **kwargs)
+
+        setattr(owner, name, wrapper)
+
+    targets = {
+        "fetch": lambda: before(ChaosCustomers, "get_page"),
+        "stored": lambda: after(engine.QueueRunner, "_store_page"),
+        "claimed": lambda: after(engine.QueueRunner, "claim"),
+        "write": lambda: after(engine.QueueRunner, "_write"),
+        "committed": lambda: after(engine.QueueRunner, "process_batch"),
+        "finalize": lambda: before(engine, "queue_finalize"),
+        "status": lambda: before(services, "status_upsert"),
+    }
+    targets[point]()
+
+
+def install_recorder(path: str, pause: float) -> None:
+    from sync import engine
+
+    original = engine.QueueRunner._write
+
+    def _write(self, upserts, deletes, now):
+        original(self, upserts, deletes, now)
+        with open(path, "a") as fh:
+            fh.writelines(f"{line.external_id}\n" for line, _ in upserts)
+        if pause:
+            time.sleep(pause)
+
+    engine.QueueRunner._write = _write
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
+    import django
+
+    django.setup()
+    from sync.engine import run_queue
+    from tests.chaos.connector import register
+
+    register()
+    if os.environ.get("CHAOS_KILL_AT"):
+        point, _, nth = os.environ["CHAOS_KILL_AT"].partition(":")
+        install_kill(point, int(nth or 1))
+    if os.environ.get("CHAOS_RECORD"):
+        install_recorder(os.environ["CHAOS_RECORD"], float(os.environ.get("CHAOS_BATCH_PAUSE") or 0))
+    queue_id = int(sys.argv[1])
+    state = run_queue(queue_id)
+    if os.environ.get("CHAOS_UNTIL_SETTLED"):
+        from sync.models import SyncQueue
+
+        deadline = time.monotonic() + 60
+        while SyncQueue.objects.filter(pk=queue_id, is_active=True).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+            state = run_queue(queue_id)
+    print(f"state={state}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
