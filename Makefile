@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## bench: every benchmark (B1-B8) against PostgreSQL (DATABASE_URL, default synchub_bench); prints medians and ratios
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

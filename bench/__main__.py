@@ -8,7 +8,6 @@ medians over ``--repeat`` runs with each figure's ratio to the reference measure
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -269,12 +268,18 @@ class Bench:
             )
         )
 
-    def unavailable(self, bench: str, what: str, module: str, extra: str) -> None:
-        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None or importlib.util.find_spec(module) is None:
-            reason = f"not available: {module} is not on this branch"
-        else:
-            reason = f"not available: {extra}"
-        self.add(Row(bench, what, reason))
+    def delegate(self, bench: str) -> None:
+        """Run a connector benchmark through ``python -m bench_connectors`` (prints its own table)."""
+        import os
+        import subprocess
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/synchub_bench"))
+        env = {**os.environ, "DATABASE_URL": urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_connectors"))}
+        cmd = [sys.executable, "-m", "bench_connectors", "--only", bench, "--repeat", str(self.args.repeat)]
+        rc = subprocess.call(cmd, env=env)
+        what = "see the bench_connectors table printed above (docs/performance-connectors.md)"
+        self.add(Row(bench, what, "ran" if rc == 0 else f"not available: bench_connectors exited {rc}"))
 
     def run(self, only: list[str]) -> None:
         table = {
@@ -282,30 +287,8 @@ class Bench:
             "B2": self.b2,
             "B4": self.b4,
             "B8": self.b8,
-            "B3": lambda: self.unavailable(
-                "B3",
-                "incremental, Lightspeed products",
-                "connectors.lightspeed.connector",
-                "the Lightspeed scenario is not written into bench/ yet",
-            ),
-            "B5": lambda: self.unavailable(
-                "B5",
-                "rate-limited, Tiendanube 2 req/s",
-                "connectors.tiendanube.connector",
-                "the Tiendanube scenario is not written into bench/ yet",
-            ),
-            "B6": lambda: self.unavailable(
-                "B6",
-                "GET /api/customers vs MuleSoft states",
-                "connectors.mulesoft.connector",
-                "the customer-list scenario is not written into bench/ yet",
-            ),
-            "B7": lambda: self.unavailable(
-                "B7",
-                "trigger endpoint p95, trigger to first line",
-                "sync.api.views",
-                "the qcluster trigger scenario is not written into bench/ yet",
-            ),
+            # The connector benchmarks live in bench_connectors/ (their own database and processes).
+            **{name: (lambda name=name: self.delegate(name)) for name in ("B3", "B5", "B6", "B7")},
         }
         for name in only:
             t0 = time.perf_counter()

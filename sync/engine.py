@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from django.apps import apps
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import F, Min, Q
 
@@ -485,6 +485,10 @@ class QueueRunner:
                 with transaction.atomic():
                     self._write([(line, values)], [], now)
                 ok.append(line)
+            except (OperationalError, InterfaceError):
+                # The database went away, not this record: leave the batch to its lease (the reaper
+                # returns it) rather than failing every row of it for good.
+                raise
             except (IntegrityError, DatabaseError) as exc:
                 failures.append((line, f"database rejected the record: {redact(exc)[:500]}", True))
         with transaction.atomic():
