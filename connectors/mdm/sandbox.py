@@ -3,10 +3,9 @@ with fault knobs (error status for N calls, hang, malformed body) as attributes 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
-from connectors.sandbox.server import Request, Response, RunningSandbox, SandboxApp
+from connectors.sandbox.server import Request, Response, SandboxApp, SandboxLifecycle
 
 REASONS = ["recalled", "discontinued", "restricted-market", "compliance-hold"]
 
@@ -32,7 +31,7 @@ class Faults:
 
 
 @dataclass
-class MdmSandbox:
+class MdmSandbox(SandboxLifecycle):
     api_key: str = "sandbox-mdm-api-key"
     items: list[dict] = field(default_factory=lambda: make_items(25))
     faults: Faults = field(default_factory=Faults)
@@ -40,25 +39,9 @@ class MdmSandbox:
     def __post_init__(self) -> None:
         self.app = SandboxApp()
         self.calls = 0
-        self._released = threading.Event()
-        self._running: RunningSandbox | None = None
+        self._init_lifecycle()
         self.app.route("GET", r"/api/v1/ineligible-items")(self._items)
         self.app.route("POST", r"/_sandbox/faults")(self._set_faults)
-
-    def start(self) -> MdmSandbox:
-        self._released.clear()
-        self._running = RunningSandbox(self.app).start()
-        return self
-
-    def stop(self) -> None:
-        self._released.set()
-        if self._running:
-            self._running.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._running, "start() the sandbox first"
-        return self._running.base_url
 
     def _items(self, req: Request) -> Response:
         with self.app.lock:

@@ -6,10 +6,9 @@ Reset in ms). Fault knobs are attributes (tests) or ``POST /_sandbox/faults`` (m
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
-from connectors.sandbox.server import Request, Response, RunningSandbox, SandboxApp
+from connectors.sandbox.server import Request, Response, SandboxApp, SandboxLifecycle
 
 DEFAULT_TIERS = [
     {
@@ -49,7 +48,7 @@ class Faults:
 
 
 @dataclass
-class MuleSoftSandbox:
+class MuleSoftSandbox(SandboxLifecycle):
     token: str = "sandbox-mulesoft-token"
     tiers: list[dict] = field(default_factory=lambda: [dict(t) for t in DEFAULT_TIERS])
     faults: Faults = field(default_factory=Faults)
@@ -58,26 +57,9 @@ class MuleSoftSandbox:
     def __post_init__(self) -> None:
         self.app = SandboxApp()
         self.calls = 0
-        self._released = threading.Event()
-        self._running: RunningSandbox | None = None
+        self._init_lifecycle()
         self.app.route("GET", r"(?P<prefix>.*)/loyalty/tiers")(self._tiers)
         self.app.route("POST", r"/_sandbox/faults")(self._set_faults)
-
-    # lifecycle --------------------------------------------------------------------------------------
-    def start(self) -> MuleSoftSandbox:
-        self._released.clear()
-        self._running = RunningSandbox(self.app).start()
-        return self
-
-    def stop(self) -> None:
-        self._released.set()  # let hanging handlers finish so the server can shut down
-        if self._running:
-            self._running.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._running, "start() the sandbox first"
-        return self._running.base_url
 
     @property
     def endpoint(self) -> str:

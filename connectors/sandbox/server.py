@@ -56,7 +56,9 @@ class Response:
 
     @classmethod
     def json(cls, data, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json; charset=UTF-8", **(headers or {})})
+        return cls(
+            status, json.dumps(data).encode(), {"Content-Type": "application/json; charset=UTF-8", **(headers or {})}
+        )
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -154,6 +156,34 @@ class RunningSandbox:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class SandboxLifecycle:
+    """start() / stop() / base_url for a sandbox object holding ``self.app``. ``self._released`` lets a
+    handler that simulates a hanging upstream return early, so stop() never waits out the hang."""
+
+    app: SandboxApp
+    _running: RunningSandbox | None = None
+    _released: threading.Event
+
+    def _init_lifecycle(self) -> None:
+        self._released = threading.Event()
+        self._running = None
+
+    def start(self):
+        self._released.clear()
+        self._running = RunningSandbox(self.app).start()
+        return self
+
+    def stop(self) -> None:
+        self._released.set()  # let hanging handlers finish so the server can shut down
+        if self._running:
+            self._running.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._running, "start() the sandbox first"
+        return self._running.base_url
 
 
 @contextlib.contextmanager
