@@ -161,6 +161,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Sync engine ----------------------------------------------------------------------------------
 SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=50)
+# The fetcher writes each page's new records itself, in batches, in the page's transaction (docs/engine.md).
+SYNC_PROCESS_ON_FETCH = env.bool("SYNC_PROCESS_ON_FETCH", default=True)
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)

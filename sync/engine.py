@@ -27,7 +27,7 @@ from django.db.models import F, Min, Q
 from connectors.base import AuthError, BadPage, FetchContext, MappingError, Page, PaginationStalled, UpstreamError
 from connectors.registry import get_connector
 
-from . import clock
+from . import bulk, clock
 from .activity import activity_record
 from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
 from .redaction import redact
@@ -36,6 +36,7 @@ from .services import (
     cursor_max,
     is_postgres,
     lines_add,
+    lines_insert,
     lock_queue,
     queue_finalize,
     queue_recount,
@@ -114,7 +115,11 @@ class QueueRunner:
         self.connector = get_connector(self.connection.kind)
         self.resource = self.connector.resource(queue.resource)
         self.model = apps.get_model(self.resource.model)
-        self.batch_size = batch_size or int(self.connection.config.get("batch_size") or settings.SYNC_BATCH_SIZE)
+        config = self.connection.config or {}
+        self.batch_size = batch_size or int(config.get("batch_size") or settings.SYNC_BATCH_SIZE)
+        # The fetcher processes new records of each page itself (see _store_page); off, every record
+        # goes through draft lines and claimed batches.
+        self.process_on_fetch = bool(config.get("process_on_fetch", settings.SYNC_PROCESS_ON_FETCH))
         self.progress = progress
         self.client = None
         self.lease = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
@@ -253,9 +258,12 @@ class QueueRunner:
         # whenever the generator happens to be garbage-collected.
         with contextlib.closing(self._prefetched(ctx)) as pages:
             for page in pages:
-                self._store_page(page)
+                drafts = self._store_page(page)
                 self._check_cancelled()
-                self.process_available()
+                if drafts:
+                    self.process_available()
+                else:
+                    self._report()
         # Fetch complete: only if our lease still stands (else another worker finished/took it over).
         self._renew_fetch_lease()
         now = clock.now()
@@ -313,32 +321,166 @@ class QueueRunner:
             stop.set()
             thread.join(timeout=5)
 
-    def _store_page(self, page: Page) -> None:
+    def _store_page(self, page: Page) -> int:
+        """Save one page's lines and the fetch progress in one transaction; returns how many lines it left
+        in draft for the batch loop. With ``process_on_fetch`` (the default) the fetcher also processes the
+        page's new, mappable records right here, in batches, in the same transaction: their rows are
+        upserted and their lines inserted done (attempt 1). A crash before the commit loses the page as a
+        whole (the token did not move, so it is fetched again); nothing is half-written. Everything else
+        (records already in the queue, records the mapper rejects) becomes a draft line and takes the
+        claimed path, with its retries; a page the database rejects is stored again all in draft, so the
+        claimed path isolates the bad record."""
         q = self.queue
         if not isinstance(page.records, list):
             raise BadPage(f"{self.resource.name}: page records are not a list")
         self._check_stall(page)
+        cursor_to = q.cursor_to
+        page_cursor = page.cursor
+        if page_cursor is None:
+            cursors = [c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c]
+            page_cursor = (
+                max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c) if cursors else None
+            )
+        if page_cursor:
+            cursor_to = cursor_max(self.resource.cursor_kind, cursor_to, str(page_cursor))
+        updates = {"fetch_token": page.next_token, "cursor_to": cursor_to, "pages_fetched": q.pages_fetched + 1}
+        if page.total is not None:
+            updates["expected_total"] = page.total
+        plan = self._plan_inline(page.records) if self.process_on_fetch else None
+        try:
+            drafts = self._store_page_lines(page.records, plan, updates)
+        except (OperationalError, InterfaceError, RunAborted):
+            raise  # the database went away, or the fetch is no longer ours: the page is lost as a whole
+        except Exception as exc:
+            if plan is None:
+                raise
+            log.warning(
+                "queue %s: writing page %s inline failed (%s: %s); storing it as draft lines",
+                q.pk,
+                updates["pages_fetched"],
+                exc.__class__.__name__,
+                redact(exc)[:200],
+            )
+            drafts = self._store_page_lines(page.records, None, updates)
+        q.cursor_to, q.fetch_token, q.pages_fetched = cursor_to, page.next_token, updates["pages_fetched"]
+        return drafts
+
+    def _store_page_lines(self, records: list, plan, updates: dict) -> int:
         with transaction.atomic():
-            lines_add(q, self.resource, page.records)
-            page_cursor = page.cursor
-            if page_cursor is None:
-                cursors = [
-                    c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c
-                ]
-                page_cursor = (
-                    max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c)
-                    if cursors
-                    else None
-                )
-            if page_cursor:
-                q.cursor_to = cursor_max(self.resource.cursor_kind, q.cursor_to, str(page_cursor))
-            q.fetch_token = page.next_token
-            q.pages_fetched += 1
-            updates = {"fetch_token": page.next_token, "cursor_to": q.cursor_to, "pages_fetched": q.pages_fetched}
-            if page.total is not None:
-                updates["expected_total"] = page.total
+            if plan is None:
+                drafts = lines_add(self.queue, self.resource, records)
+            else:
+                drafts, counters = self._store_inline(*plan)
+                updates = {**updates, **counters}
             # Progress is saved with the page's lines and only while we still hold the fetch lease.
             self._renew_fetch_lease(**updates)
+        return drafts
+
+    def _plan_inline(self, records: list) -> tuple[dict[str, tuple[dict, str, dict | None]], dict, list]:
+        """Split a page into records the fetcher writes itself ({external id: (record, action, values)}),
+        records whose mapping failed ({external id: (record, error, permanent)}: that was their first
+        attempt) and records it cannot identify (for lines_add). The last snapshot of an id wins, as in
+        lines_add."""
+        keyed: dict[str, dict] = {}
+        unkeyed: list = []
+        for record in records:
+            try:
+                keyed[self.resource.external_id(record)] = record
+            except Exception:
+                unkeyed.append(record)  # lines_add records it as a failed, unidentifiable line
+        ready: dict[str, tuple[dict, str, dict | None]] = {}
+        failed: dict[str, tuple[dict, str, bool]] = {}
+        for ext, record in keyed.items():
+            try:
+                if self.resource.is_deleted(record):
+                    ready[ext] = (record, LineAction.DELETE, None)
+                    continue
+                values = self.resource.map(record)
+                if not isinstance(values, dict):
+                    raise MappingError("mapper returned no field values")
+                ready[ext] = (record, LineAction.UPSERT, values)
+            except MappingError as exc:
+                failed[ext] = (record, f"rejected by mapper: {exc}", True)
+            except Exception as exc:  # a mapper bug is still only this line's problem
+                failed[ext] = (record, f"{exc.__class__.__name__}: {exc}", False)
+        return ready, failed, unkeyed
+
+    def _store_inline(
+        self, ready: dict[str, tuple[dict, str, dict | None]], failed: dict[str, tuple[dict, str, bool]], rest: list
+    ) -> tuple[int, dict]:
+        """Write the page's new records (rows upserted batch by batch, lines inserted done), insert the
+        lines whose mapping failed as after a first failed attempt (failed, or draft with a backoff), and
+        hand the rest to lines_add. Returns (lines left in draft, queue counter updates). Inside the page's
+        transaction, under the queue's lock."""
+        q = self.queue
+        lock_queue(q.pk)
+        now = clock.now()
+        if ready or failed:
+            # An id already in the queue (seen on an earlier page, or a resumed run) takes lines_add's
+            # path: compare snapshots, reset to draft if newer.
+            seen = set(
+                SyncQueueLine.objects.filter(queue_id=q.pk, external_id__in=[*ready, *failed]).values_list(
+                    "external_id", flat=True
+                )
+            )
+            rest = rest + [ready.pop(ext)[0] for ext in seen if ext in ready]
+            rest += [failed.pop(ext)[0] for ext in seen if ext in failed]
+        lines = [
+            SyncQueueLine(
+                queue_id=q.pk,
+                external_id=ext,
+                payload=record,
+                action=action,
+                state=LineState.DONE,
+                attempts=1,
+                updated_at=now,
+            )
+            for ext, (record, action, _) in ready.items()
+        ]
+        values = [v for _, _, v in ready.values()]
+        for start in range(0, len(lines), self.batch_size):
+            batch = lines[start : start + self.batch_size]
+            chunk = values[start : start + self.batch_size]
+            upserts = [(line, v) for line, v in zip(batch, chunk, strict=True) if v is not None]
+            self._write(upserts, [line for line in batch if line.action == LineAction.DELETE], now)
+        n_done, n_failed, n_retry = len(lines), 0, 0
+        for ext, (record, error, permanent) in failed.items():
+            final = permanent or settings.SYNC_MAX_ATTEMPTS <= 1
+            lines.append(
+                SyncQueueLine(
+                    queue_id=q.pk,
+                    external_id=ext,
+                    payload=record,
+                    state=LineState.FAILED if final else LineState.DRAFT,
+                    attempts=1,
+                    last_error=redact(error)[:2000],
+                    next_attempt_at=None if final else now + dt.timedelta(seconds=retry_delay(1)),
+                    updated_at=now,
+                )
+            )
+            n_failed += final
+            n_retry += not final
+        counters: dict = {}
+        if lines:
+            lines_insert(lines)
+            counters = {
+                "total_count": F("total_count") + len(lines),
+                "done_count": F("done_count") + n_done,
+                "failed_count": F("failed_count") + n_failed,
+                "draft_count": F("draft_count") + n_retry,
+            }
+        if n_failed:
+            counters["action_required"] = True
+            for line in lines[n_done:]:
+                if line.state == LineState.FAILED:
+                    activity_record(
+                        event="line.failed",
+                        queue=q,
+                        level=ActivityLevel.ERROR,
+                        message=f"{line.external_id}: {line.last_error}",
+                        data={"attempts": 1, "external_id": line.external_id},
+                    )
+        return (lines_add(q, self.resource, rest) if rest else 0) + n_retry, counters
 
     def _check_stall(self, page: Page) -> None:
         """A page identical to the previous one while the token moves on (an upstream ignoring the page
@@ -498,27 +640,19 @@ class QueueRunner:
     def _write(self, upserts: list[tuple[SyncQueueLine, dict]], deletes: list[SyncQueueLine], now) -> None:
         if upserts:
             conn = self.connection
-            objs = []
+            rows = []
             # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
             # take the rows' locks in the same order and cannot deadlock each other.
             for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
-                values = dict(values)  # the one-by-one fallback reuses them: do not mutate
-                obj = self.model(
-                    organization_id=conn.organization_id,
-                    connection_id=conn.pk,
-                    external_id=line.external_id,
-                    synced_at=now,
-                    deleted_at=values.pop("deleted_at", None),
-                    **values,
-                )
-                objs.append(obj)
+                row = dict(values)  # the one-by-one fallback reuses the values: do not mutate them
+                row["organization_id"] = conn.organization_id
+                row["connection_id"] = conn.pk
+                row["external_id"] = line.external_id
+                row["synced_at"] = now
+                row.setdefault("deleted_at", None)
+                rows.append(row)
             fields = self._fields_to_update(upserts[0][1])
-            self.model.objects.bulk_create(
-                objs,
-                update_conflicts=True,
-                unique_fields=["connection", "external_id"],
-                update_fields=fields,
-            )
+            bulk.upsert_rows(self.model, rows, unique_fields=["connection", "external_id"], update_fields=fields)
         if deletes:
             self.model.objects.filter(
                 connection_id=self.connection.pk,

@@ -18,6 +18,7 @@ from django_q.tasks import async_task
 
 from . import clock
 from .activity import activity_record
+from .bulk import copy_rows
 from .models import (
     ActivityLevel,
     Lane,
@@ -381,7 +382,7 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
         if ext not in existing
     ]
     if new_lines:
-        _lines_insert(new_lines)
+        lines_insert(new_lines)
     if invalid:
         SyncQueueLine.objects.bulk_create(invalid)
     # Lines that leave a state, by state. Each reset is a compare-and-set on the state (and lease token)
@@ -426,24 +427,35 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
     return len(new_lines) + reset_total
 
 
-def _lines_insert(lines: list[SyncQueueLine]) -> None:
-    """Insert new draft lines. On PostgreSQL with COPY: Django's bulk_create makes psycopg build a jsonb[]
-    literal in Python for the payloads (the largest single cost in the bench profile); COPY streams
-    each row through psycopg's C copy writer instead. Same rows, same transaction, same constraints."""
+def lines_insert(lines: list[SyncQueueLine]) -> None:
+    """Insert new lines as they are (state, attempts, error, backoff); the caller updates the queue's
+    counters. On PostgreSQL with COPY (see sync/bulk.py for why): same rows, same constraints."""
     if not is_postgres():
         SyncQueueLine.objects.bulk_create(lines, batch_size=1000)
         return
     from psycopg.types.json import Jsonb
 
-    table = SyncQueueLine._meta.db_table
-    columns = "queue_id, external_id, action, payload, state, attempts, lease_token, last_error, updated_at"
-    with db_connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for line in lines:
-                copy.write_row(
-                    (line.queue_id, line.external_id, line.action, Jsonb(line.payload), LineState.DRAFT.value, 0,
-                     "", "", line.updated_at)
-                )
+    columns = ("queue_id", "external_id", "action", "payload", "state", "attempts", "next_attempt_at")
+    columns += ("lease_token", "last_error", "updated_at")
+    copy_rows(
+        SyncQueueLine._meta.db_table,
+        columns,
+        (
+            (
+                line.queue_id,
+                line.external_id,
+                str(line.action),
+                Jsonb(line.payload),
+                str(line.state),
+                line.attempts,
+                line.next_attempt_at,
+                "",
+                line.last_error,
+                line.updated_at,
+            )
+            for line in lines
+        ),
+    )
 
 
 # --- Queue actions (start / status / retry / force-done / cancel) -------------------------------------------

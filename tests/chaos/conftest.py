@@ -47,12 +47,18 @@ def upstream():
 
 @pytest.fixture
 def chaos_conn(org, make_connection, chaos_kind, upstream):
-    def make(n: int, *, delay_ms: int = 0, batch_size: int = 50, fetch_concurrency: int = 1):
+    def make(
+        n: int, *, delay_ms: int = 0, batch_size: int = 50, fetch_concurrency: int = 1, process_on_fetch: bool = True
+    ):
         return make_connection(
             org,
             kind=KIND,
             base_url=base_url(upstream.root, n=n, delay_ms=delay_ms),
-            config={"batch_size": batch_size, "fetch_concurrency": fetch_concurrency},
+            config={
+                "batch_size": batch_size,
+                "fetch_concurrency": fetch_concurrency,
+                "process_on_fetch": process_on_fetch,
+            },
         )
 
     return make

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 def test_two_workers_process_every_line_exactly_once(chaos_conn, upstream, fast_retries, tmp_path):
     n = 1000
-    conn = chaos_conn(n, delay_ms=30, batch_size=20)
+    # Claimed batches only: with process_on_fetch the fetcher writes every page itself and the second
+    # worker (correctly) finds nothing to claim.
+    conn = chaos_conn(n, delay_ms=30, batch_size=20, process_on_fetch=False)
     queue = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
     logs = [tmp_path / f"upserts-{i}.txt" for i in range(2)]
     # A worker that finds nothing to claim leaves at once, so each one works the queue again until it
@@ -43,7 +45,7 @@ def test_connection_dropped_mid_batch_rolls_back_whole_batch_and_retries(
     chaos_conn, upstream, fast_retries, monkeypatch, jump_past_leases
 ):
     n, batch = 300, 50
-    conn = chaos_conn(n, batch_size=batch)
+    conn = chaos_conn(n, batch_size=batch, process_on_fetch=False)  # the claimed path; inline is the next test
     queue = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
     seen: dict = {}
     original = QueueRunner._write
@@ -87,20 +89,23 @@ def test_connection_dropped_mid_batch_rolls_back_whole_batch_and_retries(
     assert all(line.attempts <= 2 for line in lines)
 
 
+@pytest.mark.parametrize(
+    ("inline", "store"), [(True, "lines_insert"), (False, "lines_add")], ids=["processed-on-fetch", "draft-lines"]
+)
 def test_connection_dropped_while_storing_a_page_fails_safe_and_retry_completes(
-    chaos_conn, upstream, fast_retries, monkeypatch
+    inline, store, chaos_conn, upstream, fast_retries, monkeypatch
 ):
     from sync import engine
 
     n = 300
-    conn = chaos_conn(n)
+    conn = chaos_conn(n, process_on_fetch=inline)
     services.status_upsert(connection=conn, resource="customers", cursor="2000-01-01T00:00:00Z")
     queue = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
-    original = engine.lines_add
+    original = getattr(engine, store)  # what writes a page's lines on this path
     calls = {"n": 0}
 
-    def add_then_drop(q, resource, records, **kw):
-        added = original(q, resource, records, **kw)
+    def add_then_drop(*args, **kw):
+        added = original(*args, **kw)
         calls["n"] += 1
         if calls["n"] == 2:
             with db.cursor() as cur:
@@ -110,7 +115,7 @@ def test_connection_dropped_while_storing_a_page_fails_safe_and_retry_completes(
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         return added
 
-    monkeypatch.setattr(engine, "lines_add", add_then_drop)
+    monkeypatch.setattr(engine, store, add_then_drop)
     state = run_queue(queue.pk)
     db.close()
     queue.refresh_from_db()
@@ -122,7 +127,7 @@ def test_connection_dropped_while_storing_a_page_fails_safe_and_retry_completes(
 
     assert SyncStatus.objects.get(connection=conn, resource="customers").cursor == "2000-01-01T00:00:00Z"
 
-    monkeypatch.setattr(engine, "lines_add", original)
+    monkeypatch.setattr(engine, store, original)
     services.queue_retry(queue=queue, enqueue=False)
     assert run_queue(queue.pk) == QueueState.DONE
     assert stored(conn) == truth(n)

@@ -17,22 +17,29 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 N = 430  # 5 pages of 100 (the last short), 9 batches of 50
 
-# (kill point, n-th time, fetch threads, lines that are leased by the dead worker)
+# (kill point, n-th time, fetch threads, process on fetch, lines that are leased by the dead worker).
+# With process_on_fetch (the default) the fetcher writes each page's rows and done lines in the page's
+# transaction; without it every record goes through a draft line and a claimed batch of 50. Both paths
+# are killed at their own points.
 POINTS = [
-    pytest.param("fetch", 3, 1, 0, id="mid-fetch"),
-    pytest.param("fetch", 4, 4, 0, id="mid-fetch-concurrent"),
-    pytest.param("stored", 2, 1, 0, id="page-committed-lines-unprocessed"),
-    pytest.param("claimed", 2, 1, 50, id="batch-claimed"),
-    pytest.param("write", 3, 1, 50, id="mid-batch-uncommitted"),
-    pytest.param("committed", 4, 1, 0, id="batch-committed"),
-    pytest.param("finalize", 1, 1, 0, id="all-done-before-status-write"),
-    pytest.param("status", 1, 1, 0, id="during-status-write"),
+    pytest.param("fetch", 3, 1, True, 0, id="mid-fetch"),
+    pytest.param("fetch", 4, 4, True, 0, id="mid-fetch-concurrent"),
+    pytest.param("write", 2, 1, True, 0, id="mid-page-write-uncommitted"),
+    pytest.param("stored", 3, 1, True, 0, id="page-written-and-committed"),
+    pytest.param("stored", 2, 1, False, 0, id="page-committed-lines-unprocessed"),
+    pytest.param("claimed", 2, 1, False, 50, id="batch-claimed"),
+    pytest.param("write", 3, 1, False, 50, id="mid-batch-uncommitted"),
+    pytest.param("committed", 4, 1, False, 0, id="batch-committed"),
+    pytest.param("finalize", 1, 1, True, 0, id="all-done-before-status-write"),
+    pytest.param("status", 1, 1, True, 0, id="during-status-write"),
 ]
 
 
-@pytest.mark.parametrize(("point", "nth", "threads", "leased"), POINTS)
-def test_sigkill_then_recover(point, nth, threads, leased, chaos_conn, upstream, fast_retries, jump_past_leases):
-    conn = chaos_conn(N, fetch_concurrency=threads)
+@pytest.mark.parametrize(("point", "nth", "threads", "inline", "leased"), POINTS)
+def test_sigkill_then_recover(
+    point, nth, threads, inline, leased, chaos_conn, upstream, fast_retries, jump_past_leases
+):
+    conn = chaos_conn(N, fetch_concurrency=threads, process_on_fetch=inline)
     queue = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
 
     proc = start_worker(queue.pk, CHAOS_KILL_AT=f"{point}:{nth}")

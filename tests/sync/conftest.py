@@ -18,6 +18,15 @@ def fake_conn(org, make_connection, fake_kind):
     return make_connection(org, kind="fake", credentials={"token": "s3cr3t-token-value"})
 
 
+@pytest.fixture
+def claimed_conn(org, make_connection, fake_kind):
+    """A fake connection whose fetcher leaves every record a draft line (``process_on_fetch`` off), for
+    tests of the claimed-batch path: claims, leases, the reaper."""
+    return make_connection(
+        org, kind="fake", credentials={"token": "s3cr3t-token-value"}, config={"process_on_fetch": False}
+    )
+
+
 def assert_counters_match(queue) -> None:
     """The per-state counters on the queue row equal a fresh count of its lines (no drift)."""
     from django.db.models import Count

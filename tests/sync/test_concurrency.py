@@ -73,11 +73,11 @@ def test_two_workers_on_one_queue_process_every_line_exactly_once(fake_conn, fak
     assert_counters_match(queue)
 
 
-def test_two_workers_claiming_concurrently_never_share_a_line(fake_conn, fake_kind):
+def test_two_workers_claiming_concurrently_never_share_a_line(claimed_conn, fake_kind):
     fake_kind.__init__(300)
-    queue = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
+    queue = services.sync_start(connection=claimed_conn, resource="customers", enqueue=False).queue
     fetcher = engine.QueueRunner(queue, batch_size=10**6)
-    fetcher.client = fetcher.connector.client(fake_conn)
+    fetcher.client = fetcher.connector.client(claimed_conn)
     monkey_claim = fetcher.claim
     fetcher.claim = lambda limit: []  # fetch only; leave every line draft
     fetcher.fetch()

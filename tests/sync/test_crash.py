@@ -33,13 +33,13 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def test_sigkill_mid_batch_then_reap_and_resume(fake_conn, fake_kind, fake_clock, tmp_path):
+def test_sigkill_mid_batch_then_reap_and_resume(claimed_conn, fake_kind, fake_clock, tmp_path):
     fake_kind.__init__(60)  # six pages of ten
     upstream = {str(r["id"]): r for r in fake_kind.records}
     records_file = tmp_path / "upstream.json"
     records_file.write_text(json.dumps(fake_kind.records))
     marker = tmp_path / "in-batch"
-    queue = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
+    queue = services.sync_start(connection=claimed_conn, resource="customers", enqueue=False).queue
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "DATABASE_URL": _database_url()}
     worker = subprocess.Popen(
@@ -67,8 +67,8 @@ def test_sigkill_mid_batch_then_reap_and_resume(fake_conn, fake_kind, fake_clock
         SyncQueueLine.objects.filter(queue=queue, state=LineState.PROCESSING).values_list("external_id", flat=True)
     )
     assert "37" in held and len(held) == 10
-    assert not Customer.objects.filter(connection=fake_conn, external_id__in=held).exists()
-    assert Customer.objects.filter(connection=fake_conn).count() == 30
+    assert not Customer.objects.filter(connection=claimed_conn, external_id__in=held).exists()
+    assert Customer.objects.filter(connection=claimed_conn).count() == 30
     queue.refresh_from_db()
     assert queue.is_active and not queue.fetch_done and queue.state == QueueState.PROCESSING
     assert_counters_match(queue)
@@ -82,9 +82,9 @@ def test_sigkill_mid_batch_then_reap_and_resume(fake_conn, fake_kind, fake_clock
 
     queue.refresh_from_db()
     assert queue.state == QueueState.DONE, (queue.state, queue.last_error)
-    local = {c.external_id: c for c in Customer.objects.filter(connection=fake_conn)}
+    local = {c.external_id: c for c in Customer.objects.filter(connection=claimed_conn)}
     assert set(local) == set(upstream)  # nothing missing
-    assert Customer.objects.filter(connection=fake_conn).count() == len(upstream)  # nothing duplicated
+    assert Customer.objects.filter(connection=claimed_conn).count() == len(upstream)  # nothing duplicated
     for ext, record in upstream.items():
         assert (local[ext].email, local[ext].first_name, local[ext].last_name) == (
             record["email"],
@@ -95,6 +95,6 @@ def test_sigkill_mid_batch_then_reap_and_resume(fake_conn, fake_kind, fake_clock
     assert {ext for ext, n in attempts.items() if n == 2} == held  # the crash counted on the lines it held
     assert {ext for ext, n in attempts.items() if n == 1} == set(upstream) - held
     assert SyncActivity.objects.filter(queue=queue, event="lines.reaped").exists()
-    assert SyncStatus.objects.get(connection=fake_conn, resource="customers").cursor == "60"
-    assert SyncQueue.objects.filter(connection=fake_conn).count() == 1
+    assert SyncStatus.objects.get(connection=claimed_conn, resource="customers").cursor == "60"
+    assert SyncQueue.objects.filter(connection=claimed_conn).count() == 1
     assert_counters_match(queue)

@@ -341,6 +341,7 @@ def test_reaper_returns_expired_leases_counting_the_attempt(fake_conn, fake_kind
     fake_kind.__init__(6)
     q = start(fake_conn, enqueue=False)
     runner = engine.QueueRunner(q, batch_size=4)
+    runner.process_on_fetch = False  # every record a draft line, so that a batch can be claimed and lost
     runner._take_fetch_lease()
     for page in runner._prefetched(
         engine.FetchContext(runner.client or runner.connector.client(fake_conn), "", None, False, {})
