@@ -155,19 +155,30 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Several models have a "state" with different choices: name each enum after its model's choices.
-    "ENUM_NAME_OVERRIDES": {"QueueStateEnum": "sync.models.QueueState", "LineStateEnum": "sync.models.LineState",
-                            "StatusStateEnum": "sync.models.StatusState"},
+    "ENUM_NAME_OVERRIDES": {
+        "QueueStateEnum": "sync.models.QueueState",
+        "LineStateEnum": "sync.models.LineState",
+        "StatusStateEnum": "sync.models.StatusState",
+    },
 }
 
 # --- Sync engine ----------------------------------------------------------------------------------
 SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=50)
 # The fetcher writes each page's new records itself, in batches, in the page's transaction (docs/engine.md).
 SYNC_PROCESS_ON_FETCH = env.bool("SYNC_PROCESS_ON_FETCH", default=True)
+# PostgreSQL: page and batch transactions commit without waiting for the WAL flush (sync/bulk.py says why
+# that is safe); the queue's settling always commits synchronously.
+SYNC_ASYNC_COMMIT = env.bool("SYNC_ASYNC_COMMIT", default=True)
+# Pages already fetched are stored in one transaction, up to this many records (1 = page by page).
+SYNC_FETCH_GROUP_RECORDS = env.int("SYNC_FETCH_GROUP_RECORDS", default=1000)
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
 SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
-SYNC_HTTP_TIMEOUT = (env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0), env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0))
+SYNC_HTTP_TIMEOUT = (
+    env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0),
+    env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0),
+)
 SYNC_HTTP_MAX_TRIES = env.int("SYNC_HTTP_MAX_TRIES", default=4)
 SYNC_MAX_RATE_LIMIT_WAIT = env.float("SYNC_MAX_RATE_LIMIT_WAIT", default=300.0)
 # Outbound guard: loopback/private targets are refused unless explicitly allowed (sandbox, tests).

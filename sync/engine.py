@@ -32,6 +32,7 @@ from .activity import activity_record
 from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
 from .redaction import redact
 from .services import (
+    NewLine,
     connection_mark_needs_reauth,
     cursor_max,
     is_postgres,
@@ -120,6 +121,9 @@ class QueueRunner:
         # The fetcher processes new records of each page itself (see _store_page); off, every record
         # goes through draft lines and claimed batches.
         self.process_on_fetch = bool(config.get("process_on_fetch", settings.SYNC_PROCESS_ON_FETCH))
+        # Pages already fetched are stored together, up to this many records per transaction (1: each page
+        # alone): fewer, larger transactions when the upstream is faster than we write.
+        self.fetch_group_records = int(config.get("fetch_group_records") or settings.SYNC_FETCH_GROUP_RECORDS)
         self.progress = progress
         self.client = None
         self.lease = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
@@ -245,6 +249,7 @@ class QueueRunner:
     def fetch(self) -> None:
         if not self._take_fetch_lease():
             return  # another worker is fetching; we help with the lines instead
+        bulk.prepare_upsert(self.model)  # once per database session, not once per page
         q = self.queue
         q.refresh_from_db(fields=["fetch_token", "cursor_to", "pages_fetched", "cursor_from"])
         ctx = FetchContext(
@@ -256,10 +261,10 @@ class QueueRunner:
         )
         # closing(): stop the producer thread the moment we stop consuming (an error, a cancel), not
         # whenever the generator happens to be garbage-collected.
-        with contextlib.closing(self._prefetched(ctx)) as pages:
-            for page in pages:
-                drafts = self._store_page(page)
-                self._check_cancelled()
+        with contextlib.closing(self._prefetched(ctx)) as groups:
+            for group in groups:
+                # A cancel is seen by _store_pages: renewing the fetch lease fails once cancelled_at is set.
+                drafts = self._store_pages(group)
                 if drafts:
                     self.process_available()
                 else:
@@ -276,7 +281,8 @@ class QueueRunner:
             self._mark_missing_deleted()
 
     def _prefetched(self, ctx: FetchContext):
-        """Fetch pages in a producer thread (HTTP only, no DB) so the network overlaps our writes."""
+        """Fetch pages in a producer thread (HTTP only, no DB) so the network overlaps our writes. Yields
+        groups of consecutive pages: each one that is ready, up to ``fetch_group_records`` records."""
         buf: queue_mod.Queue = queue_mod.Queue(maxsize=PREFETCH_PAGES)
         stop = threading.Event()
         done = object()
@@ -310,64 +316,101 @@ class QueueRunner:
         thread = threading.Thread(target=produce, name=f"fetch-queue-{self.queue.pk}", daemon=True)
         thread.start()
         try:
+            item = buf.get()
             while True:
-                item = buf.get()
                 if item is done:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                # Take the pages that are already waiting (never wait for more): one transaction for them.
+                group, size, item = [item], len(item.records) if isinstance(item.records, list) else 0, None
+                while size < self.fetch_group_records:
+                    try:
+                        item = buf.get_nowait()
+                    except queue_mod.Empty:
+                        item = None
+                        break
+                    if item is done or isinstance(item, BaseException):
+                        break
+                    group.append(item)
+                    size += len(item.records) if isinstance(item.records, list) else 0
+                    item = None
+                yield group
+                if item is None:
+                    item = buf.get()
         finally:
             stop.set()
             thread.join(timeout=5)
 
     def _store_page(self, page: Page) -> int:
-        """Save one page's lines and the fetch progress in one transaction; returns how many lines it left
-        in draft for the batch loop. With ``process_on_fetch`` (the default) the fetcher also processes the
-        page's new, mappable records right here, in batches, in the same transaction: their rows are
-        upserted and their lines inserted done (attempt 1). A crash before the commit loses the page as a
-        whole (the token did not move, so it is fetched again); nothing is half-written. Everything else
-        (records already in the queue, records the mapper rejects) becomes a draft line and takes the
-        claimed path, with its retries; a page the database rejects is stored again all in draft, so the
-        claimed path isolates the bad record."""
+        """One page on its own (see _store_pages)."""
+        return self._store_pages([page])
+
+    def _store_pages(self, pages: list[Page]) -> int:
+        """Save a group of consecutive pages' lines and the fetch progress in one transaction; returns how
+        many lines it left in draft for the batch loop. The group is what the producer had ready (at least
+        one page, up to ``fetch_group_records`` records): a slow upstream gets each page written as it
+        arrives, a fast one gets fewer, larger transactions.
+
+        With ``process_on_fetch`` (the default) the fetcher also processes the group's new, mappable
+        records right here, in the same transaction: their rows are upserted and their lines inserted done
+        (attempt 1). A crash before the commit loses the group as a whole (the token did not move, so it
+        is fetched again); nothing is half-written. Everything else (records already in the queue, records
+        the mapper rejects) becomes a draft line and takes the claimed path, with its retries; a group the
+        database rejects is stored again all in draft, so the claimed path isolates the bad record."""
         q = self.queue
-        if not isinstance(page.records, list):
-            raise BadPage(f"{self.resource.name}: page records are not a list")
-        self._check_stall(page)
+        records: list = []
         cursor_to = q.cursor_to
-        page_cursor = page.cursor
-        if page_cursor is None:
-            cursors = [c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c]
-            page_cursor = (
-                max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c) if cursors else None
-            )
-        if page_cursor:
-            cursor_to = cursor_max(self.resource.cursor_kind, cursor_to, str(page_cursor))
-        updates = {"fetch_token": page.next_token, "cursor_to": cursor_to, "pages_fetched": q.pages_fetched + 1}
-        if page.total is not None:
-            updates["expected_total"] = page.total
-        plan = self._plan_inline(page.records) if self.process_on_fetch else None
+        updates: dict = {}
+        for index, page in enumerate(pages):
+            try:
+                if not isinstance(page.records, list):
+                    raise BadPage(f"{self.resource.name}: page records are not a list")
+                self._check_stall(page)
+            except UpstreamError:
+                if index:
+                    self._store_pages(pages[:index])  # the good pages before it still count
+                raise
+            page_cursor = page.cursor
+            if page_cursor is None:
+                cursors = [
+                    c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c
+                ]
+                page_cursor = (
+                    max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c)
+                    if cursors
+                    else None
+                )
+            if page_cursor:
+                cursor_to = cursor_max(self.resource.cursor_kind, cursor_to, str(page_cursor))
+            if page.total is not None:
+                updates["expected_total"] = page.total
+            records.extend(page.records)
+        last = pages[-1]
+        updates.update(fetch_token=last.next_token, cursor_to=cursor_to, pages_fetched=q.pages_fetched + len(pages))
+        plan = self._plan_inline(records) if self.process_on_fetch else None
         try:
-            drafts = self._store_page_lines(page.records, plan, updates)
+            drafts = self._store_page_lines(records, plan, updates)
         except (OperationalError, InterfaceError, RunAborted):
-            raise  # the database went away, or the fetch is no longer ours: the page is lost as a whole
+            raise  # the database went away, or the fetch is no longer ours: the group is lost as a whole
         except Exception as exc:
             if plan is None:
                 raise
             log.warning(
-                "queue %s: writing page %s inline failed (%s: %s); storing it as draft lines",
+                "queue %s: writing pages up to %s inline failed (%s: %s); storing them as draft lines",
                 q.pk,
                 updates["pages_fetched"],
                 exc.__class__.__name__,
                 redact(exc)[:200],
             )
-            drafts = self._store_page_lines(page.records, None, updates)
-        q.cursor_to, q.fetch_token, q.pages_fetched = cursor_to, page.next_token, updates["pages_fetched"]
+            drafts = self._store_page_lines(records, None, updates)
+        q.cursor_to, q.fetch_token, q.pages_fetched = cursor_to, last.next_token, updates["pages_fetched"]
         return drafts
 
     def _store_page_lines(self, records: list, plan, updates: dict) -> int:
         with transaction.atomic():
             if plan is None:
+                bulk.relaxed_commit()  # (the inline path does it with its queue lock)
                 drafts = lines_add(self.queue, self.resource, records)
             else:
                 drafts, counters = self._store_inline(*plan)
@@ -413,7 +456,7 @@ class QueueRunner:
         hand the rest to lines_add. Returns (lines left in draft, queue counter updates). Inside the page's
         transaction, under the queue's lock."""
         q = self.queue
-        lock_queue(q.pk)
+        lock_queue(q.pk, relaxed_commit=True)
         now = clock.now()
         if ready or failed:
             # An id already in the queue (seen on an earlier page, or a resumed run) takes lines_add's
@@ -426,15 +469,7 @@ class QueueRunner:
             rest = rest + [ready.pop(ext)[0] for ext in seen if ext in ready]
             rest += [failed.pop(ext)[0] for ext in seen if ext in failed]
         lines = [
-            SyncQueueLine(
-                queue_id=q.pk,
-                external_id=ext,
-                payload=record,
-                action=action,
-                state=LineState.DONE,
-                attempts=1,
-                updated_at=now,
-            )
+            NewLine(q.pk, ext, record, LineState.DONE, action, attempts=1, updated_at=now)
             for ext, (record, action, _) in ready.items()
         ]
         values = [v for _, _, v in ready.values()]
@@ -447,7 +482,7 @@ class QueueRunner:
         for ext, (record, error, permanent) in failed.items():
             final = permanent or settings.SYNC_MAX_ATTEMPTS <= 1
             lines.append(
-                SyncQueueLine(
+                NewLine(
                     queue_id=q.pk,
                     external_id=ext,
                     payload=record,
@@ -517,10 +552,6 @@ class QueueRunner:
                 data={"count": n},
             )
 
-    def _check_cancelled(self) -> None:
-        if SyncQueue.objects.filter(pk=self.queue.pk, cancelled_at__isnull=False).exists():
-            raise RunAborted()
-
     # -- processing ----------------------------------------------------------------------------------------
     def process_until_empty(self) -> None:
         while True:
@@ -561,7 +592,7 @@ class QueueRunner:
         if self._fetch_lease_until is not None:
             self._renew_fetch_lease()  # processing between pages must not let the fetch lease lapse
         with transaction.atomic():
-            lock_queue(self.queue.pk)  # queue row first, then lines: the one lock order
+            lock_queue(self.queue.pk, relaxed_commit=True)  # queue row first, then lines: the one lock order
             qs = (
                 SyncQueueLine.objects.filter(
                     queue_id=self.queue.pk, state=LineState.DRAFT, queue__cancelled_at__isnull=True
@@ -669,7 +700,8 @@ class QueueRunner:
         return self._update_fields
 
     def _settle_lines(self, ok: list[SyncQueueLine], failures: list[tuple[SyncQueueLine, str, bool]], now) -> None:
-        lock_queue(self.queue.pk)  # queue row first, then lines (the domain write before this holds no line locks)
+        # Queue row first, then lines (the domain write before this holds no line locks).
+        lock_queue(self.queue.pk, relaxed_commit=True)
         done = 0
         if ok:
             # Only lines we still hold (same token): a reaped-and-reclaimed line is not ours to finish.

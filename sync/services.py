@@ -18,7 +18,8 @@ from django_q.tasks import async_task
 
 from . import clock
 from .activity import activity_record
-from .bulk import copy_rows
+from .bulk import copy_rows, json_text
+from .bulk import relaxed_allowed as bulk_relaxed_allowed
 from .models import (
     ActivityLevel,
     Lane,
@@ -125,12 +126,23 @@ def is_postgres() -> bool:
     return db_connection.vendor == "postgresql"
 
 
-def lock_queue(queue_id: int) -> None:
+def lock_queue(queue_id: int, *, relaxed_commit: bool = False) -> None:
     """Take the queue row's lock. Lock order everywhere: the queue row first, then its lines; a
     transaction holding line locks and then waiting for the queue (or the reverse) would deadlock with
-    cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers."""
-    if is_postgres():
-        SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("id", flat=True).first()
+    cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers.
+    ``relaxed_commit``: the engine's page and batch transactions also turn off the wait for the WAL flush
+    here, in the same round trip (sync/bulk.py relaxed_commit says why that is safe)."""
+    if not is_postgres():
+        return
+    if relaxed_commit and bulk_relaxed_allowed():
+        table = SyncQueue._meta.db_table
+        with db_connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, set_config('synchronous_commit', 'off', true) FROM {table} WHERE id = %s FOR UPDATE",  # noqa: S608
+                [queue_id],
+            )
+        return
+    SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("id", flat=True).first()
 
 
 # --- Status ------------------------------------------------------------------------------------------------
@@ -427,25 +439,58 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
     return len(new_lines) + reset_total
 
 
-def lines_insert(lines: list[SyncQueueLine]) -> None:
+@dataclass(slots=True)
+class NewLine:
+    """A line to insert with lines_insert: the fields a new line sets, without a model instance's cost."""
+
+    queue_id: int
+    external_id: str
+    payload: dict
+    state: str = LineState.DRAFT
+    action: str = LineAction.UPSERT
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+    last_error: str = ""
+    updated_at: dt.datetime | None = None
+
+
+_LINE_COLUMNS = (
+    "queue_id",
+    "external_id",
+    "action",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "lease_token",
+    "last_error",
+    "updated_at",
+)
+
+
+def lines_insert(lines: list[NewLine] | list[SyncQueueLine]) -> None:
     """Insert new lines as they are (state, attempts, error, backoff); the caller updates the queue's
     counters. On PostgreSQL with COPY (see sync/bulk.py for why): same rows, same constraints."""
     if not is_postgres():
-        SyncQueueLine.objects.bulk_create(lines, batch_size=1000)
+        SyncQueueLine.objects.bulk_create(
+            [
+                line
+                if isinstance(line, SyncQueueLine)
+                else SyncQueueLine(**{name: getattr(line, name) for name in NewLine.__slots__})
+                for line in lines
+            ],
+            batch_size=1000,
+        )
         return
-    from psycopg.types.json import Jsonb
-
-    columns = ("queue_id", "external_id", "action", "payload", "state", "attempts", "next_attempt_at")
-    columns += ("lease_token", "last_error", "updated_at")
     copy_rows(
         SyncQueueLine._meta.db_table,
-        columns,
+        _LINE_COLUMNS,
         (
             (
                 line.queue_id,
                 line.external_id,
                 str(line.action),
-                Jsonb(line.payload),
+                json_text(line.payload),
                 str(line.state),
                 line.attempts,
                 line.next_attempt_at,

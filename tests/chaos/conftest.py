@@ -48,18 +48,22 @@ def upstream():
 @pytest.fixture
 def chaos_conn(org, make_connection, chaos_kind, upstream):
     def make(
-        n: int, *, delay_ms: int = 0, batch_size: int = 50, fetch_concurrency: int = 1, process_on_fetch: bool = True
+        n: int,
+        *,
+        delay_ms: int = 0,
+        batch_size: int = 50,
+        fetch_concurrency: int = 1,
+        process_on_fetch: bool = True,
+        fetch_group_records: int | None = None,
     ):
-        return make_connection(
-            org,
-            kind=KIND,
-            base_url=base_url(upstream.root, n=n, delay_ms=delay_ms),
-            config={
-                "batch_size": batch_size,
-                "fetch_concurrency": fetch_concurrency,
-                "process_on_fetch": process_on_fetch,
-            },
-        )
+        config = {
+            "batch_size": batch_size,
+            "fetch_concurrency": fetch_concurrency,
+            "process_on_fetch": process_on_fetch,
+        }
+        if fetch_group_records is not None:
+            config["fetch_group_records"] = fetch_group_records
+        return make_connection(org, kind=KIND, base_url=base_url(upstream.root, n=n, delay_ms=delay_ms), config=config)
 
     return make
 

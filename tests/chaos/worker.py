@@ -63,7 +63,7 @@ def install_kill(point: str, nth: int) -> None:
 
     targets = {
         "fetch": lambda: before(ChaosCustomers, "get_page"),
-        "stored": lambda: after(engine.QueueRunner, "_store_page"),
+        "stored": lambda: after(engine.QueueRunner, "_store_pages"),
         "claimed": lambda: after(engine.QueueRunner, "claim"),
         "write": lambda: after(engine.QueueRunner, "_write"),
         "committed": lambda: after(engine.QueueRunner, "process_batch"),

@@ -60,7 +60,9 @@ def sqlite_inline_prefetch(monkeypatch):
     from sync import engine
 
     if connection.vendor == "sqlite":
-        monkeypatch.setattr(engine.QueueRunner, "_prefetched", lambda self, ctx: self.resource.iter_pages(ctx))
+        monkeypatch.setattr(
+            engine.QueueRunner, "_prefetched", lambda self, ctx: ([page] for page in self.resource.iter_pages(ctx))
+        )
 
 
 def test_token_expiring_mid_sync_is_refreshed_once_and_the_sync_finishes(org, ls_conn, sandbox, sqlite_inline_prefetch):

@@ -21,6 +21,8 @@ def run(*args) -> str:
 
 def test_sync_run_prints_progress_and_syncs(fake_conn, fake_kind):
     fake_kind.__init__(25)
+    fake_conn.config = {"fetch_group_records": 1}  # store page by page (10 records), so progress comes per page
+    fake_conn.save(update_fields=["config"])
     out = run("sync_run", str(fake_conn.pk), "customers", "--batch-size", "10")
     q = SyncQueue.objects.get()
     assert q.state == QueueState.DONE and q.origin == "manual"

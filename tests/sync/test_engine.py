@@ -180,6 +180,8 @@ def status_or_none(conn):
 
 def test_cancel_in_the_middle_of_a_run(fake_conn, fake_kind):
     fake_kind.__init__(40)
+    fake_conn.config = {"fetch_group_records": 1}  # page by page, so that the cancel lands mid-run
+    fake_conn.save(update_fields=["config"])
     q = start(fake_conn, enqueue=False)
 
     def progress(queue):
@@ -343,10 +345,10 @@ def test_reaper_returns_expired_leases_counting_the_attempt(fake_conn, fake_kind
     runner = engine.QueueRunner(q, batch_size=4)
     runner.process_on_fetch = False  # every record a draft line, so that a batch can be claimed and lost
     runner._take_fetch_lease()
-    for page in runner._prefetched(
+    for group in runner._prefetched(
         engine.FetchContext(runner.client or runner.connector.client(fake_conn), "", None, False, {})
     ):
-        runner._store_page(page)
+        runner._store_pages(group)
     held = runner.claim(4)  # ... and the worker dies here
     assert len(held) == 4
     assert services.lines_reap()["returned"] == 0  # leases still valid
@@ -416,11 +418,11 @@ def test_the_prefetch_thread_does_not_outlive_its_consumer(fake_conn, fake_kind,
     runner.client = runner.connector.client(fake_conn)
     seen: list[threading.Thread] = []
 
-    def store_then_blow_up(page):
+    def store_then_blow_up(group):
         seen.extend(t for t in threading.enumerate() if t.name == f"fetch-queue-{q.pk}")
         raise RuntimeError("the consumer blew up")
 
-    monkeypatch.setattr(runner, "_store_page", store_then_blow_up)
+    monkeypatch.setattr(runner, "_store_pages", store_then_blow_up)
     with pytest.raises(RuntimeError):
         runner.fetch()
     assert len(seen) == 1

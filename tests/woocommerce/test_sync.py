@@ -87,21 +87,22 @@ def test_restart_with_the_same_idempotency_key_resumes(woo, monkeypatch, fake_cl
     sandbox.on_list = lambda name, info: offsets.append(info["offset"])
     first = services.sync_start(connection=conn, resource="customers", idempotency_key="nightly-42", enqueue=False)
 
-    calls = {"n": 0}
-    real_check = engine.QueueRunner._check_cancelled
+    pages = {"n": 0}
+    real_store = engine.QueueRunner._store_pages
 
-    def die_after_three_pages(self):
-        calls["n"] += 1
-        if calls["n"] == 3:
+    def die_after_three_pages(self, group):
+        stored = real_store(self, group)
+        pages["n"] += len(group)  # the producer may hand over several ready pages at once
+        if pages["n"] >= 3:
             raise WorkerDied()
-        return real_check(self)
+        return stored
 
-    monkeypatch.setattr(engine.QueueRunner, "_check_cancelled", die_after_three_pages)
+    monkeypatch.setattr(engine.QueueRunner, "_store_pages", die_after_three_pages)
     with pytest.raises(WorkerDied):
         engine.run_queue(first.queue.pk)
-    monkeypatch.setattr(engine.QueueRunner, "_check_cancelled", real_check)
+    monkeypatch.setattr(engine.QueueRunner, "_store_pages", real_store)
     q = SyncQueue.objects.get(pk=first.queue.pk)
-    assert q.is_active and not q.fetch_done and q.pages_fetched == 3 and q.fetch_token
+    assert q.is_active and not q.fetch_done and q.pages_fetched == pages["n"] and q.fetch_token
     assert Customer.objects.filter(connection=conn).count() < 797
 
     fake_clock.advance(settings.SYNC_LEASE_SECONDS + 1)  # the dead worker's fetch lease runs out
@@ -113,7 +114,8 @@ def test_restart_with_the_same_idempotency_key_resumes(woo, monkeypatch, fake_cl
     assert SyncQueue.objects.filter(connection=conn).count() == 1
     assert q.total_count == 797 and q.done_count == 797
     assert Customer.objects.filter(connection=conn).count() == 797
-    assert 0 not in offsets and min(offsets) >= 3 * 95 - 200  # resumed near page 4, not from the start
+    # Resumed after the stored pages, not from the start.
+    assert 0 not in offsets and min(offsets) >= pages["n"] * 95 - 200
 
     with pytest.raises(services.IdempotencyConflict):
         services.sync_start(connection=conn, resource="customers", idempotency_key="nightly-42", full_scan=True)
