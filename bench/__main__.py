@@ -1,8 +1,9 @@
 """``python -m bench [--only B1,B2] [--repeat N] [--size N] [--full] [--profile] [--markdown]``
 
 Runs the benchmarks against PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/synchub_bench;
-the database is DROPPED and re-created) and a WooCommerce-like upstream on loopback, and prints a table of
-medians over ``--repeat`` runs with each figure's ratio to the reference measured in the same run.
+the database is DROPPED and re-created): the real WooCommerce connector against the real Woo sandbox serving
+generated stores on loopback (bench/woo_upstream.py), and prints a table of medians over ``--repeat`` runs
+with each figure's ratio to the reference measured in the same run.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class Bench:
         self.dsn = os.environ["DATABASE_URL"]
         self.org = scenario.org()
         self.batch_size = settings.SYNC_BATCH_SIZE
+        from connectors.woocommerce import conf
+
+        self.page_concurrency = conf.PAGE_CONCURRENCY
         self.rows: list[Row] = []
         connection.ensure_connection()
 
@@ -88,9 +92,15 @@ class Bench:
 
         if fresh:
             scenario.reset_tables()
-        conn = scenario.make_connection(self.up.url(n, delay_ms), name=f"reference-{n}-{delay_ms}")
+        conn = scenario.make_connection(self.up, self.up.url(n, delay_ms), name=f"reference-{n}-{delay_ms}")
         seconds, rows = reference.run(
-            self.up.url(n, delay_ms), self.dsn, organization_id=self.org.pk, connection_id=conn.pk, threads=threads
+            self.up.url(n, delay_ms),
+            self.dsn,
+            organization_id=self.org.pk,
+            connection_id=conn.pk,
+            key=self.up.key,
+            secret=self.up.secret,
+            threads=threads,
         )
         if rows != n:
             raise RuntimeError(f"reference wrote {rows} rows, expected {n}")
@@ -101,19 +111,18 @@ class Bench:
         n: int,
         *,
         delay_ms: int = 0,
-        fetch_concurrency: int = 1,
+        fetch_concurrency: int | None = None,
         fresh: bool = True,
         batch_size: int | None = None,
     ) -> float:
+        """One engine run; ``fetch_concurrency`` None = the connector's default (WOOCOMMERCE_PAGE_CONCURRENCY)."""
         if fresh:
             scenario.reset_tables()
         conn = scenario.make_connection(
-            self.up.url(n, delay_ms),
-            name=f"engine-{n}-{delay_ms}-{batch_size}",
-            fetch_concurrency=fetch_concurrency,
-            batch_size=batch_size,
+            self.up, self.up.url(n, delay_ms), name=f"engine-{n}-{delay_ms}-{batch_size}", batch_size=batch_size
         )
-        return scenario.engine_run(conn, expect=n)
+        with scenario.page_concurrency(fetch_concurrency or self.page_concurrency):
+            return scenario.engine_run(conn, expect=n)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -139,7 +148,7 @@ class Bench:
         self.add(
             Row(
                 "B1",
-                f"engine first run, {n:,} customers (batch {self.batch_size})",
+                f"engine first run, {n:,} customers (batch {self.batch_size}, {self.page_concurrency} fetch threads)",
                 f"{e1_rps:,.0f} rec/s ({statistics.median(eng1):.1f} s)",
                 f"{ref1_rps:,.0f} rec/s",
                 f"{ratio:.2f}",
@@ -197,7 +206,7 @@ class Bench:
             runs = []
             for _ in range(self.args.repeat if big <= 20_000 else 1):
                 scenario.reset_tables()
-                conn = scenario.make_connection(self.up.url(n), name=f"b4-{n}")
+                conn = scenario.make_connection(self.up, self.up.url(n), name=f"b4-{n}")
                 out = subprocess.run(
                     [sys.executable, "-m", "bench.worker", str(conn.pk), str(n)],
                     cwd=scenario.ROOT,
@@ -239,7 +248,7 @@ class Bench:
         ref4 = median_of(lambda: self.reference(n, delay_ms=delay, threads=4), r, "B8 reference 4 threads")
         ref1 = median_of(lambda: self.reference(n, delay_ms=delay), 1, "B8 reference 1 thread")
         eng4 = median_of(lambda: self.engine(n, delay_ms=delay, fetch_concurrency=4), r, "B8 engine, 4 fetch threads")
-        eng1 = median_of(lambda: self.engine(n, delay_ms=delay), 1, "B8 engine, sequential fetch")
+        eng1 = median_of(lambda: self.engine(n, delay_ms=delay, fetch_concurrency=1), 1, "B8 engine, sequential fetch")
         self.add(Row("REF", f"reference 4 threads, {n:,} customers, 50 ms/page", f"{n / ref4:,.0f} rec/s", "", "1.00"))
         self.add(
             Row("REF", f"reference 1 thread, {n:,} customers, 50 ms/page", f"{n / ref1:,.0f} rec/s", "", "(1 run)")
@@ -302,7 +311,7 @@ def profile(args, upstream: scenario.Upstream) -> None:
     import pstats
 
     scenario.reset_tables()
-    conn = scenario.make_connection(upstream.url(args.size), name="profile")
+    conn = scenario.make_connection(upstream, upstream.url(args.size), name="profile")
     prof = cProfile.Profile()
     prof.enable()
     seconds = scenario.engine_run(conn, expect=args.size)
@@ -376,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                 "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "repeat": args.repeat,
                 "engine batch size": bench.batch_size,
+                "connector": "connectors/woocommerce (real), WooSandbox with generated stores (bench/woo_upstream.py)",
+                "woocommerce page concurrency (B1/B2/B4)": bench.page_concurrency,
             }
         )
         t0 = time.perf_counter()

@@ -1,12 +1,14 @@
-"""A bench connector kind ("benchwoo"): a Client + Resource for the WooCommerce-like bench upstream.
+"""A Woo-like Client + Resource for bench/upstream.py, kept only as the base of the chaos suite's connector
+(tests/chaos/connector.py). The benchmarks no longer use it: B1/B2/B4/B8 run the real
+connectors/woocommerce connector against the real Woo sandbox (bench/woo_upstream.py).
 
-It stands in for connectors/woocommerce until that lands on main, and does what the Woo connector should:
-Woo v3 paging with page numbers, the page count from ``X-WP-TotalPages`` on the first page, then the rest
-fetched concurrently (``fetch_concurrency`` threads, in page order so each page's ``next_token`` lets a
-crashed run resume right after it). With ``fetch_concurrency`` = 1 it follows ``Link rel="next"`` one
-page at a time and refuses to go past the page count the upstream announced.
-
-To switch the benchmarks to the real connector, change ``KIND`` / ``CONNECTOR_PATH`` in bench/scenario.py.
+The chaos suite keeps it because its fault matrix is keyed by page *number* (bench/upstream.py faults,
+``Link rel="next"`` loops, a page count that lies) and it needs a timestamp cursor, neither of which the
+real connector's offset paging over customers (no cursor) exercises. It pages with page numbers, takes
+the page count from ``X-WP-TotalPages`` on the first page, then fetches the rest concurrently
+(``fetch_concurrency`` threads, in page order so each page's ``next_token`` lets a crashed run resume
+right after it). With ``fetch_concurrency`` = 1 it follows ``Link rel="next"`` one page at a time and
+refuses to go past the page count the upstream announced.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from connectors.base import (
     Resource,
     parse_upstream_datetime,
 )
-from connectors.registry import Connector
 
 CUSTOMERS_PATH = "wp-json/wc/v3/customers"
 _NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="next"')
@@ -105,7 +106,7 @@ class BenchWooCustomers(Resource):
 
 
 def map_customer(record: dict) -> dict:
-    """Pure: a Woo v3 customer to Customer fields. Shared with the reference script (same work)."""
+    """Pure: a Woo v3 customer to Customer fields."""
     email = record.get("email")
     if not email or not isinstance(email, str):
         raise MappingError("customer has no email")
@@ -125,12 +126,3 @@ def map_customer(record: dict) -> dict:
         "upstream_updated_at": parse_upstream_datetime(record.get("date_modified_gmt")),
         "extra": {"role": record.get("role") or "", "avatar_url": record.get("avatar_url") or ""},
     }
-
-
-connector = Connector(
-    kind="benchwoo",
-    label="Bench Woo-like",
-    client_class=BenchWooClient,
-    resources={"customers": BenchWooCustomers()},
-    config_fields=("fetch_concurrency",),
-)

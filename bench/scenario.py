@@ -1,22 +1,23 @@
-"""Shared set-up for the benchmarks: environment, a fresh database, the upstream process, the connector.
+"""Shared set-up for the benchmarks: environment, a fresh database, the upstream process, the connection.
 
-Switching B1/B2/B4/B8 to the real WooCommerce connector and sandbox is a change here: set ``KIND`` and
-``CONNECTOR_PATH`` to the real kind (and drop the KINDS patch), point ``upstream_url`` at its sandbox, and
-give the connection the credentials its client needs.
+B1/B2/B4/B8 run the real WooCommerce connector (``connectors/woocommerce``: its client and auth, its
+customers resource with concurrent offset paging, its mapper) against the real Woo sandbox serving
+generated stores in its own process (``bench/woo_upstream.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/synchub_bench"
-KIND = "benchwoo"
-CONNECTOR_PATH = "bench.connector.connector"
+KIND = "woocommerce"
 RESOURCE = "customers"
 
 
@@ -55,22 +56,21 @@ def setup_django(*, migrate: bool) -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
-    register_kind()
-
-
-def register_kind() -> None:
-    from connectors import registry
-
-    registry.KINDS[KIND] = CONNECTOR_PATH
-    registry.get_connector.cache_clear()
 
 
 class Upstream:
-    """The upstream in its own process, so its CPU does not share the measured process's GIL."""
+    """The Woo sandbox in its own process, so its CPU does not share the measured process's GIL."""
 
     def __init__(self) -> None:
+        from bench.woo_upstream import KEY, SECRET
+
+        self.key, self.secret = KEY, SECRET
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.upstream"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "bench.woo_upstream"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
         if not line.startswith("http://127.0.0.1:"):
@@ -79,7 +79,7 @@ class Upstream:
         self.root = line
 
     def url(self, n: int, delay_ms: int = 0) -> str:
-        from bench.upstream import base_url
+        from bench.woo_upstream import base_url
 
         return base_url(self.root, n=n, delay_ms=delay_ms)
 
@@ -99,7 +99,8 @@ def org():
     return Organization.objects.get_or_create(slug="bench", defaults={"name": "Bench"})[0]
 
 
-def make_connection(base_url: str, *, name: str, fetch_concurrency: int = 1, batch_size: int | None = None):
+def make_connection(upstream: Upstream, base_url: str, *, name: str, batch_size: int | None = None):
+    """A WooCommerce connection to one generated store, with the sandbox's keys (stored encrypted)."""
     from connectors.models import Connection
 
     conn, _ = Connection.objects.update_or_create(
@@ -108,11 +109,26 @@ def make_connection(base_url: str, *, name: str, fetch_concurrency: int = 1, bat
         name=name,
         defaults={
             "base_url": base_url,
-            "config": {"fetch_concurrency": fetch_concurrency, **({"batch_size": batch_size} if batch_size else {})},
+            "config": {"batch_size": batch_size} if batch_size else {},
             "needs_reauth": False,
         },
     )
+    conn.credentials = {"consumer_key": upstream.key, "consumer_secret": upstream.secret}
+    conn.save(update_fields=["credentials_encrypted"])
     return conn
+
+
+@contextlib.contextmanager
+def page_concurrency(n: int) -> Iterator[None]:
+    """Run the Woo connector with ``n`` concurrent page fetches (WOOCOMMERCE_PAGE_CONCURRENCY, read per run)."""
+    from connectors.woocommerce import conf
+
+    before = conf.PAGE_CONCURRENCY
+    conf.PAGE_CONCURRENCY = n
+    try:
+        yield
+    finally:
+        conf.PAGE_CONCURRENCY = before
 
 
 def reset_tables() -> None:

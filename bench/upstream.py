@@ -1,4 +1,5 @@
-"""A WooCommerce-like customer upstream for benchmarks and the chaos suite.
+"""A WooCommerce-like customer upstream for the chaos suite (tests/chaos), and the customer generator
+(``customer(i)``) the benchmarks' generated Woo sandbox stores serve (bench/woo_upstream.py).
 
 Speaks the Woo REST v3 dialect of /work/shared/upstream-apis.md §1 for ``GET /wp-json/wc/v3/customers``:
 ``page``/``per_page`` (max 100), a JSON array, ``X-WP-Total`` / ``X-WP-TotalPages`` and a ``Link`` header
@@ -9,7 +10,8 @@ benchmark or a test can compute the truth (``customer(i)``) without asking the s
 
 The base URL carries the knobs, so one server serves every scenario: ``/n<records>/d<delay ms>/...``
 (e.g. ``http://127.0.0.1:PORT/n10000/d50``). Faults for the chaos suite are set on the ``WooLikeUpstream``
-object (``faults``), keyed by page number.
+object (``faults``), keyed by page number. It checks no auth and knows no ``offset``: the benchmarks use
+the real sandbox instead (bench/woo_upstream.py), which speaks the dialect the real connector needs.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ def base_url(root: str, *, n: int, delay_ms: int = 0) -> str:
 
 
 def main() -> None:
-    """Serve the upstream in its own process (benchmarks: keeps its CPU off the measured process's GIL)."""
+    """Serve the upstream in its own process (keeps its CPU off the process under test's GIL)."""
     parser = argparse.ArgumentParser(description="WooCommerce-like customer upstream on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
