@@ -16,12 +16,12 @@ leases, activity or crash safety: the difference is the engine's overhead.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 import psycopg
 import requests
 
@@ -103,7 +103,8 @@ def run(
     def row(record: dict) -> tuple:
         values = resource.map(record)
         values["external_id"] = resource.external_id(record)
-        return tuple(json.dumps(values[c]) if c in JSON_COLUMNS else values[c] for c in COLUMNS)
+        # orjson, as the engine uses: the reference gets the fastest JSON rendering too.
+        return tuple(orjson.dumps(values[c]).decode() if c in JSON_COLUMNS else values[c] for c in COLUMNS)
 
     t0 = time.perf_counter()
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
