@@ -358,10 +358,6 @@ class QueueRunner:
         is fetched again); nothing is half-written. Everything else (records already in the queue, records
         the mapper rejects) becomes a draft line and takes the claimed path, with its retries; a group the
         database rejects is stored again all in draft, so the claimed path isolates the bad record."""
-        q = self.queue
-        records: list = []
-        cursor_to = q.cursor_to
-        updates: dict = {}
         for index, page in enumerate(pages):
             try:
                 if not isinstance(page.records, list):
@@ -369,8 +365,16 @@ class QueueRunner:
                 self._check_stall(page)
             except UpstreamError:
                 if index:
-                    self._store_pages(pages[:index])  # the good pages before it still count
+                    self._store_checked(pages[:index])  # the good pages before it still count
                 raise
+        return self._store_checked(pages)
+
+    def _store_checked(self, pages: list[Page]) -> int:
+        q = self.queue
+        records: list = []
+        cursor_to = q.cursor_to
+        updates: dict = {}
+        for page in pages:
             page_cursor = page.cursor
             if page_cursor is None:
                 cursors = [
@@ -420,7 +424,7 @@ class QueueRunner:
         return drafts
 
     def _plan_inline(self, records: list) -> tuple[dict[str, tuple[dict, str, dict | None]], dict, list]:
-        """Split a page into records the fetcher writes itself ({external id: (record, action, values)}),
+        """Split a group's records into those the fetcher writes itself ({external id: (record, action, values)}),
         records whose mapping failed ({external id: (record, error, permanent)}: that was their first
         attempt) and records it cannot identify (for lines_add). The last snapshot of an id wins, as in
         lines_add."""
@@ -451,10 +455,10 @@ class QueueRunner:
     def _store_inline(
         self, ready: dict[str, tuple[dict, str, dict | None]], failed: dict[str, tuple[dict, str, bool]], rest: list
     ) -> tuple[int, dict]:
-        """Write the page's new records (rows upserted batch by batch, lines inserted done), insert the
+        """Write the group's new records (rows upserted in one write, lines inserted done), insert the
         lines whose mapping failed as after a first failed attempt (failed, or draft with a backoff), and
-        hand the rest to lines_add. Returns (lines left in draft, queue counter updates). Inside the page's
-        transaction, under the queue's lock."""
+        hand the rest to lines_add. Returns (lines left in draft, queue counter updates). Inside the
+        group's transaction, under the queue's lock."""
         q = self.queue
         lock_queue(q.pk, relaxed_commit=True)
         now = clock.now()

@@ -527,3 +527,75 @@ def test_retry_while_another_run_is_active_is_a_409(fake_conn, fake_kind):
     assert partial.state == QueueState.PARTIAL and not partial.is_active  # untouched
     assert SyncQueueLine.objects.filter(queue=partial, state=LineState.FAILED).count() == 1
     services.queue_cancel(queue=running)
+
+
+# --- pages stored in groups, records processed on fetch --------------------------------------------------------
+@pytest.mark.parametrize("bad", ["not_a_list", "same_page_again"])
+def test_a_bad_page_in_a_group_still_lets_the_pages_before_it_count(fake_conn, fake_kind, bad):
+    from connectors.base import Page, PaginationStalled
+
+    fake_kind.__init__(0)
+    q = start(fake_conn, enqueue=False)
+    runner = engine.QueueRunner(q)
+    assert runner._take_fetch_lease()
+    first = Page(records=[fake_kind.make(1), fake_kind.make(2)], next_token=2)
+    second = Page(records={"oops": 1}, next_token=3) if bad == "not_a_list" else Page(first.records, next_token=3)
+    with pytest.raises(BadPage if bad == "not_a_list" else PaginationStalled):
+        runner._store_pages([first, second])
+    q.refresh_from_db()
+    assert (q.fetch_token, q.pages_fetched, q.total_count, q.done_count) == (2, 1, 2, 2)
+    assert set(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == {"1", "2"}
+    assert_counters_match(q)
+
+
+def test_processing_on_fetch_writes_rows_and_done_lines_in_the_page_transaction(fake_conn, fake_kind):
+    fake_kind.__init__(0)
+    q = start(fake_conn, enqueue=False)
+    runner = engine.QueueRunner(q)
+    assert runner._take_fetch_lease()
+    from connectors.base import Page
+
+    no_email = {**fake_kind.make(3), "email": ""}  # the mapper rejects it: its own line fails, at once
+    flaky = fake_kind.make(4)
+    fake_kind.flaky["4"] = 1  # a mapper error that is not a MappingError: retried later
+    drafts = runner._store_pages([Page([fake_kind.make(1), fake_kind.make(2), no_email, flaky], next_token=None)])
+    assert drafts == 1
+    lines = {line.external_id: line for line in SyncQueueLine.objects.filter(queue=q)}
+    assert {k: (v.state, v.attempts) for k, v in lines.items()} == {
+        "1": ("done", 1),
+        "2": ("done", 1),
+        "3": ("failed", 1),
+        "4": ("draft", 1),
+    }
+    assert lines["4"].next_attempt_at is not None and "flaky" in lines["4"].last_error
+    assert lines["1"].payload == fake_kind.make(1), "the raw payload is kept"
+    assert set(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == {"1", "2"}
+    assert_counters_match(q)
+    q.refresh_from_db()
+    assert q.action_required
+
+
+def test_a_group_the_database_rejects_is_stored_as_draft_lines(fake_conn, fake_kind, monkeypatch):
+    from django.db import IntegrityError
+
+    from connectors.base import Page
+
+    fake_kind.__init__(0)
+    q = start(fake_conn, enqueue=False)
+    runner = engine.QueueRunner(q)
+    assert runner._take_fetch_lease()
+
+    def reject(*args, **kwargs):
+        raise IntegrityError("simulated constraint violation")
+
+    monkeypatch.setattr(engine.bulk, "upsert_rows", reject)
+    drafts = runner._store_pages([Page([fake_kind.make(1), fake_kind.make(2)], next_token=5)])
+    assert drafts == 2
+    q.refresh_from_db()
+    assert (q.fetch_token, q.draft_count, q.done_count) == (5, 2, 0)
+    assert not Customer.objects.filter(connection=fake_conn).exists()
+    monkeypatch.undo()
+    runner.process_available()  # the claimed path writes them
+    q.refresh_from_db()
+    assert q.done_count == 2 and Customer.objects.filter(connection=fake_conn).count() == 2
+    assert_counters_match(q)
