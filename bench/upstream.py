@@ -16,15 +16,13 @@ the real sandbox instead (bench/woo_upstream.py), which speaks the dialect the r
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from connectors.sandbox.server import Request, Response, SandboxApp, serve
+from connectors.sandbox.server import Request, Response, SandboxApp
 
 PATH = r"/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/customers"
 MAX_PER_PAGE = 100
@@ -155,20 +153,3 @@ class WooLikeUpstream:
 
 def base_url(root: str, *, n: int, delay_ms: int = 0) -> str:
     return f"{root}/n{n}/d{delay_ms}"
-
-
-def main() -> None:
-    """Serve the upstream in its own process (keeps its CPU off the process under test's GIL)."""
-    parser = argparse.ArgumentParser(description="WooCommerce-like customer upstream on 127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    with serve(WooLikeUpstream().app(), port=args.port) as root:
-        print(root, flush=True)
-        try:
-            sys.stdin.read()  # serve until the parent closes our stdin (or dies)
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()
