@@ -199,7 +199,8 @@ def test_sigkill_during_token_refresh_then_recover(
     status = SyncStatus.objects.get(connection=conn, resource="customers")
     assert status.state == StatusState.FAILED and status.last_queue_id == queue.pk
     assert "invalid_grant" in status.last_error and "reconnect" in status.last_error.lower()
-    assert "refresh token" in status.last_error, status.last_error
+    assert "refused the stored refresh token" in status.last_error, status.last_error
+    assert "answer was never stored" in status.last_error
     assert status.cursor == "", "the cursor does not move on a failed run"
     assert original["refresh_token"] not in status.last_error and original["refresh_token"] not in conn.last_error
     with pytest.raises(services.ConnectionUnavailable):
