@@ -12,6 +12,7 @@ refresh for the Lightspeed connection whose two resources the clusters share.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import time
 
 import pytest
 from django_q.models import OrmQ, Success, Task
+from django_q.tasks import async_task
 
 from bench.upstream import base_url
 from commerce.models import Product
@@ -27,7 +29,7 @@ from connectors.lightspeed.sandbox import LightspeedSandbox
 from connectors.sandbox.server import serve
 from customers.models import Customer
 from sync import services
-from sync.models import QueueState, StatusState, SyncQueue, SyncQueueLine, SyncStatus
+from sync.models import LineState, QueueState, StatusState, SyncQueue, SyncQueueLine, SyncStatus
 from tests.chaos.conftest import ROOT, database_url, stored, truth
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -60,70 +62,92 @@ def broker_not_inline(monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", False)
 
 
-@pytest.fixture
-def qclusters(transactional_db, tmp_path, ls_sandbox):
-    """Start two qcluster processes, each in its own process group; kill both groups at teardown."""
-    record = tmp_path / "record"
-    record.mkdir()
-    procs: list[subprocess.Popen] = []
+class Clusters:
+    """qcluster processes on the pytest database, each in its own process group, recording what they do."""
 
-    def start(name: str) -> subprocess.Popen:
-        env = {
-            **os.environ,
-            **ls_sandbox.env,
-            "DJANGO_SETTINGS_MODULE": "tests.chaos.qcluster_settings",
-            "DATABASE_URL": database_url(),
-            "CACHE_URL": "locmemcache://",  # the test database has no cache table; Stat is all that uses it
-            "Q_SYNC": "false",
-            "Q_WORKERS": "2",
-            "Q_POLL": "0.1",
-            "Q_TIMEOUT": "30",
-            "Q_RETRY": "60",  # > timeout: a live task is never re-delivered (stack-notes §2)
-            "SYNC_RETRY_BASE_SECONDS": "0",
-            "CHAOS_RECORD_DIR": str(record),
-            "CHAOS_CLUSTER": name,
-            "CHAOS_BATCH_PAUSE": "0.02",
-        }
-        with open(tmp_path / f"{name}.log", "w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: teardown kills workers, pusher, monitor too
-            )
-        procs.append(proc)
-        return proc
+    def __init__(self, tmp_path, extra_env: dict[str, str]):
+        self.tmp_path = tmp_path
+        self.record = tmp_path / "record"
+        self.record.mkdir()
+        self.extra_env = extra_env
+        self.procs: dict[str, subprocess.Popen] = {}
 
-    start("a")
-    start("b")
-    # Both clusters up before any task exists, so neither gets a head start on the broker.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and {k: len(v) for k, v in _read(record, "up").items()} != {"a": 2, "b": 2}:
-        assert all(p.poll() is None for p in procs), [(tmp_path / f"{n}.log").read_text()[-2000:] for n in "ab"]
-        time.sleep(0.05)
-    time.sleep(0.3)  # the pusher starts right after the workers
-    yield record
-    for proc in procs:
+    def start(self, *names: str, lease_seconds: int = 120) -> None:
+        for name in names:
+            env = {
+                **os.environ,
+                **self.extra_env,
+                "DJANGO_SETTINGS_MODULE": "tests.chaos.qcluster_settings",
+                "DATABASE_URL": database_url(),
+                "CACHE_URL": "locmemcache://",  # the test database has no cache table; only Stat uses it
+                "Q_SYNC": "false",
+                "Q_WORKERS": "2",
+                "Q_POLL": "0.1",
+                "Q_TIMEOUT": "30",
+                "Q_RETRY": "60",  # > timeout: a live task is never re-delivered (stack-notes §2)
+                "SYNC_RETRY_BASE_SECONDS": "0",
+                "SYNC_LEASE_SECONDS": str(lease_seconds),
+                "CHAOS_RECORD_DIR": str(self.record),
+                "CHAOS_CLUSTER": name,
+                "CHAOS_BATCH_PAUSE": "0.02",
+            }
+            with open(self.tmp_path / f"{name}.log", "w") as log:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "manage.py", "qcluster"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: workers, pusher, monitor die with it
+                )
+        # Every cluster up before any task exists, so none gets a head start on the broker.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(len(self.read("up").get(n, [])) < 2 for n in names):
+            assert all(self.procs[n].poll() is None for n in names), self.logs()
+            time.sleep(0.05)
+        assert all(len(self.read("up").get(n, [])) == 2 for n in names), self.logs()
+        time.sleep(0.3)  # the pusher starts right after the workers
+
+    def kill(self, name: str) -> None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(self.procs[name].pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.wait(timeout=10)
+        self.procs[name].wait(timeout=10)
+
+    def read(self, suffix: str) -> dict[str, list[str]]:
+        """cluster name -> the lines its processes recorded."""
+        out: dict[str, list[str]] = collections.defaultdict(list)
+        for path in self.record.glob(f"*.{suffix}"):
+            out[path.name.split("-", 1)[0]].extend(path.read_text().splitlines())
+        return out
+
+    def logs(self) -> dict[str, str]:
+        return {p.name: p.read_text()[-3000:] for p in self.tmp_path.glob("*.log")}
 
 
-def _read(record, suffix: str) -> dict[str, list[str]]:
-    """cluster name -> the lines its processes recorded."""
-    out: dict[str, list[str]] = collections.defaultdict(list)
-    for path in record.glob(f"*.{suffix}"):
-        out[path.name.split("-", 1)[0]].extend(path.read_text().splitlines())
-    return out
+@pytest.fixture
+def clusters(transactional_db, tmp_path, ls_sandbox):
+    """Start qclusters with ``clusters.start(...)``; teardown kills every one by process group."""
+    made = Clusters(tmp_path, ls_sandbox.env)
+    yield made
+    for name in list(made.procs):
+        made.kill(name)
+
+
+def wait_settled(queues, *, broker_empty: bool, tasks: int = 0) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        settled = not SyncQueue.objects.filter(pk__in=[q.pk for q in queues], is_active=True).exists()
+        if settled and (not broker_empty or not OrmQ.objects.exists()) and Task.objects.count() >= tasks:
+            return
+        time.sleep(0.1)
 
 
 def test_two_qclusters_process_every_line_exactly_once(
-    qclusters, broker_not_inline, org, make_connection, chaos_kind, upstream, ls_sandbox, tmp_path
+    clusters, broker_not_inline, org, make_connection, chaos_kind, upstream, ls_sandbox
 ):
+    clusters.start("a", "b")
     woo = [
         make_connection(
             org,
@@ -154,18 +178,13 @@ def test_two_qclusters_process_every_line_exactly_once(
         services.enqueue_queue(queue.pk)
     enqueued = 2 * len(queues)
 
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        settled = not SyncQueue.objects.filter(pk__in=[q.pk for q in queues], is_active=True).exists()
-        if settled and not OrmQ.objects.exists() and Task.objects.count() >= enqueued:
-            break
-        time.sleep(0.1)
-    logs = {p.name: p.read_text()[-3000:] for p in tmp_path.glob("*.log")}
+    wait_settled(queues, broker_empty=True, tasks=enqueued)
+    logs = clusters.logs()
     assert not SyncQueue.objects.filter(pk__in=[q.pk for q in queues], is_active=True).exists(), logs
     assert not OrmQ.objects.exists(), "every task acknowledged"
 
     # django-q2: each task delivered to one cluster, once, and succeeded.
-    task_runs = _read(qclusters, "runs")
+    task_runs = clusters.read("runs")
     assert sorted(int(q) for lines in task_runs.values() for q in lines) == sorted([q.pk for q in queues] * 2)
     assert set(task_runs) == {"a", "b"}, (
         f"both clusters must have taken tasks: { {k: len(v) for k, v in task_runs.items()} }"
@@ -173,7 +192,7 @@ def test_two_qclusters_process_every_line_exactly_once(
     assert Task.objects.count() == Success.objects.count() == enqueued, logs
 
     # The engine: every line of every queue upserted exactly once, across every process of both clusters.
-    upserts = _read(qclusters, "upserts")
+    upserts = clusters.read("upserts")
     counted = collections.Counter(line for lines in upserts.values() for line in lines)
     expected = {f"{qid} {ext}" for qid, ext in SyncQueueLine.objects.values_list("queue_id", "external_id")}
     assert len(expected) == sum(WOO_SIZES) + LS_CUSTOMERS + LS_PRODUCTS
@@ -193,3 +212,77 @@ def test_two_qclusters_process_every_line_exactly_once(
     assert ls_sandbox.refresh_calls() == 1, "one refresh for the two resources, whichever clusters ran them"
     ls.refresh_from_db()
     assert ls.credentials["refresh_token"] in ls_sandbox.refresh_tokens and not ls.needs_reauth
+
+
+def test_a_qcluster_killed_mid_run_the_other_finishes_the_work(
+    clusters, broker_not_inline, org, make_connection, chaos_kind, upstream
+):
+    """A host dies: cluster A is SIGKILLed (its whole process group) in the middle of three runs. Cluster B
+    runs the product's reaper (``sync.tasks.reap``, as its schedule would) a lease later, which returns
+    A's leased lines and resumes the queues; B finishes them. Nothing A committed is written again."""
+    lease = 4  # short, so the test waits one lease instead of two minutes
+    sizes = (900, 600, 500)
+    conns = [
+        make_connection(
+            org,
+            kind=chaos_kind,
+            name=f"woo {n}",
+            base_url=base_url(upstream.root, n=n, delay_ms=40),
+            config={"batch_size": 25},
+        )
+        for n in sizes
+    ]
+    clusters.start("a", lease_seconds=lease)
+    queues = [services.sync_start(connection=conn, resource="customers").queue for conn in conns]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(clusters.read("upserts").get("a", [])) < 300:
+        time.sleep(0.02)
+    clusters.kill("a")
+    by_a = clusters.read("upserts").get("a", [])
+    assert len(by_a) >= 300, clusters.logs()
+    crashed = {
+        f"{qid} {ext}"
+        for qid, ext in SyncQueueLine.objects.filter(state=LineState.PROCESSING).values_list("queue_id", "external_id")
+    }
+    committed = {
+        f"{qid} {ext}"
+        for qid, ext in SyncQueueLine.objects.filter(state=LineState.DONE).values_list("queue_id", "external_id")
+    }
+    assert SyncQueue.objects.filter(pk__in=[q.pk for q in queues], is_active=True).count() == len(queues)
+    assert committed and set(by_a) >= committed, "A recorded what it committed"
+
+    clusters.start("b", lease_seconds=lease)
+    # The reaper sees A's work as lost once every lease A took has run out (a lease is up to 1 s longer
+    # than SYNC_LEASE_SECONDS) and A's queues have been idle a lease period.
+    active = SyncQueue.objects.filter(pk__in=[q.pk for q in queues])
+    ends = [
+        *active.exclude(fetch_lease_until=None).values_list("fetch_lease_until", flat=True),
+        *(t + dt.timedelta(seconds=lease) for t in active.values_list("updated_at", flat=True)),
+        *SyncQueueLine.objects.filter(state=LineState.PROCESSING).values_list("lease_until", flat=True),
+    ]
+    time.sleep(max((max(ends) - dt.datetime.now(dt.UTC)).total_seconds() + 0.2, 0))
+    async_task("sync.tasks.reap")  # what the reap schedule does, executed by cluster B
+    wait_settled(queues, broker_empty=False)
+
+    by_b = clusters.read("upserts").get("b", [])
+    assert by_b, clusters.logs()
+    counted_b = collections.Counter(by_b)
+    assert max(counted_b.values()) == 1, "B upserted each line once"
+    assert set(by_b) & committed == set(), "nothing A committed was written again"
+    expected = {f"{qid} {ext}" for qid, ext in SyncQueueLine.objects.values_list("queue_id", "external_id")}
+    assert len(expected) == sum(sizes), clusters.logs()
+    assert committed | set(by_b) == expected, "every line committed once: by A before the kill or by B after"
+    assert set(by_a) - committed <= crashed, "what A wrote and did not commit was a batch it still held"
+    assert crashed <= set(by_b), "B redid the lines A held when it died"
+    attempts = dict(
+        (f"{qid} {ext}", a) for qid, ext, a in SyncQueueLine.objects.values_list("queue_id", "external_id", "attempts")
+    )
+    assert {k for k, a in attempts.items() if a == 2} == crashed, "the crash counted once, on A's leased lines"
+    assert max(attempts.values()) <= 2
+    for queue, conn, n in zip(queues, conns, sizes, strict=True):
+        queue.refresh_from_db()
+        assert (queue.state, queue.done_count, queue.total_count) == (QueueState.DONE, n, n), queue.last_error
+        assert stored(conn) == truth(n)
+        status = SyncStatus.objects.get(connection=conn, resource="customers")
+        assert status.state == StatusState.SUCCESS and status.records_synced == n
+    assert "sync.tasks.reap" in set(Task.objects.values_list("func", flat=True))

@@ -16,7 +16,8 @@ hooks chosen by environment variables, installed by wrapping engine methods in t
 - ``CHAOS_UNTIL_SETTLED=1``: run the queue again until it is settled (as re-delivered tasks would).
 - ``CHAOS_REFRESH_BARRIER=<dir>:<n>``: before a Lightspeed token refresh, wait until n processes have
   reached theirs (a file per process in <dir>), so several workers refresh the same token at once;
-  ``CHAOS_REFRESH_DELAY`` (seconds) then holds this one back a little (it enters second).
+  ``CHAOS_REFRESH_AFTER=<file>`` then holds this one back until <file> exists (the test's token endpoint
+  creates it when another worker's refresh reaches it: this one enters second, onto the held lock).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def install_recorder(path: str, pause: float) -> None:
     engine.QueueRunner._write = _write
 
 
-def install_refresh_barrier(spec: str, delay: float) -> None:
+def install_refresh_barrier(spec: str, after: str) -> None:
     from connectors.lightspeed import services as ls_services
 
     folder, _, count = spec.rpartition(":")
@@ -113,8 +114,8 @@ def install_refresh_barrier(spec: str, delay: float) -> None:
         deadline = time.monotonic() + 30
         while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline:
             time.sleep(0.01)
-        if delay:
-            time.sleep(delay)
+        while after and not os.path.exists(after) and time.monotonic() < deadline:
+            time.sleep(0.01)
         return original(*args, **kwargs)
 
     ls_services.token_refresh = token_refresh
@@ -135,7 +136,7 @@ def main() -> None:
     if os.environ.get("CHAOS_RECORD"):
         install_recorder(os.environ["CHAOS_RECORD"], float(os.environ.get("CHAOS_BATCH_PAUSE") or 0))
     if os.environ.get("CHAOS_REFRESH_BARRIER"):
-        install_refresh_barrier(os.environ["CHAOS_REFRESH_BARRIER"], float(os.environ.get("CHAOS_REFRESH_DELAY") or 0))
+        install_refresh_barrier(os.environ["CHAOS_REFRESH_BARRIER"], os.environ.get("CHAOS_REFRESH_AFTER", ""))
     queue_id = int(sys.argv[1])
     state = run_queue(queue_id)
     if os.environ.get("CHAOS_UNTIL_SETTLED"):
