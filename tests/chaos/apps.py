@@ -52,6 +52,25 @@ def install_recorders(folder: str, pause: float = 0.0) -> None:
     post_spawn.connect(spawned, weak=False)
 
 
+def watch_parent(parent_pid: int, max_seconds: float) -> None:
+    """Kill our whole process group when the test process is gone or the time is up: a cluster must not
+    outlive an interrupted test run (it would keep polling, and block dropping the test database)."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        deadline = time.monotonic() + max_seconds
+        while time.monotonic() < deadline:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="chaos-watchdog", daemon=True).start()
+
+
 class ChaosClusterConfig(AppConfig):
     name = "tests.chaos"
     label = "chaos_cluster"
@@ -61,5 +80,7 @@ class ChaosClusterConfig(AppConfig):
         from tests.chaos.connector import register
 
         register()
+        if os.environ.get("CHAOS_PARENT_PID"):
+            watch_parent(int(os.environ["CHAOS_PARENT_PID"]), float(os.environ.get("CHAOS_MAX_SECONDS") or 300))
         if os.environ.get("CHAOS_RECORD_DIR"):
             install_recorders(os.environ["CHAOS_RECORD_DIR"], float(os.environ.get("CHAOS_BATCH_PAUSE") or 0))

@@ -90,6 +90,8 @@ class Clusters:
                 "CHAOS_RECORD_DIR": str(self.record),
                 "CHAOS_CLUSTER": name,
                 "CHAOS_BATCH_PAUSE": "0.02",
+                "CHAOS_PARENT_PID": str(os.getpid()),  # the cluster kills itself if this process dies
+                "CHAOS_MAX_SECONDS": "120",
             }
             with open(self.tmp_path / f"{name}.log", "w") as log:
                 self.procs[name] = subprocess.Popen(
