@@ -14,6 +14,7 @@ on loopback (refresh tokens rotate there as on Lightspeed: a refresh revokes the
 from __future__ import annotations
 
 import signal
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -285,3 +286,54 @@ def test_refresher_killed_while_another_waits_on_the_lock(
     assert run_queue(again.pk) == QueueState.DONE
     assert_success(conn, again, sandbox, resource="customers")
     assert sandbox.refresh_calls() == 2, "the reconnected token was used as issued"
+
+
+def test_frozen_refresher_holds_the_lock_others_wait_then_refresh_once(
+    ls_conn, sandbox, fast_retries, jump_past_leases, tmp_path
+):
+    """Worker A freezes (SIGSTOP: a hung process) holding the Connection row lock, just before sending its
+    refresh. Worker B, with the same expired token, waits on the lock instead of refreshing past it (which
+    would burn the token A is about to send). Once A is killed its transaction rolls back, B refreshes
+    once and finishes; A's queue is resumed by the reaper and finishes with B's token."""
+    conn = ls_conn(expired=True)
+    a = services.sync_start(connection=conn, resource="products", enqueue=False).queue
+    b = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
+    proc_a = start_worker(a.pk, CHAOS_KILL_AT="refresh-send:1", CHAOS_SIGNAL="SIGSTOP", **sandbox.env)
+    try:
+        deadline = time.monotonic() + 30
+        while not _stopped(proc_a.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _stopped(proc_a.pid), "A froze at the refresh"
+        proc_b = start_worker(b.pk, **sandbox.env)
+        deadline = time.monotonic() + 30
+        while not _lock_waiters() and proc_b.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _lock_waiters() == 1, "B waits on A's row lock"
+        time.sleep(0.5)
+        assert proc_b.poll() is None and _lock_waiters() == 1 and sandbox.refresh_calls() == 0
+    finally:
+        proc_a.kill()
+        proc_a.wait(timeout=10)
+    out, err = proc_b.communicate(timeout=60)
+    assert proc_b.returncode == 0 and "state=done" in out, err[-2000:]
+    assert sandbox.refresh_calls() == 1
+    assert_success(conn, b, sandbox, resource="customers")
+    jump_past_leases()
+    assert services.lines_reap()["resumed"] == 1  # A's run: its fetch lease lapsed
+    assert_success(conn, SyncQueue.objects.get(pk=a.pk), sandbox, resource="products")
+    assert sandbox.refresh_calls() == 1, "A's resumed run used B's token"
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _lock_waiters() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cur.fetchone()[0]

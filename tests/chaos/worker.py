@@ -11,6 +11,7 @@ hooks chosen by environment variables, installed by wrapping engine methods in t
   OAuth refresh points: ``refresh-send`` (the token POST is about to be sent), ``refresh-answered``
   (the token endpoint answered, so it has rotated the refresh token, but we have not stored the new
   pair), ``refresh-stored`` (the new pair is committed, not yet used).
+- ``CHAOS_SIGNAL=SIGSTOP``: freeze at the point instead of dying (the test kills it later).
 - ``CHAOS_RECORD=<path>``: append the external ids of every upsert this process writes (one per line).
 - ``CHAOS_BATCH_PAUSE``: seconds of pause after each batch (so two workers overlap).
 - ``CHAOS_UNTIL_SETTLED=1``: run the queue again until it is settled (as re-delivered tasks would).
@@ -31,7 +32,8 @@ import time
 
 def _die() -> None:
     sys.stdout.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    # CHAOS_SIGNAL=SIGSTOP freezes the process instead (a hung worker, or a host gone silent).
+    os.kill(os.getpid(), getattr(signal, os.environ.get("CHAOS_SIGNAL") or "SIGKILL"))
 
 
 def install_kill(point: str, nth: int) -> None:
