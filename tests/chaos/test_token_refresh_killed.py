@@ -13,6 +13,7 @@ on loopback (refresh tokens rotate there as on Lightspeed: a refresh revokes the
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -322,6 +323,34 @@ def test_frozen_refresher_holds_the_lock_others_wait_then_refresh_once(
     assert services.lines_reap()["resumed"] == 1  # A's run: its fetch lease lapsed
     assert_success(conn, SyncQueue.objects.get(pk=a.pk), sandbox, resource="products")
     assert sandbox.refresh_calls() == 1, "A's resumed run used B's token"
+
+
+def test_refresher_hung_past_the_lock_limit_loses_the_lock_and_wakes_to_the_new_token(ls_conn, sandbox, fast_retries):
+    """Worker A hangs (SIGSTOP) holding the row lock just before its token call, longer than
+    LIGHTSPEED_REFRESH_LOCK_IDLE_SECONDS: PostgreSQL ends A's session, which frees the lock, and worker B
+    refreshes. When A wakes it sends the token B has spent, is refused, finds B's stored pair and uses it:
+    both runs finish and the connection is not marked needs-reauth."""
+    conn = ls_conn(expired=True)
+    a = services.sync_start(connection=conn, resource="products", enqueue=False).queue
+    b = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
+    env = {**sandbox.env, "LIGHTSPEED_REFRESH_LOCK_IDLE_SECONDS": "1.5"}
+    proc_a = start_worker(a.pk, CHAOS_KILL_AT="refresh-send:1", CHAOS_SIGNAL="SIGSTOP", **env)
+    try:
+        deadline = time.monotonic() + 30
+        while not _stopped(proc_a.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _stopped(proc_a.pid), "A froze at the refresh"
+        # B finishing while A is still frozen proves the lock was released: A's session is gone.
+        out_b, err_b = start_worker(b.pk, **env).communicate(timeout=60)
+        assert "state=done" in out_b, err_b[-2000:]
+        assert _stopped(proc_a.pid) and sandbox.refresh_calls() == 1
+    finally:
+        os.kill(proc_a.pid, signal.SIGCONT)
+    out_a, err_a = proc_a.communicate(timeout=60)
+    assert proc_a.returncode == 0 and "state=done" in out_a, err_a[-2000:]
+    assert sandbox.refresh_calls() == 2, "A's one refused call with the spent token, no more"
+    assert_success(conn, b, sandbox, resource="customers")
+    assert_success(conn, SyncQueue.objects.get(pk=a.pk), sandbox, resource="products")
 
 
 def _stopped(pid: int) -> bool:

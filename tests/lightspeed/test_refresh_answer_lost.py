@@ -4,8 +4,10 @@ SyncStatus FAILED saying what happened, and after the OAuth flow the next sync i
 The real SIGKILL version runs in tests/chaos/test_token_refresh_killed.py (PostgreSQL); this one runs on
 both databases, the crash raised in-process right after the token endpoint answered."""
 
+import threading
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 import requests
 
@@ -98,3 +100,61 @@ def test_a_refused_code_exchange_keeps_its_own_message(sandbox):
         auth.exchange_code(code="code_never_issued", domain_prefix=sandbox.domain_prefix)
     assert caught.value.code == "invalid_grant"
     assert "refused the grant" in str(caught.value) and "refresh token" not in str(caught.value)
+
+
+def test_refused_refresh_uses_the_pair_another_worker_stored_meanwhile(org, make_ls_connection, sandbox, monkeypatch):
+    """Between our read and our token call another worker refreshed and stored a new pair: across processes
+    on SQLite (no row lock), or on PostgreSQL after our session was ended (a hung worker past
+    LIGHTSPEED_REFRESH_LOCK_IDLE_SECONDS, simulated with pg_terminate_backend). Lightspeed refuses our
+    spent token; we take the stored pair instead of marking a healthy connection needs-reauth."""
+    from django.db import connection as db
+
+    g = sandbox.grant()
+    creds = {"access_token": g.access_token, "refresh_token": g.refresh_token, "expires_at": 1}
+    conn = make_ls_connection(org, credentials=creds)
+    real = auth.refresh
+    theirs: dict = {}
+
+    def another_worker_first(**kwargs):
+        if db.vendor == "postgresql":
+            with db.cursor() as cur:  # our session ends (as PostgreSQL ends a hung one), freeing the lock
+                cur.execute("SELECT pg_backend_pid()")
+                pid = cur.fetchone()[0]
+            with psycopg.connect(_dsn(db), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        def other():
+            other_conn = Connection.objects.get(pk=conn.pk)
+            theirs.update(real(**kwargs).as_credentials())
+            other_conn.credentials = theirs
+            other_conn.save()
+            db.close()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(timeout=30)
+        return real(**kwargs)  # our own call, with the token the other worker just spent
+
+    monkeypatch.setattr(auth, "refresh", another_worker_first)
+    got = ls_services.token_refresh(connection_id=conn.pk, stale_access_token=g.access_token)
+    assert theirs and got["refresh_token"] == theirs["refresh_token"] and got["access_token"] == theirs["access_token"]
+    assert sandbox.refresh_calls() == 2 and theirs["refresh_token"] in sandbox.refresh_tokens
+    conn = Connection.objects.get(pk=conn.pk)
+    assert not conn.needs_reauth and conn.credentials["refresh_token"] == theirs["refresh_token"]
+
+
+def test_a_truly_revoked_token_is_still_refused_after_the_second_look(org, make_ls_connection, sandbox):
+    g = sandbox.grant()
+    conn = make_ls_connection(
+        org, credentials={"access_token": g.access_token, "refresh_token": g.refresh_token, "expires_at": 1}
+    )
+    sandbox.revoke_refresh_tokens()
+    with pytest.raises(AuthError) as caught:
+        ls_services.token_refresh(connection_id=conn.pk, stale_access_token=g.access_token)
+    assert caught.value.code == "invalid_grant" and sandbox.refresh_calls() == 1
+
+
+def _dsn(db) -> str:
+    s = db.settings_dict
+    auth_part = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth_part}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
