@@ -102,10 +102,10 @@ def _token_post(url: str, form: dict[str, str]) -> TokenSet:
         raise TransientError(f"Lightspeed token request failed: {exc.__class__.__name__}") from None
     finally:
         session.close()
-    return _parse_token_response(response)
+    return _parse_token_response(response, grant_type=form.get("grant_type", ""))
 
 
-def _parse_token_response(response: requests.Response) -> TokenSet:
+def _parse_token_response(response: requests.Response, *, grant_type: str = "") -> TokenSet:
     status = response.status_code
     try:
         body = response.json()
@@ -114,6 +114,16 @@ def _parse_token_response(response: requests.Response) -> TokenSet:
     error = body.get("error") if isinstance(body, dict) else None
     if status >= 400 or error:
         message = error_message(response)
+        if error == "invalid_grant" and grant_type == "refresh_token":
+            # Say what can have happened: besides a revocation, a refresh whose answer was never stored (a
+            # worker killed between Lightspeed's answer and our commit) has rotated the stored token away.
+            raise AuthError(
+                "Lightspeed refused the stored refresh token (invalid_grant): it was revoked, or already used by "
+                "a refresh whose answer was never stored (refresh tokens rotate; e.g. a worker killed mid-refresh). "
+                f"Reconnect the retailer to sync again. {message}",
+                status=status,
+                code=str(error),
+            )
         if error == "invalid_grant" or status in (400, 401) and error in ("invalid_client", "unauthorized_client"):
             raise AuthError(
                 f"Lightspeed refused the grant ({error}); reconnect the retailer. {message}",

@@ -56,6 +56,16 @@ def refresh_margin_seconds() -> int:
     return env.int("LIGHTSPEED_REFRESH_MARGIN", default=300)
 
 
+def refresh_lock_idle_seconds() -> float:
+    """Longest a refresh may hold the Connection row lock idle (waiting on the token endpoint) before
+    PostgreSQL ends its session: a hung worker, or a host gone without closing its socket, would otherwise
+    keep every other worker of the connection waiting. Default: the HTTP connect + read timeouts + 30 s."""
+    from django.conf import settings
+
+    default = sum(float(t) for t in settings.SYNC_HTTP_TIMEOUT) + 30
+    return env.float("LIGHTSPEED_REFRESH_LOCK_IDLE_SECONDS", default=default)
+
+
 def pace_low_water() -> int:
     """Below this many remaining requests in the window, space calls out evenly over the window."""
     return env.int("LIGHTSPEED_PACE_LOW_WATER", default=10)

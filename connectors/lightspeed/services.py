@@ -3,6 +3,8 @@
 The token refresh is serialised per connection by a database row lock (``select_for_update`` on the
 Connection inside ``atomic``) so several qcluster workers on several hosts refresh once between them;
 an in-process lock per connection does the same job for threads on SQLite, which has no row locks.
+A worker that hangs holding the lock loses it after ``LIGHTSPEED_REFRESH_LOCK_IDLE_SECONDS`` (PostgreSQL
+ends its session); a refusal whose token someone else already replaced uses their stored pair.
 """
 
 from __future__ import annotations
@@ -185,17 +187,53 @@ def token_refresh(*, connection_id: int, stale_access_token: str | None, close_d
     and we use theirs instead of spending the (rotating) refresh token again.
     ``close_db_after``: the caller runs in a thread that is not the run's own (the engine's page
     prefetcher), where Django opened a connection just for this; close it rather than leak it."""
+    sent: dict = {}
     try:
         with _local_lock(connection_id):
-            if db_connection.vendor == "sqlite":
-                # No row locks on SQLite (stack-notes §2): the in-process lock serialises; keep each DB
-                # step short and retry it while another thread holds the database's write lock.
-                return _refresh(connection_id, stale_access_token, load=_sqlite_retry, store=_sqlite_retry)
-            with transaction.atomic():
-                return _refresh(connection_id, stale_access_token, load=_call, store=_call)
+            try:
+                if db_connection.vendor == "sqlite":
+                    # No row locks on SQLite (stack-notes §2): the in-process lock serialises threads; keep
+                    # each DB step short and retry it while another thread holds the database's write lock.
+                    return _refresh(
+                        connection_id, stale_access_token, load=_sqlite_retry, store=_sqlite_retry, sent=sent
+                    )
+                with transaction.atomic():
+                    _bound_lock_hold()
+                    return _refresh(connection_id, stale_access_token, load=_call, store=_call, sent=sent)
+            except AuthError as exc:
+                if exc.code != "invalid_grant" or "refresh_token" not in sent:
+                    raise
+                current = _stored_after_refusal(connection_id, refused=sent["refresh_token"])
+                if current is None:
+                    raise
+                return current
     finally:
         if close_db_after and not db_connection.in_atomic_block:
             db_connection.close()
+
+
+def _bound_lock_hold() -> None:
+    """Have PostgreSQL end our session if it sits idle in this transaction (the token call) longer than a
+    refresh can take, releasing the row lock a hung worker would otherwise hold for everyone."""
+    ms = int(conf.refresh_lock_idle_seconds() * 1000)
+    with db_connection.cursor() as cur:
+        cur.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [str(ms)])
+
+
+def _stored_after_refusal(connection_id: int, *, refused: str, wait: float = 1.0) -> dict | None:
+    """Lightspeed refused the refresh token we sent (invalid_grant). If the stored pair is no longer that
+    token, another worker refreshed after we read it (processes on SQLite, which has no row lock; on
+    PostgreSQL a worker that hung past ``refresh_lock_idle_seconds`` and lost its lock): its pair is valid,
+    so use it instead of asking the retailer to reconnect. It may be storing it right now: look again for
+    ``wait`` seconds before giving up."""
+    deadline = time.monotonic() + wait  # another process's commit: wall time, not sync.clock
+    while True:
+        creds = Connection.objects.get(pk=connection_id).credentials
+        if creds.get("refresh_token") not in (None, "", refused) and creds.get("access_token"):
+            return creds
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 def _call(fn):
@@ -213,7 +251,7 @@ def _sqlite_retry(fn, *, tries: int = 200):
             time.sleep(0.01)  # a real lock held by a real thread: wall time, not sync.clock
 
 
-def _refresh(connection_id: int, stale: str | None, *, load, store) -> dict:
+def _refresh(connection_id: int, stale: str | None, *, load, store, sent: dict) -> dict:
     # NO KEY UPDATE (the key never changes): serialises refreshers without blocking rows that merely
     # reference the connection (foreign-key checks take KEY SHARE).
     conn = load(lambda: Connection.objects.select_for_update(no_key=True).get(pk=connection_id))
@@ -224,6 +262,7 @@ def _refresh(connection_id: int, stale: str | None, *, load, store) -> dict:
     refresh_token = creds.get("refresh_token")
     if not refresh_token:
         raise AuthError("no OAuth refresh token is stored for this connection; reconnect it", code="no_refresh_token")
+    sent["refresh_token"] = refresh_token  # for a refusal: was it spent by someone else meanwhile?
     tokens = auth.refresh(
         refresh_token=refresh_token,
         token_url=auth.token_url_for(domain_prefix=conn.external_account_id, base_url=conn.base_url),

@@ -7,10 +7,18 @@ hooks chosen by environment variables, installed by wrapping engine methods in t
   ``fetch`` (a page request is about to return: mid-fetch), ``stored`` (a page's lines committed),
   ``claimed`` (a batch claimed: lines leased), ``write`` (rows upserted, transaction not committed:
   mid-batch), ``committed`` (a batch committed), ``finalize`` (every line done, before the queue and
-  status are settled), ``status`` (inside the settling transaction, writing SyncStatus).
+  status are settled), ``status`` (inside the settling transaction, writing SyncStatus). Lightspeed
+  OAuth refresh points: ``refresh-send`` (the token POST is about to be sent), ``refresh-answered``
+  (the token endpoint answered, so it has rotated the refresh token, but we have not stored the new
+  pair), ``refresh-stored`` (the new pair is committed, not yet used).
+- ``CHAOS_SIGNAL=SIGSTOP``: freeze at the point instead of dying (the test kills it later).
 - ``CHAOS_RECORD=<path>``: append the external ids of every upsert this process writes (one per line).
 - ``CHAOS_BATCH_PAUSE``: seconds of pause after each batch (so two workers overlap).
 - ``CHAOS_UNTIL_SETTLED=1``: run the queue again until it is settled (as re-delivered tasks would).
+- ``CHAOS_REFRESH_BARRIER=<dir>:<n>``: before a Lightspeed token refresh, wait until n processes have
+  reached theirs (a file per process in <dir>), so several workers refresh the same token at once;
+  ``CHAOS_REFRESH_AFTER=<file>`` then holds this one back until <file> exists (the test's token endpoint
+  creates it when another worker's refresh reaches it: this one enters second, onto the held lock).
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import time
 
 def _die() -> None:
     sys.stdout.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    # CHAOS_SIGNAL=SIGSTOP freezes the process instead (a hung worker, or a host gone silent).
+    os.kill(os.getpid(), getattr(signal, os.environ.get("CHAOS_SIGNAL") or "SIGKILL"))
 
 
 def install_kill(point: str, nth: int) -> None:
@@ -61,7 +70,13 @@ def install_kill(point: str, nth: int) -> None:
 
         setattr(owner, name, wrapper)
 
+    from connectors.lightspeed import auth as ls_auth
+    from connectors.lightspeed import services as ls_services
+
     targets = {
+        "refresh-send": lambda: before(ls_auth, "refresh"),
+        "refresh-answered": lambda: after(ls_auth, "refresh"),
+        "refresh-stored": lambda: after(ls_services, "token_refresh"),
         "fetch": lambda: before(ChaosCustomers, "get_page"),
         "stored": lambda: after(engine.QueueRunner, "_store_pages"),
         "claimed": lambda: after(engine.QueueRunner, "claim"),
@@ -88,6 +103,26 @@ def install_recorder(path: str, pause: float) -> None:
     engine.QueueRunner._write = _write
 
 
+def install_refresh_barrier(spec: str, after: str) -> None:
+    from connectors.lightspeed import services as ls_services
+
+    folder, _, count = spec.rpartition(":")
+    original = ls_services.token_refresh
+
+    @functools.wraps(original)
+    def token_refresh(*args, **kwargs):
+        with open(os.path.join(folder, str(os.getpid())), "w"):
+            pass
+        deadline = time.monotonic() + 30
+        while len(os.listdir(folder)) < int(count) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while after and not os.path.exists(after) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return original(*args, **kwargs)
+
+    ls_services.token_refresh = token_refresh
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
     import django
@@ -102,6 +137,8 @@ def main() -> None:
         install_kill(point, int(nth or 1))
     if os.environ.get("CHAOS_RECORD"):
         install_recorder(os.environ["CHAOS_RECORD"], float(os.environ.get("CHAOS_BATCH_PAUSE") or 0))
+    if os.environ.get("CHAOS_REFRESH_BARRIER"):
+        install_refresh_barrier(os.environ["CHAOS_REFRESH_BARRIER"], os.environ.get("CHAOS_REFRESH_AFTER", ""))
     queue_id = int(sys.argv[1])
     state = run_queue(queue_id)
     if os.environ.get("CHAOS_UNTIL_SETTLED"):
