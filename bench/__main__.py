@@ -286,6 +286,8 @@ class Bench:
         parts = urlsplit(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/synchub_bench"))
         env = {**os.environ, "DATABASE_URL": urlunsplit(parts._replace(path=parts.path.rstrip("/") + "_connectors"))}
         cmd = [sys.executable, "-m", "bench_connectors", "--only", bench, "--repeat", str(self.args.repeat)]
+        if self.args.full:
+            cmd += ["--size", "100000"]  # B3 at the size (100,000 Lightspeed products)
         rc = subprocess.call(cmd, env=env)
         what = "see the bench_connectors table printed above (docs/performance-connectors.md)"
         self.add(Row(bench, what, "ran" if rc == 0 else f"not available: bench_connectors exited {rc}"))
