@@ -41,5 +41,5 @@ class CustomerListView(ListAPIView):
         org_ids = selectors.refresh_organization_ids(
             user=request.user, organization_id=_int_or_none(request.query_params.get("organization"))
         )
-        loyalty_refresh_after_response(response, org_ids)
+        loyalty_refresh_after_response(org_ids)
         return response

@@ -97,3 +97,34 @@ def test_enqueue_failure_does_not_break_the_response(staff, customers, monkeypat
 
     monkeypatch.setattr(services, "loyalty_refresh_request", boom)
     assert _client(staff).get("/api/customers").status_code == 200
+
+
+def test_refresh_is_enqueued_by_request_finished_not_by_the_view(staff, customers, org):
+    """The view only notes the organizations; the enqueue happens on Django's public ``request_finished``
+    signal, which the server sends after the response went out (never inside the view's time)."""
+    from django.core.signals import request_finished, request_started
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from customers.views import CustomerListView
+
+    request_started.send(sender=None)
+    request = APIRequestFactory().get("/api/customers")
+    force_authenticate(request, user=staff)
+    response = CustomerListView.as_view()(request)
+    assert response.status_code == 200
+    assert _queued_refreshes() == []  # nothing yet: the response has not been sent
+    request_finished.send(sender=None)
+    assert [t["args"] for t in _queued_refreshes()] == [(org.pk, "customer_list")]
+    request_finished.send(sender=None)  # a second close of the same response enqueues nothing more
+    assert len(_queued_refreshes()) == 1
+
+
+def test_a_request_that_was_never_finished_does_not_leak_into_the_next(staff, customers, org):
+    from django.core.signals import request_finished, request_started
+
+    from customers.services import loyalty_refresh_after_response
+
+    loyalty_refresh_after_response([org.pk])  # e.g. a request whose response was never closed
+    request_started.send(sender=None)  # the next request on this thread starts clean
+    request_finished.send(sender=None)
+    assert _queued_refreshes() == []
