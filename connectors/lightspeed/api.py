@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors.models import Connection
+from sync.api.openapi import error_response
 from sync.models import Origin, SyncQueue
 from sync.services import SyncServiceError, sync_start
 
@@ -38,11 +39,6 @@ class RunSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
 
 
 def run_payload(queue: SyncQueue, *, created: bool) -> dict:
@@ -95,8 +91,9 @@ class SyncTriggerView(APIView):
         responses={
             202: OpenApiResponse(RunSerializer, description="Accepted; poll the Location header"),
             404: OpenApiResponse(description="No such Lightspeed connection in your organizations"),
-            409: OpenApiResponse(ErrorSerializer, description="The connection needs re-authorisation or is disabled"),
-            422: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with different parameters"),
+            400: error_response("No such resource for Lightspeed (the message lists the ones that exist)"),
+            409: error_response("The connection needs re-authorisation or is disabled"),
+            422: error_response("Idempotency-Key reused with different parameters"),
         },
     )
     def post(self, request, connection_id: int, resource: str):
@@ -114,8 +111,8 @@ class SyncTriggerView(APIView):
                 full_scan=full_scan,
                 idempotency_key=request.headers.get("Idempotency-Key", ""),
             )
-        except SyncServiceError as exc:
-            return Response({"code": exc.code, "detail": str(exc)}, status=exc.http_status)
+        except SyncServiceError:
+            raise  # sync.api.exceptions turns it into the error shape with its status and code
         queue = result.queue
         queue.refresh_from_db()
         location = request.build_absolute_uri(reverse("lightspeed-api:run-detail", args=[queue.pk]))

@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from sync.api.exceptions import ApiError
+
 from . import selectors, services
 from .models import ExportRun
 from .readcache import ItemsUnavailable
@@ -77,9 +79,11 @@ class ItemsView(APIView):
         try:
             items, snap = selectors.ineligible_items(sku=request.query_params.get("sku"))
         except ItemsUnavailable as exc:
-            return Response(
-                {"detail": f"ineligible items unavailable: {exc}"}, status=status.HTTP_503_SERVICE_UNAVAILABLE
-            )
+            raise ApiError(
+                f"ineligible items unavailable: {exc}",
+                code="items_unavailable",
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            ) from None
         return Response(
             {
                 "count": len(items),
@@ -98,19 +102,22 @@ class ItemsCacheStatusView(APIView):
         return Response(selectors.ineligible_items_cache_status())
 
 
+class ScheduleActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["pause", "resume"])
+
+
 class ScheduleView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
         return Response(services.schedule_show())
 
     @extend_schema(
-        request={"application/json": {"type": "object", "properties": {"action": {"enum": ["pause", "resume"]}}}},
+        request=ScheduleActionSerializer,
         responses={200: dict, 400: dict},
     )
     def post(self, request):
-        action = request.data.get("action")
-        if action == "pause":
+        ser = ScheduleActionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)  # a 400 in the error shape, also for a body that is not an object
+        if ser.validated_data["action"] == "pause":
             return Response(services.schedule_pause(actor=request.user))
-        if action == "resume":
-            return Response(services.schedule_resume(actor=request.user))
-        return Response({"detail": "action must be 'pause' or 'resume'"}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(services.schedule_resume(actor=request.user))

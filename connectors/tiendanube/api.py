@@ -9,6 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors.models import Connection
+from sync.api.exceptions import ApiError
+from sync.api.serializers import OrganizationParamSerializer
 from sync.models import Origin
 from sync.selectors import organization_list
 
@@ -21,6 +23,11 @@ def _store(request, pk: int) -> Connection:
         return selectors.store_get(user=request.user, connection_id=pk)
     except Connection.DoesNotExist:
         raise Http404("no such store") from None
+
+
+def _api_error(exc: Exception) -> ApiError:
+    """A service refusal in the project's one error shape (docs/api.md)."""
+    return ApiError(str(exc), code=exc.code, status_code=exc.http_status)
 
 
 class StoreRowSerializer(serializers.Serializer):
@@ -71,7 +78,7 @@ class StoreSyncView(APIView):
         try:
             enqueued = services.store_enqueue_sync(connection=store, origin=Origin.API, actor=request.user)
         except services.TiendanubeError as exc:
-            return Response({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+            raise _api_error(exc) from None
         return Response(
             {"store": store.pk, "status": "enqueued" if enqueued else "already queued or running"},
             status=status.HTTP_202_ACCEPTED,
@@ -118,12 +125,13 @@ class PendingListView(APIView):
 class PendingClaimView(APIView):
     @extend_schema(request=None, responses={200: dict})
     def post(self, request, pk: int):
+        org_id = OrganizationParamSerializer.organization_id(request.data, required=True)
         pending = PendingInstall.objects.filter(pk=pk, claimed_at__isnull=True).first()
-        org = organization_list(user=request.user).filter(pk=request.data.get("organization")).first()
+        org = organization_list(user=request.user).filter(pk=org_id).first()
         if pending is None or org is None:
             raise Http404("no such pending store or organization")
         try:
             conn = services.pending_claim(pending=pending, organization=org, actor=request.user)
         except services.TiendanubeError as exc:
-            return Response({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+            raise _api_error(exc) from None
         return Response({"connection": conn.pk, "store_id": conn.external_account_id})

@@ -71,11 +71,11 @@ def test_other_organizations_run_is_404(client, staff, other_staff, ls_conn, no_
 def test_unknown_resource_and_needs_reauth(client, staff, ls_conn, no_worker):
     client.force_login(staff)
     bad = client.post(_url(ls_conn, "orders"))
-    assert bad.status_code == 400 and bad.json()["code"] == "unknown_resource"
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_resource"
     ls_conn.needs_reauth = True
     ls_conn.save()
     refused = client.post(_url(ls_conn))
-    assert refused.status_code == 409 and "re-authorisation" in refused.json()["detail"]
+    assert refused.status_code == 409 and "re-authorisation" in refused.json()["error"]["message"]
 
 
 def test_idempotency_key(client, staff, ls_conn, no_worker):
