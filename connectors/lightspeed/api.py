@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from connectors.models import Connection
 from sync.api.openapi import error_response
+from sync.api.throttles import SyncTriggerThrottle
 from sync.models import Origin, SyncQueue
 from sync.services import SyncServiceError, sync_start
 
@@ -65,11 +66,7 @@ def run_payload(queue: SyncQueue, *, created: bool) -> dict:
 class SyncTriggerView(APIView):
     permission_classes = [IsAdminUser]
     throttle_scope = "sync-trigger"
-
-    def get_throttles(self):
-        from rest_framework.throttling import ScopedRateThrottle
-
-        return [ScopedRateThrottle()]
+    throttle_classes = [SyncTriggerThrottle]
 
     @extend_schema(
         operation_id="lightspeed_sync_trigger",

@@ -7,10 +7,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from sync.api.exceptions import ApiError
+from sync.api.throttles import SyncTriggerThrottle
 
 from . import selectors, services
 from .models import ExportRun
@@ -49,7 +49,7 @@ class ExportRunListView(ListAPIView):
     throttle_scope = "sync-trigger"
 
     def get_throttles(self):
-        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+        return [SyncTriggerThrottle()] if self.request.method == "POST" else []
 
     def get_queryset(self):
         return selectors.export_run_list()

@@ -7,12 +7,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from sync.api.exceptions import ApiError
 from sync.api.openapi import BAD_INPUT, NOT_FOUND, THROTTLED
 from sync.api.serializers import OrganizationParamSerializer
+from sync.api.throttles import SyncTriggerThrottle
 from sync.selectors import organization_list
 
 from .selectors import loyalty_refresh_status, loyalty_refresh_wait_seconds
@@ -45,7 +45,7 @@ class LoyaltyStatusView(APIView):
 
 
 class LoyaltyRefreshView(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SyncTriggerThrottle]
     throttle_scope = "sync-trigger"
 
     @extend_schema(parameters=[ORG_PARAM], request=None, responses={202: dict, **BAD_INPUT, **NOT_FOUND, **THROTTLED})

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from connectors.models import Connection
 from sync.api.exceptions import ApiError
 from sync.api.serializers import OrganizationParamSerializer
+from sync.api.throttles import SyncTriggerThrottle
 from sync.models import Origin
 from sync.selectors import organization_list
 
@@ -71,6 +72,7 @@ class SchedulerInitializeView(APIView):
 
 class StoreSyncView(APIView):
     throttle_scope = "sync-trigger"
+    throttle_classes = [SyncTriggerThrottle]  # no DEFAULT_THROTTLE_CLASSES: a throttle_scope alone does nothing
 
     @extend_schema(operation_id="tiendanube_store_sync", request=None, responses={202: dict, 409: dict})
     def post(self, request, pk: int):
@@ -87,6 +89,7 @@ class StoreSyncView(APIView):
 
 class StoreSyncAllView(APIView):
     throttle_scope = "sync-trigger"
+    throttle_classes = [SyncTriggerThrottle]  # no DEFAULT_THROTTLE_CLASSES: a throttle_scope alone does nothing
 
     @extend_schema(operation_id="tiendanube_stores_sync_all", request=None, responses={202: dict})
     def post(self, request):
