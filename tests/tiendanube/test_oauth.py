@@ -120,3 +120,11 @@ def test_state_expiry_is_short_and_stored_hashed(client_staff, org, tn_sandbox):
     row = OAuthState.objects.get()
     assert state not in row.state_hash
     assert row.expires_at - row.created_at == dt.timedelta(seconds=600)
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "abc", "-1", "9" * 25])
+def test_connect_with_a_bad_organization_is_a_4xx(client_staff, org, other_org, tn_sandbox, value):
+    """ "²" passes str.isdigit() but not int(): it was a 500."""
+    tn_sandbox()
+    response = client_staff.get(f"/connectors/tiendanube/connect/?organization={value}")
+    assert response.status_code in (400, 404) and not OAuthState.objects.exists()
