@@ -155,8 +155,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Several models have a "state" with different choices: name each enum after its model's choices.
-    "ENUM_NAME_OVERRIDES": {"QueueStateEnum": "sync.models.QueueState", "LineStateEnum": "sync.models.LineState",
-                            "StatusStateEnum": "sync.models.StatusState"},
+    "ENUM_NAME_OVERRIDES": {
+        "QueueStateEnum": "sync.models.QueueState",
+        "LineStateEnum": "sync.models.LineState",
+        "StatusStateEnum": "sync.models.StatusState",
+    },
 }
 
 # --- Sync engine ----------------------------------------------------------------------------------
@@ -165,7 +168,10 @@ SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
 SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
-SYNC_HTTP_TIMEOUT = (env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0), env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0))
+SYNC_HTTP_TIMEOUT = (
+    env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0),
+    env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0),
+)
 SYNC_HTTP_MAX_TRIES = env.int("SYNC_HTTP_MAX_TRIES", default=4)
 SYNC_MAX_RATE_LIMIT_WAIT = env.float("SYNC_MAX_RATE_LIMIT_WAIT", default=300.0)
 # Outbound guard: loopback/private targets are refused unless explicitly allowed (sandbox, tests).

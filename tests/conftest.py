@@ -137,7 +137,9 @@ def make_connection(db):
     from connectors.models import Connection
 
     def make(organization, kind="woocommerce", base_url="http://127.0.0.1:9", credentials=None, **kw):
-        conn = Connection(organization=organization, kind=kind, name=kw.pop("name", f"{kind} test"), base_url=base_url, **kw)
+        conn = Connection(
+            organization=organization, kind=kind, name=kw.pop("name", f"{kind} test"), base_url=base_url, **kw
+        )
         conn.credentials = credentials or {}
         conn.save()
         return conn
