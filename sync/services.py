@@ -441,8 +441,17 @@ def _lines_insert(lines: list[SyncQueueLine]) -> None:
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for line in lines:
                 copy.write_row(
-                    (line.queue_id, line.external_id, line.action, Jsonb(line.payload), LineState.DRAFT.value, 0,
-                     "", "", line.updated_at)
+                    (
+                        line.queue_id,
+                        line.external_id,
+                        line.action,
+                        Jsonb(line.payload),
+                        LineState.DRAFT.value,
+                        0,
+                        "",
+                        "",
+                        line.updated_at,
+                    )
                 )
 
 
