@@ -100,6 +100,9 @@ class StoreSyncAllView(APIView):
 
 
 class StoreTokenView(APIView):
+    throttle_scope = "sync-trigger"
+    throttle_classes = [SyncTriggerThrottle]  # a live call upstream, like POST /api/connections/{id}/test
+
     @extend_schema(responses={200: dict})
     def get(self, request, pk: int):
         return Response(services.token_diagnose(_store(request, pk)))
@@ -107,6 +110,12 @@ class StoreTokenView(APIView):
 
 class HealthView(APIView):
     """GET: the last report (the 30-minute schedule), or ?fresh=1 to check now (the caller's stores)."""
+
+    throttle_scope = "sync-trigger"
+
+    def get_throttles(self):
+        # ?fresh=1 calls Tiendanube once per store: throttled like the other live checks.
+        return [SyncTriggerThrottle()] if self.request.query_params.get("fresh") in ("1", "true") else []
 
     @extend_schema(responses={200: dict})
     def get(self, request):
