@@ -103,13 +103,28 @@ def test_enqueue_failure_does_not_break_the_response(staff, customers, monkeypat
     assert len(calls) == 1  # the enqueue really ran (and failed) after the response
 
 
-def test_refresh_is_enqueued_by_request_finished_not_by_the_view(staff, customers, org):
+@pytest.fixture
+def request_signals():
+    """Django's request_started / request_finished, without Django's own close_old_connections receiver (it
+    would close the test's transaction on PostgreSQL); the test client disconnects it the same way."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield request_started, request_finished
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def test_refresh_is_enqueued_by_request_finished_not_by_the_view(staff, customers, org, request_signals):
     """The view only notes the organizations; the enqueue happens on Django's public ``request_finished``
     signal, which the server sends after the response went out (never inside the view's time)."""
-    from django.core.signals import request_finished, request_started
     from rest_framework.test import APIRequestFactory, force_authenticate
 
     from customers.views import CustomerListView
+
+    request_started, request_finished = request_signals
 
     request_started.send(sender=None)
     request = APIRequestFactory().get("/api/customers")
@@ -123,10 +138,10 @@ def test_refresh_is_enqueued_by_request_finished_not_by_the_view(staff, customer
     assert len(_queued_refreshes()) == 1
 
 
-def test_a_request_that_was_never_finished_does_not_leak_into_the_next(staff, customers, org):
-    from django.core.signals import request_finished, request_started
-
+def test_a_request_that_was_never_finished_does_not_leak_into_the_next(staff, customers, org, request_signals):
     from customers.services import loyalty_refresh_after_response
+
+    request_started, request_finished = request_signals
 
     loyalty_refresh_after_response([org.pk])  # e.g. a request whose response was never closed
     request_started.send(sender=None)  # the next request on this thread starts clean
