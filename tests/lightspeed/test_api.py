@@ -98,15 +98,22 @@ def test_admin_lists_only_own_organizations_groups(client, superuser, staff, oth
     from django.contrib.auth.models import Permission
 
     from connectors.lightspeed.models import CustomerGroup
+    from connectors.models import Connection
 
     mine = make_ls_connection(org, prefix="mine")
     theirs = make_ls_connection(other_org, prefix="theirs")
+    Connection.objects.filter(pk=mine.pk).update(name="Acme register")
+    Connection.objects.filter(pk=theirs.pk).update(name="Globex register")
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
     CustomerGroup.objects.create(organization=org, connection=mine, external_id="g1", name="Ours")
     CustomerGroup.objects.create(organization=other_org, connection=theirs, external_id="g2", name="Theirs")
     staff.user_permissions.add(Permission.objects.get(codename="view_customergroup"))
     client.force_login(staff)
     page = client.get("/admin/lightspeed/customergroup/")
     assert page.status_code == 200 and b"Ours" in page.content and b"Theirs" not in page.content
+    # The connection filter in the sidebar offers only the caller's connections, not every organization's.
+    assert mine.name.encode() in page.content and theirs.name.encode() not in page.content
     client.force_login(superuser)
     page = client.get("/admin/lightspeed/customergroup/")
     assert b"Ours" in page.content and b"Theirs" in page.content
