@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -83,6 +84,15 @@ class PendingInstallAdmin(StaffScopedAdmin):
     fields = ("store_id", "scope", "organization", "created_at", "claimed_at", "claimed_by", "connection")
     readonly_fields = ("store_id", "scope", "created_at", "claimed_at", "claimed_by", "connection")
     actions = ["claim"]
+
+    def get_queryset(self, request):
+        # Unclaimed installs nobody has chosen yet are open to every staff user; once an organization is
+        # chosen (or the store claimed), only that organization's staff see it.
+        qs = super().get_queryset(request)
+        ids = organization_ids_for(request.user)
+        if ids is None:
+            return qs
+        return qs.filter(Q(organization__isnull=True, claimed_at__isnull=True) | Q(organization_id__in=ids))
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":

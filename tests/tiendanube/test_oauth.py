@@ -128,3 +128,19 @@ def test_connect_with_a_bad_organization_is_a_4xx(client_staff, org, other_org, 
     tn_sandbox()
     response = client_staff.get(f"/connectors/tiendanube/connect/?organization={value}")
     assert response.status_code in (400, 404) and not OAuthState.objects.exists()
+
+
+def test_pending_install_admin_hides_other_organizations_claims(client_staff, org, other_org, other_staff):
+    """Unclaimed installs with no organization chosen are everybody's to claim; once another organization
+    chose or claimed one, its store and organization are that organization's business."""
+    from django.utils import timezone
+
+    PendingInstall.objects.create(store_id="5001")
+    PendingInstall.objects.create(store_id="5002", organization=org)
+    PendingInstall.objects.create(store_id="5003", organization=other_org)
+    PendingInstall.objects.create(store_id="5004", organization=other_org, claimed_at=timezone.now())
+    body = client_staff.get("/admin/tiendanube/pendinginstall/").content.decode()
+    assert "5001" in body and "5002" in body
+    assert "5003" not in body and "5004" not in body and other_org.name not in body
+    theirs = PendingInstall.objects.get(store_id="5004")
+    assert client_staff.get(f"/admin/tiendanube/pendinginstall/{theirs.pk}/change/").status_code in (302, 404)
