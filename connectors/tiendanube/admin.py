@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 
 from sync.models import Origin
 from sync.selectors import organization_ids_for
 
-from . import services
+from . import selectors, services
 from .models import PendingInstall, PrivacyRequest, StoreSchedule
 
 
@@ -86,13 +85,7 @@ class PendingInstallAdmin(StaffScopedAdmin):
     actions = ["claim"]
 
     def get_queryset(self, request):
-        # Unclaimed installs nobody has chosen yet are open to every staff user; once an organization is
-        # chosen (or the store claimed), only that organization's staff see it.
-        qs = super().get_queryset(request)
-        ids = organization_ids_for(request.user)
-        if ids is None:
-            return qs
-        return qs.filter(Q(organization__isnull=True, claimed_at__isnull=True) | Q(organization_id__in=ids))
+        return selectors.pending_install_list(user=request.user)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":

@@ -16,7 +16,6 @@ from sync.models import Origin
 from sync.selectors import organization_list
 
 from . import selectors, services
-from .models import PendingInstall
 
 
 def _store(request, pk: int) -> Connection:
@@ -130,7 +129,11 @@ class HealthView(APIView):
 class PendingListView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
-        rows = PendingInstall.objects.filter(claimed_at__isnull=True).values("id", "store_id", "scope", "created_at")
+        rows = (
+            selectors.pending_install_list(user=request.user)
+            .filter(claimed_at__isnull=True)
+            .values("id", "store_id", "scope", "created_at")
+        )
         return Response({"pending": list(rows)})
 
 
@@ -138,7 +141,7 @@ class PendingClaimView(APIView):
     @extend_schema(request=None, responses={200: dict})
     def post(self, request, pk: int):
         org_id = OrganizationParamSerializer.organization_id(request.data, required=True)
-        pending = PendingInstall.objects.filter(pk=pk, claimed_at__isnull=True).first()
+        pending = selectors.pending_install_list(user=request.user).filter(pk=pk, claimed_at__isnull=True).first()
         org = organization_list(user=request.user).filter(pk=org_id).first()
         if pending is None or org is None:
             raise Http404("no such pending store or organization")

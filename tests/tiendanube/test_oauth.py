@@ -144,3 +144,18 @@ def test_pending_install_admin_hides_other_organizations_claims(client_staff, or
     assert "5003" not in body and "5004" not in body and other_org.name not in body
     theirs = PendingInstall.objects.get(store_id="5004")
     assert client_staff.get(f"/admin/tiendanube/pendinginstall/{theirs.pk}/change/").status_code in (302, 404)
+
+
+def test_pending_install_chosen_by_another_organization_is_not_listed_or_claimable_by_api(staff, org, other_org):
+    from rest_framework.test import APIClient
+
+    open_one = PendingInstall.objects.create(store_id="6001")
+    theirs = PendingInstall.objects.create(store_id="6002", organization=other_org)
+    api = APIClient()
+    api.force_authenticate(staff)
+    listed = {row["store_id"] for row in api.get("/api/tiendanube/pending/").json()["pending"]}
+    assert listed == {open_one.store_id}
+    r = api.post(f"/api/tiendanube/pending/{theirs.pk}/claim/", {"organization": org.pk}, format="json")
+    assert r.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.organization_id == other_org.pk and theirs.claimed_at is None
