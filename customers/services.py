@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 
 from django.core.signals import request_finished, request_started
-from django.db import connection
+from django.db import close_old_connections
 
 # Organizations whose loyalty refresh the current request asked for. A ContextVar is per thread under WSGI
 # and follows the request through asgiref's sync_to_async under ASGI; request_started empties it, so a
@@ -37,13 +37,15 @@ def _enqueue_pending_refresh(**kwargs) -> None:
     from connectors.mulesoft.services import loyalty_refresh_request_safe
 
     loyalty_refresh_request_safe(list(dict.fromkeys(ids)), origin="customer_list")
-    # Django's own request_finished receiver (close_old_connections) ran before this one, so the query
-    # above may have reopened the connection: apply the same end-of-request rule again. Not inside an
-    # atomic block (the test suite's wrapping transaction), where closing would break the transaction.
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
 
 
 def connect_signals() -> None:
     request_started.connect(_forget_pending_refresh, dispatch_uid="customers.loyalty_refresh.started")
+    # Run before Django's own close_old_connections receiver (connected when django.db loads), so the
+    # enqueue uses the request's database connection and Django then closes it as usual. Connected after
+    # it, the enqueue would open a second connection per request that idles until the thread's next request.
+    # (Django's test client disconnects and reconnects close_old_connections the same way.)
+    reorder = request_finished.disconnect(close_old_connections)
     request_finished.connect(_enqueue_pending_refresh, dispatch_uid="customers.loyalty_refresh.finished")
+    if reorder:
+        request_finished.connect(close_old_connections)
