@@ -17,10 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors.models import Connection
+from sync.api.exceptions import ApiError
 from sync.api.openapi import error_response
 from sync.api.throttles import SyncTriggerThrottle
+from sync.api.views import IDEMPOTENCY_KEY_RE
 from sync.models import Origin, SyncQueue
-from sync.services import SyncServiceError, sync_start
+from sync.services import sync_start
 
 from . import selectors
 
@@ -40,6 +42,10 @@ class RunSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class TriggerQuerySerializer(serializers.Serializer):
+    full_scan = serializers.BooleanField(required=False, default=False)
 
 
 def run_payload(queue: SyncQueue, *, created: bool) -> dict:
@@ -88,7 +94,10 @@ class SyncTriggerView(APIView):
         responses={
             202: OpenApiResponse(RunSerializer, description="Accepted; poll the Location header"),
             404: OpenApiResponse(description="No such Lightspeed connection in your organizations"),
-            400: error_response("No such resource for Lightspeed (the message lists the ones that exist)"),
+            400: error_response(
+                "No such resource for Lightspeed (the message lists the ones that exist), a full_scan that is not "
+                "a boolean, or an Idempotency-Key that is not 1-255 visible ASCII characters"
+            ),
             409: error_response("The connection needs re-authorisation or is disabled"),
             422: error_response("Idempotency-Key reused with different parameters"),
         },
@@ -98,18 +107,25 @@ class SyncTriggerView(APIView):
             connection = selectors.connection_get(user=request.user, connection_id=connection_id)
         except Connection.DoesNotExist:
             raise NotFound("No such Lightspeed connection.") from None
-        full_scan = str(request.query_params.get("full_scan", "")).lower() in ("1", "true", "yes")
-        try:
-            result = sync_start(
-                connection=connection,
-                resource=resource,
-                origin=Origin.API,
-                actor=request.user,
-                full_scan=full_scan,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
+        query = TriggerQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)  # full_scan=banana is a 400, not a silent false
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if key and not IDEMPOTENCY_KEY_RE.match(key):
+            # sync_start keeps 255 characters: a longer key would silently share a prefix with another one.
+            raise ApiError(
+                "Idempotency-Key must be 1-255 visible ASCII characters.",
+                code="invalid",
+                details={"fields": {"Idempotency-Key": ["Invalid value."]}},
             )
-        except SyncServiceError:
-            raise  # sync.api.exceptions turns it into the error shape with its status and code
+        # A SyncServiceError becomes the error shape with its status and code (sync.api.exceptions).
+        result = sync_start(
+            connection=connection,
+            resource=resource,
+            origin=Origin.API,
+            actor=request.user,
+            full_scan=query.validated_data["full_scan"],
+            idempotency_key=key,
+        )
         queue = result.queue
         queue.refresh_from_db()
         location = request.build_absolute_uri(reverse("lightspeed-api:run-detail", args=[queue.pk]))

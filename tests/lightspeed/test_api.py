@@ -117,3 +117,28 @@ def test_admin_lists_only_own_organizations_groups(client, superuser, staff, oth
     client.force_login(superuser)
     page = client.get("/admin/lightspeed/customergroup/")
     assert b"Ours" in page.content and b"Theirs" in page.content
+
+
+@pytest.mark.parametrize(
+    "query,headers",
+    [
+        ("?full_scan=banana", {}),
+        ("", {"HTTP_IDEMPOTENCY_KEY": "k" * 256}),  # sync_start keeps 255: it would share a prefix
+        ("", {"HTTP_IDEMPOTENCY_KEY": "clé"}),
+    ],
+)
+def test_bad_trigger_input_is_a_400_and_starts_nothing(client, staff, ls_conn, no_worker, query, headers):
+    from sync.models import SyncQueue
+
+    client.force_login(staff)
+    r = client.post(_url(ls_conn) + query, **headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
+    assert not SyncQueue.objects.filter(connection=ls_conn).exists()
+
+
+def test_keys_that_differ_after_255_characters_are_different_runs(client, staff, ls_conn, no_worker):
+    client.force_login(staff)
+    first = client.post(_url(ls_conn), HTTP_IDEMPOTENCY_KEY="k" * 255)
+    assert first.status_code == 202
+    longer = client.post(_url(ls_conn), HTTP_IDEMPOTENCY_KEY="k" * 255 + "2")
+    assert longer.status_code == 400  # never the first key's run
