@@ -6,15 +6,28 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sync.api.exceptions import ApiError
 from sync.api.throttles import SyncTriggerThrottle
+from sync.selectors import scope
 
 from . import selectors, services
 from .models import ExportRun
 from .readcache import ItemsUnavailable
+
+
+class CanOperateExport(IsAdminUser):
+    """The admin's rule (connectors/mdm/admin.py): the export is one installation-wide job owned by the
+    organization of the MDM account, so only superusers and staff members of that organization may see its
+    runs, start one, or pause/resume its schedule. Other staff get a 403, as in the admin."""
+
+    message = "Only staff of the organization that owns the MDM export may operate it."
+
+    def has_permission(self, request, view) -> bool:
+        return super().has_permission(request, view) and selectors.export_operable_by(request.user)
 
 
 class ExportRunSerializer(serializers.ModelSerializer):
@@ -46,13 +59,14 @@ class ExportRunSerializer(serializers.ModelSerializer):
 
 class ExportRunListView(ListAPIView):
     serializer_class = ExportRunSerializer
+    permission_classes = [CanOperateExport]
     throttle_scope = "sync-trigger"
 
     def get_throttles(self):
         return [SyncTriggerThrottle()] if self.request.method == "POST" else []
 
     def get_queryset(self):
-        return selectors.export_run_list()
+        return scope(selectors.export_run_list(), self.request.user)
 
     @extend_schema(request=None, responses={202: ExportRunSerializer})
     def post(self, request):
@@ -65,9 +79,10 @@ class ExportRunListView(ListAPIView):
 
 class ExportRunDetailView(RetrieveAPIView):
     serializer_class = ExportRunSerializer
+    permission_classes = [CanOperateExport]
 
     def get_queryset(self):
-        return selectors.export_run_list()
+        return scope(selectors.export_run_list(), self.request.user)
 
 
 class ItemsView(APIView):
@@ -107,6 +122,8 @@ class ScheduleActionSerializer(serializers.Serializer):
 
 
 class ScheduleView(APIView):
+    permission_classes = [CanOperateExport]
+
     @extend_schema(responses={200: dict})
     def get(self, request):
         return Response(services.schedule_show())
