@@ -12,8 +12,9 @@ HUGE = "9" * 25
 
 
 @pytest.fixture
-def anon_ok(api):
+def anon_ok(api, org, make_connection):
     api.raise_request_exception = False  # a 500 must show up as a status to assert on, not as an exception
+    make_connection(org, kind="mdm")  # the caller's organization owns the MDM export: it may operate it
     return api
 
 

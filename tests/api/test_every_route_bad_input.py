@@ -55,6 +55,7 @@ def objects(org, fake_conn, make_connection, fake_kind):
     from connectors.tiendanube.models import PendingInstall
 
     fake_kind.records = [fake_kind.make(1)]
+    make_connection(org, kind="mdm")  # the caller's organization owns the MDM export, so it gets past the 403
     queue = services.sync_start(connection=fake_conn, resource="customers").queue
     return {
         "api/connections/": fake_conn.pk,
