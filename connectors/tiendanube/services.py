@@ -612,7 +612,8 @@ def webhook_verify(body: bytes, signature: str | None) -> None:
     if not secret or not signature:
         raise BadSignature("missing signature")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # Compare bytes: compare_digest raises TypeError on a str with non-ASCII characters (a forged header).
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise BadSignature("signature does not match")
 
 
