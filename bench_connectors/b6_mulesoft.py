@@ -1,5 +1,5 @@
 """B6 non-blocking: p50/p95 of GET /api/customers (staff session, django.test.Client, response fully
-closed so its close hook has enqueued the loyalty refresh) with MuleSoft off, fast, failing (500) and
+closed, so its request_finished receiver has enqueued the loyalty refresh) with MuleSoft off, fast, failing (500) and
 hanging 30 s. The refresh interval is set to 0 so every request enqueues a refresh, and worker threads run
 the enqueued tasks concurrently (what a qcluster does), so a hanging MuleSoft really is being called while
 the list is measured. Target: hanging p95 <= 1.05 x off p95."""
@@ -96,7 +96,7 @@ def _measure(web, samples: int) -> list[float]:
     for _ in range(samples):
         t0 = time.perf_counter()
         response = web.get("/api/customers")
-        response.close()  # close hooks (the refresh enqueue) are part of the request's cost
+        response.close()  # request_finished (the refresh enqueue) is part of the request's cost
         out.append((time.perf_counter() - t0) * 1000)
         if response.status_code != 200:
             raise RuntimeError(f"GET /api/customers answered {response.status_code}")

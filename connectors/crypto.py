@@ -27,7 +27,9 @@ def _fernet(keys: tuple[str, ...]) -> MultiFernet:
     try:
         return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in keys])
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEYS holds an invalid Fernet key: {exc.__class__.__name__}") from None
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS holds an invalid Fernet key: {exc.__class__.__name__}"
+        ) from None
 
 
 def fernet() -> MultiFernet:

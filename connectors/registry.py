@@ -4,6 +4,7 @@ so one broken connector cannot stop the others from loading."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
+    from sync.models import SyncQueue
+
     from .base import Client, Resource
     from .models import Connection
 
@@ -45,6 +48,10 @@ class Connector:
     config_fields: tuple[str, ...] = ()
     # For OAuth connectors: where a staff user re-authorises a connection (shown when needs_reauth).
     reconnect_path: Callable[[Connection], str] | None = None
+    # Optional: ``run_gate(queue)`` is a context manager yielding True (run the queue now) or False (hold it
+    # back; it stays active and the reaper resumes it once idle for a lease). sync.gates applies it to every
+    # engine run started through a task or manage.py (Tiendanube: the parallel store-sync cap).
+    run_gate: Callable[[SyncQueue], AbstractContextManager[bool]] | None = None
 
     def client(self, connection: Connection) -> Client:
         return self.client_class(connection)

@@ -5,16 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.generics import ListAPIView
 
+from sync.api.serializers import OrganizationParamSerializer
+
 from . import selectors
 from .serializers import CustomerSerializer
 from .services import loyalty_refresh_after_response
-
-
-def _int_or_none(value) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 class CustomerListView(ListAPIView):
@@ -25,7 +20,7 @@ class CustomerListView(ListAPIView):
         return selectors.customer_list(
             user=self.request.user,
             search=params.get("search", ""),
-            organization_id=_int_or_none(params.get("organization")),
+            organization_id=OrganizationParamSerializer.organization_id(params),
         )
 
     @extend_schema(
@@ -39,7 +34,7 @@ class CustomerListView(ListAPIView):
     def get(self, request, *args, **kwargs):
         response = self.list(request, *args, **kwargs)
         org_ids = selectors.refresh_organization_ids(
-            user=request.user, organization_id=_int_or_none(request.query_params.get("organization"))
+            user=request.user, organization_id=OrganizationParamSerializer.organization_id(request.query_params)
         )
-        loyalty_refresh_after_response(response, org_ids)
+        loyalty_refresh_after_response(org_ids)
         return response

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from . import engine, services
+from . import gates, services
 
 log = logging.getLogger(__name__)
 
 
 def run_queue(queue_id: int) -> str | None:
-    return engine.run_queue(queue_id)
+    return gates.run_queue_gated(queue_id)
 
 
 def reap() -> dict:

@@ -10,7 +10,8 @@ from .models import CustomerGroup
 @admin.register(CustomerGroup)
 class CustomerGroupAdmin(admin.ModelAdmin):
     list_display = ("name", "group_code", "connection", "version", "deleted_at", "synced_at")
-    list_filter = ("connection",)
+    # RelatedOnly: the plain filter would list every organization's connections by name.
+    list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ("name", "group_code", "external_id")
     readonly_fields = [f.name for f in CustomerGroup._meta.fields]
 

@@ -17,8 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors.models import Connection
+from sync.api.exceptions import ApiError
+from sync.api.openapi import error_response
+from sync.api.throttles import SyncTriggerThrottle
+from sync.api.views import IDEMPOTENCY_KEY_RE
 from sync.models import Origin, SyncQueue
-from sync.services import SyncServiceError, sync_start
+from sync.services import sync_start
 
 from . import selectors
 
@@ -40,9 +44,8 @@ class RunSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
+class TriggerQuerySerializer(serializers.Serializer):
+    full_scan = serializers.BooleanField(required=False, default=False)
 
 
 def run_payload(queue: SyncQueue, *, created: bool) -> dict:
@@ -69,11 +72,7 @@ def run_payload(queue: SyncQueue, *, created: bool) -> dict:
 class SyncTriggerView(APIView):
     permission_classes = [IsAdminUser]
     throttle_scope = "sync-trigger"
-
-    def get_throttles(self):
-        from rest_framework.throttling import ScopedRateThrottle
-
-        return [ScopedRateThrottle()]
+    throttle_classes = [SyncTriggerThrottle]
 
     @extend_schema(
         operation_id="lightspeed_sync_trigger",
@@ -95,8 +94,12 @@ class SyncTriggerView(APIView):
         responses={
             202: OpenApiResponse(RunSerializer, description="Accepted; poll the Location header"),
             404: OpenApiResponse(description="No such Lightspeed connection in your organizations"),
-            409: OpenApiResponse(ErrorSerializer, description="The connection needs re-authorisation or is disabled"),
-            422: OpenApiResponse(ErrorSerializer, description="Idempotency-Key reused with different parameters"),
+            400: error_response(
+                "No such resource for Lightspeed (the message lists the ones that exist), a full_scan that is not "
+                "a boolean, or an Idempotency-Key that is not 1-255 visible ASCII characters"
+            ),
+            409: error_response("The connection needs re-authorisation or is disabled"),
+            422: error_response("Idempotency-Key reused with different parameters"),
         },
     )
     def post(self, request, connection_id: int, resource: str):
@@ -104,18 +107,25 @@ class SyncTriggerView(APIView):
             connection = selectors.connection_get(user=request.user, connection_id=connection_id)
         except Connection.DoesNotExist:
             raise NotFound("No such Lightspeed connection.") from None
-        full_scan = str(request.query_params.get("full_scan", "")).lower() in ("1", "true", "yes")
-        try:
-            result = sync_start(
-                connection=connection,
-                resource=resource,
-                origin=Origin.API,
-                actor=request.user,
-                full_scan=full_scan,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
+        query = TriggerQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)  # full_scan=banana is a 400, not a silent false
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if key and not IDEMPOTENCY_KEY_RE.match(key):
+            # sync_start keeps 255 characters: a longer key would silently share a prefix with another one.
+            raise ApiError(
+                "Idempotency-Key must be 1-255 visible ASCII characters.",
+                code="invalid",
+                details={"fields": {"Idempotency-Key": ["Invalid value."]}},
             )
-        except SyncServiceError as exc:
-            return Response({"code": exc.code, "detail": str(exc)}, status=exc.http_status)
+        # A SyncServiceError becomes the error shape with its status and code (sync.api.exceptions).
+        result = sync_start(
+            connection=connection,
+            resource=resource,
+            origin=Origin.API,
+            actor=request.user,
+            full_scan=query.validated_data["full_scan"],
+            idempotency_key=key,
+        )
         queue = result.queue
         queue.refresh_from_db()
         location = request.build_absolute_uri(reverse("lightspeed-api:run-detail", args=[queue.pk]))

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from sync.api.converters import parse_id
 from sync.selectors import organization_list
 
 from . import services
@@ -23,7 +24,8 @@ def oauth_start(request: HttpRequest) -> HttpResponse:
     orgs = organization_list(user=request.user)
     wanted = request.GET.get("organization")
     if wanted:
-        org = orgs.filter(pk=wanted).first() if wanted.isdigit() else None
+        org_id = parse_id(wanted)
+        org = orgs.filter(pk=org_id).first() if org_id else None
     else:
         org = orgs.first() if orgs.count() == 1 else None
     if org is None:

@@ -6,13 +6,28 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
+
+from sync.api.exceptions import ApiError
+from sync.api.throttles import SyncTriggerThrottle
+from sync.selectors import scope
 
 from . import selectors, services
 from .models import ExportRun
 from .readcache import ItemsUnavailable
+
+
+class CanOperateExport(IsAdminUser):
+    """The admin's rule (connectors/mdm/admin.py): the export is one installation-wide job owned by the
+    organization of the MDM account, so only superusers and staff members of that organization may see its
+    runs, start one, or pause/resume its schedule. Other staff get a 403, as in the admin."""
+
+    message = "Only staff of the organization that owns the MDM export may operate it."
+
+    def has_permission(self, request, view) -> bool:
+        return super().has_permission(request, view) and selectors.export_operable_by(request.user)
 
 
 class ExportRunSerializer(serializers.ModelSerializer):
@@ -44,13 +59,14 @@ class ExportRunSerializer(serializers.ModelSerializer):
 
 class ExportRunListView(ListAPIView):
     serializer_class = ExportRunSerializer
+    permission_classes = [CanOperateExport]
     throttle_scope = "sync-trigger"
 
     def get_throttles(self):
-        return [ScopedRateThrottle()] if self.request.method == "POST" else []
+        return [SyncTriggerThrottle()] if self.request.method == "POST" else []
 
     def get_queryset(self):
-        return selectors.export_run_list()
+        return scope(selectors.export_run_list(), self.request.user)
 
     @extend_schema(request=None, responses={202: ExportRunSerializer})
     def post(self, request):
@@ -63,9 +79,10 @@ class ExportRunListView(ListAPIView):
 
 class ExportRunDetailView(RetrieveAPIView):
     serializer_class = ExportRunSerializer
+    permission_classes = [CanOperateExport]
 
     def get_queryset(self):
-        return selectors.export_run_list()
+        return scope(selectors.export_run_list(), self.request.user)
 
 
 class ItemsView(APIView):
@@ -77,9 +94,11 @@ class ItemsView(APIView):
         try:
             items, snap = selectors.ineligible_items(sku=request.query_params.get("sku"))
         except ItemsUnavailable as exc:
-            return Response(
-                {"detail": f"ineligible items unavailable: {exc}"}, status=status.HTTP_503_SERVICE_UNAVAILABLE
-            )
+            raise ApiError(
+                f"ineligible items unavailable: {exc}",
+                code="items_unavailable",
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            ) from None
         return Response(
             {
                 "count": len(items),
@@ -98,19 +117,24 @@ class ItemsCacheStatusView(APIView):
         return Response(selectors.ineligible_items_cache_status())
 
 
+class ScheduleActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["pause", "resume"])
+
+
 class ScheduleView(APIView):
+    permission_classes = [CanOperateExport]
+
     @extend_schema(responses={200: dict})
     def get(self, request):
         return Response(services.schedule_show())
 
     @extend_schema(
-        request={"application/json": {"type": "object", "properties": {"action": {"enum": ["pause", "resume"]}}}},
+        request=ScheduleActionSerializer,
         responses={200: dict, 400: dict},
     )
     def post(self, request):
-        action = request.data.get("action")
-        if action == "pause":
+        ser = ScheduleActionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)  # a 400 in the error shape, also for a body that is not an object
+        if ser.validated_data["action"] == "pause":
             return Response(services.schedule_pause(actor=request.user))
-        if action == "resume":
-            return Response(services.schedule_resume(actor=request.user))
-        return Response({"detail": "action must be 'pause' or 'resume'"}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(services.schedule_resume(actor=request.user))

@@ -58,3 +58,20 @@ def export_run_list() -> QuerySet[ExportRun]:
 
 def export_last_run() -> ExportRun | None:
     return export_run_list().exclude(status__in=["queued"]).first()
+
+
+def export_operable_by(user) -> bool:
+    """Superusers, and staff members of the organization that owns the export (the MDM account's)."""
+    from sync.selectors import organization_ids_for
+
+    from .services import ExportConfigError, export_connection
+
+    if not (user and user.is_active and user.is_staff):
+        return False
+    if user.is_superuser:
+        return True
+    try:
+        org_id = export_connection().organization_id
+    except ExportConfigError:
+        return False
+    return org_id is not None and org_id in (organization_ids_for(user) or [])

@@ -79,10 +79,14 @@ def client_settings() -> tuple:
 
 def s3_client():
     """A boto3 S3 client for the configured endpoint, reused (building one costs ~1 s of model loading;
-    boto3 clients are thread-safe)."""
+    boto3 clients are thread-safe). Building it can fail too (no region, an IMDS lookup that errors): that
+    is an S3Error like any other, never a raw botocore exception in a request or a task."""
     key = client_settings()
     check_endpoint(key[0])
-    return _cached_client(key)
+    try:
+        return _cached_client(key)
+    except Exception as exc:
+        raise _translate(exc) from None
 
 
 def check_endpoint(endpoint: str) -> None:

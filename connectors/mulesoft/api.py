@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from sync.api.exceptions import ApiError
+from sync.api.openapi import BAD_INPUT, NOT_FOUND, THROTTLED
+from sync.api.serializers import OrganizationParamSerializer
+from sync.api.throttles import SyncTriggerThrottle
 from sync.selectors import organization_list
 
-from .selectors import loyalty_refresh_status
+from .selectors import loyalty_refresh_status, loyalty_refresh_wait_seconds
 from .services import loyalty_refresh_now
 
 
 def _organization(request):
+    """The organization asked for (query string, else a POST body) among the caller's, or their first."""
     orgs = organization_list(user=request.user)
-    org_id = request.query_params.get("organization")
-    if not org_id and request.method == "POST":
-        org_id = request.data.get("organization")
+    source = request.query_params
+    if "organization" not in source and request.method == "POST":
+        source = request.data
+    org_id = OrganizationParamSerializer.organization_id(source)
     if org_id:
         return get_object_or_404(orgs, pk=org_id)
     first = orgs.order_by("id").first()
     if first is None:
-        from django.http import Http404
-
         raise Http404("no organization")
     return first
 
@@ -34,19 +38,27 @@ ORG_PARAM = OpenApiParameter("organization", int, description="organization id (
 
 
 class LoyaltyStatusView(APIView):
-    @extend_schema(parameters=[ORG_PARAM], responses={200: dict})
+    @extend_schema(parameters=[ORG_PARAM], responses={200: dict, **BAD_INPUT, **NOT_FOUND})
     def get(self, request):
         org = _organization(request)
         return Response({"organization": org.pk, **loyalty_refresh_status(org)})
 
 
 class LoyaltyRefreshView(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SyncTriggerThrottle]
     throttle_scope = "sync-trigger"
 
-    @extend_schema(parameters=[ORG_PARAM], request=None, responses={202: dict, 429: dict})
+    @extend_schema(parameters=[ORG_PARAM], request=None, responses={202: dict, **BAD_INPUT, **NOT_FOUND, **THROTTLED})
     def post(self, request):
         org = _organization(request)
         result = loyalty_refresh_now(org, actor=request.user)
-        code = status.HTTP_202_ACCEPTED if result["enqueued"] else status.HTTP_429_TOO_MANY_REQUESTS
-        return Response({"organization": org.pk, **result}, status=code)
+        if not result["enqueued"]:
+            wait = loyalty_refresh_wait_seconds(org)
+            raise ApiError(
+                result["reason"],
+                code="upstream_rate_limited",
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                details={"retry_after_seconds": wait},
+                headers={"Retry-After": str(wait)},
+            )
+        return Response({"organization": org.pk, **result}, status=status.HTTP_202_ACCEPTED)

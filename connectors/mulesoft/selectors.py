@@ -33,3 +33,15 @@ def loyalty_refresh_status(organization) -> dict:
         "tier_count": state.tier_count if state else None,
         "stored_tiers": LoyaltyTier.objects.filter(organization=organization, deleted_at__isnull=True).count(),
     }
+
+
+def loyalty_refresh_wait_seconds(organization) -> int:
+    """Whole seconds until MuleSoft's 429 window for this organization ends (at least 1)."""
+    import math
+
+    from sync import clock
+
+    state = LoyaltyRefreshState.objects.filter(organization=organization).first()
+    if state is None or state.next_allowed_at is None:
+        return 1
+    return max(1, math.ceil((state.next_allowed_at - clock.now()).total_seconds()))

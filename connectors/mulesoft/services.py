@@ -83,7 +83,7 @@ def loyalty_refresh_request(organization_ids: Iterable[int], *, origin: str = "c
 
 
 def loyalty_refresh_request_safe(organization_ids: Iterable[int], *, origin: str = "customer_list") -> None:
-    """For response close hooks: the response is already sent, so log instead of raising."""
+    """For the request_finished receiver: the response is already sent, so log instead of raising."""
     try:
         loyalty_refresh_request(organization_ids, origin=origin)
     except Exception:

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from sync.models import Origin
 from sync.selectors import organization_ids_for
 
-from . import services
+from . import selectors, services
 from .models import PendingInstall, PrivacyRequest, StoreSchedule
 
 
@@ -83,6 +83,9 @@ class PendingInstallAdmin(StaffScopedAdmin):
     fields = ("store_id", "scope", "organization", "created_at", "claimed_at", "claimed_by", "connection")
     readonly_fields = ("store_id", "scope", "created_at", "claimed_at", "claimed_by", "connection")
     actions = ["claim"]
+
+    def get_queryset(self, request):
+        return selectors.pending_install_list(user=request.user)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":

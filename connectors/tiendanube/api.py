@@ -9,11 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from connectors.models import Connection
+from sync.api.exceptions import ApiError
+from sync.api.serializers import OrganizationParamSerializer
+from sync.api.throttles import SyncTriggerThrottle
 from sync.models import Origin
 from sync.selectors import organization_list
 
 from . import selectors, services
-from .models import PendingInstall
 
 
 def _store(request, pk: int) -> Connection:
@@ -21,6 +23,11 @@ def _store(request, pk: int) -> Connection:
         return selectors.store_get(user=request.user, connection_id=pk)
     except Connection.DoesNotExist:
         raise Http404("no such store") from None
+
+
+def _api_error(exc: Exception) -> ApiError:
+    """A service refusal in the project's one error shape (docs/api.md)."""
+    return ApiError(str(exc), code=exc.code, status_code=exc.http_status)
 
 
 class StoreRowSerializer(serializers.Serializer):
@@ -64,6 +71,7 @@ class SchedulerInitializeView(APIView):
 
 class StoreSyncView(APIView):
     throttle_scope = "sync-trigger"
+    throttle_classes = [SyncTriggerThrottle]  # no DEFAULT_THROTTLE_CLASSES: a throttle_scope alone does nothing
 
     @extend_schema(operation_id="tiendanube_store_sync", request=None, responses={202: dict, 409: dict})
     def post(self, request, pk: int):
@@ -71,7 +79,7 @@ class StoreSyncView(APIView):
         try:
             enqueued = services.store_enqueue_sync(connection=store, origin=Origin.API, actor=request.user)
         except services.TiendanubeError as exc:
-            return Response({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+            raise _api_error(exc) from None
         return Response(
             {"store": store.pk, "status": "enqueued" if enqueued else "already queued or running"},
             status=status.HTTP_202_ACCEPTED,
@@ -80,6 +88,7 @@ class StoreSyncView(APIView):
 
 class StoreSyncAllView(APIView):
     throttle_scope = "sync-trigger"
+    throttle_classes = [SyncTriggerThrottle]  # no DEFAULT_THROTTLE_CLASSES: a throttle_scope alone does nothing
 
     @extend_schema(operation_id="tiendanube_stores_sync_all", request=None, responses={202: dict})
     def post(self, request):
@@ -90,6 +99,9 @@ class StoreSyncAllView(APIView):
 
 
 class StoreTokenView(APIView):
+    throttle_scope = "sync-trigger"
+    throttle_classes = [SyncTriggerThrottle]  # a live call upstream, like POST /api/connections/{id}/test
+
     @extend_schema(responses={200: dict})
     def get(self, request, pk: int):
         return Response(services.token_diagnose(_store(request, pk)))
@@ -97,6 +109,12 @@ class StoreTokenView(APIView):
 
 class HealthView(APIView):
     """GET: the last report (the 30-minute schedule), or ?fresh=1 to check now (the caller's stores)."""
+
+    throttle_scope = "sync-trigger"
+
+    def get_throttles(self):
+        # ?fresh=1 calls Tiendanube once per store: throttled like the other live checks.
+        return [SyncTriggerThrottle()] if self.request.query_params.get("fresh") in ("1", "true") else []
 
     @extend_schema(responses={200: dict})
     def get(self, request):
@@ -111,19 +129,24 @@ class HealthView(APIView):
 class PendingListView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
-        rows = PendingInstall.objects.filter(claimed_at__isnull=True).values("id", "store_id", "scope", "created_at")
+        rows = (
+            selectors.pending_install_list(user=request.user)
+            .filter(claimed_at__isnull=True)
+            .values("id", "store_id", "scope", "created_at")
+        )
         return Response({"pending": list(rows)})
 
 
 class PendingClaimView(APIView):
     @extend_schema(request=None, responses={200: dict})
     def post(self, request, pk: int):
-        pending = PendingInstall.objects.filter(pk=pk, claimed_at__isnull=True).first()
-        org = organization_list(user=request.user).filter(pk=request.data.get("organization")).first()
+        org_id = OrganizationParamSerializer.organization_id(request.data, required=True)
+        pending = selectors.pending_install_list(user=request.user).filter(pk=pk, claimed_at__isnull=True).first()
+        org = organization_list(user=request.user).filter(pk=org_id).first()
         if pending is None or org is None:
             raise Http404("no such pending store or organization")
         try:
             conn = services.pending_claim(pending=pending, organization=org, actor=request.user)
         except services.TiendanubeError as exc:
-            return Response({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+            raise _api_error(exc) from None
         return Response({"connection": conn.pk, "store_id": conn.external_account_id})

@@ -7,6 +7,13 @@ from connectors.registry import Connector
 from .client import TiendanubeClient
 from .resources import RESOURCES
 
+
+def _run_gate(queue):
+    from .services import queue_run_gate  # services imports much of the project; load it on first use
+
+    return queue_run_gate(queue)
+
+
 connector = Connector(
     kind="tiendanube",
     label="Tiendanube / Nuvemshop",
@@ -15,4 +22,5 @@ connector = Connector(
     secret_fields=("access_token",),
     config_fields=(),
     reconnect_path=lambda conn: f"/connectors/tiendanube/connect/?organization={conn.organization_id}",
+    run_gate=_run_gate,
 )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.cache import cache
-from django.db.models import Max, QuerySet
+from django.db.models import Max, Q, QuerySet
 
 from connectors.models import Connection
 from sync import clock
-from sync.selectors import scope
+from sync.selectors import organization_ids_for, scope
 
-from .models import ScheduleState, StoreSchedule, SyncSlot, Tier
+from .models import PendingInstall, ScheduleState, StoreSchedule, SyncSlot, Tier
 
 KIND = "tiendanube"
 TIER_MINUTES = {Tier.HIGH: 5, Tier.MEDIUM: 30, Tier.LOW: 360}
@@ -25,6 +25,16 @@ QUEUED_STALE_AFTER = dt.timedelta(minutes=30)
 
 def store_list(*, user) -> QuerySet[Connection]:
     return scope(Connection.objects.filter(kind=KIND).select_related("organization", "tiendanube_schedule"), user)
+
+
+def pending_install_list(*, user) -> QuerySet[PendingInstall]:
+    """Installs nobody has chosen an organization for are open to every staff user; once an organization is
+    chosen (admin) or the store claimed, only that organization's staff see it."""
+    qs = PendingInstall.objects.all()
+    ids = organization_ids_for(user)
+    if ids is None:
+        return qs
+    return qs.filter(Q(organization__isnull=True, claimed_at__isnull=True) | Q(organization_id__in=ids))
 
 
 def store_get(*, user, connection_id: int) -> Connection:

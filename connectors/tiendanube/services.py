@@ -9,6 +9,8 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -25,7 +27,7 @@ from connectors.models import Connection
 from sync import clock
 from sync import services as sync_services
 from sync.activity import activity_record
-from sync.models import ActivityLevel, Origin, QueueState
+from sync.models import ActivityLevel, Lane, Origin, QueueState
 from sync.redaction import redact, register_secret
 from sync.schedules import ScheduleSpec, schedule_upsert
 
@@ -408,6 +410,36 @@ def slot_release(slot: SyncSlot) -> None:
     )
 
 
+@contextmanager
+def queue_run_gate(queue) -> Iterator[bool]:
+    """The connector's ``run_gate`` (see sync.gates): a run of a store started outside store_sync (the
+    generic API trigger, the admin's Sync now, a retry, the reaper's resume, manage.py sync_run) takes a slot
+    too, so TIENDANUBE_MAX_PARALLEL_SYNCS and "a store never syncs twice at once" hold on every path.
+    store_sync calls the engine directly inside its own slot. Webhook-lane queues hold records already
+    fetched one by one, not a store sync, and pass."""
+    if queue.lane != Lane.RUN:
+        yield True
+        return
+    try:
+        slot = slot_acquire(queue.connection)
+        reason = f"all {conf.get().max_parallel_syncs} store-sync slots are busy"
+    except AlreadyRunning:
+        slot, reason = None, "this store is already syncing"
+    if slot is None:
+        activity_record(
+            event="tiendanube.run_held_back",
+            queue=queue,
+            level=ActivityLevel.WARNING,
+            message=f"run of {queue.resource} held back: {reason}; it resumes when a slot frees up",
+        )
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        slot_release(slot)
+
+
 # --- The store sync -------------------------------------------------------------------------------------------
 @dataclass
 class StoreSyncResult:
@@ -580,7 +612,8 @@ def webhook_verify(body: bytes, signature: str | None) -> None:
     if not secret or not signature:
         raise BadSignature("missing signature")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    # Compare bytes: compare_digest raises TypeError on a str with non-ASCII characters (a forged header).
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise BadSignature("signature does not match")
 
 

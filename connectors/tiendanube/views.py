@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from sync.api.converters import parse_id
 from sync.selectors import organization_list
 
 from . import services
@@ -28,7 +29,7 @@ def connect_start(request: HttpRequest) -> HttpResponse:
     if not org_id and orgs.count() == 1:
         org = orgs.get()
     else:
-        org = get_object_or_404(orgs, pk=org_id) if org_id and org_id.isdigit() else None
+        org = get_object_or_404(orgs, pk=parse_id(org_id)) if parse_id(org_id) else None
     if org is None:
         return JsonResponse({"error": "organization_required", "detail": "pass ?organization=<id>"}, status=400)
     if not request.session.session_key:

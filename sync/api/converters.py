@@ -6,6 +6,8 @@ id too big for a 64-bit column makes the database raise (a 500); with this conve
 
 from __future__ import annotations
 
+import re
+
 from django.urls import register_converter
 
 
@@ -27,6 +29,14 @@ class ResourceConverter:
 
     def to_url(self, value) -> str:
         return str(value)
+
+
+def parse_id(value) -> int | None:
+    """An id from a query string the way the converter reads one from a path: None unless it is 1-18 ASCII
+    digits (``str.isdigit()`` also accepts "²" and other Unicode digits, which int() then rejects)."""
+    if isinstance(value, str) and re.fullmatch(IdConverter.regex, value):
+        return int(value)
+    return None
 
 
 register_converter(IdConverter, "sync_id")

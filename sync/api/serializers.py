@@ -376,3 +376,18 @@ class StatusFilterSerializer(serializers.Serializer):
 class ConnectionFilterSerializer(serializers.Serializer):
     kind = serializers.RegexField(RESOURCE_RE, required=False)
     needs_reauth = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class OrganizationParamSerializer(serializers.Serializer):
+    """``organization=<id>`` in a query string or a JSON body (customer and connector endpoints): an integer
+    id in the same bounds as the path ids, so "abc", -3 or a 25-digit value is a 400, not a 500."""
+
+    organization = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    @classmethod
+    def organization_id(cls, data, *, required: bool = False) -> int | None:
+        """Validate ``data`` (a QueryDict or a parsed body; a non-object body is a 400) and return the id."""
+        ser = cls(data=data)
+        ser.fields["organization"].required = required
+        ser.is_valid(raise_exception=True)
+        return ser.validated_data.get("organization")

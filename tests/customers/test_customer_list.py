@@ -92,8 +92,58 @@ def test_only_own_organizations_are_refreshed(staff, other_staff, customers, org
 def test_enqueue_failure_does_not_break_the_response(staff, customers, monkeypatch):
     from connectors.mulesoft import services
 
+    calls = []
+
     def boom(*a, **k):
+        calls.append(a)
         raise RuntimeError("broker down")
 
     monkeypatch.setattr(services, "loyalty_refresh_request", boom)
     assert _client(staff).get("/api/customers").status_code == 200
+    assert len(calls) == 1  # the enqueue really ran (and failed) after the response
+
+
+@pytest.fixture
+def request_signals():
+    """Django's request_started / request_finished, without Django's own close_old_connections receiver (it
+    would close the test's transaction on PostgreSQL); the test client disconnects it the same way."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield request_started, request_finished
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def test_refresh_is_enqueued_by_request_finished_not_by_the_view(staff, customers, org, request_signals):
+    """The view only notes the organizations; the enqueue happens on Django's public ``request_finished``
+    signal, which the server sends after the response went out (never inside the view's time)."""
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from customers.views import CustomerListView
+
+    request_started, request_finished = request_signals
+
+    request_started.send(sender=None)
+    request = APIRequestFactory().get("/api/customers")
+    force_authenticate(request, user=staff)
+    response = CustomerListView.as_view()(request)
+    assert response.status_code == 200
+    assert _queued_refreshes() == []  # nothing yet: the response has not been sent
+    request_finished.send(sender=None)
+    assert [t["args"] for t in _queued_refreshes()] == [(org.pk, "customer_list")]
+    request_finished.send(sender=None)  # a second close of the same response enqueues nothing more
+    assert len(_queued_refreshes()) == 1
+
+
+def test_a_request_that_was_never_finished_does_not_leak_into_the_next(staff, customers, org, request_signals):
+    from customers.services import loyalty_refresh_after_response
+
+    request_started, request_finished = request_signals
+
+    loyalty_refresh_after_response([org.pk])  # e.g. a request whose response was never closed
+    request_started.send(sender=None)  # the next request on this thread starts clean
+    request_finished.send(sender=None)
+    assert _queued_refreshes() == []

@@ -71,11 +71,11 @@ def test_other_organizations_run_is_404(client, staff, other_staff, ls_conn, no_
 def test_unknown_resource_and_needs_reauth(client, staff, ls_conn, no_worker):
     client.force_login(staff)
     bad = client.post(_url(ls_conn, "orders"))
-    assert bad.status_code == 400 and bad.json()["code"] == "unknown_resource"
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_resource"
     ls_conn.needs_reauth = True
     ls_conn.save()
     refused = client.post(_url(ls_conn))
-    assert refused.status_code == 409 and "re-authorisation" in refused.json()["detail"]
+    assert refused.status_code == 409 and "re-authorisation" in refused.json()["error"]["message"]
 
 
 def test_idempotency_key(client, staff, ls_conn, no_worker):
@@ -98,15 +98,47 @@ def test_admin_lists_only_own_organizations_groups(client, superuser, staff, oth
     from django.contrib.auth.models import Permission
 
     from connectors.lightspeed.models import CustomerGroup
+    from connectors.models import Connection
 
     mine = make_ls_connection(org, prefix="mine")
     theirs = make_ls_connection(other_org, prefix="theirs")
+    Connection.objects.filter(pk=mine.pk).update(name="Acme register")
+    Connection.objects.filter(pk=theirs.pk).update(name="Globex register")
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
     CustomerGroup.objects.create(organization=org, connection=mine, external_id="g1", name="Ours")
     CustomerGroup.objects.create(organization=other_org, connection=theirs, external_id="g2", name="Theirs")
     staff.user_permissions.add(Permission.objects.get(codename="view_customergroup"))
     client.force_login(staff)
     page = client.get("/admin/lightspeed/customergroup/")
     assert page.status_code == 200 and b"Ours" in page.content and b"Theirs" not in page.content
+    # The connection filter in the sidebar offers only the caller's connections, not every organization's.
+    assert mine.name.encode() in page.content and theirs.name.encode() not in page.content
     client.force_login(superuser)
     page = client.get("/admin/lightspeed/customergroup/")
     assert b"Ours" in page.content and b"Theirs" in page.content
+
+
+@pytest.mark.parametrize(
+    "query,headers",
+    [
+        ("?full_scan=banana", {}),
+        ("", {"HTTP_IDEMPOTENCY_KEY": "k" * 256}),  # sync_start keeps 255: it would share a prefix
+        ("", {"HTTP_IDEMPOTENCY_KEY": "clé"}),
+    ],
+)
+def test_bad_trigger_input_is_a_400_and_starts_nothing(client, staff, ls_conn, no_worker, query, headers):
+    from sync.models import SyncQueue
+
+    client.force_login(staff)
+    r = client.post(_url(ls_conn) + query, **headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid"
+    assert not SyncQueue.objects.filter(connection=ls_conn).exists()
+
+
+def test_keys_that_differ_after_255_characters_are_different_runs(client, staff, ls_conn, no_worker):
+    client.force_login(staff)
+    first = client.post(_url(ls_conn), HTTP_IDEMPOTENCY_KEY="k" * 255)
+    assert first.status_code == 202
+    longer = client.post(_url(ls_conn), HTTP_IDEMPOTENCY_KEY="k" * 255 + "2")
+    assert longer.status_code == 400  # never the first key's run

@@ -125,3 +125,11 @@ def test_state_rows_expire(staff, org, sandbox, fake_clock):
     services.oauth_start(user=staff, organization=org)
     row = OAuthState.objects.get()
     assert row.expires_at - row.created_at == dt.timedelta(seconds=600)
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "abc", "-1", "9" * 25])
+def test_start_with_a_bad_organization_is_a_400(client, staff, sandbox, value):
+    """ "²" passes str.isdigit() but not int(): it was a 500."""
+    client.force_login(staff)
+    response = client.get(f"/connectors/lightspeed/oauth/start/?organization={value}")
+    assert response.status_code == 400 and not OAuthState.objects.exists()

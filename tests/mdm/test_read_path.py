@@ -149,3 +149,22 @@ def test_a_second_process_sees_the_invalidation(s3, mdm, moto_server, settings, 
     finally:
         proc.stdin.close()
         proc.wait(timeout=20)
+
+
+def test_items_api_is_503_when_the_s3_client_cannot_even_be_built(staff, monkeypatch):
+    """A botocore error while building the client (no region, a failing credential lookup) is an S3 error:
+    503 items_unavailable, never a 500 from a raw botocore exception."""
+    from botocore.exceptions import NoRegionError
+
+    from connectors.mdm import storage
+
+    def no_region(key):
+        raise NoRegionError()
+
+    monkeypatch.setattr(storage, "_cached_client", no_region)
+    readcache.ITEMS_CACHE.clear()
+    c = Client(raise_request_exception=False)
+    c.force_login(staff)
+    r = c.get("/api/mdm/items")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "items_unavailable"
+    assert "NoRegionError" in r.json()["error"]["message"]

@@ -85,3 +85,22 @@ def test_api_is_staff_only(db):
     c.force_login(get_user_model().objects.create_user("plain", password="x"))
     assert c.post("/api/mdm/exports").status_code == 403
     assert c.get("/api/mdm/items").status_code == 403
+
+
+def test_api_export_operations_follow_the_admins_rule(s3, mdm, org, staff, other_staff, fake_clock):
+    """The export belongs to the MDM account's organization (here ``org``): another organization's staff
+    may not list its runs (error messages, S3 location), start one, or pause its schedule - as in the admin."""
+    run = ExportRun.objects.create(organization=org, status="failed", error_message="MDM said no")
+    c = Client()
+    c.force_login(other_staff)
+    assert c.get("/api/mdm/exports").status_code == 403
+    assert c.get(f"/api/mdm/exports/{run.pk}").status_code == 403
+    assert c.post("/api/mdm/exports").status_code == 403
+    assert c.get("/api/mdm/schedule").status_code == 403
+    r = c.post("/api/mdm/schedule", {"action": "pause"}, content_type="application/json")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "permission_denied"
+    assert ExportRun.objects.count() == 1  # nothing was started
+    owner = Client()
+    owner.force_login(staff)
+    assert owner.get("/api/mdm/schedule").json()["paused"] is False  # the other staff's pause did not happen
+    assert owner.get("/api/mdm/exports").json()["count"] == 1

@@ -68,7 +68,7 @@ def test_sync_status(fake_conn, fake_kind):
 def test_sync_retry_force_done_cancel(fake_conn, fake_kind):
     fake_kind.__init__(3)
     fake_kind.flaky["2"] = 3
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match=r"queue #\d+ ended partial"):  # not just any CommandError
         run("sync_run", str(fake_conn.pk), "customers")
     q = SyncQueue.objects.get()
     out = run("sync_retry", str(q.pk))  # enqueued; django-q2 runs it inline in tests
@@ -77,7 +77,7 @@ def test_sync_retry_force_done_cancel(fake_conn, fake_kind):
         run("sync_retry", str(q.pk))
 
     fake_kind.records.append(fake_kind.make(4, email=""))
-    with pytest.raises(CommandError):
+    with pytest.raises(CommandError, match=r"queue #\d+ ended failed: .*email is required"):
         run("sync_run", str(fake_conn.pk), "customers")
     q2 = SyncQueue.objects.latest("id")
     assert "[done]" in run("sync_force_done", str(q2.pk))

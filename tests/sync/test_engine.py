@@ -423,7 +423,7 @@ def test_the_prefetch_thread_does_not_outlive_its_consumer(fake_conn, fake_kind,
         raise RuntimeError("the consumer blew up")
 
     monkeypatch.setattr(runner, "_store_pages", store_then_blow_up)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="the consumer blew up"):
         runner.fetch()
     assert len(seen) == 1
     seen[0].join(timeout=2)

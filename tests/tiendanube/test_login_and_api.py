@@ -111,6 +111,31 @@ def test_sync_one_store_is_org_scoped(two_stores, staff, other_staff, enqueued, 
     assert [c for c in enqueued if c[1] == "api"] == [(store.pk, "api")]
 
 
+def test_store_sync_endpoints_are_throttled(two_stores, staff, enqueued, settings):
+    """Both manual sync endpoints count against the "sync-trigger" scope like every other trigger."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"sync-trigger": "2/min"}}
+    _, stale, _ = two_stores
+    client = api(staff)
+    assert client.post(f"/api/tiendanube/stores/{stale.pk}/sync/").status_code == 202
+    assert client.post("/api/tiendanube/stores/sync/").status_code == 202
+    for url in (f"/api/tiendanube/stores/{stale.pk}/sync/", "/api/tiendanube/stores/sync/"):
+        r = client.post(url)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "throttled" and "Retry-After" in r
+
+
+def test_live_checks_are_throttled(two_stores, staff, settings):
+    """Token diagnosis and a fresh health check call Tiendanube: they count against "sync-trigger" too;
+    the cached health report does not."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"sync-trigger": "2/min"}}
+    _, stale, _ = two_stores
+    client = api(staff)
+    assert client.get(f"/api/tiendanube/stores/{stale.pk}/token/").status_code == 200
+    assert client.get("/api/tiendanube/health/?fresh=1").status_code in (200, 503)  # 503: a check failed
+    assert client.get(f"/api/tiendanube/stores/{stale.pk}/token/").status_code == 429
+    assert client.get("/api/tiendanube/health/?fresh=1").status_code == 429
+    assert client.get("/api/tiendanube/health/").status_code in (200, 503)  # the stored report: not throttled
+
+
 def test_sync_all_and_initialize(two_stores, staff, enqueued, django_capture_on_commit_callbacks):
     _, stale, fresh = two_stores
     with django_capture_on_commit_callbacks(execute=True):

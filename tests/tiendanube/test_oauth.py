@@ -120,3 +120,42 @@ def test_state_expiry_is_short_and_stored_hashed(client_staff, org, tn_sandbox):
     row = OAuthState.objects.get()
     assert state not in row.state_hash
     assert row.expires_at - row.created_at == dt.timedelta(seconds=600)
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "abc", "-1", "9" * 25])
+def test_connect_with_a_bad_organization_is_a_4xx(client_staff, org, other_org, tn_sandbox, value):
+    """ "²" passes str.isdigit() but not int(): it was a 500."""
+    tn_sandbox()
+    response = client_staff.get(f"/connectors/tiendanube/connect/?organization={value}")
+    assert response.status_code in (400, 404) and not OAuthState.objects.exists()
+
+
+def test_pending_install_admin_hides_other_organizations_claims(client_staff, org, other_org, other_staff):
+    """Unclaimed installs with no organization chosen are everybody's to claim; once another organization
+    chose or claimed one, its store and organization are that organization's business."""
+    from django.utils import timezone
+
+    PendingInstall.objects.create(store_id="5001")
+    PendingInstall.objects.create(store_id="5002", organization=org)
+    PendingInstall.objects.create(store_id="5003", organization=other_org)
+    PendingInstall.objects.create(store_id="5004", organization=other_org, claimed_at=timezone.now())
+    body = client_staff.get("/admin/tiendanube/pendinginstall/").content.decode()
+    assert "5001" in body and "5002" in body
+    assert "5003" not in body and "5004" not in body and other_org.name not in body
+    theirs = PendingInstall.objects.get(store_id="5004")
+    assert client_staff.get(f"/admin/tiendanube/pendinginstall/{theirs.pk}/change/").status_code in (302, 404)
+
+
+def test_pending_install_chosen_by_another_organization_is_not_listed_or_claimable_by_api(staff, org, other_org):
+    from rest_framework.test import APIClient
+
+    open_one = PendingInstall.objects.create(store_id="6001")
+    theirs = PendingInstall.objects.create(store_id="6002", organization=other_org)
+    api = APIClient()
+    api.force_authenticate(staff)
+    listed = {row["store_id"] for row in api.get("/api/tiendanube/pending/").json()["pending"]}
+    assert listed == {open_one.store_id}
+    r = api.post(f"/api/tiendanube/pending/{theirs.pk}/claim/", {"organization": org.pk}, format="json")
+    assert r.status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.organization_id == other_org.pk and theirs.claimed_at is None

@@ -7,7 +7,7 @@ from connectors.models import Connection
 from connectors.tiendanube import services
 from connectors.tiendanube.models import ScheduleState, StoreSchedule, SyncSlot, Tier
 from connectors.tiendanube.sandbox import _fmt
-from sync.models import SyncQueue
+from sync.models import QueueState, SyncQueue
 
 pytestmark = pytest.mark.django_db
 
@@ -191,3 +191,43 @@ def test_request_without_user_agent_gets_400(tn_sandbox):
     )
     assert r.status_code == 400
     assert _fmt(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == "2026-01-01T00:00:00+0000"
+
+
+def test_parallel_cap_holds_for_runs_started_outside_the_store_task(
+    tn_sandbox, store_conn, staff, settings, fake_clock
+):
+    """The generic API trigger (and Sync now, retries, the reaper's resume: all the task sync.tasks.run_queue)
+    and manage.py sync_run must not run a store sync while the cap is reached or the store is syncing."""
+    from django.core.management import CommandError, call_command
+    from rest_framework.test import APIClient
+
+    from sync import services as sync_services
+    from sync import tasks
+    from sync.models import SyncActivity
+
+    settings.TIENDANUBE_MAX_PARALLEL_SYNCS = 1
+    sb = tn_sandbox(stores=2, records=2)
+    a, b = store_conn(sb, "1001"), store_conn(sb, "1002")
+    held = services.slot_acquire(a)  # store A is syncing and takes the only slot
+    api = APIClient()
+    api.force_authenticate(staff)
+    r = api.post(f"/api/connections/{b.pk}/resources/products/sync", {}, format="json")
+    assert r.status_code == 202
+    queue = SyncQueue.objects.get(pk=r.json()["queue_id"])
+    # Q_SYNC ran the trigger's task (sync.tasks.run_queue) inline: it was held back, nothing was fetched.
+    queue.refresh_from_db()
+    assert queue.is_active and queue.total_count == 0 and queue.started_at is None
+    assert SyncActivity.objects.filter(queue=queue, event="tiendanube.run_held_back").count() == 1
+    calls_before = sb.api_calls
+    assert tasks.run_queue(queue.pk) == "held_back"  # a re-delivery (the reaper's resume) waits too
+    assert sb.api_calls == calls_before  # the upstream was not asked for anything
+    # The foreground command is held back too.
+    with pytest.raises(CommandError, match="held back"):
+        call_command("sync_run", str(b.pk), "orders")
+    # Store A itself is "already syncing": a second run of it waits as well.
+    qa = sync_services.sync_start(connection=a, resource="customers", enqueue=False).queue
+    assert tasks.run_queue(qa.pk) == "held_back"
+    # Once the slot is free, the next delivery (the reaper's resume) runs it, inside a slot it then frees.
+    services.slot_release(held)
+    assert tasks.run_queue(queue.pk) == QueueState.DONE
+    assert SyncSlot.objects.filter(connection__isnull=False).count() == 0

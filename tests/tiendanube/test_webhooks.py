@@ -35,6 +35,15 @@ def test_bad_or_missing_signature_is_401(synced):
     assert post(body + b" ", headers["X-Linkedstore-HMAC-SHA256"]).status_code == 401
 
 
+def test_non_ascii_signature_is_401_not_500(synced):
+    """A header arrives latin-1 decoded; hmac.compare_digest refuses non-ASCII str (TypeError -> 500)."""
+    sb, _ = synced
+    body, _ = sb.webhook("1001", "product/updated", 1)
+    c = Client(raise_request_exception=False)
+    r = c.post(URL, data=body, content_type="application/json", HTTP_X_LINKEDSTORE_HMAC_SHA256="é" * 64)
+    assert r.status_code == 401
+
+
 def test_malformed_body_is_400_never_500(synced):
     sb, _ = synced
     for body in (

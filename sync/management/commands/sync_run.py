@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.core.management import BaseCommand, CommandError
 
 from connectors.models import Connection
-from sync import engine, selectors, services
+from sync import gates, selectors, services
 from sync.models import Origin, QueueState
 
 
@@ -53,7 +53,12 @@ class Command(BaseCommand):
                 last.append(line)
                 self.stdout.write(line)
 
-        state = engine.run_queue(queue.pk, progress=progress, batch_size=options["batch_size"])
+        state = gates.run_queue_gated(queue.pk, progress=progress, batch_size=options["batch_size"])
+        if state == gates.HELD_BACK:
+            raise CommandError(
+                f"queue #{queue.pk} held back by the {connection.kind} connector (see its activity); it stays "
+                "queued and the reaper (sync_reap / the reaper schedule) resumes it when it may run"
+            )
         queue.refresh_from_db()
         self.stdout.write(selectors.queue_progress_line(queue))
         if state != QueueState.DONE:
