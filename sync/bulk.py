@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import weakref
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -115,31 +114,18 @@ def _defaults(fields: list[models.Field]) -> list:
     ]
 
 
-# Staging tables known to exist, per open database session (a new session starts without them).
-_stages: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def prepare_upsert(model: type[models.Model]) -> None:
-    """Create ``model``'s staging table for this database session now, outside any transaction, so the
-    upserts of a run need not ask for it again. Optional: upsert_rows creates it when missing."""
-    if db_connection.vendor == "postgresql" and not db_connection.in_atomic_block:
-        db_connection.ensure_connection()
-        upsert_rows(model, [], unique_fields=(), update_fields=(), _create_only=True)
-
-
 def upsert_rows(
     model: type[models.Model],
     rows: list[dict],
     *,
     unique_fields: Sequence[str],
     update_fields: Sequence[str],
-    _create_only: bool = False,
 ) -> None:
     """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields. ``rows`` map field names (or
     attnames) to values, missing fields take their defaults, keys must be distinct. Call inside a
     transaction. Rows are written in key order, so two writers upserting overlapping keys take the row
     locks in the same order and cannot deadlock each other."""
-    if not rows and not _create_only:
+    if not rows:
         return
     if db_connection.vendor != "postgresql":
         objs = [model(**row) for row in rows]
@@ -162,14 +148,11 @@ def upsert_rows(
         f"CREATE TEMP TABLE IF NOT EXISTS {_qn(stage)} ON COMMIT DELETE ROWS "  # noqa: S608
         f"AS SELECT {cols} FROM {_qn(table)} WITH NO DATA"
     )
-    raw = db_connection.connection
-    if stage not in _stages.get(raw, ()):
-        with db_connection.cursor() as cursor:
-            cursor.execute(create)
-        if not db_connection.in_atomic_block:  # committed: it lives as long as this database session
-            _stages.setdefault(raw, set()).add(stage)
-    if _create_only:
-        return
+    # Asked every time (one cheap statement per group of pages): a cache of "exists in this session" could
+    # go stale behind our back (a pooled connection reset with DISCARD ALL drops temp tables), and a
+    # missing staging table would fail every write of the run.
+    with db_connection.cursor() as cursor:
+        cursor.execute(create)
     defaults = _defaults(fields)
 
     def tuples():

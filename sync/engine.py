@@ -249,7 +249,6 @@ class QueueRunner:
     def fetch(self) -> None:
         if not self._take_fetch_lease():
             return  # another worker is fetching; we help with the lines instead
-        bulk.prepare_upsert(self.model)  # once per database session, not once per page
         q = self.queue
         q.refresh_from_db(fields=["fetch_token", "cursor_to", "pages_fetched", "cursor_from"])
         ctx = FetchContext(
