@@ -72,6 +72,14 @@ class UnknownResourceError(SyncServiceError):
     code = "unknown_resource"
 
 
+class InvalidIdempotencyKey(SyncServiceError):
+    http_status = 400
+    code = "invalid_idempotency_key"
+
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
 # --- Pure helpers ----------------------------------------------------------------------------------------
 def derive_queue_state(
     *,
@@ -195,7 +203,10 @@ def sync_start(
     resource is already active, that queue is returned instead of a twin."""
     _validate(connection, resource)
     params = params or {}
-    key = (idempotency_key or "").strip()[:255]
+    key = (idempotency_key or "").strip()
+    if len(key) > IDEMPOTENCY_KEY_MAX:
+        # Never cut it: two keys sharing their first 255 characters would then share one run.
+        raise InvalidIdempotencyKey(f"idempotency key longer than {IDEMPOTENCY_KEY_MAX} characters")
     fingerprint = params_fingerprint(connection_id=connection.pk, resource=resource, full_scan=full_scan, params=params)
     if key:
         existing = SyncQueue.objects.filter(organization_id=connection.organization_id, idempotency_key=key).first()

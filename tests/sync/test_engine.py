@@ -599,3 +599,14 @@ def test_a_group_the_database_rejects_is_stored_as_draft_lines(fake_conn, fake_k
     q.refresh_from_db()
     assert q.done_count == 2 and Customer.objects.filter(connection=fake_conn).count() == 2
     assert_counters_match(q)
+
+
+def test_an_idempotency_key_too_long_is_refused_never_cut(fake_conn, fake_kind):
+    fake_kind.__init__(1)
+    base = "k" * services.IDEMPOTENCY_KEY_MAX
+    ok = services.sync_start(connection=fake_conn, resource="customers", idempotency_key=base, enqueue=False)
+    assert ok.created
+    with pytest.raises(services.InvalidIdempotencyKey) as err:
+        services.sync_start(connection=fake_conn, resource="customers", idempotency_key=base + "x", enqueue=False)
+    assert err.value.http_status == 400 and "255" in str(err.value)
+    assert SyncQueue.objects.count() == 1
