@@ -22,6 +22,8 @@ _PATTERNS = [
     re.compile(
         r"(?i)(\"(?:consumer_secret|client_secret|access_token|refresh_token|password|secret|token)\"\s*:\s*\")[^\"]+"
     ),
+    # Credentials in a URL's userinfo (https://user:password@host/...): someone pasted them into a setting.
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)[^/\s@\"']+@"),
 ]
 
 
@@ -41,7 +43,7 @@ def redact(text: object) -> str:
         if secret in s:
             s = s.replace(secret, MASK)
     for pattern in _PATTERNS:
-        s = pattern.sub(lambda m: m.group(1) + MASK, s)
+        s = pattern.sub(lambda m: m.group(1) + MASK + ("@" if m.group(0).endswith("@") else ""), s)
     return s
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from customers.models import LoyaltyTier
+from sync.redaction import redact
 from sync.selectors import setting_get
 
 from . import conf
@@ -20,7 +21,7 @@ def loyalty_refresh_status(organization) -> dict:
 
     return {
         "configured": bool(endpoint),
-        "endpoint": endpoint or "",
+        "endpoint": redact(endpoint or ""),  # a URL with user:password@ in it must not be shown
         "interval_seconds": int(refresh_interval(organization).total_seconds()),
         "last_requested_at": iso(state and state.last_requested_at),
         "last_started_at": iso(state and state.last_started_at),

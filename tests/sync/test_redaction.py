@@ -71,3 +71,12 @@ def test_redact_shapes():
         "nested": [{"password": MASK}],
         "ok": "fine",
     }
+
+
+def test_credentials_in_a_url_userinfo_are_masked():
+    from sync.redaction import MASK, redact
+
+    assert redact("GET https://bob:s3cr3t-pw@mule.example/api/tiers failed") == (
+        f"GET https://{MASK}@mule.example/api/tiers failed"
+    )
+    assert redact("https://mule.example/api/tiers?page=2") == "https://mule.example/api/tiers?page=2"
