@@ -69,12 +69,19 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest) -> HttpResponse:
-    """Bad signature 401, malformed 400, anything else 200 - never a 5xx (the sender would retry for 48 h)."""
+    """Bad signature 401, malformed 400, handled 200. A verified delivery we failed to act on (the database
+    down, a bug) is a 503: nothing was recorded, and Tiendanube redelivers for up to 48 h, which is what
+    we want (acting on a delivery twice is harmless: webhook lines dedupe by record id)."""
     try:
         done = services.webhook_handle(body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"))
     except services.WebhookRejected as exc:
         return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
     except Exception:
         log.exception("tiendanube webhook handling failed")
-        return JsonResponse({"status": "accepted", "detail": "recorded; processing failed and was logged"}, status=202)
+        response = JsonResponse(
+            {"error": "webhook_not_processed", "detail": "the delivery could not be processed; please redeliver"},
+            status=503,
+        )
+        response["Retry-After"] = "60"
+        return response
     return JsonResponse({"status": "ok", "detail": done})

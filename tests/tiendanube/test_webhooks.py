@@ -149,3 +149,22 @@ def test_sandbox_sends_uninstall_webhook_then_api_answers_401(synced, live_serve
         )["has_token"]
         is False
     )
+
+
+def test_a_delivery_we_fail_to_act_on_is_a_503_so_tiendanube_redelivers(synced, monkeypatch):
+    from connectors.tiendanube import services
+    from sync import services as sync_services
+
+    sb, conn = synced
+    cid = 1001 * 100_000 + 1
+    body, headers = sb.webhook("1001", "customer/deleted", cid)
+
+    def database_down(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(sync_services, "sync_enqueue_records", database_down)
+    r = post(body, headers["X-Linkedstore-HMAC-SHA256"])
+    assert r.status_code == 503 and r["Retry-After"] == "60"
+    assert r.json()["error"] == "webhook_not_processed"
+    monkeypatch.undo()
+    assert services.webhook_handle(body=body, signature=headers["X-Linkedstore-HMAC-SHA256"]).endswith("deleted")
