@@ -156,6 +156,8 @@ def exchange_code(code: str) -> tuple[str, str, str]:
         body = response.json()
     except ValueError:
         body = {}
+    if not isinstance(body, dict):  # a JSON array or scalar: no fields to read, never an AttributeError
+        body = {}
     if 400 <= response.status_code < 500:
         raise OAuthError(
             f"Tiendanube refused the code: {redact(body.get('error_description') or body.get('error') or response.status_code)}"

@@ -159,3 +159,20 @@ def test_pending_install_chosen_by_another_organization_is_not_listed_or_claimab
     assert r.status_code == 404
     theirs.refresh_from_db()
     assert theirs.organization_id == other_org.pk and theirs.claimed_at is None
+
+
+@pytest.mark.parametrize("answer", [[], ["access_token"], "ok", 7])
+def test_a_token_endpoint_answering_something_other_than_an_object_is_a_clear_error(settings, answer):
+    from connectors.sandbox.server import Response, SandboxApp, serve
+    from connectors.tiendanube import services
+
+    app = SandboxApp()
+
+    @app.route("POST", "/apps/authorize/token")
+    def token(req):
+        return Response.json(answer, status=200)
+
+    with serve(app) as root:
+        settings.TIENDANUBE_TOKEN_URL = f"{root}/apps/authorize/token"
+        with pytest.raises(services.OAuthUpstreamError, match="unexpected answer"):
+            services.exchange_code("a-code")
