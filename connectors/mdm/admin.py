@@ -16,7 +16,7 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.utils.html import format_html
 
-from sync.admin import ReadOnlyScopedAdmin, org_ids
+from sync.admin import ReadOnlyScopedAdmin
 from sync.redaction import redact
 
 from . import selectors, services
@@ -25,24 +25,11 @@ from .models import ExportRun, RunStatus
 CHANGELIST = "admin:mdm_exportrun_changelist"
 
 
-def export_organization_id(request: HttpRequest) -> int | None:
-    """The organization owning the export (None: not configured, or configured by env without one)."""
-    if not hasattr(request, "_synchub_mdm_org"):
-        try:
-            request._synchub_mdm_org = services.export_connection().organization_id
-        except services.ExportConfigError:
-            request._synchub_mdm_org = None
-    return request._synchub_mdm_org
-
-
 def can_operate_export(request: HttpRequest) -> bool:
-    user = request.user
-    if not (user.is_active and user.is_staff):
-        return False
-    if user.is_superuser:
-        return True
-    org_id = export_organization_id(request)
-    return org_id is not None and org_id in (org_ids(request) or [])
+    """The API's rule (selectors.export_operable_by), asked once per request."""
+    if not hasattr(request, "_synchub_mdm_can_operate"):
+        request._synchub_mdm_can_operate = selectors.export_operable_by(request.user)
+    return request._synchub_mdm_can_operate
 
 
 def export_panel(request: HttpRequest) -> dict:
