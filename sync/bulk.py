@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 from django.conf import settings
 from django.db import connection as db_connection
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 
@@ -122,15 +122,25 @@ def upsert_rows(
     update_fields: Sequence[str],
 ) -> None:
     """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields. ``rows`` map field names (or
-    attnames) to values, missing fields take their defaults, keys must be distinct. Call inside a
+    attnames) to values, missing fields take their defaults, keys must be distinct. Meant for a
     transaction. Rows are written in key order, so two writers upserting overlapping keys take the row
-    locks in the same order and cannot deadlock each other."""
+    locks in the same order and cannot deadlock each other. Outside a transaction it opens its own."""
     if not rows:
         return
     if db_connection.vendor != "postgresql":
         objs = [model(**row) for row in rows]
         model.objects.bulk_create(objs, update_conflicts=True, unique_fields=unique_fields, update_fields=update_fields)
         return
+    if not db_connection.in_atomic_block:
+        # In autocommit the COPY would commit on its own, and ON COMMIT DELETE ROWS would empty the staging
+        # table before the INSERT..SELECT reads it: the rows would be dropped without an error.
+        with transaction.atomic():
+            _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields)
+        return
+    _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields)
+
+
+def _upsert_copy(model, rows: list[dict], *, unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
     meta = model._meta
     fields, positions, prep = _layout(model)
     columns = [f.column for f in fields]

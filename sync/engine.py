@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import F, Min, Q
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 
 # Longest pause we take inside a task waiting for a line's backoff; longer waits are left to the reaper.
 MAX_INLINE_WAIT = 30.0
+# What a model field raises for a value it cannot convert before the database sees it (a decimal column
+# given a word): like a row the database rejects, that is one record's problem, isolated row by row.
+_VALUE_REFUSED = (ValidationError, ValueError, TypeError)
 PREFETCH_PAGES = 4
 
 
@@ -645,8 +649,8 @@ class QueueRunner:
             with transaction.atomic():
                 self._write(upserts, deletes, now)
                 self._settle_lines([line for line, _ in upserts] + deletes, failures, now)
-        except (IntegrityError, DatabaseError) as exc:
-            if not upserts or len(upserts) + len(deletes) == 1:
+        except (IntegrityError, DatabaseError, *_VALUE_REFUSED) as exc:
+            if not upserts:
                 raise
             log.warning(
                 "queue %s: batch write failed (%s); isolating the bad row", self.queue.pk, exc.__class__.__name__
@@ -666,6 +670,10 @@ class QueueRunner:
                 raise
             except (IntegrityError, DatabaseError) as exc:
                 failures.append((line, f"database rejected the record: {redact(exc)[:500]}", True))
+            except ValidationError as exc:  # a value the model field cannot convert: this record's data
+                failures.append((line, f"a field rejected the record: {redact(exc)[:500]}", True))
+            except (ValueError, TypeError) as exc:  # perhaps our bug, not the data: retried with backoff
+                failures.append((line, f"{exc.__class__.__name__}: {redact(exc)[:500]}", False))
         with transaction.atomic():
             self._write([], deletes, now)
             self._settle_lines(ok + deletes, failures, now)
