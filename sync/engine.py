@@ -679,6 +679,17 @@ class QueueRunner:
             self._settle_lines(ok + deletes, failures, now)
 
     def _write(self, upserts: list[tuple[SyncQueueLine, dict]], deletes: list[SyncQueueLine], now) -> None:
+        if deletes and is_postgres():
+            # The upsert takes its rows' locks in key order, but the delete after it would take its own in
+            # whatever order it scans them: a run (upsert A, delete B) and a webhook batch (upsert B,
+            # delete A) deadlocked. Lock every existing row we touch first, in the upsert's key order.
+            keys = [line.external_id for line, _ in upserts] + [line.external_id for line in deletes]
+            list(
+                self.model.objects.select_for_update()
+                .filter(connection_id=self.connection.pk, external_id__in=keys)
+                .order_by("external_id")
+                .values_list("id", flat=True)
+            )
         if upserts:
             conn = self.connection
             rows = []

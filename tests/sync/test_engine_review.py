@@ -284,3 +284,57 @@ def test_the_claim_and_reaper_queries_can_use_the_partial_indexes(fake_conn, fak
             cursor.execute(f"DROP INDEX {other}")
     plan = build(q.pk).explain()
     assert index in plan, plan
+
+
+# --- the webhook lane and a run writing the same rows ----------------------------------------------------
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_run_and_the_webhook_lane_crossing_upserts_and_deletes_do_not_deadlock(
+    fake_conn, fake_kind, org, monkeypatch
+):
+    """The run's group upserts A and deletes B while a webhook batch upserts B and deletes A. Upserts are
+    written in key order, but a delete after them took its rows' locks in the other order: PostgreSQL
+    killed one of the two transactions as a deadlock (an OperationalError, which fails a fetching run)."""
+    import threading
+
+    fake_kind.__init__(0)
+    for ext in ("A", "B"):
+        Customer.objects.create(organization=org, connection=fake_conn, external_id=ext, email=f"{ext}@example.com")
+    run_q = start(fake_conn, enqueue=False)
+    hook_q = services.sync_enqueue_records(
+        connection=fake_conn, resource="customers", records=[fake_kind.make(99)], enqueue=False
+    )
+    barrier = threading.Barrier(2, timeout=3)
+    real_upsert = bulk.upsert_rows
+
+    def upsert_then_wait(*args, **kwargs):
+        real_upsert(*args, **kwargs)
+        try:
+            barrier.wait()  # both hold their upserted rows before either deletes
+        except threading.BrokenBarrierError:
+            pass  # the other writer waits on our locks: fine, go on
+
+    monkeypatch.setattr(bulk, "upsert_rows", upsert_then_wait)
+    errors: list[BaseException] = []
+
+    def write(queue, upsert_ext, delete_ext):
+        try:
+            runner = engine.QueueRunner(queue)
+            up = SyncQueueLine(external_id=upsert_ext, payload={})
+            gone = SyncQueueLine(external_id=delete_ext, payload={}, action=LineAction.DELETE)
+            with transaction.atomic():
+                runner._write([(up, {"email": f"{upsert_ext}@new.example.com"})], [gone], services.clock.now())
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            db_connection.close()
+
+    threads = [
+        threading.Thread(target=write, args=(run_q, "A", "B")),
+        threading.Thread(target=write, args=(hook_q, "B", "A")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
