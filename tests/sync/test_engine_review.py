@@ -338,3 +338,56 @@ def test_a_run_and_the_webhook_lane_crossing_upserts_and_deletes_do_not_deadlock
     for t in threads:
         t.join(timeout=30)
     assert not errors, errors
+
+
+# --- force-done during a fetch; a full scan's deletions after a group fell back to drafts -----------------
+def test_force_done_in_the_middle_of_a_fetch_stops_it_without_counter_drift(fake_conn, fake_kind):
+    from sync.models import QueueState
+
+    fake_kind.__init__(40)
+    fake_kind.flaky["2"] = 100  # a draft line waiting for its retry when the queue is forced done
+    fake_conn.config = {"fetch_group_records": 1}
+    fake_conn.save(update_fields=["config"])
+    q = start(fake_conn, enqueue=False)
+    forced = []
+
+    def progress(queue):
+        if queue.pages_fetched >= 2 and not forced:
+            forced.append(services.queue_force_done(queue=queue))
+
+    state = engine.run_queue(q.pk, progress=progress, batch_size=5)
+    q.refresh_from_db()
+    assert forced and state == QueueState.DONE
+    assert q.pages_fetched < 4, "the fetch stopped at the force"
+    assert_counters_match(q)
+    done_upserts = SyncQueueLine.objects.filter(queue=q, state=LineState.DONE, action=LineAction.UPSERT)
+    assert Customer.objects.filter(connection=fake_conn).count() == done_upserts.count()
+    assert lines_of(q)["2"].state == LineState.CANCELLED
+
+
+def test_a_full_scan_with_a_group_stored_as_drafts_marks_only_missing_rows_deleted(fake_conn, fake_kind, monkeypatch):
+    from django.db import IntegrityError
+
+    from tests import fakes
+
+    monkeypatch.setattr(fakes.connector.resources["customers"], "mark_missing_deleted", True)
+    fake_kind.__init__(25)
+    start(fake_conn, full_scan=True)
+    del fake_kind.records[4]  # id 5 vanished upstream
+    real = engine.QueueRunner._store_inline
+    calls = []
+
+    def first_group_rejected(self, *args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IntegrityError("simulated")
+        return real(self, *args)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_inline", first_group_rejected)
+    fake_conn.config = {"fetch_group_records": 1}
+    fake_conn.save(update_fields=["config"])
+    q = start(fake_conn, full_scan=True)
+    assert q.state == "done" and len(calls) >= 2
+    gone = Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False)
+    assert list(gone.values_list("external_id", flat=True)) == ["5"]
+    assert_counters_match(q)
