@@ -391,3 +391,22 @@ def test_a_full_scan_with_a_group_stored_as_drafts_marks_only_missing_rows_delet
     gone = Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False)
     assert list(gone.values_list("external_id", flat=True)) == ["5"]
     assert_counters_match(q)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, older than this session: upserts never compare snapshots, so a page fetched before a "
+    "webhook delivery and stored after it writes the older record over the newer one (the next run heals it)",
+)
+def test_a_page_fetched_before_a_webhook_delivery_does_not_overwrite_its_newer_snapshot(fake_conn, fake_kind):
+    fake_kind.__init__(0)
+    make = fake_kind.make
+    q = start(fake_conn, enqueue=False)
+    runner = runner_with_lease(q)
+    older = make(1, first_name="Old", version=1)  # the run fetched this page first...
+    hook = services.sync_enqueue_records(
+        connection=fake_conn, resource="customers", records=[make(1, first_name="New", version=2)], enqueue=False
+    )
+    engine.run_queue(hook.pk)  # ...the webhook lane wrote the newer snapshot meanwhile...
+    runner._store_pages([Page([older], next_token=None)])  # ...then the run stored its page
+    assert Customer.objects.get(connection=fake_conn, external_id="1").first_name == "New"
