@@ -29,6 +29,48 @@ def json_text(obj) -> str:
         return json.dumps(obj)
 
 
+# PostgreSQL's text and jsonb cannot hold U+0000, though JSON and Python strings can: such a record can be
+# neither written nor kept as it is. It fails its own line, whose payload keeps it with U+FFFD instead.
+UNSTORABLE_ERROR = (
+    "the record contains a NUL character (\\u0000), which PostgreSQL cannot store; "
+    "this line keeps a copy with U+FFFD in its place"
+)
+
+
+def unstorable(record) -> bool:
+    """True on PostgreSQL for a record holding a NUL character anywhere (keys included)."""
+    return db_connection.vendor == "postgresql" and "\\u0000" in json_text(record) and _has_nul(record)
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def payload_text(payload) -> str:
+    """JSON text of a line's payload for COPY; a record PostgreSQL cannot hold is kept with U+FFFD for NUL."""
+    text = json_text(payload)
+    if "\\u0000" in text and _has_nul(payload):
+        text = json_text(without_nul(payload))
+    return text
+
+
+def without_nul(value):
+    """``value`` with every NUL character replaced by U+FFFD (for keeping an unstorable record's copy)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def relaxed_allowed() -> bool:
     """May the current transaction commit without waiting for its WAL flush? Only with
     ``SYNC_ASYNC_COMMIT``, on PostgreSQL, in an outermost atomic block (never inside somebody else's

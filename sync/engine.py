@@ -441,6 +441,9 @@ class QueueRunner:
         ready: dict[str, tuple[dict, str, dict | None]] = {}
         failed: dict[str, tuple[dict, str, bool]] = {}
         for ext, record in keyed.items():
+            if bulk.unstorable(record):
+                failed[ext] = (record, bulk.UNSTORABLE_ERROR, True)
+                continue
             try:
                 if self.resource.is_deleted(record):
                     ready[ext] = (record, LineAction.DELETE, None)

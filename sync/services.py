@@ -18,7 +18,7 @@ from django_q.tasks import async_task
 
 from . import clock
 from .activity import activity_record
-from .bulk import copy_rows, json_text
+from .bulk import UNSTORABLE_ERROR, copy_rows, payload_text, unstorable, without_nul
 from .bulk import relaxed_allowed as bulk_relaxed_allowed
 from .models import (
     ActivityLevel,
@@ -387,6 +387,19 @@ def lines_add(queue: SyncQueue, resource, records: list[dict], *, action: str | 
                 )
             )
             continue
+        if unstorable(record):  # PostgreSQL cannot hold it: its own failed line, nothing else is refused
+            invalid.append(
+                SyncQueueLine(
+                    queue=queue,
+                    external_id=f"unstorable:{uuid.uuid4().hex[:12]}:{ext}"[:255],
+                    payload=without_nul(record),
+                    state=LineState.FAILED,
+                    attempts=1,
+                    last_error=f"{ext}: {UNSTORABLE_ERROR}"[:2000],
+                    updated_at=now,
+                )
+            )
+            continue
         line_action = action or (LineAction.DELETE if resource.is_deleted(record) else LineAction.UPSERT)
         incoming[ext] = (record, line_action, ext)
     existing = (
@@ -501,7 +514,7 @@ def lines_insert(lines: list[NewLine] | list[SyncQueueLine]) -> None:
                 line.queue_id,
                 line.external_id,
                 str(line.action),
-                json_text(line.payload),
+                payload_text(line.payload),
                 str(line.state),
                 line.attempts,
                 line.next_attempt_at,

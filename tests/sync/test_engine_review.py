@@ -102,25 +102,42 @@ def test_a_delete_and_an_upsert_of_the_same_id_in_one_group_keep_the_last(fake_c
 
 # --- a record only the database refuses ------------------------------------------------------------------
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (older than this session's changes): the draft fallback stores the raw payload as jsonb, "
-    "which cannot hold \\u0000 either, so lines_insert's COPY fails too and the whole run fails on one record",
-)
+@pytest.mark.postgres
 def test_a_record_postgresql_refuses_fails_alone_and_the_rest_of_its_group_is_written(fake_conn, fake_kind):
-    """A NUL character is valid JSON and a valid Python string, but not PostgreSQL text: the inline write
-    of the group fails, the group goes to draft lines, and the claimed path isolates that one record."""
+    """A NUL character is valid JSON and a valid Python string, but neither PostgreSQL text nor jsonb can
+    hold it: that record fails its own line at once (its payload kept with U+FFFD), the rest of the group
+    is written, and the run is not stuck on it."""
     fake_kind.__init__(0)
     make = fake_kind.make
     q = start(fake_conn, enqueue=False)
     runner = runner_with_lease(q)
     drafts = runner._store_pages([Page([make(1), make(2, first_name="bad\x00name"), make(3)], next_token=None)])
-    assert drafts == 3
-    runner.process_available()
+    assert drafts == 0
     lines = lines_of(q)
     assert {k: v.state for k, v in lines.items()} == {"1": "done", "2": "failed", "3": "done"}
-    assert "database rejected" in lines["2"].last_error
+    assert "NUL character" in lines["2"].last_error
+    assert lines["2"].payload["first_name"] == "bad\ufffdname"
     assert sorted(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == ["1", "3"]
+    assert_counters_match(q)
+    q.refresh_from_db()
+    assert q.action_required
+
+
+@pytest.mark.postgres
+def test_a_pushed_record_postgresql_refuses_fails_alone_on_the_webhook_lane(fake_conn, fake_kind):
+    make = fake_kind.make
+    q = services.sync_enqueue_records(
+        connection=fake_conn,
+        resource="customers",
+        records=[make(7), make(8, last_name="x\x00y"), {"id": 9, "email": "nine@example.com", "k\x00": 1}],
+        enqueue=False,
+    )
+    engine.run_queue(q.pk)
+    lines = lines_of(q)
+    failed = {k: v for k, v in lines.items() if v.state == "failed"}
+    assert len(failed) == 2 and all("NUL character" in v.last_error for v in failed.values())
+    assert {k for k, v in lines.items() if v.state == "done"} == {"7"}
+    assert list(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == ["7"]
     assert_counters_match(q)
 
 
