@@ -345,10 +345,6 @@ class QueueRunner:
             stop.set()
             thread.join(timeout=5)
 
-    def _store_page(self, page: Page) -> int:
-        """One page on its own (see _store_pages)."""
-        return self._store_pages([page])
-
     def _store_pages(self, pages: list[Page]) -> int:
         """Save a group of consecutive pages' lines and the fetch progress in one transaction; returns how
         many lines it left in draft for the batch loop. The group is what the producer had ready (at least

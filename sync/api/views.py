@@ -37,6 +37,18 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 IDEMPOTENCY_LOCK_SECONDS = 60
 
 
+def idempotency_key(request) -> str:
+    """The request's Idempotency-Key header ('' when absent); 1-255 visible ASCII characters or a 400."""
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if key and not IDEMPOTENCY_KEY_RE.match(key):
+        raise ApiError(
+            "Idempotency-Key must be 1-255 visible ASCII characters.",
+            code="invalid",
+            details={"fields": {"Idempotency-Key": ["Invalid value."]}},
+        )
+    return key
+
+
 # --- Documentation helpers -------------------------------------------------------------------------------
 _err = error_response
 _id_param = id_param
@@ -319,13 +331,7 @@ class SyncTriggerView(ApiView):
         connector_for(conn)  # a kind that cannot load is a 409, not a 500 from inside sync_start
         body = s.TriggerRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if key and not IDEMPOTENCY_KEY_RE.match(key):
-            raise ApiError(
-                "Idempotency-Key must be 1-255 visible ASCII characters.",
-                code="invalid",
-                details={"fields": {"Idempotency-Key": ["Invalid value."]}},
-            )
+        key = idempotency_key(request)
         with idempotency_lock(conn.organization_id, key):
             result = services.sync_start(
                 connection=conn,
