@@ -25,6 +25,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff format --check .
 
 ## bench: every benchmark (B1-B8) against PostgreSQL (DATABASE_URL, default synchub_bench); prints medians and ratios

@@ -39,7 +39,7 @@ class BenchWooClient(Client):
     def __init__(self, connection, **kw) -> None:
         super().__init__(connection, **kw)
         # One pooled connection per fetch thread.
-        from connectors.http import guarded_session
+        from core.http import guarded_session
 
         if "session" not in kw:
             self.session.close()

@@ -163,6 +163,15 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Sync engine ----------------------------------------------------------------------------------
+# The engine reaches connectors only through these dotted paths (sync.registry); a new upstream is one line here.
+SYNC_CONNECTORS = {
+    "woocommerce": "connectors.woocommerce.connector.connector",
+    "lightspeed": "connectors.lightspeed.connector.connector",
+    "tiendanube": "connectors.tiendanube.connector.connector",
+    "mulesoft": "connectors.mulesoft.connector.connector",
+    "mdm": "connectors.mdm.connector.connector",
+}
+SYNC_CONNECTION_MODEL = "connectors.Connection"
 SYNC_BATCH_SIZE = env.int("SYNC_BATCH_SIZE", default=50)
 # The fetcher writes each page's new records itself, in batches, in the page's transaction (docs/engine.md).
 SYNC_PROCESS_ON_FETCH = env.bool("SYNC_PROCESS_ON_FETCH", default=True)
@@ -196,7 +205,7 @@ INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE = env("INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE",
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "sync.redaction.RedactingFilter"}},
+    "filters": {"redact": {"()": "core.redaction.RedactingFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"], "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},

@@ -9,13 +9,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.utils.html import format_html
 
+from core.redaction import redact
 from sync import services
 from sync.admin import OrgScopedAdmin
 from sync.admin_views import reconnect_url
-from sync.redaction import redact
+from sync.registry import KINDS, get_connector
 
 from .models import Connection
-from .registry import KINDS, get_connector
 
 log = logging.getLogger(__name__)
 SECRET_PREFIX = "secret__"

@@ -9,83 +9,55 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import enum
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import backoff
 import requests
 from django.conf import settings
 
-from sync import clock
-from sync.redaction import redact
-
-from .http import BlockedDestination, check_url, guarded_session
+from core.errors import (
+    AuthError,
+    BadPage,
+    MappingError,
+    PaginationStalled,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    UpstreamError,
+    Verdict,
+)
+from core.http import BlockedDestination, check_url, guarded_session
+from core.paging import FetchContext, Page
+from core.timestamps import parse_retry_after, parse_upstream_datetime
 
 if TYPE_CHECKING:
     from .models import Connection
 
+# The contract's vocabulary lives in core (the engine speaks it too); connectors import it from here.
+__all__ = [
+    "AuthError",
+    "BadPage",
+    "Client",
+    "FetchContext",
+    "MappingError",
+    "Page",
+    "PaginationStalled",
+    "PermanentError",
+    "RateLimited",
+    "Resource",
+    "TransientError",
+    "UpstreamError",
+    "Verdict",
+    "default_classify",
+    "error_message",
+    "parse_retry_after",
+    "parse_upstream_datetime",
+]
+
 log = logging.getLogger(__name__)
-
-
-# --- Errors: classified once, in the client ----------------------------------------------------------
-class Verdict(enum.Enum):
-    OK = "ok"
-    RETRY = "retry"  # transient: 5xx, timeouts, resets, HTML where JSON was expected
-    RATE_LIMITED = "rate_limited"  # 429: wait as the upstream says
-    AUTH = "auth"  # 401/403/invalid_grant: needs re-authorisation, stop syncing
-    FAIL = "fail"  # permanent: 4xx, blocked destination, redirect
-
-
-class UpstreamError(Exception):
-    verdict: ClassVar[Verdict] = Verdict.FAIL
-
-    def __init__(self, message: str, *, status: int | None = None, wait: float | None = None, code: str = "") -> None:
-        super().__init__(redact(message))
-        self.status = status
-        self.wait = wait
-        self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self)
-
-
-class TransientError(UpstreamError):
-    verdict = Verdict.RETRY
-
-
-class RateLimited(UpstreamError):
-    verdict = Verdict.RATE_LIMITED
-
-
-class AuthError(UpstreamError):
-    verdict = Verdict.AUTH
-
-
-class PermanentError(UpstreamError):
-    verdict = Verdict.FAIL
-
-
-class BadPage(UpstreamError):
-    """A page that cannot be parsed: the run fails and the cursor stays where it was."""
-
-    verdict = Verdict.FAIL
-
-
-class PaginationStalled(UpstreamError):
-    """Paging stopped advancing (same token twice, or more pages than the upstream said exist)."""
-
-    verdict = Verdict.FAIL
-
-
-class MappingError(ValueError):
-    """A record the mapper cannot accept. Only its own line fails."""
 
 
 _ERROR_FOR = {
@@ -96,24 +68,6 @@ _ERROR_FOR = {
 }
 
 
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Retry-After as delta-seconds or as an HTTP date (RFC 9110 §10.2.3). None if absent/garbled."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or clock.now())).total_seconds())
 
 
 def default_classify(response: requests.Response) -> tuple[Verdict, float | None]:
@@ -318,25 +272,6 @@ def _bounded_wait(wait: float | None) -> float:
 
 
 # --- Paging and resources --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Page:
-    records: list[dict]
-    next_token: Any = None  # JSON-serialisable; None means this was the last page
-    cursor: str | None = None  # the cursor value this page's records reach (committed only after processing)
-    total: int | None = None  # total records upstream says exist, when it says
-
-
-@dataclass
-class FetchContext:
-    """What the engine hands a resource when fetching. ``cursor`` is the committed cursor ('' = none)."""
-
-    client: Client
-    cursor: str
-    token: Any
-    full_scan: bool
-    params: dict = field(default_factory=dict)
-
-
 class Resource:
     """Declarative description of one upstream resource.
 
@@ -394,19 +329,3 @@ class Resource:
     def record_cursor(self, record: dict) -> str | None:
         """The cursor value of one record (for timestamp/version cursors); None if not applicable."""
         return None
-
-
-def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.datetime | None:
-    """Parse an upstream timestamp to an aware UTC datetime (naive values are taken as UTC)."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, dt.datetime):
-        parsed = value
-    else:
-        try:
-            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise MappingError(f"not a timestamp: {str(value)[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC) if assume_utc else parsed
-    return parsed.astimezone(dt.UTC)

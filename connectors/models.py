@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
-from sync.redaction import register_secret
-
-from . import crypto
+from core import crypto
+from core.redaction import register_secret
 
 
 class Health(models.TextChoices):

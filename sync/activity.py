@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from core.redaction import redact, redact_data
+
 from .models import ActivityLevel, SyncActivity
-from .redaction import redact, redact_data
 
 log = logging.getLogger("synchub.activity")
 

@@ -27,6 +27,7 @@ from .models import (
     SyncStatus,
     SystemSetting,
 )
+from .registry import connection_model
 
 
 # --- Scoping -----------------------------------------------------------------------------------------------
@@ -81,8 +82,7 @@ class OrgScopedAdmin(admin.ModelAdmin):
         """FK dropdowns (and raw-id lookups via get_queryset of the target admin) list only own rows."""
         ids = org_ids(request)
         if ids is not None:
-            from connectors.models import Connection
-
+            Connection = connection_model()
             related = db_field.related_model
             if related is Organization:
                 kwargs["queryset"] = Organization.objects.filter(id__in=ids)

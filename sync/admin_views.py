@@ -18,11 +18,12 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, Resolver404, resolve, reverse
 from django.utils.html import format_html
 
-from connectors.models import Connection
+from core import clock
+from core.redaction import redact
 
-from . import clock, selectors, services
+from . import selectors, services
 from .models import LineState, QueueState, SyncQueue, SyncStatus
-from .redaction import redact
+from .registry import connection_model
 
 FINISHED = {QueueState.DONE, QueueState.PARTIAL, QueueState.FAILED, QueueState.CANCELLED}
 LINES_PER_PAGE = 50
@@ -155,7 +156,7 @@ def reconnect_url(connection) -> str:
     """Where a staff user re-authorises a connection. Convention: a connector that supports an interactive
     (OAuth) reconnect exposes ``/connectors/<kind>/connect/<id>/``; otherwise the connection's admin page,
     where new credentials can be entered."""
-    from connectors.registry import UnknownKind, get_connector
+    from sync.registry import UnknownKind, get_connector
 
     try:
         declared = get_connector(connection.kind).reconnect_path
@@ -177,7 +178,7 @@ def reconnect_url(connection) -> str:
 
 def dashboard_rows(user) -> list[ConnectionRow]:
     """Three queries whatever the number of connections: connections, statuses, active queues."""
-    from connectors.registry import get_connector
+    from sync.registry import get_connector
 
     connections = list(selectors.connection_list(user=user).order_by("organization__name", "name"))
     statuses: dict[tuple[int, str], SyncStatus] = {
@@ -256,7 +257,7 @@ def dashboard_sync(request: HttpRequest) -> HttpResponse:
     back = redirect("admin:sync_dashboard")
     try:
         connection = selectors.connection_list(user=request.user).get(pk=int(request.POST.get("connection", "")))
-    except (ValueError, TypeError, Connection.DoesNotExist):
+    except (ValueError, TypeError, connection_model().DoesNotExist):
         messages.error(request, "No such connection.")
         return back
     resource = request.POST.get("resource", "")

@@ -25,13 +25,15 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db import connection as db_connection
 from django.db.models import F, Min, Q
 
-from connectors.base import AuthError, BadPage, FetchContext, MappingError, Page, PaginationStalled, UpstreamError
-from connectors.registry import get_connector
+from core import clock
+from core.errors import AuthError, BadPage, MappingError, PaginationStalled, UpstreamError
+from core.paging import FetchContext, Page
+from core.redaction import redact
+from sync.registry import get_connector
 
-from . import bulk, clock
+from . import bulk
 from .activity import activity_record
 from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
-from .redaction import redact
 from .services import (
     NewLine,
     connection_mark_needs_reauth,

@@ -1,4 +1,4 @@
-"""Run a queue through its connector's optional ``run_gate`` (connectors.registry.Connector).
+"""Run a queue through its connector's optional ``run_gate`` (sync.registry.Connector).
 
 Every way a queue reaches a worker (trigger, Sync now, schedule, retry, the reaper's resume) is the task
 ``sync.tasks.run_queue``, and manage.py sync_run runs in the foreground: both come through here, so a
@@ -20,7 +20,7 @@ HELD_BACK = "held_back"
 
 def run_queue_gated(queue_id: int, **run_kwargs) -> str | None:
     """engine.run_queue inside the connector's gate. Returns the engine's result, or HELD_BACK."""
-    from connectors.registry import get_connector
+    from sync.registry import get_connector
 
     queue = SyncQueue.objects.select_related("connection").filter(pk=queue_id).first()
     gate = None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django_q.models import Schedule
 
-from . import clock
+from core import clock
 
 
 @dataclass(frozen=True)
@@ -72,20 +72,14 @@ def schedule_upsert(spec: ScheduleSpec) -> Schedule:
 
 
 def contributed_specs() -> list[ScheduleSpec]:
-    """Each connector may define ``connectors/<kind>/schedules.py`` with ``schedule_specs()``."""
-    import importlib
-
-    from connectors.registry import KINDS
+    """What each registered connector declares (``Connector.schedules``)."""
+    from .registry import KINDS, get_connector
 
     specs: list[ScheduleSpec] = []
     for kind in KINDS:
-        try:
-            module = importlib.import_module(f"connectors.{kind}.schedules")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"connectors.{kind}.schedules":
-                raise
-            continue
-        specs.extend(module.schedule_specs())
+        schedule_specs = get_connector(kind).hook("schedules")
+        if schedule_specs is not None:
+            specs.extend(schedule_specs())
     return specs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from .models import Organization, SyncActivity, SyncQueue, SyncQueueLine, SyncStatus
+from .registry import connection_model
 
 
 def organization_ids_for(user) -> list[int] | None:
@@ -26,8 +27,7 @@ def organization_list(*, user) -> QuerySet[Organization]:
 
 
 def connection_list(*, user):
-    from connectors.models import Connection
-
+    Connection = connection_model()
     return scope(Connection.objects.select_related("organization"), user)
 
 

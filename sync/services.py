@@ -16,7 +16,9 @@ from django.db import connection as db_connection
 from django.db.models import Count, F
 from django_q.tasks import async_task
 
-from . import clock
+from core import clock
+from core.redaction import redact
+
 from .activity import activity_record
 from .bulk import UNSTORABLE_ERROR, copy_rows, payload_text, unstorable, without_nul
 from .bulk import relaxed_allowed as bulk_relaxed_allowed
@@ -33,7 +35,7 @@ from .models import (
     SyncStatus,
     SystemSetting,
 )
-from .redaction import redact
+from .registry import connection_model
 from .signals import sync_run_finished
 
 log = logging.getLogger(__name__)
@@ -179,7 +181,7 @@ class StartResult:
 
 
 def _validate(connection, resource: str) -> None:
-    from connectors.registry import UnknownKind, UnknownResource, get_connector
+    from sync.registry import UnknownKind, UnknownResource, get_connector
 
     try:
         get_connector(connection.kind).resource(resource)
@@ -295,14 +297,14 @@ def queue_is_stalled(queue: SyncQueue, *, now: dt.datetime | None = None) -> boo
         return False
     if not queue.fetch_done and queue.fetch_lease_until is not None and queue.fetch_lease_until >= now:
         return False  # someone holds the fetch lease
-    # updated_at moves on every claim, page and settle (always from sync.clock, see _touch). A queue just
+    # updated_at moves on every claim, page and settle (always from core.clock, see _touch). A queue just
     # created is not stalled: its task is on the way.
     idle = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     return queue.updated_at is None or queue.updated_at < now - idle
 
 
 def _touch(queue_id: int) -> None:
-    """Model.save() stamps updated_at from the wall clock; engine timing reads sync.clock. Align them."""
+    """Model.save() stamps updated_at from the wall clock; engine timing reads core.clock. Align them."""
     SyncQueue.objects.filter(pk=queue_id).update(updated_at=clock.now())
 
 
@@ -318,7 +320,7 @@ def sync_enqueue_records(
     enqueue: bool = True,
 ) -> SyncQueue:
     """Put pushed records on the connection's webhook lane as lines (deletions when ``deleted``)."""
-    from connectors.registry import get_resource
+    from sync.registry import get_resource
 
     _validate(connection, resource)
     res = get_resource(connection.kind, resource)
@@ -734,7 +736,7 @@ def _first_line_error(queue: SyncQueue) -> str:
 
 
 def _settle_status(q: SyncQueue, state: str, now: dt.datetime) -> None:
-    from connectors.registry import get_resource
+    from sync.registry import get_resource
 
     fields: dict = {"finished_at": now, "last_queue": q, "records_failed": q.failed_count}
     if state == QueueState.DONE:
@@ -898,8 +900,7 @@ def setting_set(*, key: str, value, organization=None, description: str = "") ->
 
 
 def connection_mark_needs_reauth(*, connection, reason: str, actor=None) -> None:
-    from connectors.models import Connection
-
+    Connection = connection_model()
     Connection.objects.filter(pk=connection.pk).update(
         needs_reauth=True, last_error=redact(reason)[:2000], health="down"
     )
@@ -914,8 +915,7 @@ def connection_mark_needs_reauth(*, connection, reason: str, actor=None) -> None
 
 
 def connection_record_result(*, connection, ok: bool, error: str = "") -> None:
-    from connectors.models import Connection
-
+    Connection = connection_model()
     now = clock.now()
     if ok:
         Connection.objects.filter(pk=connection.pk).update(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import gates, services
+from .registry import connection_model
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,7 @@ def purge(days: int | None = None) -> int:
 
 def start_scheduled_sync(connection_id: int, resource: str, full_scan: bool = False) -> int | None:
     """What a per-connection schedule calls: start a run (or join the running one). Never raises."""
-    from connectors.models import Connection
-
+    Connection = connection_model()
     try:
         connection = Connection.objects.get(pk=connection_id)
         result = services.sync_start(connection=connection, resource=resource, origin="schedule", full_scan=full_scan)

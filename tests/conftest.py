@@ -78,10 +78,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def fake_clock(monkeypatch):
-    """Drive time: sync.clock and the backoff library sleep on this clock instead of the wall."""
+    """Drive time: core.clock and the backoff library sleep on this clock instead of the wall."""
     import backoff._sync
 
-    from sync import clock as clock_mod
+    from core import clock as clock_mod
 
     fake = clock_mod.FakeClock()
     clock_mod.set_clock(fake)

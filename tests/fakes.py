@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from connectors.base import Client, FetchContext, MappingError, Page, TransientError
-from connectors.registry import Connector
+from sync.registry import Connector
 
 
 class FakeUpstream:

@@ -13,8 +13,8 @@ import requests
 from django.conf import settings
 
 from connectors.base import AuthError, PermanentError, TransientError, error_message
-from connectors.http import BlockedDestination, check_url, guarded_session
-from sync import clock
+from core import clock
+from core.http import BlockedDestination, check_url, guarded_session
 
 from . import conf
 

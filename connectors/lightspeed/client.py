@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from connectors.base import AuthError, Client
-from sync import clock
+from core import clock
 
 from . import conf, services
 

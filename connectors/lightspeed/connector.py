@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from connectors.registry import Connector
+from sync.registry import Connector
 
 from .client import LightspeedClient
 from .resources import CustomerGroups, Customers, Products
@@ -23,4 +23,6 @@ connector = Connector(
     reconnect_path=lambda conn: (
         f"/connectors/lightspeed/oauth/start/?organization={conn.organization_id}&name={quote(conn.name)}"
     ),
+    schedules="connectors.lightspeed.schedules.schedule_specs",
+    demo="connectors.lightspeed.demo.run",
 )

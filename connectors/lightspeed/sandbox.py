@@ -8,7 +8,7 @@
   tokens rotate (the old one dies); unknown/revoked ones answer 400 ``{"error": "invalid_grant"}``.
 - ``GET /connect``: the authorize page, which redirects straight back with ``code``, ``domain_prefix``
   and ``state`` (what the real one does after the retailer clicks "Allow").
-- Bearer auth with access tokens that expire (``sync.clock`` time, so tests drive expiry) or personal
+- Bearer auth with access tokens that expire (``core.clock`` time, so tests drive expiry) or personal
   tokens; 401 ``{"error": "invalid_token"}`` otherwise.
 - ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` on every API answer; knobs for 429 (Retry-After as an
   RFC 1123 date, or seconds), 5xx, HTML where JSON is expected, and a cap on page size.
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from connectors.sandbox.server import Request, Response, SandboxApp
-from sync import clock
+from core import clock
 
 NAMESPACE = uuid.UUID("5f1b6a2e-9c4d-4e8a-b7c1-2d3e4f506172")
 COLLECTIONS = ("customers", "products", "customer_groups")

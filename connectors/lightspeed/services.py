@@ -22,7 +22,7 @@ from django.db import connection as db_connection
 
 from connectors.base import AuthError, UpstreamError
 from connectors.models import Connection, Health
-from sync import clock
+from core import clock
 from sync.activity import activity_record
 
 from . import auth, conf
@@ -226,7 +226,7 @@ def _stored_after_refusal(connection_id: int, *, refused: str, wait: float = 1.0
     PostgreSQL a worker that hung past ``refresh_lock_idle_seconds`` and lost its lock): its pair is valid,
     so use it instead of asking the retailer to reconnect. It may be storing it right now: look again for
     ``wait`` seconds before giving up."""
-    deadline = time.monotonic() + wait  # another process's commit: wall time, not sync.clock
+    deadline = time.monotonic() + wait  # another process's commit: wall time, not core.clock
     while True:
         creds = Connection.objects.get(pk=connection_id).credentials
         if creds.get("refresh_token") not in (None, "", refused) and creds.get("access_token"):
@@ -248,7 +248,7 @@ def _sqlite_retry(fn, *, tries: int = 200):
         except OperationalError as exc:
             if "locked" not in str(exc) or attempt == tries - 1:
                 raise
-            time.sleep(0.01)  # a real lock held by a real thread: wall time, not sync.clock
+            time.sleep(0.01)  # a real lock held by a real thread: wall time, not core.clock
 
 
 def _refresh(connection_id: int, stale: str | None, *, load, store, sent: dict) -> dict:

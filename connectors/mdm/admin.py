@@ -16,8 +16,8 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.utils.html import format_html
 
+from core.redaction import redact
 from sync.admin import ReadOnlyScopedAdmin
-from sync.redaction import redact
 
 from . import selectors, services
 from .models import ExportRun, RunStatus

@@ -1,4 +1,4 @@
-from connectors.registry import Connector
+from sync.registry import Connector
 
 from .client import MdmClient
 from .resources import INELIGIBLE_ITEMS
@@ -10,4 +10,6 @@ connector = Connector(
     resources={"ineligible_items": INELIGIBLE_ITEMS},
     secret_fields=("api_key",),
     config_fields=("s3_bucket", "s3_key"),
+    schedules="connectors.mdm.schedules.schedule_specs",
+    demo="connectors.mdm.demo.run",
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from django.core.cache import cache
 
-from sync import clock
+from core import clock
 
 from . import conf, storage
 

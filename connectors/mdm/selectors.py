@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from sync import clock
+from core import clock
 
 from .models import ExportRun
 from .readcache import ITEMS_CACHE, ItemsCache, Snapshot, shared_version

@@ -14,10 +14,10 @@ from django.db import transaction
 
 from connectors.base import FetchContext, MappingError, UpstreamError
 from connectors.models import Connection
-from sync import clock
+from core import clock
+from core.redaction import redact
 from sync.activity import activity_record
 from sync.models import ActivityLevel, Membership, Organization
-from sync.redaction import redact
 from sync.selectors import setting_get
 from sync.services import connection_record_result, setting_set
 

@@ -23,7 +23,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 
-from connectors.http import BlockedDestination, resolve_allowed
+from core.http import BlockedDestination, resolve_allowed
 
 from . import conf
 

@@ -15,8 +15,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from core.redaction import redact
 from sync.models import Organization
-from sync.redaction import redact
 from sync.selectors import organization_list
 
 from .models import Outcome

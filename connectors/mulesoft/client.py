@@ -9,8 +9,8 @@ import requests
 from django.conf import settings
 
 from connectors.base import Client, Verdict, default_classify
-from sync import clock
-from sync.redaction import register_secret
+from core import clock
+from core.redaction import register_secret
 
 from . import conf
 

@@ -1,4 +1,4 @@
-from connectors.registry import Connector
+from sync.registry import Connector
 
 from .client import MuleSoftClient
 from .resources import LOYALTY_TIERS
@@ -10,4 +10,5 @@ connector = Connector(
     resources={"loyalty_tiers": LOYALTY_TIERS},
     secret_fields=("access_token",),
     config_fields=(),
+    demo="connectors.mulesoft.demo.run",
 )

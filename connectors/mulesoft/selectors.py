@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.redaction import redact
 from customers.models import LoyaltyTier
-from sync.redaction import redact
 from sync.selectors import setting_get
 
 from . import conf
@@ -40,7 +40,7 @@ def loyalty_refresh_wait_seconds(organization) -> int:
     """Whole seconds until MuleSoft's 429 window for this organization ends (at least 1)."""
     import math
 
-    from sync import clock
+    from core import clock
 
     state = LoyaltyRefreshState.objects.filter(organization=organization).first()
     if state is None or state.next_allowed_at is None:

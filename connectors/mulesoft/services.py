@@ -13,11 +13,11 @@ from django_q.tasks import async_task
 
 from connectors.base import FetchContext, MappingError, UpstreamError
 from connectors.models import Connection
+from core import clock
+from core.redaction import redact
 from customers.models import LoyaltyTier
-from sync import clock
 from sync.activity import activity_record
 from sync.models import ActivityLevel, Organization
-from sync.redaction import redact
 from sync.selectors import setting_get
 from sync.services import connection_record_result
 

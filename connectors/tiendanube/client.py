@@ -14,7 +14,7 @@ import requests
 from django.core.cache import caches
 
 from connectors.base import Client, Verdict, default_classify, parse_retry_after
-from sync import clock
+from core import clock
 
 from . import conf
 
@@ -59,7 +59,7 @@ class Bucket:
         }
 
     def acquire(self) -> float:
-        """Reserve one request; sleep (sync.clock) until it may be sent. Returns the wait."""
+        """Reserve one request; sleep (core.clock) until it may be sent. Returns the wait."""
 
         def reserve() -> float:
             now = clock.now().timestamp()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.registry import Connector
+from sync.registry import Connector
 
 from .client import TiendanubeClient
 from .resources import RESOURCES
@@ -23,4 +23,6 @@ connector = Connector(
     config_fields=(),
     reconnect_path=lambda conn: f"/connectors/tiendanube/connect/?organization={conn.organization_id}",
     run_gate=_run_gate,
+    schedules="connectors.tiendanube.schedules.schedule_specs",
+    demo="connectors.tiendanube.demo.run",
 )

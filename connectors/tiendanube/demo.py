@@ -18,7 +18,7 @@ from django_q.models import OrmQ, Schedule
 
 from connectors.models import Connection
 from connectors.sandbox.server import serve
-from sync import clock
+from core import clock
 from sync.models import QueueState, SyncQueue
 
 from . import services

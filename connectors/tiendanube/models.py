@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from connectors import crypto
+from core import crypto
 
 
 class OAuthState(models.Model):

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from connectors.base import FetchContext, MappingError, Page, Resource, parse_upstream_datetime
-from sync import clock
+from core import clock
 
 from . import conf
 

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.db.models import Max, Q, QuerySet
 
 from connectors.models import Connection
-from sync import clock
+from core import clock
 from sync.selectors import organization_ids_for, scope
 
 from .models import PendingInstall, ScheduleState, StoreSchedule, SyncSlot, Tier

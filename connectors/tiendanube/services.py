@@ -22,13 +22,13 @@ from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from connectors.base import UpstreamError
-from connectors.http import BlockedDestination, check_url, guarded_session
 from connectors.models import Connection
-from sync import clock
+from core import clock
+from core.http import BlockedDestination, check_url, guarded_session
+from core.redaction import redact, register_secret
 from sync import services as sync_services
 from sync.activity import activity_record
 from sync.models import ActivityLevel, Lane, Origin, QueueState
-from sync.redaction import redact, register_secret
 from sync.schedules import ScheduleSpec, schedule_upsert
 
 from . import conf, selectors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.registry import Connector
+from sync.registry import Connector
 
 from .client import WooClient
 from .resources import RESOURCES
@@ -14,4 +14,6 @@ connector = Connector(
     resources=dict(RESOURCES),
     secret_fields=("consumer_key", "consumer_secret", "webhook_secret"),
     config_fields=("auth_in_query", "batch_size"),
+    schedules="connectors.woocommerce.schedules.schedule_specs",
+    demo="connectors.woocommerce.demo.run",
 )

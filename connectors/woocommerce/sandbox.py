@@ -115,7 +115,7 @@ class WooSandbox:
     def now(self) -> dt.datetime:
         if self._now is not None:
             return self._now()
-        from sync import clock
+        from core import clock
 
         return clock.now()
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from django.db import IntegrityError, transaction
 
-from sync import clock
+from core import clock
 from sync.activity import activity_record
 from sync.models import ActivityLevel, Origin
 from sync.services import enqueue_queue, sync_enqueue_records

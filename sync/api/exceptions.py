@@ -20,8 +20,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from connectors.base import AuthError, RateLimited, UpstreamError
-from sync.redaction import redact
+from core.errors import AuthError, RateLimited, UpstreamError
+from core.redaction import redact
 from sync.services import SyncServiceError
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from connectors.models import Connection
-from sync import clock
+from core import clock
+from core.redaction import redact, redact_data
 from sync.models import (
     LineState,
     Origin,
@@ -23,7 +23,7 @@ from sync.models import (
     SyncQueueLine,
     SyncStatus,
 )
-from sync.redaction import redact, redact_data
+from sync.registry import connection_model
 
 RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_PARAMS_BYTES = 16_384
@@ -116,7 +116,7 @@ class ConnectionSerializer(serializers.ModelSerializer):
     last_error = serializers.SerializerMethodField()
 
     class Meta:
-        model = Connection
+        model = connection_model()
         # Explicit and secret-free: credentials_encrypted / credentials are deliberately absent.
         fields = [
             "id",
@@ -139,10 +139,10 @@ class ConnectionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     @extend_schema_field({"type": "object", "additionalProperties": True})
-    def get_config(self, obj: Connection) -> dict:
+    def get_config(self, obj) -> dict:
         return redact_data(obj.config or {})
 
-    def get_last_error(self, obj: Connection) -> str:
+    def get_last_error(self, obj) -> str:
         return redact(obj.last_error or "")
 
 

@@ -18,10 +18,11 @@ from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.response import Response
 
-from connectors.base import AuthError, UpstreamError
-from sync import clock, selectors, services
+from core import clock
+from core.errors import AuthError, UpstreamError
+from core.redaction import redact
+from sync import selectors, services
 from sync.models import Origin, StatusState, SyncActivity, SyncQueueLine
-from sync.redaction import redact
 
 from . import serializers as s
 from .exceptions import ApiError
@@ -199,7 +200,7 @@ class ConnectionTestView(ApiView):
 def connector_for(conn):
     """The connection's connector, or 409: an unknown kind, or a connector package that fails to import,
     must answer JSON rather than a 500."""
-    from connectors.registry import get_connector
+    from sync.registry import get_connector
 
     try:
         return get_connector(conn.kind)

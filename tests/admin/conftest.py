@@ -1,6 +1,6 @@
 import pytest
 
-from connectors import registry
+from sync import registry
 from tests import fakes
 
 

@@ -7,7 +7,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from connectors import registry
+from sync import registry
 from tests import fakes
 
 SECRET = "pl4nted-S3CRET-value-9f2c1e"

@@ -78,7 +78,7 @@ def test_mulesoft_refresh_inside_a_rate_limit_window_is_a_429_with_retry_after(a
     import datetime as dt
 
     from connectors.mulesoft.models import LoyaltyRefreshState
-    from sync import clock
+    from core import clock
 
     LoyaltyRefreshState.objects.create(organization=org, next_allowed_at=clock.now() + dt.timedelta(seconds=90))
     response = api.post("/api/mulesoft/loyalty/refresh")

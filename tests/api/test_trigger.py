@@ -170,7 +170,7 @@ def test_session_auth_enforces_csrf(staff, fake_conn):
 
 
 def test_connector_that_cannot_load_is_409_not_500(api, make_connection, org, monkeypatch):
-    from connectors import registry
+    from sync import registry
 
     monkeypatch.setitem(registry.KINDS, "broken", "tests.api.no_such_module.connector")
     registry.get_connector.cache_clear()

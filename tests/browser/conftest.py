@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors import registry
+from sync import registry
 from tests import fakes
 
 CHROMIUM = os.environ.get("SYNCHUB_CHROMIUM", "/usr/bin/chromium")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def chaos_kind(monkeypatch):
-    from connectors import registry
+    from sync import registry
 
     monkeypatch.setitem(registry.KINDS, KIND, "tests.chaos.connector.connector")
     register()
@@ -103,11 +103,11 @@ def start_worker(queue_id: int, **env: str) -> subprocess.Popen:
 
 @pytest.fixture
 def jump_past_leases():
-    """Call it to move sync.clock past every lease a dead worker holds (what the reaper sees a lease
+    """Call it to move core.clock past every lease a dead worker holds (what the reaper sees a lease
     period later); backoff then sleeps on that clock too."""
     from django.conf import settings
 
-    from sync import clock as clock_mod
+    from core import clock as clock_mod
 
     def jump() -> clock_mod.FakeClock:
         fake = clock_mod.FakeClock(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS + 60))

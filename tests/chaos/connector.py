@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from bench.connector import BenchWooClient, BenchWooCustomers
-from connectors.registry import Connector
+from sync.registry import Connector
 
 KIND = "chaoswoo"
 PATH = "tests.chaos.connector.connector"
@@ -32,7 +32,7 @@ connector = Connector(
 
 
 def register() -> None:
-    from connectors import registry
+    from sync import registry
 
     registry.KINDS[KIND] = PATH
     registry.get_connector.cache_clear()

@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from connectors import crypto
+from core import crypto
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 

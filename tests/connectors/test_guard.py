@@ -9,8 +9,8 @@ import types
 import pytest
 
 from connectors.base import Client, PermanentError
-from connectors.http import address_allowed
 from connectors.sandbox.server import Response, SandboxApp, serve
+from core.http import address_allowed
 
 
 class ConnectReached(AssertionError):

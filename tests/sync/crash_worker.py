@@ -18,8 +18,7 @@ def main(queue_id: int, records_path: str, marker: str, kill_at: str, batch_size
     import django
 
     django.setup()
-    from connectors import registry
-    from sync import engine
+    from sync import engine, registry
     from tests import fakes
 
     registry.KINDS["fake"] = "tests.fakes.connector"

@@ -258,7 +258,7 @@ def test_relaxed_commit_stays_inside_the_engines_own_transactions(fake_conn, fak
 def _claim_qs(queue_id):
     from django.db.models import Q
 
-    from sync import clock
+    from core import clock
 
     now = clock.now()
     return (
@@ -270,7 +270,7 @@ def _claim_qs(queue_id):
 
 
 def _reaper_qs(queue_id):
-    from sync import clock
+    from core import clock
 
     return SyncQueueLine.objects.filter(state=LineState.PROCESSING, lease_until__lt=clock.now())
 

@@ -8,9 +8,9 @@ import logging
 from django.conf import settings as django_settings
 from django_q.models import Task
 
+from core.redaction import MASK, RedactingFilter, redact, redact_data
 from sync import services
 from sync.models import SyncActivity, SyncQueue, SyncQueueLine, SyncStatus
-from sync.redaction import MASK, RedactingFilter, redact, redact_data
 
 SECRET = "s3cr3t-token-value"  # the fake_conn fixture's credential
 
@@ -74,7 +74,7 @@ def test_redact_shapes():
 
 
 def test_credentials_in_a_url_userinfo_are_masked():
-    from sync.redaction import MASK, redact
+    from core.redaction import MASK, redact
 
     assert redact("GET https://bob:s3cr3t-pw@mule.example/api/tiers failed") == (
         f"GET https://{MASK}@mule.example/api/tiers failed"

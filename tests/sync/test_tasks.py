@@ -28,7 +28,7 @@ def test_tasks_never_raise(db):
 
 
 def test_a_queue_of_a_broken_connector_fails_without_raising(fake_conn, fake_kind, monkeypatch):
-    from connectors import registry
+    from sync import registry
 
     q = SyncQueue.objects.create(organization=fake_conn.organization, connection=fake_conn, resource="customers")
     monkeypatch.setitem(registry.KINDS, "fake", "tests.no_such_module.connector")

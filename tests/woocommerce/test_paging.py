@@ -110,7 +110,8 @@ def test_concurrent_and_sequential_scans_agree(woo, monkeypatch):
 
 
 def test_customer_arriving_by_webhook_during_a_full_scan_is_not_marked_deleted(woo, monkeypatch):
-    from sync import clock, engine
+    from core import clock
+    from sync import engine
 
     sandbox, conn = woo(size=20)
     real = engine.QueueRunner._mark_missing_deleted

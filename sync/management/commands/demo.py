@@ -8,7 +8,6 @@ report: connector, resource, records, seconds, state, note). A connector without
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, call_command
 
-from connectors.registry import KINDS
 from sync.models import Membership, Organization
+from sync.registry import KINDS, get_connector
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # printed on purpose: a local demo account on a throwaway SQLite db
@@ -65,9 +64,8 @@ class Command(BaseCommand):
                 if only and kind not in only:
                     continue
                 self.stdout.write(self.style.HTTP_INFO(f"[{kind}]"))
-                try:
-                    module = importlib.import_module(f"connectors.{kind}.demo")
-                except ModuleNotFoundError:
+                run = get_connector(kind).hook("demo")
+                if run is None:
                     rows.append(
                         {
                             "connector": kind,
@@ -81,7 +79,7 @@ class Command(BaseCommand):
                     continue
                 started = time.monotonic()
                 try:
-                    rows.extend(module.run(ctx))
+                    rows.extend(run(ctx))
                 except Exception as exc:  # one connector's demo failing must not hide the others
                     rows.append(
                         {

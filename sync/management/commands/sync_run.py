@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from django.core.management import BaseCommand, CommandError
 
-from connectors.models import Connection
 from sync import gates, selectors, services
 from sync.models import Origin, QueueState
+from sync.registry import connection_model
 
 
 class Command(BaseCommand):
@@ -27,8 +27,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            connection = Connection.objects.get(pk=options["connection_id"])
-        except Connection.DoesNotExist:
+            connection = connection_model().objects.get(pk=options["connection_id"])
+        except connection_model().DoesNotExist:
             raise CommandError(f"connection #{options['connection_id']} does not exist") from None
         try:
             result = services.sync_start(

@@ -1,5 +1,6 @@
-"""Registry of connector kinds, as dotted paths (after healthchecks' transports): importing a kind is lazy,
-so one broken connector cannot stop the others from loading."""
+"""The one door between the engine and the connectors. Kinds are dotted paths from settings.SYNC_CONNECTORS
+(after healthchecks' transports and Saleor's plugin manager): importing a kind is lazy, so one broken
+connector cannot stop the others from loading, and nothing in sync/ imports a connector module."""
 
 from __future__ import annotations
 
@@ -7,23 +8,28 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
+from django.conf import settings
 from django.utils.module_loading import import_string
 
+from core.paging import FetchContext
+
+from .policy import RunPolicy
+
 if TYPE_CHECKING:
-    from sync.models import SyncQueue
+    from django.db.models import Model
 
-    from .base import Client, Resource
-    from .models import Connection
+    from .models import SyncQueue
 
-KINDS: dict[str, str] = {
-    "woocommerce": "connectors.woocommerce.connector.connector",
-    "lightspeed": "connectors.lightspeed.connector.connector",
-    "tiendanube": "connectors.tiendanube.connector.connector",
-    "mulesoft": "connectors.mulesoft.connector.connector",
-    "mdm": "connectors.mdm.connector.connector",
-}
+# kind -> dotted path of its Connector declaration. A dict of our own so tests can register fakes.
+KINDS: dict[str, str] = dict(settings.SYNC_CONNECTORS)
+
+
+def connection_model() -> type[Model]:
+    """The Connection model (settings.SYNC_CONNECTION_MODEL), looked up the way Django finds AUTH_USER_MODEL."""
+    return apps.get_model(settings.SYNC_CONNECTION_MODEL)
 
 
 class UnknownKind(LookupError):
@@ -40,23 +46,36 @@ class Connector:
 
     kind: str
     label: str
-    client_class: type[Client]
-    resources: dict[str, Resource] = field(default_factory=dict)
+    client_class: type
+    resources: dict[str, Any] = field(default_factory=dict)
     # Keys of Connection.credentials; write-only everywhere (admin, API).
     secret_fields: tuple[str, ...] = ()
     # Keys of Connection.config shown and editable in the admin/API.
     config_fields: tuple[str, ...] = ()
     # For OAuth connectors: where a staff user re-authorises a connection (shown when needs_reauth).
-    reconnect_path: Callable[[Connection], str] | None = None
+    reconnect_path: Callable[[Any], str] | None = None
     # Optional: ``run_gate(queue)`` is a context manager yielding True (run the queue now) or False (hold it
     # back; it stays active and the reaper resumes it once idle for a lease). sync.gates applies it to every
     # engine run started through a task or manage.py (Tiendanube: the parallel store-sync cap).
     run_gate: Callable[[SyncQueue], AbstractContextManager[bool]] | None = None
+    # Dotted paths, imported only when used: ``schedule_specs() -> list[ScheduleSpec]`` and the demo's
+    # ``run(ctx) -> list[dict]`` (manage.py demo). Empty: the connector contributes none.
+    schedules: str = ""
+    demo: str = ""
+    # When and how its runs happen (sync.policy), executed by the engine.
+    policy: RunPolicy = field(default_factory=RunPolicy)
+    # Where a run's records go; None is the table sink (upserts into each resource's domain model).
+    sink: Any = None
 
-    def client(self, connection: Connection) -> Client:
+    def hook(self, name: str) -> Callable | None:
+        """The callable behind one of the dotted-path fields above, or None when it is not declared."""
+        path = getattr(self, name)
+        return import_string(path) if path else None
+
+    def client(self, connection) -> Any:
         return self.client_class(connection)
 
-    def resource(self, name: str) -> Resource:
+    def resource(self, name: str) -> Any:
         try:
             return self.resources[name]
         except KeyError:
@@ -64,13 +83,11 @@ class Connector:
                 f"{self.kind} has no resource {name!r}; known: {', '.join(sorted(self.resources))}"
             ) from None
 
-    def test_connection(self, connection: Connection) -> str:
+    def test_connection(self, connection) -> str:
         """Make one cheap authenticated call; return what the upstream said. Raises UpstreamError."""
         client = self.client(connection)
         try:
             first = next(iter(self.resources.values()))
-            from .base import FetchContext
-
             page = first.fetch_page(FetchContext(client=client, cursor="", token=None, full_scan=True))
             return f"OK: {first.name} answered with {len(page.records)} record(s) on the first page"
         finally:
@@ -86,7 +103,7 @@ def get_connector(kind: str) -> Connector:
     return import_string(path)
 
 
-def get_resource(kind: str, name: str) -> Resource:
+def get_resource(kind: str, name: str) -> Any:
     return get_connector(kind).resource(name)
 
 

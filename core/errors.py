@@ -1,0 +1,63 @@
+"""The error families both sides speak: a client classifies every failure once (``Verdict``) and raises one
+of these; the engine decides what happens to the run from the class alone."""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+from .redaction import redact
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    RETRY = "retry"  # transient: 5xx, timeouts, resets, HTML where JSON was expected
+    RATE_LIMITED = "rate_limited"  # 429: wait as the upstream says
+    AUTH = "auth"  # 401/403/invalid_grant: needs re-authorisation, stop syncing
+    FAIL = "fail"  # permanent: 4xx, blocked destination, redirect
+
+
+class UpstreamError(Exception):
+    verdict: ClassVar[Verdict] = Verdict.FAIL
+
+    def __init__(self, message: str, *, status: int | None = None, wait: float | None = None, code: str = "") -> None:
+        super().__init__(redact(message))
+        self.status = status
+        self.wait = wait
+        self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class TransientError(UpstreamError):
+    verdict = Verdict.RETRY
+
+
+class RateLimited(UpstreamError):
+    verdict = Verdict.RATE_LIMITED
+
+
+class AuthError(UpstreamError):
+    verdict = Verdict.AUTH
+
+
+class PermanentError(UpstreamError):
+    verdict = Verdict.FAIL
+
+
+class BadPage(UpstreamError):
+    """A page that cannot be parsed: the run fails and the cursor stays where it was."""
+
+    verdict = Verdict.FAIL
+
+
+class PaginationStalled(UpstreamError):
+    """Paging stopped advancing (same token twice, or more pages than the upstream said exist)."""
+
+    verdict = Verdict.FAIL
+
+
+class MappingError(ValueError):
+    """A record the mapper cannot accept. Only its own line fails."""

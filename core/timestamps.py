@@ -1,0 +1,46 @@
+"""Timestamps from upstreams: HTTP dates (Retry-After, RFC 9110) and ISO 8601 record times, always to UTC."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from typing import Any
+
+from . import clock
+from .errors import MappingError
+
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Retry-After as delta-seconds or as an HTTP date (RFC 9110 §10.2.3). None if absent/garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or clock.now())).total_seconds())
+
+
+def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.datetime | None:
+    """Parse an upstream timestamp to an aware UTC datetime (naive values are taken as UTC)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise MappingError(f"not a timestamp: {str(value)[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC) if assume_utc else parsed
+    return parsed.astimezone(dt.UTC)
