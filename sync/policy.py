@@ -53,4 +53,7 @@ class RunPolicy:
     freshness: dt.timedelta | None = None
     # Consecutive failed runs that make a failure streak (the signal alerting uses).
     failure_streak: int = 3
+    # A boolean setting (a feature flag): when it is off, a run is not started; it is recorded as skipped
+    # with the reason (MDM's INELIGIBLE_ITEMS_SYNC_ENABLED).
+    enabled_setting: str = ""
     extra: dict = field(default_factory=dict)
