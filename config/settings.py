@@ -190,6 +190,8 @@ SYNC_HTTP_TIMEOUT = (
 )
 SYNC_HTTP_MAX_TRIES = env.int("SYNC_HTTP_MAX_TRIES", default=4)
 SYNC_MAX_RATE_LIMIT_WAIT = env.float("SYNC_MAX_RATE_LIMIT_WAIT", default=300.0)
+# A response body over this many bytes is refused while it streams in (the page fails, the cursor stays).
+SYNC_MAX_RESPONSE_BYTES = env.int("SYNC_MAX_RESPONSE_BYTES", default=20 * 1024 * 1024)
 # Outbound guard: loopback/private targets are refused unless explicitly allowed (sandbox, tests).
 OUTBOUND_ALLOW_LOOPBACK = env.bool("OUTBOUND_ALLOW_LOOPBACK", default=False)
 OUTBOUND_ALLOW_PRIVATE = env.bool("OUTBOUND_ALLOW_PRIVATE", default=False)
