@@ -57,7 +57,10 @@ class VersionedResource(Resource):
         else:
             # Lightspeed's own published list examples omit the range; every record carries its version,
             # and the page's max is what `after` needs. A record without one leaves nothing to page by.
-            top = max(_version(r.get("version") if isinstance(r, dict) else None, f"{self.name} record version") for r in records)
+            top = max(
+                _version(r.get("version") if isinstance(r, dict) else None, f"{self.name} record version")
+                for r in records
+            )
         if after not in (None, "") and top <= int(after):
             # Versions only grow; a page that does not move past `after` would loop forever.
             raise PaginationStalled(f"{self.name}: version.max {top} did not advance past after={after}")
