@@ -8,7 +8,7 @@ def test_specs_purge_and_per_connection_timers(org, make_connection):
     specs = {s.name: s for s in schedule_specs()}
     assert "woocommerce:purge-webhook-deliveries" in specs
     timed = [s for s in specs.values() if s.func == "sync.tasks.start_scheduled_sync"]
-    assert sorted(s.name.rsplit(":", 1)[1] for s in timed) == ["customers", "orders", "products"]
+    assert sorted(s.name.rsplit(":", 1)[1] for s in timed) == ["coupons", "customers", "orders", "products"]
     assert all(s.minutes == 15 for s in timed)
 
 
