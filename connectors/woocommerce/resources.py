@@ -290,6 +290,17 @@ class ModifiedResource(WooResource):
         return {"offset": 0, "last": None, "started": ""}
 
 
+# WooCommerce's own answer (WC_Order::is_paid, wc_get_is_paid_statuses; a store's plugins may add statuses
+# through the woocommerce_order_is_paid_statuses filter, which the REST API does not expose).
+PAID_STATUSES = frozenset({"processing", "completed"})
+
+
+def _is_paid(record: dict) -> bool:
+    """Paid by status, or by a payment date. An order created as completed (imports, the REST API, the
+    published example 723) has no date_paid: WooCommerce sets it only in payment_complete()."""
+    return _str(record.get("status")) in PAID_STATUSES or bool(record.get("date_paid_gmt") or record.get("date_paid"))
+
+
 class Orders(ModifiedResource):
     name = "orders"
     model = "commerce.Order"
@@ -302,7 +313,7 @@ class Orders(ModifiedResource):
         return {
             "number": _str(record.get("number") or record.get("id"))[:64],
             "status": _str(record.get("status"))[:32],
-            "payment_status": "paid" if record.get("date_paid_gmt") or record.get("date_paid") else "unpaid",
+            "payment_status": "paid" if _is_paid(record) else "unpaid",
             "currency": _str(record.get("currency"))[:8],
             "total": _decimal(record.get("total"), "total"),
             "customer_external_id": str(customer_id) if customer_id else "",  # 0 = guest checkout
