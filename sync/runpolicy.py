@@ -154,9 +154,7 @@ def spec_for(connection, sched: RunSchedule, policy: RunPolicy | None = None) ->
     and a new one starts at now + jitter."""
     policy = policy or policy_of(connection.kind)
     name = schedule_name(connection.kind, connection.pk, sched.resource)
-    paused = (
-        sched.state in PAUSED_STATES or connection.needs_reauth or not connection.is_active or not _enabled(policy)
-    )
+    paused = sched.state in PAUSED_STATES or connection.needs_reauth or not connection.is_active or not _enabled(policy)
     s = policy.schedule
     if isinstance(s, Cron):
         expr = cron_expression(s)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import datetime as dt
+from urllib.parse import quote
 
 from sync.policy import Every, RunPolicy
 from sync.registry import Connector

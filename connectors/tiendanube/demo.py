@@ -19,9 +19,9 @@ from django_q.models import OrmQ, Schedule
 from connectors.models import Connection
 from connectors.sandbox.server import serve
 from core import clock
+from sync.connection_runs import connection_sync
 from sync.models import QueueState, SyncQueue
 
-from sync.connection_runs import connection_sync
 from .sandbox import SANDBOX_SECRET, TiendanubeSandbox
 
 STORES = ("1001", "1002")

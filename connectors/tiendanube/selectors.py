@@ -9,9 +9,8 @@ from django.db.models import Max, Q, QuerySet
 
 from connectors.models import Connection
 from core import clock
-from sync.selectors import organization_ids_for, scope
-
 from sync.models import RunSchedule, RunSlot, ScheduleState
+from sync.selectors import organization_ids_for, scope
 
 from .models import PendingInstall, Tier
 

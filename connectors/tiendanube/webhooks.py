@@ -37,7 +37,6 @@ def webhook_verify(body: bytes, signature: str | None) -> None:
         raise BadSignature("signature does not match")
 
 
-
 RESOURCE_FOR_EVENT = {"product": "products", "order": "orders", "customer": "customers"}
 
 
