@@ -6,4 +6,7 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync engine"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects receivers)
+        from . import runpolicy, signals
+
+        # The run policies move after every finished run (streak, backoff, needs-reauth, after-run hook).
+        signals.sync_run_finished.connect(runpolicy.on_run_finished, dispatch_uid="sync-run-policy")

@@ -1,4 +1,6 @@
-"""Schedules, registered idempotently by `manage.py sync_schedules` (never in AppConfig.ready()).
+"""Schedule specs and the system schedules. Everything is registered idempotently by
+`manage.py sync_schedules` (sync.runpolicy.schedules_register; never in AppConfig.ready()): these and what
+each connector's run policy declares.
 
 django-q2's Schedule.name is not unique, so we upsert by name; CRON next_run is set explicitly because
 Schedule.save() computes it only on insert (stack-notes §3)."""
@@ -69,19 +71,3 @@ def schedule_upsert(spec: ScheduleSpec) -> Schedule:
         setattr(obj, key, value)
     obj.save()
     return obj
-
-
-def contributed_specs() -> list[ScheduleSpec]:
-    """What each registered connector declares (``Connector.schedules``)."""
-    from .registry import KINDS, get_connector
-
-    specs: list[ScheduleSpec] = []
-    for kind in KINDS:
-        schedule_specs = get_connector(kind).hook("schedules")
-        if schedule_specs is not None:
-            specs.extend(schedule_specs())
-    return specs
-
-
-def schedules_register_all() -> list[Schedule]:
-    return [schedule_upsert(spec) for spec in [*SYSTEM_SCHEDULES, *contributed_specs()]]

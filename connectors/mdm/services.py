@@ -276,14 +276,18 @@ def _alert(run: ExportRun) -> None:
     )
 
 
-# --- Schedule -------------------------------------------------------------------------------------------
-def schedule_show() -> dict:
+# --- Schedule (generic: sync.runpolicy registers one CRON schedule per MDM connection) ------------------------
+def _schedules():
     from django_q.models import Schedule
 
-    obj = Schedule.objects.filter(name=conf.SCHEDULE_NAME).first()
+    return Schedule.objects.filter(name__startswith="mdm:").order_by("name")
+
+
+def schedule_show() -> dict:
+    obj = _schedules().first()
     paused = bool(setting_get(conf.PAUSED_SETTING, default=False))
     return {
-        "name": conf.SCHEDULE_NAME,
+        "name": obj.name if obj is not None else "",
         "enabled": settings.INELIGIBLE_ITEMS_SYNC_ENABLED,
         "cron": settings.INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE,
         "registered": obj is not None,
@@ -293,20 +297,21 @@ def schedule_show() -> dict:
 
 
 def schedule_pause(*, actor=None) -> dict:
-    from django_q.models import Schedule
+    from sync import runpolicy
+    from sync.models import ScheduleState
 
     setting_set(key=conf.PAUSED_SETTING, value=True, description="MDM export schedule paused")
-    Schedule.objects.filter(name=conf.SCHEDULE_NAME).update(repeats=0)
+    for conn in Connection.objects.filter(kind="mdm"):
+        runpolicy.connection_pause(conn, state=ScheduleState.PAUSED, reason="paused by an operator")
     activity_record(event="mdm.schedule.paused", actor=actor, message="MDM export schedule paused")
     return schedule_show()
 
 
 def schedule_resume(*, actor=None) -> dict:
-    from sync.schedules import schedule_upsert
-
-    from .schedules import export_spec
+    from sync import runpolicy
 
     setting_set(key=conf.PAUSED_SETTING, value=False, description="MDM export schedule paused")
-    schedule_upsert(export_spec())  # recomputes next_run from the cron expression
+    for conn in Connection.objects.filter(kind="mdm"):
+        runpolicy.connection_resume(conn)  # recomputes next_run from the cron expression
     activity_record(event="mdm.schedule.resumed", actor=actor, message="MDM export schedule resumed")
     return schedule_show()
