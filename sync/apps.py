@@ -6,4 +6,6 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync engine"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects receivers)
+        from . import refresh, signals, sinks  # noqa: F401  (connects receivers)
+
+        refresh.connect_signals()  # runs a view requested, started after its response (sync/refresh.py)

@@ -182,6 +182,8 @@ class QueueRunner:
         settled = queue_finalize(queue=q)
         self._report()
         if settled is not None:
+            if q.lane == "run":
+                self.sink.record_outcome(self.connection, settled)
             return settled.state
         q.refresh_from_db(fields=["state"])
         return q.state

@@ -16,8 +16,9 @@ complete scan and ``complete`` once before it settles the queue.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
 from django.utils.module_loading import import_string
@@ -27,10 +28,11 @@ from core import clock
 from . import bulk
 from .activity import activity_record
 from .models import ActivityLevel, SyncQueue, SyncQueueLine
-from .services import is_postgres, lock_queue
+from .signals import sync_run_finished
 
-if TYPE_CHECKING:
-    from .engine import QueueRunner
+# ``run`` below is the sync.engine.QueueRunner working the queue (queue, connection, resource, model);
+# not imported, so that the engine depends on its sinks and never the other way round.
+QueueRunner = Any
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,28 @@ class SinkError(Exception):
 
 
 class TableSink:
-    """Upserts into the resource's domain model (today's write path, moved here from the engine)."""
+    """Upserts into the resource's domain model (today's write path, moved here from the engine).
+
+    ``outcome``: optional dotted path of ``record(connection, queue, skip_reason)`` that records a run's
+    outcome the connector's own way (MuleSoft's four logged outcomes, MDM's export history and alert). It
+    is called once a run has settled (queue given) or was skipped by its policy (queue None, the reason
+    given), by the runner in its own process and again by the ``sync_run_finished`` receiver for runs
+    settled elsewhere (the reaper, force-done): it must be idempotent per queue."""
+
+    def __init__(self, *, outcome: str = "") -> None:
+        self.outcome = outcome
+
+    def record_outcome(self, connection, queue, skip_reason: str = "") -> None:
+        if not self.outcome:
+            return
+        try:
+            import_string(self.outcome)(connection, queue, skip_reason)
+        except Exception:  # the run is already recorded; its connector's bookkeeping must not undo that
+            log.exception("outcome hook %s failed for queue %s", self.outcome, getattr(queue, "pk", None))
 
     def write(self, run: QueueRunner, upserts: list[tuple[SyncQueueLine, dict]], deletes: list[SyncQueueLine], now):
         model, connection = run.model, run.connection
-        if deletes and is_postgres():
+        if deletes and db_connection.vendor == "postgresql":
             # The upsert takes its rows' locks in key order, but the delete after it would take its own in
             # whatever order it scans them: a run (upsert A, delete B) and a webhook batch (upsert B,
             # delete A) deadlocked. Lock every existing row we touch first, in the upsert's key order.
@@ -146,7 +165,10 @@ class DocumentSink(TableSink):
     recorded in the run's ``document.written`` activity. ``fields`` are the model fields rendered per row
     (in this order), ``order_by`` sorts the rows. Rows are the connection's non-deleted rows."""
 
-    def __init__(self, *, writer: str, fields: tuple[str, ...], order_by: tuple[str, ...] = ("external_id",)):
+    def __init__(
+        self, *, writer: str, fields: tuple[str, ...], order_by: tuple[str, ...] = ("external_id",), outcome: str = ""
+    ):
+        super().__init__(outcome=outcome)
         self.writer = writer
         self.fields = fields
         self.order_by = order_by
@@ -158,7 +180,7 @@ class DocumentSink(TableSink):
     def complete(self, run: QueueRunner) -> None:
         # Under the queue's lock, so two workers finishing the same queue do not both write it.
         with transaction.atomic():
-            lock_queue(run.queue.pk)
+            SyncQueue.objects.select_for_update().filter(pk=run.queue.pk).values_list("id", flat=True).first()
             if not run_is_complete(run.queue.pk):
                 return  # failed, partial, cancelled or still being worked: the document stays as it was
             rows = self.rows(run)
@@ -174,3 +196,18 @@ class DocumentSink(TableSink):
                 message=f"{len(rows)} {run.resource.name} record(s) written as one document",
                 data={"count": len(rows), **{k: v for k, v in result.items() if isinstance(v, (str, int, float))}},
             )
+
+
+def sink_for(kind: str) -> TableSink:
+    from .registry import get_connector
+
+    return get_connector(kind).sink or TableSink()
+
+
+def _on_run_finished(sender, queue, succeeded, **kwargs) -> None:
+    """Runs settled outside a runner (reaper, force-done, cancel) still get their outcome recorded."""
+    if queue.lane == "run":
+        sink_for(queue.connection.kind).record_outcome(queue.connection, queue)
+
+
+sync_run_finished.connect(_on_run_finished, dispatch_uid="sync.sinks.outcome")
