@@ -1,4 +1,6 @@
+from sync.policy import RunPolicy
 from sync.registry import Connector
+from sync.sinks import DocumentSink
 
 from .client import MdmClient
 from .resources import INELIGIBLE_ITEMS
@@ -12,4 +14,14 @@ connector = Connector(
     config_fields=("s3_bucket", "s3_key"),
     schedules="connectors.mdm.schedules.schedule_specs",
     demo="connectors.mdm.demo.run",
+    # MDM_INTEGRATION_ENABLED=false: every run is recorded as skipped with the reason, nothing fetched.
+    policy=RunPolicy(enabled_setting="MDM_INTEGRATION_ENABLED"),
+    # Rows land in mdm.IneligibleItem; after a complete run they become ONE S3 object (services.write_document),
+    # and every run's outcome becomes an ExportRun, a log line, an activity and perhaps the alert.
+    sink=DocumentSink(
+        writer="connectors.mdm.services.write_document",
+        fields=("sku", "reason", "market", "item_updated_at"),
+        order_by=("sku",),
+        outcome="connectors.mdm.services.record_outcome",
+    ),
 )
