@@ -7,7 +7,7 @@
   (schedule, a user opening a view, a webhook hint) inside the window is a no-op: it gets the last run
   back, not an error and not a new run. Explicit staff actions (admin "Sync now"/"Refresh now", the API
   trigger, manage.py) and ``force=True`` are not throttled. The fact is the database's own: the last run's
-  ``created_at`` plus the one-active-run constraint, so it holds across processes without a flag of ours.
+  ``started_at`` plus the one-active-run constraint, so it holds across processes without a flag of ours.
 """
 
 from __future__ import annotations
