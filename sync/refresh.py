@@ -18,7 +18,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django_q.tasks import async_task
 
-from .models import Origin
+from .models import Lane, Origin, SyncQueue
 from .registry import connection_model
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,14 @@ def sync_request(*, kind: str, resource: str, organization_ids: Iterable[int], o
         .objects.filter(kind=kind, organization_id__in=list(organization_ids), is_active=True, needs_reauth=False)
         .order_by("id")
     )
+    active = set(
+        SyncQueue.objects.filter(
+            connection__in=connections, resource=resource, lane=Lane.RUN, is_active=True
+        ).values_list("connection_id", flat=True)
+    )
     for connection in connections:
+        if connection.pk in active:
+            continue  # a run is already under way (perhaps hanging upstream): one cheap query, no INSERT tried
         try:
             result = sync_start(connection=connection, resource=resource, origin=origin, enqueue=False)
         except SyncServiceError as exc:
