@@ -68,6 +68,8 @@ _ERROR_FOR = {
 }
 
 
+
+
 def default_classify(response: requests.Response) -> tuple[Verdict, float | None]:
     """The shared table (after Airbyte's default_error_mapping). Clients refine it for their dialect."""
     status = response.status_code
