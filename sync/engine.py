@@ -47,6 +47,7 @@ from .services import (
     retry_delay,
     status_upsert,
 )
+from .sinks import SinkError, TableSink
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class QueueRunner:
         self.connector = get_connector(self.connection.kind)
         self.resource = self.connector.resource(queue.resource)
         self.model = apps.get_model(self.resource.model)
+        # Where the records go (sync.sinks): the connector's declaration, else the domain-table upsert.
+        self.sink = self.connector.sink or TableSink()
         config = self.connection.config or {}
         self.batch_size = batch_size or int(config.get("batch_size") or settings.SYNC_BATCH_SIZE)
         # The fetcher processes new records of each page itself (see _store_page); off, every record
@@ -165,10 +168,11 @@ class QueueRunner:
             if not q.fetch_done:
                 self.fetch()
             self.process_until_empty()
+            self.sink.complete(self)  # a document sink writes only after a complete run (sync.sinks)
         except AuthError as exc:
             connection_mark_needs_reauth(connection=self.connection, reason=str(exc))
             self.fail(exc)
-        except UpstreamError as exc:
+        except (UpstreamError, SinkError) as exc:
             self.fail(exc)
         except RunAborted:
             self.process_until_empty()  # lines already claimed by others settle through them
@@ -178,6 +182,8 @@ class QueueRunner:
         settled = queue_finalize(queue=q)
         self._report()
         if settled is not None:
+            if q.lane == "run":
+                self.sink.record_outcome(self.connection, settled)
             return settled.state
         q.refresh_from_db(fields=["state"])
         return q.state
@@ -202,7 +208,7 @@ class QueueRunner:
             queue=self.queue,
             level=ActivityLevel.ERROR,
             message=message,
-            data={"error_type": exc.__class__.__name__},
+            data=_failure_data(exc),
         )
         if self.queue.lane == "run":
             status_upsert(
@@ -283,7 +289,7 @@ class QueueRunner:
         self._fetch_lease_until = None
         q.fetch_done = True
         if self.resource.mark_missing_deleted and (q.full_scan or self.resource.cursor_kind == "none"):
-            self._mark_missing_deleted()
+            self.sink.mark_missing_deleted(self)
 
     def _prefetched(self, ctx: FetchContext):
         """Fetch pages in a producer thread (HTTP only, no DB) so the network overlaps our writes. Yields
@@ -540,25 +546,6 @@ class QueueRunner:
             )
         self._last_page_ids = ids
 
-    def _mark_missing_deleted(self) -> None:
-        now = clock.now()
-        seen = SyncQueueLine.objects.filter(queue=self.queue).values("external_id")
-        n = (
-            self.model.objects.filter(connection=self.connection, deleted_at__isnull=True)
-            # A row another lane (a webhook) wrote after this scan began is newer than the scan: keep it.
-            .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=self.queue.started_at))
-            .exclude(external_id__in=seen)
-            .update(deleted_at=now)
-        )
-        if n:
-            activity_record(
-                event="records.marked_deleted",
-                queue=self.queue,
-                level=ActivityLevel.WARNING,
-                message=f"{n} {self.resource.name} record(s) no longer exist upstream; marked deleted",
-                data={"count": n},
-            )
-
     # -- processing ----------------------------------------------------------------------------------------
     def process_until_empty(self) -> None:
         while True:
@@ -680,46 +667,7 @@ class QueueRunner:
             self._settle_lines(ok + deletes, failures, now)
 
     def _write(self, upserts: list[tuple[SyncQueueLine, dict]], deletes: list[SyncQueueLine], now) -> None:
-        if deletes and is_postgres():
-            # The upsert takes its rows' locks in key order, but the delete after it would take its own in
-            # whatever order it scans them: a run (upsert A, delete B) and a webhook batch (upsert B,
-            # delete A) deadlocked. Lock every existing row we touch first, in the upsert's key order.
-            keys = [line.external_id for line, _ in upserts] + [line.external_id for line in deletes]
-            list(
-                self.model.objects.select_for_update()
-                .filter(connection_id=self.connection.pk, external_id__in=keys)
-                .order_by("external_id")
-                .values_list("id", flat=True)
-            )
-        if upserts:
-            conn = self.connection
-            rows = []
-            # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
-            # take the rows' locks in the same order and cannot deadlock each other.
-            for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
-                row = dict(values)  # the one-by-one fallback reuses the values: do not mutate them
-                row["organization_id"] = conn.organization_id
-                row["connection_id"] = conn.pk
-                row["external_id"] = line.external_id
-                row["synced_at"] = now
-                row.setdefault("deleted_at", None)
-                rows.append(row)
-            fields = self._fields_to_update(upserts[0][1])
-            bulk.upsert_rows(self.model, rows, unique_fields=["connection", "external_id"], update_fields=fields)
-        if deletes:
-            self.model.objects.filter(
-                connection_id=self.connection.pk,
-                external_id__in=[line.external_id for line in deletes],
-                deleted_at__isnull=True,
-            ).update(deleted_at=now, synced_at=now)
-
-    def _fields_to_update(self, sample: dict) -> list[str]:
-        if self._update_fields is None:
-            names = list(self.resource.update_fields or sample.keys())
-            self._update_fields = sorted(
-                set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"}
-            )
-        return self._update_fields
+        self.sink.write(self, upserts, deletes, now)
 
     def _settle_lines(self, ok: list[SyncQueueLine], failures: list[tuple[SyncQueueLine, str, bool]], now) -> None:
         # Queue row first, then lines (the domain write before this holds no line locks).
@@ -780,6 +728,20 @@ class QueueRunner:
         if self.progress is not None:
             self.queue.refresh_from_db()
             self.progress(self.queue)
+
+
+def _failure_data(exc: BaseException) -> dict:
+    """What a run failure's activity row carries besides the message: the error's family, and the HTTP
+    status / advised wait of an upstream error or the stage of a sink error (outcome recorders read these)."""
+    if isinstance(exc, SinkError):
+        return {"error_type": exc.error_type, "stage": exc.stage}
+    data: dict = {"error_type": exc.__class__.__name__, "stage": "fetch"}
+    if isinstance(exc, UpstreamError):
+        if exc.status is not None:
+            data["status"] = exc.status
+        if exc.wait:
+            data["wait"] = exc.wait
+    return data
 
 
 def wait_seconds(until: dt.datetime) -> float:

@@ -74,8 +74,10 @@ class RunPolicy:
     # Consecutive failed runs that make a failure streak (the signal alerting uses).
     failure_streak: int = 3
     # A boolean setting (a feature flag): when it is off, a run is not started; it is recorded as skipped
-    # with the reason (MDM's INELIGIBLE_ITEMS_SYNC_ENABLED).
+    # with the reason (MDM's MDM_INTEGRATION_ENABLED). Its schedules are registered paused too.
     enabled_setting: str = ""
+    # A boolean setting that pauses only the schedule (manual runs still go): MDM's INELIGIBLE_ITEMS_SYNC_ENABLED.
+    schedule_enabled_setting: str = ""
     # Connector-wide periodic tasks registered with the schedules.
     housekeeping: tuple[Housekeeping, ...] = ()
     extra: dict = field(default_factory=dict)

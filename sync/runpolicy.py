@@ -135,7 +135,10 @@ def cron_expression(cron: Cron) -> str:
 
 
 def _enabled(policy: RunPolicy) -> bool:
-    return not policy.enabled_setting or bool(getattr(settings, policy.enabled_setting, True))
+    """Whether its schedules run: neither the run flag nor the schedule flag is off."""
+    return all(
+        bool(getattr(settings, name, True)) for name in (policy.enabled_setting, policy.schedule_enabled_setting) if name
+    )
 
 
 def _interval(policy: RunPolicy, connection, sched: RunSchedule) -> dt.timedelta | None:

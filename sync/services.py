@@ -69,6 +69,13 @@ class ConnectionUnavailable(SyncServiceError):
     code = "connection_unavailable"
 
 
+class RunSkipped(SyncServiceError):
+    """The run's policy did not let it start (a feature flag is off); recorded as skipped with the reason."""
+
+    http_status = 409
+    code = "run_skipped"
+
+
 class UnknownResourceError(SyncServiceError):
     http_status = 400
     code = "unknown_resource"
@@ -177,7 +184,7 @@ def status_upsert(*, connection, resource: str, **fields) -> SyncStatus:
 class StartResult:
     queue: SyncQueue
     created: bool
-    reason: str  # "created" | "idempotent" | "running"
+    reason: str  # "created" | "idempotent" | "running" | "throttled"
 
 
 def _validate(connection, resource: str) -> None:
@@ -199,11 +206,20 @@ def sync_start(
     full_scan: bool = False,
     params: dict | None = None,
     enqueue: bool = True,
+    force: bool = False,
 ) -> StartResult:
     """Start a fetch run of one resource. Same idempotency key + same parameters returns the same queue
     (resuming it if its worker died); a different one raises IdempotencyConflict. If a run of this
-    resource is already active, that queue is returned instead of a twin."""
+    resource is already active, that queue is returned instead of a twin. The run policy may refuse it
+    (a feature flag off: RunSkipped) or throttle it (an automatic trigger inside the window gets the last
+    run back, reason "throttled"; ``force`` skips the throttle), see sync.admission."""
+    from .admission import disabled_reason, run_policy, throttled_by
+
     _validate(connection, resource)
+    policy = run_policy(connection, resource)
+    if reason := disabled_reason(policy):
+        _record_skip(connection=connection, resource=resource, reason=reason, origin=origin, actor=actor)
+        raise RunSkipped(reason)
     params = params or {}
     key = (idempotency_key or "").strip()
     if len(key) > IDEMPOTENCY_KEY_MAX:
@@ -219,6 +235,9 @@ def sync_start(
             f"connection {connection.name!r} {'needs re-authorisation' if connection.needs_reauth else 'is disabled'}; "
             "reconnect it before syncing"
         )
+    recent = throttled_by(connection, resource, policy, origin=origin, force=force)
+    if recent is not None:
+        return StartResult(recent, False, "throttled")
     try:
         with transaction.atomic():
             queue = SyncQueue.objects.create(
@@ -262,9 +281,26 @@ def sync_start(
                 full_scan=full_scan,
                 params=params,
                 enqueue=enqueue,
+                force=force,
             )
         return StartResult(running, False, "running")
     return StartResult(queue, True, "created")
+
+
+def _record_skip(*, connection, resource: str, reason: str, origin: str, actor=None) -> None:
+    """A run its policy did not let start: activity, status, and the sink's outcome hook."""
+    from .sinks import sink_for
+
+    activity_record(
+        event="run.skipped",
+        connection=connection,
+        actor=actor if getattr(actor, "pk", None) else None,
+        level=ActivityLevel.WARNING,
+        message=f"{origin} run of {resource} skipped: {reason}",
+        data={"resource": resource, "reason": reason, "origin": origin},
+    )
+    status_upsert(connection=connection, resource=resource, state=StatusState.SKIPPED, last_error=reason)
+    sink_for(connection.kind).record_outcome(connection, None, reason)
 
 
 def _idempotent_hit(queue: SyncQueue, fingerprint: str, *, enqueue: bool) -> StartResult:

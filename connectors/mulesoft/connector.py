@@ -2,7 +2,9 @@ import datetime as dt
 
 from sync.policy import RunPolicy
 from sync.registry import Connector
+from sync.sinks import TableSink
 
+from . import conf
 from .client import MuleSoftClient
 from .resources import LOYALTY_TIERS
 
@@ -13,7 +15,13 @@ connector = Connector(
     resources={"loyalty_tiers": LOYALTY_TIERS},
     secret_fields=("access_token",),
     config_fields=(),
-    # At most one refresh per organization an hour, whoever triggers it; extra triggers are skipped.
-    policy=RunPolicy(throttle=dt.timedelta(hours=1)),
     demo="connectors.mulesoft.demo.run",
+    # At most one automatic refresh an hour per organization (its one connection); the SystemSetting
+    # mulesoft_loyalty_refresh_interval_seconds overrides the window. Staff "Refresh now" forces.
+    policy=RunPolicy(
+        throttle=dt.timedelta(seconds=conf.DEFAULT_REFRESH_INTERVAL_SECONDS),
+        extra={"throttle_setting": "mulesoft_loyalty_refresh_interval_seconds"},
+    ),
+    # Tiers land in customers.LoyaltyTier; every settled run is recorded as one of the four outcomes.
+    sink=TableSink(outcome="connectors.mulesoft.services.record_outcome"),
 )

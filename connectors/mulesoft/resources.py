@@ -20,6 +20,9 @@ def tiers_from_payload(payload) -> list[dict]:
     return [r for r in rows if isinstance(r, dict)]
 
 
+_MAPPED = frozenset({"id", "code", "name", "rank", "minPoints", "benefits"})
+
+
 class LoyaltyTiersResource(Resource):
     name = "loyalty_tiers"
     model = "customers.LoyaltyTier"
@@ -54,6 +57,8 @@ class LoyaltyTiersResource(Resource):
         if not isinstance(benefits, list):
             raise MappingError(f"tier {name!r}: benefits is not a list")
         return {
+            # Fields MuleSoft sends beyond ours, kept for staff (SyncedRecord.extra).
+            "extra": {k: v for k, v in record.items() if k not in _MAPPED},
             "code": str(record.get("code") or "")[:64],
             "name": name[:255],
             "rank": rank,
