@@ -31,6 +31,7 @@ from core.errors import (
 )
 from core.http import BlockedDestination, check_url, guarded_session
 from core.paging import FetchContext, Page
+from core.signals import upstream_rate_limited
 from core.timestamps import parse_retry_after, parse_upstream_datetime
 
 if TYPE_CHECKING:
@@ -215,6 +216,8 @@ class Client:
             raise TransientError(f"request to {self.kind or 'upstream'} failed: {exc.__class__.__name__}") from None
         self.pace(response)
         verdict, wait = self.classify(response)
+        if verdict is Verdict.RATE_LIMITED:
+            upstream_rate_limited.send_robust(sender=type(self), connection=self.connection)  # counted in ops
         if verdict is Verdict.OK:
             if self.expects_json and response.content and not _looks_json(response):
                 raise TransientError(

@@ -42,6 +42,8 @@ def next_cron_run(expression: str, *, after: dt.datetime | None = None) -> dt.da
 
 
 def schedule_upsert(spec: ScheduleSpec) -> Schedule:
+    """Create or update one schedule; the returned row's ``change`` says which ("created", "updated",
+    "unchanged") and ``removed`` how many duplicate rows of its name were deleted."""
     defaults = {
         "func": spec.func,
         "schedule_type": spec.schedule_type,
@@ -63,11 +65,15 @@ def schedule_upsert(spec: ScheduleSpec) -> Schedule:
             obj.next_run = clock.now()
         obj.full_clean(exclude=["task", "hook", "cluster", "intended_date_kwarg"])
         obj.save()
+        obj.change, obj.removed = "created", 0
         return obj
-    existing.exclude(pk=obj.pk).delete()  # heal duplicates left by older racy registrations
+    removed, _ = existing.exclude(pk=obj.pk).delete()  # heal duplicates left by older racy registrations
+    changed = any(getattr(obj, key) != value for key, value in defaults.items())
     for key, value in defaults.items():
         setattr(obj, key, value)
-    obj.save()
+    if changed:
+        obj.save()
+    obj.change, obj.removed = ("updated" if changed else "unchanged"), removed
     return obj
 
 

@@ -139,6 +139,7 @@ def loyalty_refresh(organization_id: int, *, origin: str = "customer_list", acto
         result = RefreshResult(Outcome.SKIPPED, message=f"{conf.ENDPOINT_SETTING} {problem}")
         return _finish(organization, None, result, origin=origin, actor=actor)
     connection = loyalty_connection(organization, endpoint.strip().rstrip("/"))
+    log.info("Syncing loyalty tiers from MuleSoft: %s", redact(connection.base_url))  # seed 000's start line
     client = connector.client(connection)
     try:
         page = connector.resource("loyalty_tiers").fetch_page(
