@@ -46,7 +46,8 @@ def schedules_autoregister(*, reason: str, using: str = DEFAULT_DB_ALIAS) -> Cou
         counts["updated"],
         counts["unchanged"],
         counts["removed"],
-        extra={"event": "schedules.registered", "reason": reason, **{k: counts[k] for k in counts}},
+        # Prefixed: "created" would collide with LogRecord.created (logging raises KeyError).
+        extra={"event": "schedules.registered", "reason": reason, **{f"schedules_{k}": n for k, n in counts.items()}},
     )
     return counts
 

@@ -26,8 +26,13 @@ def rows() -> dict[str, tuple]:
     return {s.name: (s.pk, s.func, s.schedule_type, s.minutes, s.cron, s.repeats) for s in Schedule.objects.all()}
 
 
-def test_a_bare_migrate_registers_every_schedule_once(autoregister):
-    call_command("migrate", verbosity=0)
+def test_a_bare_migrate_registers_every_schedule_once(autoregister, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="ops.services"):  # the summary line is written, not dropped
+        call_command("migrate", verbosity=0)
+    (summary,) = [r for r in caplog.records if r.getMessage().startswith("schedules registered after migrate")]
+    assert summary.schedules_created >= 2 and summary.event == "schedules.registered"
     first = rows()
     assert SYSTEM <= set(first)
     assert Schedule.objects.count() == len(first), "one row per name"
