@@ -110,6 +110,9 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synchub@localhost")
 
 # --- Security (production values come from the environment; see README "check --deploy") ----------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Paths (regexes, no leading slash) served over plain http despite SECURE_SSL_REDIRECT, e.g. ^metrics$ for a
+# Prometheus that scrapes each web process inside the network (docs/deploy.md).
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[])
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
