@@ -18,7 +18,7 @@ CODE = (
 
 def settings_with(**env) -> dict:
     full = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", **env}
-    for name in ("Q_REDIS_URL", "Q_CLUSTER_NAME"):
+    for name in ("Q_REDIS_URL", "Q_CLUSTER_NAME", "DATABASE_URL"):  # settings only: no database needed
         if name not in env:
             full.pop(name, None)
     proc = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, env=full, capture_output=True, text=True, timeout=60)
