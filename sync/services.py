@@ -321,9 +321,20 @@ def _current_cursor(connection, resource: str) -> str:
     )
 
 
-def enqueue_queue(queue_id: int) -> str:
-    """Ask django-q2 to work a queue. Arguments are ids only; running it twice is safe."""
-    return async_task("sync.tasks.run_queue", queue_id, task_name=f"queue-{queue_id}", group="sync-queues")
+def enqueue_queue(queue_id: int) -> str | None:
+    """Ask django-q2 to work a queue. Arguments are ids only; running it twice is safe. The ORM broker
+    enqueues in the caller's transaction; a broker outside the database (Redis) is sent after the commit,
+    so a worker never looks for a queue row it cannot see yet (it would find nothing and leave the run to
+    the reaper). Returns the task id when sent at once."""
+    from django_q.conf import Conf
+
+    def send() -> str:
+        return async_task("sync.tasks.run_queue", queue_id, task_name=f"queue-{queue_id}", group="sync-queues")
+
+    if Conf.ORM or Conf.SYNC:
+        return send()
+    transaction.on_commit(send)
+    return None
 
 
 def queue_is_stalled(queue: SyncQueue, *, now: dt.datetime | None = None) -> bool:
