@@ -46,6 +46,7 @@ from .services import (
     lines_move,
     lock_queue,
     queue_finalize,
+    queue_recount,
     record_key,
     retry_delay,
     status_upsert,
@@ -221,6 +222,7 @@ class QueueRunner:
             self.process_until_empty()
         except Exception:
             log.exception("queue %s: processing after a failed fetch also failed", self.queue.pk)
+        queue_recount(self.queue)  # a repair (see queue_recount), not a counter update: settling reads them
 
     # -- fetching ------------------------------------------------------------------------------------------
     def _new_lease_until(self) -> dt.datetime:

@@ -11,7 +11,7 @@ from ..models import LineState, QueueState, SyncQueue, SyncQueueLine
 from .errors import InvalidQueueAction, RunActive
 from .runs import queue_touch, run_enqueue
 from .settle import FINAL_STATES, queue_finalize
-from .state import COUNTER_FIELDS, lines_move
+from .state import COUNTER_FIELDS, lines_move, queue_recount
 
 
 def queue_retry(*, queue: SyncQueue, actor=None, enqueue: bool = True) -> SyncQueue:
@@ -102,6 +102,7 @@ def queue_force_done(*, queue: SyncQueue, actor=None) -> SyncQueue:
             message=f"{n} remaining line(s) cancelled; queue forced done",
             data={"lines": n},
         )
+        queue_recount(queue)  # the moves keep the counters; this repairs rows written by hand or before them
         queue_finalize(queue=queue, forced=True)
     queue.refresh_from_db()
     return queue
@@ -125,6 +126,7 @@ def queue_cancel(*, queue: SyncQueue, actor=None) -> SyncQueue:
             message=f"cancelled; {n} draft line(s) dropped",
             data={"lines": n},
         )
+        queue_recount(queue)  # the moves keep the counters; this repairs rows written by hand or before them
         queue_finalize(queue=queue)
     queue.refresh_from_db()
     return queue
