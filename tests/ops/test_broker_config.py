@@ -54,7 +54,7 @@ def test_with_redis_the_run_task_is_sent_after_the_commit(monkeypatch, org, make
     sent = []
     monkeypatch.setattr(Conf, "ORM", None)
     monkeypatch.setattr(Conf, "SYNC", False)
-    monkeypatch.setattr(services, "async_task", lambda *args, **kwargs: sent.append(args) or "task-id")
+    monkeypatch.setattr(services.runs, "async_task", lambda *args, **kwargs: sent.append(args) or "task-id")
     conn = make_connection(org)
     with transaction.atomic():
         queue = services.sync_start(connection=conn, resource="customers").queue
