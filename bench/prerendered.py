@@ -36,6 +36,7 @@ import base64
 import json
 import math
 import re
+import socket
 import sys
 import threading
 import time
@@ -130,6 +131,11 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one TCP connection per client session
     server_version = "prerendered-woo"
     stores: Stores  # set on the class by make_server
+
+    def setup(self) -> None:
+        super().setup()
+        # No Nagle: a body's last partial segment must not wait for the client's delayed ACK.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format, *args) -> None:
         pass
