@@ -246,9 +246,11 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "ops.logging.JsonFormatter"},
     },
+    # Logs go to stderr, always: stdout belongs to commands' output (progress lines, --json reports).
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
             "filters": ["redact"],
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
         }
