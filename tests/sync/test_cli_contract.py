@@ -129,8 +129,7 @@ def cli_env(tmp_path_factory):
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{db}",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "LOG_LEVEL": "INFO",
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
     }
     env.pop("SYNCHUB_REQUIRE_POSTGRES", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=settings.BASE_DIR, env=env, check=True)
