@@ -23,7 +23,7 @@ from django.core.management import BaseCommand, call_command
 
 from sync.models import Membership, Organization
 from sync.registry import KINDS, get_connector
-from sync.schedules import schedules_register_all
+from sync.runpolicy import schedules_register
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # printed on purpose: a local demo account on a throwaway SQLite db
@@ -102,7 +102,7 @@ class Command(BaseCommand):
                     )
             self._report(rows)
             if not no_serve:
-                schedules_register_all()  # what a deploy does: the reaper, purge and connector schedules
+                schedules_register()  # what a deploy does: the reaper, purge and connector schedules
                 if not no_worker:
                     log_path = self._start_worker(stack)
                     self.stdout.write(f"\nWorker: `manage.py qcluster` running (log: {log_path}); stops with the demo")
