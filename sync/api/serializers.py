@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core import clock
+from core.http import outbound_url_validator
 from core.redaction import redact, redact_data
 from sync.models import (
     LineState,
@@ -137,6 +138,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+        # Read-only today; should base_url ever become writable, the outbound address rule applies at save.
+        extra_kwargs = {"base_url": {"validators": [outbound_url_validator]}}
 
     @extend_schema_field({"type": "object", "additionalProperties": True})
     def get_config(self, obj) -> dict:
