@@ -151,8 +151,15 @@ def test_admin_form_refuses_at_save_and_says_why(url, client, staff, org, strict
     client.force_login(staff)
     response = client.post(
         reverse("admin:connectors_connection_add"),
-        {"organization": org.pk, "kind": "fake", "name": "Sneaky", "base_url": url, "external_account_id": "",
-         "config": "{}", "is_active": "on"},
+        {
+            "organization": org.pk,
+            "kind": "fake",
+            "name": "Sneaky",
+            "base_url": url,
+            "external_account_id": "",
+            "config": "{}",
+            "is_active": "on",
+        },
     )
     assert response.status_code == 200  # the form again, not a redirect
     body = response.content.decode()
@@ -166,8 +173,15 @@ def test_admin_form_resolves_host_names_at_save(client, staff, org, strict, dns,
     client.force_login(staff)
     response = client.post(
         reverse("admin:connectors_connection_add"),
-        {"organization": org.pk, "kind": "fake", "name": "Internal", "base_url": "https://internal.example/",
-         "external_account_id": "", "config": "{}", "is_active": "on"},
+        {
+            "organization": org.pk,
+            "kind": "fake",
+            "name": "Internal",
+            "base_url": "https://internal.example/",
+            "external_account_id": "",
+            "config": "{}",
+            "is_active": "on",
+        },
     )
     assert response.status_code == 200 and "10.1.2.3" in response.content.decode()
     assert looked_up == ["internal.example"] and not Connection.objects.filter(name="Internal").exists()
