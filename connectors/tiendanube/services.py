@@ -24,6 +24,7 @@ from django_q.tasks import async_task
 from connectors.base import UpstreamError
 from connectors.models import Connection
 from core import clock
+from core.bodies import parse_json
 from core.http import BlockedDestination, check_url, guarded_session
 from core.redaction import redact, register_secret
 from sync import services as sync_services
@@ -626,10 +627,10 @@ def webhook_handle(*, body: bytes, signature: str | None) -> str:
     """Verify, parse and act on one delivery. Raises WebhookRejected (401/400); returns what was done."""
     webhook_verify(body, signature)
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)  # bounded in size and depth (core.bodies): deep nesting is a 400, not a 503
         store_id = str(int(payload["store_id"]))
         event = str(payload["event"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # BodyRejected is a ValueError
         raise WebhookRejected("malformed webhook body") from None
     if not isinstance(payload, dict) or "/" not in event:
         raise WebhookRejected("malformed webhook body")

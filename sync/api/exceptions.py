@@ -20,8 +20,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from core.errors import AuthError, RateLimited, UpstreamError
-from core.redaction import redact
+from core.errors import AuthError, RateLimited, UpstreamError, error_body
 from sync.services import SyncServiceError
 
 log = logging.getLogger(__name__)
@@ -72,10 +71,6 @@ class PayloadTooLarge(ApiError):
     status_code = 413
     default_code = "payload_too_large"
     default_detail = "The request body is too large."
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict:
-    return {"error": {"code": code, "message": redact(message), "details": details if details is not None else {}}}
 
 
 def _flatten_message(detail: Any) -> str:

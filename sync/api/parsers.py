@@ -10,11 +10,12 @@ from rest_framework.parsers import JSONParser
 
 from core.bodies import BodyRejected, BodyTooLarge, parse_json
 
-from .exceptions import ApiError, PayloadTooLarge
-
 
 class LimitedJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
+        # Imported here: DRF imports this class while loading its settings, before .exceptions can load.
+        from .exceptions import ApiError, PayloadTooLarge
+
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         request = (parser_context or {}).get("request")
         try:

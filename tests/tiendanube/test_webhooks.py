@@ -165,6 +165,6 @@ def test_a_delivery_we_fail_to_act_on_is_a_503_so_tiendanube_redelivers(synced, 
     monkeypatch.setattr(sync_services, "sync_enqueue_records", database_down)
     r = post(body, headers["X-Linkedstore-HMAC-SHA256"])
     assert r.status_code == 503 and r["Retry-After"] == "60"
-    assert r.json()["error"] == "webhook_not_processed"
+    assert r.json()["error"]["code"] == "webhook_not_processed"  # the one error shape (issue 17)
     monkeypatch.undo()
     assert services.webhook_handle(body=body, signature=headers["X-Linkedstore-HMAC-SHA256"]).endswith("deleted")
