@@ -179,7 +179,7 @@ REST_FRAMEWORK = {
     # Every authenticated client (token or session) is throttled per user; the trigger scope comes on top.
     "DEFAULT_THROTTLE_CLASSES": ["sync.api.throttles.ApiUserThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "sync.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
         "sync-trigger": env("THROTTLE_SYNC_TRIGGER", default="30/min"),
@@ -193,6 +193,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Trigger, watch and steer synchronisation with upstream platforms.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every status the global layers can answer (auth, throttles, parser, resolver, handler500), on every route.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sync.api.openapi.document_global_errors",
+    ],
     # Several models have a "state" with different choices: name each enum after its model's choices.
     "ENUM_NAME_OVERRIDES": {
         "QueueStateEnum": "sync.models.QueueState",

@@ -98,6 +98,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 
     if isinstance(exc, SyncServiceError):
         code, message, details, status_code = exc.code, str(exc), {}, exc.http_status
+        if code == "unknown_resource":
+            # The resource is a path segment: a name the connection's kind lacks is "no such thing here"
+            # (404), not a malformed request (issue 17, schema fuzzing).
+            status_code = status.HTTP_404_NOT_FOUND
     elif isinstance(exc, UpstreamError):
         status_code = status.HTTP_502_BAD_GATEWAY
         code = {AuthError: "upstream_auth_failed", RateLimited: "upstream_rate_limited"}.get(

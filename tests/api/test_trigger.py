@@ -91,8 +91,8 @@ def test_second_trigger_while_running_returns_the_running_queue(api, fake_conn):
     assert SyncQueue.objects.filter(connection=fake_conn, is_active=True).count() == 1
 
 
-def test_unknown_resource_is_400(api, fake_conn):
-    err = assert_error(api.post(url(fake_conn, "nope"), {}, format="json"), 400, "unknown_resource")
+def test_unknown_resource_is_404(api, fake_conn):  # was 400 before issue 17 (a path segment)
+    err = assert_error(api.post(url(fake_conn, "nope"), {}, format="json"), 404, "unknown_resource")
     assert "customers" in err["message"]  # names the resources that do exist
 
 

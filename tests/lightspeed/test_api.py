@@ -71,7 +71,7 @@ def test_other_organizations_run_is_404(client, staff, other_staff, ls_conn, no_
 def test_unknown_resource_and_needs_reauth(client, staff, ls_conn, no_worker):
     client.force_login(staff)
     bad = client.post(_url(ls_conn, "orders"))
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_resource"
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "unknown_resource"  # 400 before issue 17
     ls_conn.needs_reauth = True
     ls_conn.save()
     refused = client.post(_url(ls_conn))
