@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from rest_framework.authtoken.models import Token
@@ -46,10 +48,16 @@ def world(db, staff, org, fake_conn, fake_kind, settings, monkeypatch):
     fake_kind.records = [FakeUpstream.make(1), FakeUpstream.make(2, email="")]
     queue = services.sync_start(connection=fake_conn, resource="customers").queue
     token, _ = Token.objects.get_or_create(user=staff)
-    return {
+    # The WSGI handler closes the database connection when a request finishes; the test's transaction lives
+    # on that connection (PostgreSQL), so do what Django's own test client does and keep it open.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield {
         "headers": {"Authorization": f"Token {token.key}"},
         "ids": {"connection_id": fake_conn.pk, "queue_id": queue.pk, "pk": fake_conn.pk},
     }
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def _schema():
