@@ -1,4 +1,4 @@
-"""Products and orders mirrored from stores: read-mostly (the sync engine writes them)."""
+"""Products, orders and coupons mirrored from stores: read-mostly (the sync engine writes them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.contrib.admin import RelatedOnlyFieldListFilter
 
 from sync.admin import ReadOnlyScopedAdmin
 
-from .models import Order, Product
+from .models import Coupon, Order, Product
 
 
 @admin.register(Product)
@@ -34,4 +34,13 @@ class OrderAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["connection"]
     list_filter = [("connection", RelatedOnlyFieldListFilter), "status", "payment_status"]
     search_fields = ["=external_id", "number", "email", "customer_external_id"]
+    show_full_result_count = False
+
+
+@admin.register(Coupon)
+class CouponAdmin(ReadOnlyScopedAdmin):
+    list_display = ["code", "discount_type", "amount", "usage_count", "expires_at", "connection", "synced_at"]
+    list_select_related = ["connection"]
+    list_filter = [("connection", RelatedOnlyFieldListFilter), "discount_type", "free_shipping"]
+    search_fields = ["=external_id", "code"]
     show_full_result_count = False

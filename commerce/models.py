@@ -41,3 +41,28 @@ class Order(SyncedRecord):
 
     def __str__(self) -> str:
         return f"Order {self.number or self.external_id}"
+
+
+class Coupon(SyncedRecord):
+    """A discount code of a store. Amounts are None where the upstream means "no limit"."""
+
+    code = models.CharField(max_length=255, blank=True, default="", db_index=True)
+    discount_type = models.CharField(max_length=32, blank=True, default="")
+    amount = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    description = models.TextField(blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    usage_count = models.IntegerField(default=0)
+    usage_limit = models.IntegerField(null=True, blank=True)
+    usage_limit_per_user = models.IntegerField(null=True, blank=True)
+    individual_use = models.BooleanField(default=False)
+    free_shipping = models.BooleanField(default=False)
+    exclude_sale_items = models.BooleanField(default=False)
+    minimum_amount = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    maximum_amount = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        ordering = ["code", "id"]
+        constraints = [SyncedRecord.binding_constraint("uniq_coupon_binding")]
+
+    def __str__(self) -> str:
+        return self.code or self.external_id

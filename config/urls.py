@@ -6,6 +6,7 @@ CONNECTOR_KINDS = ["woocommerce", "lightspeed", "tiendanube", "mulesoft", "mdm"]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("ops.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("sync.api.urls")),

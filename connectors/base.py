@@ -25,12 +25,14 @@ from core.errors import (
     PaginationStalled,
     PermanentError,
     RateLimited,
+    ResponseTooLarge,
     TransientError,
     UpstreamError,
     Verdict,
 )
 from core.http import BlockedDestination, check_url, guarded_session
 from core.paging import FetchContext, Page
+from core.signals import upstream_rate_limited
 from core.timestamps import parse_retry_after, parse_upstream_datetime
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ __all__ = [
     "PermanentError",
     "RateLimited",
     "Resource",
+    "ResponseTooLarge",
     "TransientError",
     "UpstreamError",
     "Verdict",
@@ -66,8 +69,6 @@ _ERROR_FOR = {
     Verdict.AUTH: AuthError,
     Verdict.FAIL: PermanentError,
 }
-
-
 
 
 def default_classify(response: requests.Response) -> tuple[Verdict, float | None]:
@@ -190,6 +191,7 @@ class Client:
             "headers": {"Accept": "application/json", **(headers or {})},
             "timeout": self.timeout,
             "allow_redirects": False,
+            "stream": True,  # read the body ourselves, bounded (read_bounded)
         }
         if json is not None:
             kwargs["json"] = json
@@ -213,8 +215,14 @@ class Client:
             raise TransientError(f"{self.kind or 'upstream'} timed out after {self.timeout}s") from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"request to {self.kind or 'upstream'} failed: {exc.__class__.__name__}") from None
+        try:
+            read_bounded(response, settings.SYNC_MAX_RESPONSE_BYTES)
+        except requests.exceptions.RequestException:
+            raise TransientError(f"{self.kind or 'upstream'}: the connection broke while reading {_path(url)}") from None
         self.pace(response)
         verdict, wait = self.classify(response)
+        if verdict is Verdict.RATE_LIMITED:
+            upstream_rate_limited.send_robust(sender=type(self), connection=self.connection)  # counted in ops
         if verdict is Verdict.OK:
             if self.expects_json and response.content and not _looks_json(response):
                 raise TransientError(
@@ -232,6 +240,32 @@ class Client:
 
     def close(self) -> None:
         self.session.close()
+
+
+def read_bounded(response: requests.Response, limit: int) -> None:
+    """Read a streamed body into ``response.content`` but never more than ``limit`` bytes: a larger body (by
+    its Content-Length or as it arrives) closes the connection and raises ResponseTooLarge."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ResponseTooLarge(_too_large(response, limit, f"it announced {int(declared):,} bytes"))
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            response.close()
+            raise ResponseTooLarge(_too_large(response, limit, "the body kept coming"))
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what .content / .json() / .text read; requests' own idiom
+    response._content_consumed = True
+
+
+def _too_large(response: requests.Response, limit: int, why: str) -> str:
+    return (
+        f"response from {_path(response.url)} is over the {limit:,}-byte cap (SYNC_MAX_RESPONSE_BYTES): {why}; "
+        "the page is refused and the cursor stays"
+    )
 
 
 def _looks_json(response: requests.Response) -> bool:

@@ -53,6 +53,11 @@ class BadPage(UpstreamError):
     verdict = Verdict.FAIL
 
 
+class ResponseTooLarge(BadPage):
+    """A response body over the cap (SYNC_MAX_RESPONSE_BYTES): refused while it streams in, so memory stays
+    bounded; the page fails and the cursor stays."""
+
+
 class PaginationStalled(UpstreamError):
     """Paging stopped advancing (same token twice, or more pages than the upstream said exist)."""
 

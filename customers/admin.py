@@ -7,7 +7,6 @@ from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import PermissionDenied
 from django.urls import path
 
-from connectors.mulesoft import admin as mulesoft_admin
 from sync.admin import ReadOnlyScopedAdmin
 
 from .models import Customer, LoyaltyTier
@@ -37,8 +36,12 @@ class LoyaltyTierAdmin(ReadOnlyScopedAdmin):
     list_select_related = ["connection"]
     list_filter = [("connection", RelatedOnlyFieldListFilter)]
     search_fields = ["=external_id", "name", "code"]
-    # Above the list: the MuleSoft refresh of each of the user's organizations, with "Refresh now".
+    # Above the list: the refresh of each of the user's organizations, with "Refresh now". This app names
+    # no connector: the connector that writes the tiers plugs its panel and view in from its own admin
+    # module (connectors/mulesoft/admin.py sets these two); without one, the list is plain.
     change_list_template = "admin/customers/loyaltytier/change_list.html"
+    refresh_panel = None  # (request) -> rows for the template
+    refresh_view = None  # (request, organization_id) -> response
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -48,10 +51,11 @@ class LoyaltyTierAdmin(ReadOnlyScopedAdmin):
 
     def _refresh_view(self, request, organization_id: int):
         # Tiers themselves are read-only; refreshing them is open to the organization's operators.
-        if not self.has_view_permission(request):
+        if not self.has_view_permission(request) or type(self).refresh_view is None:
             raise PermissionDenied
-        return mulesoft_admin.loyalty_refresh_view(request, organization_id)
+        return type(self).refresh_view(request, organization_id)
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "loyalty_refresh": mulesoft_admin.loyalty_panel(request)}
+        panel = type(self).refresh_panel
+        extra_context = {**(extra_context or {}), "loyalty_refresh": panel(request) if panel else []}
         return super().changelist_view(request, extra_context)

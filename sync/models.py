@@ -288,3 +288,61 @@ class SystemSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value!r}"
+
+
+class ScheduleState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    BACKOFF = "backoff", "Backing off"
+    NEEDS_REAUTH = "needs_reauth", "Needs reconnect"
+    DISCONNECTED = "disconnected", "Disconnected"
+    PAUSED = "paused", "Paused by an operator"
+
+
+class RunSchedule(models.Model):
+    """Run-policy state of one schedulable unit (sync.runpolicy): a (connection, resource), or the whole
+    connection (resource "") for a kind with priority tiers. It holds the failure streak, the backoff, the
+    tier and the pause, and is mirrored into at most one django-q2 Schedule (``schedule_name``)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="run_schedules")
+    resource = models.CharField(max_length=64, blank=True, default="", help_text="Empty: the whole connection")
+    tier = models.CharField(max_length=16, blank=True, default="")
+    state = models.CharField(max_length=16, choices=ScheduleState.choices, default=ScheduleState.ACTIVE)
+    failures_in_row = models.IntegerField(default=0)
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True, help_text="Newest upstream change or webhook seen")
+    last_error = models.TextField(blank=True, default="")
+    # Set when a run is enqueued by hand / login / connect, cleared when it starts: no duplicate enqueues.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    schedule_name = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["organization_id", "connection_id", "resource"]
+        constraints = [models.UniqueConstraint(fields=["connection", "resource"], name="run_schedule_unique")]
+        indexes = [models.Index(fields=["failures_in_row"], name="run_schedule_failing")]
+
+    def __str__(self) -> str:
+        return f"Schedule of {self.connection}{' / ' + self.resource if self.resource else ''}"
+
+
+class RunSlot(models.Model):
+    """The parallel cap of one kind as rows: a run holds one slot of its kind while it runs. ``connection``
+    is unique across every kind, so the same connection never holds two slots (never runs twice at once)."""
+
+    kind = models.CharField(max_length=32)
+    number = models.PositiveIntegerField()
+    connection = models.OneToOneField(
+        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="run_slot"
+    )
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "number"]
+        constraints = [models.UniqueConstraint(fields=["kind", "number"], name="run_slot_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} slot {self.number}"

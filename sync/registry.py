@@ -5,7 +5,6 @@ connector cannot stop the others from loading, and nothing in sync/ imports a co
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -20,8 +19,6 @@ from .policy import RunPolicy
 
 if TYPE_CHECKING:
     from django.db.models import Model
-
-    from .models import SyncQueue
 
 # kind -> dotted path of its Connector declaration. A dict of our own so tests can register fakes.
 KINDS: dict[str, str] = dict(settings.SYNC_CONNECTORS)
@@ -54,15 +51,10 @@ class Connector:
     config_fields: tuple[str, ...] = ()
     # For OAuth connectors: where a staff user re-authorises a connection (shown when needs_reauth).
     reconnect_path: Callable[[Any], str] | None = None
-    # Optional: ``run_gate(queue)`` is a context manager yielding True (run the queue now) or False (hold it
-    # back; it stays active and the reaper resumes it once idle for a lease). sync.gates applies it to every
-    # engine run started through a task or manage.py (Tiendanube: the parallel store-sync cap).
-    run_gate: Callable[[SyncQueue], AbstractContextManager[bool]] | None = None
-    # Dotted paths, imported only when used: ``schedule_specs() -> list[ScheduleSpec]`` and the demo's
-    # ``run(ctx) -> list[dict]`` (manage.py demo). Empty: the connector contributes none.
-    schedules: str = ""
+    # Dotted path, imported only when used: the demo's ``run(ctx) -> list[dict]`` (manage.py demo).
     demo: str = ""
-    # When and how its runs happen (sync.policy), executed by the engine.
+    # When and how its runs happen (sync.policy): schedules, backoff, re-auth, the parallel cap, resource
+    # order, the after-run hook. Executed by sync.runpolicy.
     policy: RunPolicy = field(default_factory=RunPolicy)
     # Where a run's records go; None is the table sink (upserts into each resource's domain model).
     sink: Any = None

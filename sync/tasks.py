@@ -14,6 +14,22 @@ def run_queue(queue_id: int) -> str | None:
     return gates.run_queue_gated(queue_id)
 
 
+def sync_connection(connection_id: int, origin: str = "schedule") -> str:
+    """What a tiered schedule (and manual / login / connect enqueues) call: every resource of one connection
+    in the policy's order, inside one run slot."""
+    from .connection_runs import connection_sync
+
+    Connection = connection_model()
+    try:
+        return connection_sync(connection_id=connection_id, origin=origin).outcome
+    except Connection.DoesNotExist:
+        log.warning("connection run: connection %s is gone", connection_id)
+        return "gone"
+    except Exception:
+        log.exception("connection run of %s crashed", connection_id)
+        return "crashed"
+
+
 def reap() -> dict:
     return services.lines_reap()
 

@@ -25,6 +25,10 @@ def test_a_broken_rule_is_reported(tmp_path):
     )
     lint_imports = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run(
-        [str(lint_imports), "--no-cache", "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [str(lint_imports), "--no-cache", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0 and "BROKEN" in result.stdout

@@ -3,6 +3,7 @@ endpoints at the sandbox without touching config/settings.py). See .env.example.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import environ
@@ -82,3 +83,9 @@ def page_size() -> int:
 def sync_minutes() -> int:
     """Interval of the per-connection schedules (0 = no schedules)."""
     return env.int("LIGHTSPEED_SYNC_MINUTES", default=60)
+
+
+def sync_interval(connection=None) -> dt.timedelta | None:
+    """The run policy's interval (sync.policy.Every.interval_from); None: not scheduled."""
+    minutes = sync_minutes()
+    return dt.timedelta(minutes=minutes) if minutes > 0 else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import quote
 
+from sync.policy import Every, RunPolicy
 from sync.registry import Connector
 
 from .client import LightspeedClient
@@ -23,6 +25,12 @@ connector = Connector(
     reconnect_path=lambda conn: (
         f"/connectors/lightspeed/oauth/start/?organization={conn.organization_id}&name={quote(conn.name)}"
     ),
-    schedules="connectors.lightspeed.schedules.schedule_specs",
+    policy=RunPolicy(
+        # Every resource of every active connection each LIGHTSPEED_SYNC_MINUTES (0: no timed syncs).
+        schedule=Every(dt.timedelta(hours=1), interval_from="connectors.lightspeed.conf.sync_interval"),
+        backoff=(dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(hours=1)),
+        reauth_after=5,
+        resource_order=("customer_groups", "customers", "products"),
+    ),
     demo="connectors.lightspeed.demo.run",
 )

@@ -52,9 +52,15 @@ class VersionedResource(Resource):
         if not records:
             return Page(records=[], next_token=None)
         version = body.get("version")
-        if not isinstance(version, dict):
-            raise BadPage(f"{self.name}: a non-empty page without a version range")
-        top = _version(version.get("max"), f"{self.name} version.max")
+        if isinstance(version, dict):
+            top = _version(version.get("max"), f"{self.name} version.max")
+        else:
+            # Lightspeed's own published list examples omit the range; every record carries its version,
+            # and the page's max is what `after` needs. A record without one leaves nothing to page by.
+            top = max(
+                _version(r.get("version") if isinstance(r, dict) else None, f"{self.name} record version")
+                for r in records
+            )
         if after not in (None, "") and top <= int(after):
             # Versions only grow; a page that does not move past `after` would loop forever.
             raise PaginationStalled(f"{self.name}: version.max {top} did not advance past after={after}")

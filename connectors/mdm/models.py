@@ -1,9 +1,30 @@
-"""MDM's own table: the history of ineligible-items exports (what the admin and the alert read)."""
+"""MDM's tables: the ineligible items (the engine writes them) and the history of exports, one per engine
+run (what the admin, the API and the alert read)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+
+from sync.records import SyncedRecord
+
+
+class IneligibleItem(SyncedRecord):
+    """One ineligible item as MDM lists it: the engine's domain table for ``ineligible_items`` (the
+    DocumentSink renders the non-deleted rows into the S3 export after each complete run)."""
+
+    sku = models.CharField(max_length=255)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    market = models.CharField(max_length=64, blank=True, default="")
+    # As MDM sends it (the export repeats it verbatim), not parsed.
+    item_updated_at = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        ordering = ["sku"]
+        constraints = [SyncedRecord.binding_constraint("uniq_ineligibleitem_binding")]
+
+    def __str__(self) -> str:
+        return self.sku
 
 
 class RunStatus(models.TextChoices):
@@ -20,6 +41,10 @@ class ExportRun(models.Model):
     )
     connection = models.ForeignKey(
         "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The engine run this export is the outcome of (None: it never became a run, e.g. no configuration).
+    queue = models.OneToOneField(
+        "sync.SyncQueue", null=True, blank=True, on_delete=models.SET_NULL, related_name="mdm_export"
     )
     origin = models.CharField(max_length=16, default="manual")
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)

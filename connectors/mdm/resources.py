@@ -1,5 +1,6 @@
 """MDM resources. ``GET /api/v1/ineligible-items?page=&page_size=`` answers
-``{"items": [...], "page": n, "page_size": s, "total_pages": m, "total": t}``."""
+``{"items": [...], "page": n, "page_size": s, "total_pages": m, "total": t}``; a bare JSON array of items
+(an MDM without paging) is accepted too and is the only page."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from . import conf
 
 class IneligibleItemsResource(Resource):
     name = "ineligible_items"
-    model = ""  # exported to S3, not stored in a domain table
+    model = "mdm.IneligibleItem"  # rendered into one S3 object by the DocumentSink after a complete run
     cursor_kind = "none"
+    mark_missing_deleted = True  # every run is a full scan: items MDM no longer lists leave the export
 
     def fetch_page(self, ctx: FetchContext) -> Page:
         page = int(ctx.token or 1)
         payload, _ = ctx.client.get_json(
             "api/v1/ineligible-items", params={"page": page, "page_size": conf.MDM_PAGE_SIZE}
         )
+        if isinstance(payload, list):
+            return Page(records=payload, next_token=None, total=len(payload))
         if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
             raise BadPage("MDM ineligible-items response has no items list")
         try:
@@ -34,12 +38,13 @@ class IneligibleItemsResource(Resource):
         return str(sku)
 
     def map(self, record: dict) -> dict:
-        """The JSON shape other services read from S3: stable keys, nothing else."""
+        """The IneligibleItem row; services.render_document turns rows into the JSON other services read."""
+        updated = record.get("updated_at") or None
         return {
             "sku": self.external_id(record),
-            "reason": str(record.get("reason") or ""),
-            "market": str(record.get("market") or ""),
-            "updated_at": record.get("updated_at") or None,
+            "reason": str(record.get("reason") or "")[:255],
+            "market": str(record.get("market") or "")[:64],
+            "item_updated_at": str(updated)[:64] if updated is not None else None,
         }
 
 

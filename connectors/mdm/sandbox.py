@@ -35,6 +35,8 @@ class MdmSandbox(SandboxLifecycle):
     api_key: str = "sandbox-mdm-api-key"
     items: list[dict] = field(default_factory=lambda: make_items(25))
     faults: Faults = field(default_factory=Faults)
+    # An MDM without paging answers a bare JSON array of every item (the resource accepts both shapes).
+    bare_array: bool = False
 
     def __post_init__(self) -> None:
         self.app = SandboxApp()
@@ -64,6 +66,8 @@ class MdmSandbox(SandboxLifecycle):
             size = max(1, min(1000, int(req.arg("page_size", "100"))))
         except ValueError:
             return Response.json({"error": "bad_request", "message": "page and page_size must be integers"}, 400)
+        if self.bare_array:
+            return Response.json(items)
         total_pages = max(1, -(-len(items) // size))
         chunk = items[(page - 1) * size : page * size]
         return Response.json(

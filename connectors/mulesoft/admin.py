@@ -1,7 +1,8 @@
 """Admin glue for the MuleSoft loyalty-tier refresh, shown on the LoyaltyTier changelist (customers/admin.py).
 
-Nothing is registered here: the panel and the "Refresh now" view are plain functions that
-``customers.admin.LoyaltyTierAdmin`` mounts. Reads go through ``selectors.loyalty_refresh_status``, the write
+Nothing is registered here: the panel and the "Refresh now" view are plain functions plugged into
+``customers.admin.LoyaltyTierAdmin`` at the end of this module (the domain app imports no connector; the
+connector extends the domain's admin). Reads go through ``selectors.loyalty_refresh_status``, the write
 through ``services.loyalty_refresh_now``; both are organization-scoped by ``sync.selectors.organization_list``
 (superusers: every organization; staff: the organizations they are members of).
 """
@@ -71,3 +72,13 @@ def loyalty_refresh_view(request: HttpRequest, organization_id: int) -> HttpResp
     else:
         messages.warning(request, f"{org.name}: {redact(result.get('reason', 'refresh not possible now'))}")
     return redirect(CHANGELIST)
+
+
+def _plug_into_customers_admin() -> None:
+    from customers.admin import LoyaltyTierAdmin
+
+    LoyaltyTierAdmin.refresh_panel = staticmethod(loyalty_panel)
+    LoyaltyTierAdmin.refresh_view = staticmethod(loyalty_refresh_view)
+
+
+_plug_into_customers_admin()

@@ -1,5 +1,10 @@
-from sync.registry import Connector
+import datetime as dt
 
+from sync.policy import RunPolicy
+from sync.registry import Connector
+from sync.sinks import TableSink
+
+from . import conf
 from .client import MuleSoftClient
 from .resources import LOYALTY_TIERS
 
@@ -11,4 +16,12 @@ connector = Connector(
     secret_fields=("access_token",),
     config_fields=(),
     demo="connectors.mulesoft.demo.run",
+    # At most one automatic refresh an hour per organization (its one connection); the SystemSetting
+    # mulesoft_loyalty_refresh_interval_seconds overrides the window. Staff "Refresh now" forces.
+    policy=RunPolicy(
+        throttle=dt.timedelta(seconds=conf.DEFAULT_REFRESH_INTERVAL_SECONDS),
+        extra={"throttle_setting": "mulesoft_loyalty_refresh_interval_seconds"},
+    ),
+    # Tiers land in customers.LoyaltyTier; every settled run is recorded as one of the four outcomes.
+    sink=TableSink(outcome="connectors.mulesoft.services.record_outcome"),
 )

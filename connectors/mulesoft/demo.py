@@ -9,19 +9,22 @@ from django_q.models import OrmQ
 
 from connectors.models import Connection
 from customers.models import LoyaltyTier
+from sync.models import SyncQueue
 from sync.services import setting_set
+from sync.tasks import run_queue
 
-from . import conf, services, tasks
-from .models import LoyaltyRefreshState
+from . import conf, services
 from .sandbox import MuleSoftSandbox
 
 
 def _queued_refreshes(organization_id: int) -> list[OrmQ]:
-    return [
-        q
-        for q in OrmQ.objects.all()
-        if q.task.get("func") == services.TASK and q.task.get("args", [None])[0] == organization_id
-    ]
+    """The engine runs of loyalty_tiers the list handed to django-q2 (args: the queue id)."""
+    ids = set(
+        SyncQueue.objects.filter(organization_id=organization_id, resource=services.RESOURCE).values_list(
+            "pk", flat=True
+        )
+    )
+    return [q for q in OrmQ.objects.all() if q.task.get("func") == "sync.tasks.run_queue" and q.task["args"][0] in ids]
 
 
 def run(ctx) -> list[dict]:
@@ -41,8 +44,7 @@ def run(ctx) -> list[dict]:
     conn.base_url = sandbox.endpoint
     conn.credentials = {"access_token": sandbox.token}  # per-connection token; MULESOFT_ACCESS_TOKEN also works
     conn.save()
-    # A re-run of the demo within the hour would be throttled; start the window afresh.
-    LoyaltyRefreshState.objects.filter(organization=org).update(last_requested_at=None, next_allowed_at=None)
+    # (A re-run of the demo within the hour is throttled by the connector's RunPolicy: nothing is queued.)
 
     web = DjangoClient(HTTP_HOST="127.0.0.1")
     web.force_login(ctx.user)
@@ -56,7 +58,7 @@ def run(ctx) -> list[dict]:
     ctx.say(f"loyalty refresh tasks queued by the list: {len(queued)}")
     outcome = "not queued"
     for row in queued:  # what a qcluster worker would do
-        outcome = tasks.refresh_loyalty_tiers(*row.task["args"]) or "crashed"
+        outcome = run_queue(*row.task["args"]) or "crashed"
         row.delete()
     tiers = LoyaltyTier.objects.filter(organization=org, deleted_at__isnull=True).order_by("rank")
     ctx.say(f"refresh outcome: {outcome}; tiers stored: {', '.join(t.name for t in tiers)}")

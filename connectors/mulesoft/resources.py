@@ -3,9 +3,13 @@ answering ``{"data": [tier, ...]}`` (a bare list, or ``tiers``/``items`` keys, a
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal, InvalidOperation
 
 from connectors.base import BadPage, FetchContext, MappingError, Page, Resource
+from core.redaction import redact
+
+log = logging.getLogger("synchub.mulesoft")
 
 
 def tiers_from_payload(payload) -> list[dict]:
@@ -20,6 +24,9 @@ def tiers_from_payload(payload) -> list[dict]:
     return [r for r in rows if isinstance(r, dict)]
 
 
+_MAPPED = frozenset({"id", "code", "name", "rank", "minPoints", "benefits"})
+
+
 class LoyaltyTiersResource(Resource):
     name = "loyalty_tiers"
     model = "customers.LoyaltyTier"
@@ -27,6 +34,8 @@ class LoyaltyTiersResource(Resource):
     mark_missing_deleted = True
 
     def fetch_page(self, ctx: FetchContext) -> Page:
+        # Seed 000's start line, credentials in the URL redacted.
+        log.info("Syncing loyalty tiers from MuleSoft: %s", redact(ctx.client.connection.base_url))
         payload, _response = ctx.client.get_json("loyalty/tiers")
         records = tiers_from_payload(payload)
         return Page(records=records, next_token=None, total=len(records))
@@ -54,6 +63,8 @@ class LoyaltyTiersResource(Resource):
         if not isinstance(benefits, list):
             raise MappingError(f"tier {name!r}: benefits is not a list")
         return {
+            # Fields MuleSoft sends beyond ours, kept for staff (SyncedRecord.extra).
+            "extra": {k: v for k, v in record.items() if k not in _MAPPED},
             "code": str(record.get("code") or "")[:64],
             "name": name[:255],
             "rank": rank,

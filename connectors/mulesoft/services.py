@@ -1,4 +1,8 @@
-"""Loyalty-tier refresh: request (throttled enqueue), run (worker body), refresh-now (admin)."""
+"""Loyalty tiers through the engine: one path, the same rows, whoever asks (the customer list, "Refresh now",
+the API, a schedule). A refresh is an ordinary engine run of ``loyalty_tiers`` on the organization's MuleSoft
+Connection (written by the TableSink into ``customers.LoyaltyTier``); its throttle is the connector's
+RunPolicy. What stays here: the Connection that follows the endpoint setting, MuleSoft's 429 window, and
+``record_outcome``, which turns every settled run into one of the four logged outcomes."""
 
 from __future__ import annotations
 
@@ -8,25 +12,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django_q.tasks import async_task
 
-from connectors.base import FetchContext, MappingError, UpstreamError
 from connectors.models import Connection
 from core import clock
 from core.redaction import redact
-from customers.models import LoyaltyTier
+from sync import refresh as sync_refresh
+from sync import services as sync_services
 from sync.activity import activity_record
-from sync.models import ActivityLevel, Organization
+from sync.models import ActivityLevel, Organization, Origin, QueueState, SyncActivity
 from sync.selectors import setting_get
-from sync.services import connection_record_result
 
 from . import conf
 from .models import LoyaltyRefreshState, Outcome
 
 log = logging.getLogger("synchub.mulesoft")
 
-TASK = "connectors.mulesoft.tasks.refresh_loyalty_tiers"
+RESOURCE = "loyalty_tiers"
 CONNECTION_NAME = "MuleSoft loyalty"
 
 
@@ -36,6 +37,7 @@ class RefreshResult:
     tier_count: int | None = None
     status: int | None = None
     message: str = ""
+    queue_id: int | None = None
 
 
 def refresh_interval(organization) -> dt.timedelta:
@@ -55,62 +57,13 @@ def _state_row(organization_id: int) -> None:
             pass
 
 
-def _claim(organization: Organization, *, force: bool) -> bool:
-    """Atomically take this interval's refresh slot: a conditional UPDATE, so however many processes
-    open the list at once, exactly one wins per interval (and none during a 429 window)."""
-    _state_row(organization.pk)
-    now = clock.now()
-    qs = LoyaltyRefreshState.objects.filter(organization_id=organization.pk).filter(
-        Q(next_allowed_at__isnull=True) | Q(next_allowed_at__lte=now)
-    )
-    if not force:
-        qs = qs.filter(
-            Q(last_requested_at__isnull=True) | Q(last_requested_at__lte=now - refresh_interval(organization))
-        )
-    return qs.update(last_requested_at=now) == 1
-
-
-def loyalty_refresh_request(organization_ids: Iterable[int], *, origin: str = "customer_list") -> list[int]:
-    """Enqueue a refresh for each organization whose throttle slot is free. Cheap (a few small queries and
-    one OrmQ INSERT each); never calls MuleSoft. ``sync=False`` keeps it out of the caller's process even
-    when Q_SYNC runs tasks inline. Returns the organization ids enqueued."""
-    enqueued = []
-    for org in Organization.objects.filter(pk__in=list(organization_ids)):
-        if _claim(org, force=False):
-            async_task(TASK, org.pk, origin, sync=False, task_name=f"loyalty-refresh-{org.pk}")
-            enqueued.append(org.pk)
-    return enqueued
-
-
-def loyalty_refresh_request_safe(organization_ids: Iterable[int], *, origin: str = "customer_list") -> None:
-    """For the request_finished receiver: the response is already sent, so log instead of raising."""
-    try:
-        loyalty_refresh_request(organization_ids, origin=origin)
-    except Exception:
-        log.exception("could not enqueue the loyalty-tier refresh")
-
-
-def loyalty_refresh_now(organization: Organization, actor=None) -> dict:
-    """Admin/API "refresh now": skips the interval throttle but still honours a 429 window."""
-    if not _claim(organization, force=True):
-        state = LoyaltyRefreshState.objects.get(organization=organization)
-        msg = f"MuleSoft rate limit: next refresh allowed at {state.next_allowed_at.isoformat()}"
-        activity_record(
-            event="loyalty.refresh.deferred",
-            organization=organization,
-            actor=actor,
-            level=ActivityLevel.WARNING,
-            message=msg,
-        )
-        return {"enqueued": False, "reason": msg}
-    activity_record(
-        event="loyalty.refresh.requested",
-        organization=organization,
-        actor=actor,
-        message="loyalty-tier refresh requested",
-    )
-    task_id = async_task(TASK, organization.pk, "manual", task_name=f"loyalty-refresh-{organization.pk}")
-    return {"enqueued": True, "task_id": task_id}
+# --- The Connection follows the endpoint setting ---------------------------------------------------------
+def endpoint_problem(endpoint) -> str:
+    if not endpoint:
+        return f"{conf.ENDPOINT_SETTING} is not configured"
+    if not isinstance(endpoint, str) or not endpoint.strip().startswith(("http://", "https://")):
+        return f"{conf.ENDPOINT_SETTING} is not an http(s) URL"
+    return ""
 
 
 def loyalty_connection(organization: Organization, endpoint: str) -> Connection:
@@ -125,80 +78,99 @@ def loyalty_connection(organization: Organization, endpoint: str) -> Connection:
     return conn
 
 
-def loyalty_refresh(organization_id: int, *, origin: str = "customer_list", actor=None) -> RefreshResult:
-    """The worker body. Records exactly one of the four outcomes (log line + activity + state row)."""
-    from .connector import connector
+def configured_connection(organization: Organization) -> Connection | None:
+    """The organization's MuleSoft connection, in step with the endpoint setting; None when not configured."""
+    endpoint = setting_get(conf.ENDPOINT_SETTING, organization=organization, default="")
+    if endpoint_problem(endpoint):
+        return None
+    return loyalty_connection(organization, endpoint.strip().rstrip("/"))
+
+
+def sync_connections_to_setting(sender, instance, **kwargs) -> None:
+    """post_save of SystemSetting: setting the endpoint (for one organization, or globally) creates or
+    re-points the MuleSoft connections, so automatic refreshes (the customer list) find them."""
+    if instance.key != conf.ENDPOINT_SETTING:
+        return
+    orgs = (
+        Organization.objects.filter(pk=instance.organization_id)
+        if instance.organization_id
+        else Organization.objects.all()
+    )
+    for org in orgs:
+        configured_connection(org)
+
+
+# --- Starting refreshes ----------------------------------------------------------------------------------
+def loyalty_refresh_request(organization_ids: Iterable[int], *, origin: str = Origin.LOGIN) -> list[int]:
+    """Throttled runs for these organizations, handed to workers (never run here). Returns the organization
+    ids whose run was started (a throttled or running one adds none)."""
+    queue_ids = sync_refresh.sync_request(
+        kind="mulesoft", resource=RESOURCE, organization_ids=organization_ids, origin=origin
+    )
+    from sync.models import SyncQueue
+
+    return list(SyncQueue.objects.filter(pk__in=queue_ids).order_by("id").values_list("organization_id", flat=True))
+
+
+def rate_limit_window(organization) -> dt.datetime | None:
+    """When MuleSoft said (429) we may call again, if that is still ahead."""
+    state = LoyaltyRefreshState.objects.filter(organization=organization).first()
+    if state and state.next_allowed_at and state.next_allowed_at > clock.now():
+        return state.next_allowed_at
+    return None
+
+
+def loyalty_refresh_now(organization: Organization, actor=None) -> dict:
+    """Admin/API "Refresh now": a forced run (past the throttle) in a worker, but never inside MuleSoft's
+    429 window."""
+    until = rate_limit_window(organization)
+    if until is not None:
+        msg = f"MuleSoft rate limit: next refresh allowed at {until.isoformat()}"
+        activity_record(
+            event="loyalty.refresh.deferred",
+            organization=organization,
+            actor=actor,
+            level=ActivityLevel.WARNING,
+            message=msg,
+        )
+        return {"enqueued": False, "reason": msg}
+    activity_record(
+        event="loyalty.refresh.requested",
+        organization=organization,
+        actor=actor,
+        message="loyalty-tier refresh requested",
+    )
+    connection = configured_connection(organization)
+    if connection is None:
+        result = _skipped(organization, origin=Origin.MANUAL, actor=actor)
+        return {"enqueued": False, "reason": result.message}
+    try:
+        started = sync_services.sync_start(
+            connection=connection, resource=RESOURCE, origin=Origin.MANUAL, actor=actor, force=True
+        )
+    except sync_services.SyncServiceError as exc:
+        return {"enqueued": False, "reason": str(exc)}
+    return {"enqueued": True, "queue_id": started.queue.pk, "result": started.reason}
+
+
+def loyalty_refresh(organization_id: int, *, origin: str = Origin.MANUAL, actor=None) -> RefreshResult:
+    """Refresh one organization now, in this process (manage.py, tests, the demo): an engine run, forced
+    past the throttle. Returns the recorded outcome."""
+    from sync.tasks import run_queue
 
     organization = Organization.objects.get(pk=organization_id)
-    _state_row(organization.pk)
-    started = clock.now()
-    LoyaltyRefreshState.objects.filter(organization=organization).update(last_started_at=started)
-    endpoint = setting_get(conf.ENDPOINT_SETTING, organization=organization, default="")
-    if not isinstance(endpoint, str) or not endpoint.strip().startswith(("http://", "https://")):
-        problem = "is not configured" if not endpoint else "is not an http(s) URL"
-        result = RefreshResult(Outcome.SKIPPED, message=f"{conf.ENDPOINT_SETTING} {problem}")
-        return _finish(organization, None, result, origin=origin, actor=actor)
-    connection = loyalty_connection(organization, endpoint.strip().rstrip("/"))
-    client = connector.client(connection)
-    try:
-        page = connector.resource("loyalty_tiers").fetch_page(
-            FetchContext(client=client, cursor="", token=None, full_scan=True)
-        )
-    except UpstreamError as exc:
-        if exc.status == 429 and exc.wait:
-            LoyaltyRefreshState.objects.filter(organization=organization).update(
-                next_allowed_at=clock.now() + dt.timedelta(seconds=exc.wait)
-            )
-        outcome = Outcome.HTTP_ERROR if exc.status else Outcome.NETWORK_ERROR
-        result = RefreshResult(outcome, status=exc.status, message=exc.message)
-        connection_record_result(connection=connection, ok=False, error=exc.message)
-        return _finish(organization, connection, result, origin=origin, actor=actor)
-    finally:
-        client.close()
-    count, rejected = tiers_store(connection, page.records)
-    connection_record_result(connection=connection, ok=True)
-    note = f"; {len(rejected)} tier(s) rejected: {'; '.join(rejected[:3])}" if rejected else ""
-    result = RefreshResult(Outcome.SUCCESS, tier_count=count, message=f"{count} loyalty tier(s) refreshed{note}")
-    return _finish(organization, connection, result, origin=origin, actor=actor)
+    connection = configured_connection(organization)
+    if connection is None:
+        return _skipped(organization, origin=origin, actor=actor)
+    started = sync_services.sync_start(
+        connection=connection, resource=RESOURCE, origin=origin, actor=actor, enqueue=False, force=True
+    )
+    run_queue(started.queue.pk)
+    started.queue.refresh_from_db()
+    return record_outcome(connection, started.queue)
 
 
-def tiers_store(connection: Connection, records: list[dict]) -> tuple[int, list[str]]:
-    """Bulk upsert by (connection, external_id); tiers MuleSoft no longer lists are marked deleted."""
-    from .resources import LOYALTY_TIERS
-
-    now = clock.now()
-    rows, rejected = {}, []
-    for record in records:
-        try:
-            external_id = LOYALTY_TIERS.external_id(record)
-            fields = LOYALTY_TIERS.map(record)
-        except MappingError as exc:
-            rejected.append(str(exc))
-            continue
-        extra = {k: v for k, v in record.items() if k not in ("id", "code", "name", "rank", "minPoints", "benefits")}
-        rows[external_id] = LoyaltyTier(
-            organization_id=connection.organization_id,
-            connection=connection,
-            external_id=external_id,
-            synced_at=now,
-            deleted_at=None,
-            extra=extra,
-            **fields,
-        )
-    with transaction.atomic():
-        if rows:
-            LoyaltyTier.objects.bulk_create(
-                list(rows.values()),
-                update_conflicts=True,
-                unique_fields=["connection", "external_id"],
-                update_fields=["code", "name", "rank", "min_points", "benefits", "synced_at", "deleted_at", "extra"],
-            )
-        LoyaltyTier.objects.filter(connection=connection, deleted_at__isnull=True).exclude(
-            external_id__in=list(rows)
-        ).update(deleted_at=now)
-    return len(rows), rejected
-
-
+# --- Outcomes ---------------------------------------------------------------------------------------------
 _EVENTS = {
     Outcome.SKIPPED: ("loyalty.refresh.skipped", ActivityLevel.WARNING),
     Outcome.HTTP_ERROR: ("loyalty.refresh.http_error", ActivityLevel.ERROR),
@@ -207,7 +179,49 @@ _EVENTS = {
 }
 
 
-def _finish(organization, connection, result: RefreshResult, *, origin: str, actor) -> RefreshResult:
+def _skipped(organization, *, origin: str, actor) -> RefreshResult:
+    endpoint = setting_get(conf.ENDPOINT_SETTING, organization=organization, default="")
+    result = RefreshResult(Outcome.SKIPPED, message=endpoint_problem(endpoint) or "not configured")
+    return _finish(organization, None, result, origin=origin, actor=actor, queue=None)
+
+
+def record_outcome(connection, queue, skip_reason: str = "") -> RefreshResult | None:
+    """The sink's outcome hook (sync.sinks): one of the four outcomes per settled run, recorded once."""
+    if queue is None:
+        result = RefreshResult(Outcome.SKIPPED, message=skip_reason)
+        return _finish(connection.organization, connection, result, origin="", actor=None, queue=None)
+    if queue.state == QueueState.CANCELLED:
+        return None
+    done = SyncActivity.objects.filter(queue=queue, event__startswith="loyalty.refresh.").first()
+    if done is not None:  # already recorded (the runner and the finished signal both call this)
+        return RefreshResult(
+            done.data.get("outcome", ""), done.data.get("tier_count"), done.data.get("status"), done.message, queue.pk
+        )
+    if queue.state == QueueState.DONE:
+        tiers = queue.done_count
+        result = RefreshResult(
+            Outcome.SUCCESS, tier_count=tiers, message=f"{tiers} loyalty tier(s) refreshed", queue_id=queue.pk
+        )
+    else:
+        failure = SyncActivity.objects.filter(queue=queue, event="run.failed").order_by("-id").first()
+        data = failure.data if failure is not None else {}
+        status = data.get("status")
+        if status == 429 and data.get("wait"):
+            _state_row(queue.organization_id)
+            LoyaltyRefreshState.objects.filter(organization_id=queue.organization_id).update(
+                next_allowed_at=clock.now() + dt.timedelta(seconds=float(data["wait"]))
+            )
+        message = queue.fetch_error or queue.last_error or f"run #{queue.pk} ended {queue.state}"
+        outcome = Outcome.HTTP_ERROR if status else Outcome.NETWORK_ERROR
+        if failure is None:  # the fetch went through but records were rejected: MuleSoft answered
+            outcome = Outcome.HTTP_ERROR
+        result = RefreshResult(outcome, status=status, message=message, queue_id=queue.pk)
+    actor = queue.created_by if queue.created_by_id else None
+    return _finish(queue.organization, connection, result, origin=queue.origin, actor=actor, queue=queue)
+
+
+def _finish(organization, connection, result: RefreshResult, *, origin: str, actor, queue) -> RefreshResult:
+    _state_row(organization.pk)
     now = clock.now()
     message = redact(result.message)[:2000]
     updates = {
@@ -217,6 +231,9 @@ def _finish(organization, connection, result: RefreshResult, *, origin: str, act
         "last_message": message,
         "tier_count": result.tier_count,
     }
+    if queue is not None:
+        updates["last_requested_at"] = queue.started_at
+        updates["last_started_at"] = queue.started_at
     if result.outcome == Outcome.SUCCESS:
         updates["last_success_at"] = now
     LoyaltyRefreshState.objects.filter(organization=organization).update(**updates)
@@ -231,7 +248,8 @@ def _finish(organization, connection, result: RefreshResult, *, origin: str, act
         level=level,
         organization=organization,
         connection=connection,
-        actor=actor,
+        queue=queue,
+        actor=actor if getattr(actor, "pk", None) else None,
         message=message,
         data=data,
     )
@@ -245,4 +263,4 @@ def _finish(organization, connection, result: RefreshResult, *, origin: str, act
         origin,
         message,
     )
-    return result
+    return RefreshResult(result.outcome, result.tier_count, result.status, message, result.queue_id)

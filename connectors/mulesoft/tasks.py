@@ -1,4 +1,7 @@
-"""django-q2 entry points. Ids in; never raises (a failed refresh is an outcome, not a task failure)."""
+"""django-q2 entry points. Ids in; never raises (a failed refresh is an outcome, not a task failure).
+
+Refreshes requested by the customer list, the admin or the API are engine runs (``sync.tasks.run_queue``);
+this task remains for schedules that still name it."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from . import services
 log = logging.getLogger("synchub.mulesoft")
 
 
-def refresh_loyalty_tiers(organization_id: int, origin: str = "customer_list") -> str | None:
+def refresh_loyalty_tiers(organization_id: int, origin: str = "schedule") -> str | None:
     try:
         return str(services.loyalty_refresh(organization_id, origin=origin).outcome)
     except Organization.DoesNotExist:

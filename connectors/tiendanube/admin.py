@@ -9,7 +9,8 @@ from django.utils.html import format_html
 from sync.models import Origin
 from sync.selectors import organization_ids_for
 
-from . import selectors, services
+from . import oauth, selectors, stores
+from .errors import TiendanubeError
 from .models import PendingInstall, PrivacyRequest, StoreSchedule
 
 
@@ -55,7 +56,8 @@ class StoreScheduleAdmin(StaffScopedAdmin):
     change_list_template = "admin/tiendanube/storeschedule/change_list.html"
 
     def get_queryset(self, request):
-        return _scoped(request, super().get_queryset(request).select_related("connection", "organization"))
+        qs = super().get_queryset(request).filter(connection__kind=selectors.KIND, resource="")
+        return _scoped(request, qs.select_related("connection", "organization"))
 
     @admin.display(description="Reconnect")
     def reconnect(self, obj):
@@ -66,14 +68,14 @@ class StoreScheduleAdmin(StaffScopedAdmin):
 
     @admin.action(description="Sync selected stores now")
     def sync_now(self, request, queryset):
-        result = services.stores_enqueue_all(
+        result = stores.stores_enqueue_all(
             connections=[s.connection for s in queryset], origin=Origin.MANUAL, actor=request.user
         )
         self.message_user(request, ", ".join(f"#{k}: {v}" for k, v in result.items()), messages.INFO)
 
     @admin.action(description="(Re)initialize schedules of selected stores")
     def reinitialize(self, request, queryset):
-        n = services.schedules_initialize(connections=[s.connection for s in queryset])
+        n = stores.schedules_initialize(connections=[s.connection for s in queryset])
         self.message_user(request, f"{n} schedule(s) initialized", messages.SUCCESS)
 
 
@@ -104,9 +106,9 @@ class PendingInstallAdmin(StaffScopedAdmin):
                 )
                 continue
             try:
-                services.pending_claim(pending=pending, organization=pending.organization, actor=request.user)
+                oauth.pending_claim(pending=pending, organization=pending.organization, actor=request.user)
                 self.message_user(request, f"store {pending.store_id} claimed; first sync started", messages.SUCCESS)
-            except services.TiendanubeError as exc:
+            except TiendanubeError as exc:
                 self.message_user(request, f"store {pending.store_id}: {exc}", messages.ERROR)
 
 

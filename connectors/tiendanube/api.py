@@ -15,7 +15,8 @@ from sync.api.throttles import SyncTriggerThrottle
 from sync.models import Origin
 from sync.selectors import organization_list
 
-from . import selectors, services
+from . import health, oauth, selectors, stores
+from .errors import TiendanubeError
 
 
 def _store(request, pk: int) -> Connection:
@@ -65,7 +66,7 @@ class SchedulerStatusView(APIView):
 class SchedulerInitializeView(APIView):
     @extend_schema(request=None, responses={200: dict})
     def post(self, request):
-        n = services.schedules_initialize(connections=selectors.store_list(user=request.user))
+        n = stores.schedules_initialize(connections=selectors.store_list(user=request.user))
         return Response({"initialized": n})
 
 
@@ -77,8 +78,8 @@ class StoreSyncView(APIView):
     def post(self, request, pk: int):
         store = _store(request, pk)
         try:
-            enqueued = services.store_enqueue_sync(connection=store, origin=Origin.API, actor=request.user)
-        except services.TiendanubeError as exc:
+            enqueued = stores.store_enqueue_sync(connection=store, origin=Origin.API, actor=request.user)
+        except TiendanubeError as exc:
             raise _api_error(exc) from None
         return Response(
             {"store": store.pk, "status": "enqueued" if enqueued else "already queued or running"},
@@ -92,7 +93,7 @@ class StoreSyncAllView(APIView):
 
     @extend_schema(operation_id="tiendanube_stores_sync_all", request=None, responses={202: dict})
     def post(self, request):
-        result = services.stores_enqueue_all(
+        result = stores.stores_enqueue_all(
             connections=selectors.store_list(user=request.user), origin=Origin.API, actor=request.user
         )
         return Response({"stores": {str(k): v for k, v in result.items()}}, status=status.HTTP_202_ACCEPTED)
@@ -104,7 +105,7 @@ class StoreTokenView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request, pk: int):
-        return Response(services.token_diagnose(_store(request, pk)))
+        return Response(health.token_diagnose(_store(request, pk)))
 
 
 class HealthView(APIView):
@@ -120,7 +121,7 @@ class HealthView(APIView):
     def get(self, request):
         report = selectors.health_last()
         if report is None or request.query_params.get("fresh") in ("1", "true"):
-            report = services.health_check(connections=selectors.store_list(user=request.user).filter(is_active=True))
+            report = health.health_check(connections=selectors.store_list(user=request.user).filter(is_active=True))
         mine = {str(c) for c in selectors.store_list(user=request.user).values_list("pk", flat=True)}
         report = {**report, "stores": [s for s in report.get("stores", []) if str(s["connection"]) in mine]}
         return Response(report, status=200 if report.get("ok") else 503)
@@ -152,7 +153,7 @@ class PendingClaimView(APIView):
         if pending is None or org is None:
             raise Http404("no such pending store or organization")
         try:
-            conn = services.pending_claim(pending=pending, organization=org, actor=request.user)
-        except services.TiendanubeError as exc:
+            conn = oauth.pending_claim(pending=pending, organization=org, actor=request.user)
+        except TiendanubeError as exc:
             raise _api_error(exc) from None
         return Response({"connection": conn.pk, "store_id": conn.external_account_id})

@@ -19,7 +19,6 @@ DEFAULTS: dict[str, object] = {
     "TIENDANUBE_TOKEN_URL": "https://www.tiendanube.com/apps/authorize/token",
     "TIENDANUBE_API_URL": "https://api.tiendanube.com/v1/",
     "TIENDANUBE_USER_AGENT": "",
-    "TIENDANUBE_MAX_PARALLEL_SYNCS": 3,
     "TIENDANUBE_OAUTH_STATE_TTL": 600,
     "TIENDANUBE_BUCKET_SIZE": 40,
     "TIENDANUBE_BUCKET_DRAIN": 2.0,
@@ -28,7 +27,6 @@ DEFAULTS: dict[str, object] = {
     "TIENDANUBE_PAGE_SIZE": 200,
     "TIENDANUBE_RESULT_CAP": 10_000,
     "TIENDANUBE_PAGE_CONCURRENCY": 3,
-    "TIENDANUBE_REAUTH_AFTER_FAILURES": 3,
     "TIENDANUBE_POST_SYNC_HOOK": "",
 }
 
@@ -56,7 +54,6 @@ class Conf:
     token_url: str
     api_url: str
     user_agent: str
-    max_parallel_syncs: int
     oauth_state_ttl: int
     bucket_size: int
     bucket_drain: float
@@ -65,7 +62,6 @@ class Conf:
     page_size: int
     result_cap: int
     page_concurrency: int
-    reauth_after_failures: int
     post_sync_hook: str
 
     @property
@@ -86,7 +82,6 @@ def get() -> Conf:
         token_url=str(_get("TIENDANUBE_TOKEN_URL")),
         api_url=str(_get("TIENDANUBE_API_URL")),
         user_agent=str(_get("TIENDANUBE_USER_AGENT")) or f"SyncHub ({settings.DEFAULT_FROM_EMAIL})",
-        max_parallel_syncs=max(1, int(_get("TIENDANUBE_MAX_PARALLEL_SYNCS"))),
         oauth_state_ttl=int(_get("TIENDANUBE_OAUTH_STATE_TTL")),
         bucket_size=int(_get("TIENDANUBE_BUCKET_SIZE")),
         bucket_drain=float(_get("TIENDANUBE_BUCKET_DRAIN")),
@@ -95,6 +90,5 @@ def get() -> Conf:
         page_size=min(200, int(_get("TIENDANUBE_PAGE_SIZE"))),
         result_cap=int(_get("TIENDANUBE_RESULT_CAP")),
         page_concurrency=max(1, int(_get("TIENDANUBE_PAGE_CONCURRENCY"))),
-        reauth_after_failures=max(1, int(_get("TIENDANUBE_REAUTH_AFTER_FAILURES"))),
         post_sync_hook=str(_get("TIENDANUBE_POST_SYNC_HOOK")),
     )

@@ -19,9 +19,9 @@ from django_q.models import OrmQ, Schedule
 from connectors.models import Connection
 from connectors.sandbox.server import serve
 from core import clock
+from sync.connection_runs import connection_sync
 from sync.models import QueueState, SyncQueue
 
-from . import services
 from .sandbox import SANDBOX_SECRET, TiendanubeSandbox
 
 STORES = ("1001", "1002")
@@ -76,7 +76,7 @@ def run(ctx) -> list[dict]:
             f"store {store_id} connected through OAuth -> connection #{conn.pk}, schedule tiendanube:store:{conn.pk}"
         )
         started = time.monotonic()
-        result = services.store_sync(connection_id=conn.pk, origin="manual", actor=ctx.user)
+        result = connection_sync(connection_id=conn.pk, origin="manual", actor=ctx.user)
         seconds = round(time.monotonic() - started, 2)
         for resource, state in result.states.items():
             q = SyncQueue.objects.filter(connection=conn, resource=resource).order_by("-id").first()

@@ -1,5 +1,5 @@
-"""Tiendanube's own tables: OAuth state, installs waiting to be claimed, per-store schedule state, sync
-slots (the parallel cap as database rows) and privacy requests received by webhook."""
+"""Tiendanube's own tables: OAuth state, installs waiting to be claimed and privacy requests received by
+webhook. Store schedules, tiers, backoff and run slots are the engine's (sync.RunSchedule / sync.RunSlot)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from core import crypto
+from sync.models import RunSchedule
 
 
 class OAuthState(models.Model):
@@ -70,53 +71,13 @@ class Tier(models.TextChoices):
     LOW = "low", "Low (every 6 h)"
 
 
-class ScheduleState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    BACKOFF = "backoff", "Backing off"
-    NEEDS_REAUTH = "needs_reauth", "Needs reconnect"
-    DISCONNECTED = "disconnected", "Disconnected (uninstalled)"
-
-
-class StoreSchedule(models.Model):
-    """Scheduling state of one store (one Tiendanube Connection); mirrored into one django-q2 Schedule."""
-
-    connection = models.OneToOneField(
-        "connectors.Connection", on_delete=models.CASCADE, related_name="tiendanube_schedule"
-    )
-    organization = models.ForeignKey("sync.Organization", on_delete=models.CASCADE, related_name="+")
-    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.HIGH)
-    state = models.CharField(max_length=16, choices=ScheduleState.choices, default=ScheduleState.ACTIVE)
-    failures_in_row = models.IntegerField(default=0)
-    next_sync_at = models.DateTimeField(null=True, blank=True)
-    last_sync_at = models.DateTimeField(null=True, blank=True)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    last_activity_at = models.DateTimeField(null=True, blank=True, help_text="Newest upstream change or webhook seen")
-    last_error = models.TextField(blank=True, default="")
-    # Set when a sync is enqueued by hand / login / connect, cleared when it starts: no duplicate enqueues.
-    queued_at = models.DateTimeField(null=True, blank=True)
-    schedule_name = models.CharField(max_length=100, blank=True, default="")
+class StoreSchedule(RunSchedule):
+    """The generic run-policy state (sync.RunSchedule) of Tiendanube stores, for the admin's store list.
+    No table of its own: scheduling, tiers, backoff and the cap are the engine's."""
 
     class Meta:
-        ordering = ["organization_id", "connection_id"]
-
-    def __str__(self) -> str:
-        return f"Schedule of {self.connection}"
-
-
-class SyncSlot(models.Model):
-    """The parallel cap as rows: a store sync holds one slot while it runs. ``connection`` is unique, so
-    the same store can never hold two slots (never syncs twice at once)."""
-
-    number = models.PositiveIntegerField(unique=True)
-    connection = models.OneToOneField(
-        "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="tiendanube_slot"
-    )
-    acquired_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["number"]
+        proxy = True
+        verbose_name = "store schedule"
 
 
 class PrivacyRequest(models.Model):

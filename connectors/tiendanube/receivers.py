@@ -11,7 +11,7 @@ def on_user_logged_in(sender, request, user, **kwargs) -> None:
     """Stores sync when their owner logs in (admin or API session). Enqueue only; never break a login."""
     if not getattr(user, "is_staff", False):
         return
-    from .services import login_sync
+    from .stores import login_sync
 
     try:
         login_sync(user=user)

@@ -9,22 +9,20 @@ from django.db.models import Max, Q, QuerySet
 
 from connectors.models import Connection
 from core import clock
+from sync.models import RunSchedule, RunSlot, ScheduleState
 from sync.selectors import organization_ids_for, scope
 
-from .models import PendingInstall, ScheduleState, StoreSchedule, SyncSlot, Tier
+from .models import PendingInstall, Tier
 
 KIND = "tiendanube"
-TIER_MINUTES = {Tier.HIGH: 5, Tier.MEDIUM: 30, Tier.LOW: 360}
-BACKOFF_MINUTES = (5, 15, 45)
 HEALTH_CACHE_KEY = "tiendanube:health:last"
 # A store whose newest upstream change (or webhook) is this recent is "high"; within the second, "medium".
 HIGH_ACTIVITY = dt.timedelta(hours=2)
 MEDIUM_ACTIVITY = dt.timedelta(days=3)
-QUEUED_STALE_AFTER = dt.timedelta(minutes=30)
 
 
 def store_list(*, user) -> QuerySet[Connection]:
-    return scope(Connection.objects.filter(kind=KIND).select_related("organization", "tiendanube_schedule"), user)
+    return scope(Connection.objects.filter(kind=KIND).select_related("organization"), user)
 
 
 def pending_install_list(*, user) -> QuerySet[PendingInstall]:
@@ -40,14 +38,6 @@ def pending_install_list(*, user) -> QuerySet[PendingInstall]:
 def store_get(*, user, connection_id: int) -> Connection:
     """Raises Connection.DoesNotExist for another organization's store (the view answers 404)."""
     return store_list(user=user).get(pk=connection_id)
-
-
-def tier_interval(tier: str) -> dt.timedelta:
-    return dt.timedelta(minutes=TIER_MINUTES.get(tier, TIER_MINUTES[Tier.MEDIUM]))
-
-
-def backoff_delay(failures_in_row: int) -> dt.timedelta:
-    return dt.timedelta(minutes=BACKOFF_MINUTES[min(max(failures_in_row, 1), len(BACKOFF_MINUTES)) - 1])
 
 
 def latest_upstream_change(connection: Connection) -> dt.datetime | None:
@@ -74,19 +64,6 @@ def tier_for(last_activity: dt.datetime | None, *, now: dt.datetime | None = Non
     return Tier.LOW
 
 
-def is_stale(schedule: StoreSchedule, *, now: dt.datetime | None = None) -> bool:
-    """Last success older than the store's priority interval (or never synced)."""
-    now = now or clock.now()
-    return schedule.last_success_at is None or now - schedule.last_success_at >= tier_interval(schedule.tier)
-
-
-def is_queued_or_running(schedule: StoreSchedule, *, now: dt.datetime | None = None) -> bool:
-    now = now or clock.now()
-    if schedule.queued_at is not None and now - schedule.queued_at < QUEUED_STALE_AFTER:
-        return True
-    return SyncSlot.objects.filter(connection_id=schedule.connection_id, lease_until__gt=now).exists()
-
-
 def scheduler_alive(*, now: dt.datetime | None = None) -> bool:
     """A qcluster reports itself in the shared cache (Stat), or a task finished recently (the health
     schedule runs every 30 minutes, so a live cluster always leaves one)."""
@@ -108,10 +85,11 @@ def scheduler_status(*, user) -> dict:
     stores = list(store_list(user=user).order_by("organization_id", "name"))
     rows, counts = [], {"total": 0, "active": 0, "pending": 0, "failed": 0, "syncing": 0}
     running_ids = set(
-        SyncSlot.objects.filter(connection__in=stores, lease_until__gt=now).values_list("connection_id", flat=True)
+        RunSlot.objects.filter(connection__in=stores, lease_until__gt=now).values_list("connection_id", flat=True)
     )
+    schedules = {s.connection_id: s for s in RunSchedule.objects.filter(connection__in=stores, resource="")}
     for conn in stores:
-        sched = getattr(conn, "tiendanube_schedule", None)
+        sched = schedules.get(conn.pk)
         counts["total"] += 1
         state = sched.state if sched else "unscheduled"
         if (

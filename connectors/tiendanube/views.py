@@ -15,7 +15,8 @@ from core.errors import error_body
 from sync.api.converters import parse_id
 from sync.selectors import organization_list
 
-from . import services
+from . import oauth, webhooks
+from .errors import TiendanubeError, WebhookRejected
 from .models import PendingInstall
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def connect_start(request: HttpRequest) -> HttpResponse:
     if not request.session.session_key:
         request.session.save()
     try:
-        url = services.oauth_start(user=request.user, organization=org, session_key=request.session.session_key)
-    except services.TiendanubeError as exc:
+        url = oauth.oauth_start(user=request.user, organization=org, session_key=request.session.session_key)
+    except TiendanubeError as exc:
         return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
     return HttpResponseRedirect(url)
 
@@ -45,13 +46,13 @@ def connect_start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def oauth_callback(request: HttpRequest) -> HttpResponse:
     try:
-        result = services.oauth_complete(
+        result = oauth.oauth_complete(
             session_key=request.session.session_key,
             state=request.GET.get("state"),
             code=request.GET.get("code"),
             actor=request.user if request.user.is_authenticated else None,
         )
-    except services.TiendanubeError as exc:
+    except TiendanubeError as exc:
         return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
     if isinstance(result, PendingInstall):
         return JsonResponse(
@@ -74,8 +75,8 @@ def webhook(request: HttpRequest) -> HttpResponse:
     down, a bug) is a 503: nothing was recorded, and Tiendanube redelivers for up to 48 h, which is what
     we want (acting on a delivery twice is harmless: webhook lines dedupe by record id)."""
     try:
-        done = services.webhook_handle(body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"))
-    except services.WebhookRejected as exc:
+        done = webhooks.webhook_handle(body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"))
+    except WebhookRejected as exc:
         return JsonResponse(error_body(exc.code, str(exc)), status=exc.http_status)
     except Exception:
         log.exception("tiendanube webhook handling failed")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from sync.policy import Every, Housekeeping, RunPolicy
 from sync.registry import Connector
 
 from .client import WooClient
@@ -14,6 +17,19 @@ connector = Connector(
     resources=dict(RESOURCES),
     secret_fields=("consumer_key", "consumer_secret", "webhook_secret"),
     config_fields=("auth_in_query", "batch_size"),
-    schedules="connectors.woocommerce.schedules.schedule_specs",
+    policy=RunPolicy(
+        # Each connection chooses its interval (config sync_every_minutes; 0 or unset: no timed syncs).
+        schedule=Every(dt.timedelta(hours=1), interval_from="connectors.woocommerce.selectors.sync_interval"),
+        backoff=(dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(hours=1)),
+        reauth_after=5,
+        resource_order=("products", "customers", "orders"),
+        housekeeping=(
+            Housekeeping(
+                "woocommerce:purge-webhook-deliveries",
+                "connectors.woocommerce.services.webhook_deliveries_purge",
+                dt.timedelta(days=1),
+            ),
+        ),
+    ),
     demo="connectors.woocommerce.demo.run",
 )

@@ -1,4 +1,5 @@
-"""Demo: sync the sandbox store's customers, orders and products, then show signed webhooks arriving."""
+"""Demo: sync every resource of the sandbox store (customers, orders, products, coupons), then show signed
+webhooks arriving."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sync.engine import run_queue
 from sync.models import SyncQueue
 from sync.services import sync_start
 
+from .resources import RESOURCES
 from .sandbox import WooSandbox
 
 DEMO_CUSTOMERS = 797  # the store that used to hang the old system
@@ -37,7 +39,7 @@ def run(ctx) -> list[dict]:
     ctx.say(f"sandbox store at {base_url}; connection #{conn.pk}")
 
     rows = []
-    for resource in ("customers", "orders", "products"):
+    for resource in RESOURCES:  # the registered resources: a new one is demonstrated without an edit here
         started = time.monotonic()
         result = sync_start(connection=conn, resource=resource, origin="manual", enqueue=False, full_scan=True)
         run_queue(result.queue.pk)

@@ -1,11 +1,14 @@
 """A local WooCommerce store that speaks the REST v3 dialect of upstream-apis.md §1, for the demo, tests
 and benchmarks. Serve it with ``connectors.sandbox.server.serve(sandbox.app)``.
 
-- ``GET /wp-json/wc/v3/{customers,orders,products}`` (and ``/{id}``): ``page``/``per_page`` (1..100, else
-  400 ``rest_invalid_param``), ``offset`` (wins over ``page``), ``orderby``/``order``, ``role`` (customers,
-  default ``customer``), ``modified_after``/``modified_before`` + ``dates_are_gmt`` (orders and products
-  only; customers silently ignore them), unknown parameters ignored; ``X-WP-Total``, ``X-WP-TotalPages``,
-  ``Link`` with prev/next only; ``[]`` past the last page.
+- ``GET /wp-json/wc/v3/{customers,orders,products,coupons}`` (and ``/{id}``): ``page``/``per_page`` (1..100,
+  else 400 ``rest_invalid_param``), ``offset`` (wins over ``page``), ``orderby``/``order``, ``role``
+  (customers, default ``customer``), ``code`` (coupons), ``modified_after``/``modified_before`` +
+  ``dates_are_gmt`` (orders, products, coupons: WC_REST_CRUD_Controller; customers silently ignore them),
+  unknown parameters ignored; ``X-WP-Total``, ``X-WP-TotalPages``, ``Link`` with prev/next only; ``[]``
+  past the last page.
+- Coupons have exactly the keys, order and value types of the published example
+  (tests/fixtures/vendor/woocommerce/coupon.json, checked by tests/woocommerce/test_sandbox.py).
 - Auth: Basic or ``consumer_key``/``consumer_secret`` in the query; an unknown key is anonymous and gets
   401 ``woocommerce_rest_cannot_view``, a wrong secret 401 ``woocommerce_rest_authentication_error``.
 - Deterministic data from ``seed`` and ``size``; mutation helpers; fault knobs; signed webhooks.
@@ -35,8 +38,9 @@ from connectors.sandbox.server import Request, Response, SandboxApp
 API = "/wp-json/wc/v3"
 SANDBOX_KEY = "ck_sandbox"  # the sandbox's own throwaway keys
 SANDBOX_SECRET = "cs_sandbox"
-RESOURCES = ("customers", "orders", "products")
-TOPIC_RESOURCE = {"customers": "customer", "orders": "order", "products": "product"}
+RESOURCES = ("customers", "orders", "products", "coupons")
+TOPIC_RESOURCE = {"customers": "customer", "orders": "order", "products": "product", "coupons": "coupon"}
+DISCOUNT_TYPES = ["percent", "fixed_cart", "fixed_product"]
 FIRST_NAMES = ["Ana", "Bruno", "Carla", "Diego", "Elena", "Fabio", "Gina", "Hugo", "Iris", "Joao", "Karin", "Luis"]
 LAST_NAMES = ["Silva", "Souza", "Costa", "Pereira", "Almeida", "Gomez", "Lopez", "Rossi", "Meyer", "Novak"]
 ROLES = ["customer"] * 17 + ["subscriber", "shop_manager", "administrator"]
@@ -85,6 +89,7 @@ class WooSandbox:
         size: int = 50,
         orders: int | None = None,
         products: int | None = None,
+        coupons: int | None = None,
         consumer_key: str = SANDBOX_KEY,
         consumer_secret: str = SANDBOX_SECRET,
         utc_offset_hours: int = -3,
@@ -109,6 +114,8 @@ class WooSandbox:
         # Delivery ids are unique per store for ever (receivers dedupe on them): never restart a sequence.
         self._delivery = itertools.count(int(time.time() * 1000))
         self._build(size, size // 2 if orders is None else orders, max(size // 5, 1) if products is None else products)
+        # Coupons draw from their own generator, so adding them left every other record of a seed unchanged.
+        self._build_coupons(max(1, min(size // 10, 100)) if coupons is None else coupons)
         self.app = self._make_app()
 
     # --- data ------------------------------------------------------------------------------------------
@@ -148,6 +155,55 @@ class WooSandbox:
             self.data["orders"][oid] = self.make_order(
                 oid, cust, created, created + dt.timedelta(minutes=self.rng.randint(0, 100_000))
             )
+
+    def _build_coupons(self, n: int) -> None:
+        rng = random.Random(self.seed * 7919 + 1)
+        base = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+        for kid in range(1, n + 1):
+            created = base + dt.timedelta(hours=11 * kid)
+            self.data["coupons"][kid] = self.make_coupon(
+                kid, created, created + dt.timedelta(minutes=rng.randint(0, 100_000)), rng=rng
+            )
+
+    def make_coupon(
+        self, kid: int, created: dt.datetime, modified: dt.datetime, *, rng: random.Random | None = None, **over
+    ) -> dict:
+        """The published shape, key for key (see the module docstring)."""
+        rng = rng or self.rng
+        kind = rng.choice(DISCOUNT_TYPES)
+        expires = created + dt.timedelta(days=rng.randint(30, 365)) if rng.random() < 0.3 else None
+        limit = rng.choice([None, None, 100, 500])
+        return {
+            "id": kid,
+            "code": f"{rng.choice(['sale', 'vip', 'welcome', 'free shipping'])}{kid}",
+            "amount": f"{rng.choice([5, 10, 15, 20]):.2f}" if kind == "percent" else f"{rng.randint(1, 50):.2f}",
+            **self._stamps(created, modified),
+            "discount_type": kind,
+            "description": rng.choice(["", "", "Seasonal offer"]),
+            "date_expires": _ts(expires + self.site_offset) if expires else None,
+            "date_expires_gmt": _ts(expires) if expires else None,
+            "usage_count": rng.randint(0, limit or 50),
+            "individual_use": rng.random() < 0.5,
+            "product_ids": [],
+            "excluded_product_ids": [],
+            "usage_limit": limit,
+            "usage_limit_per_user": rng.choice([None, 1]),
+            "limit_usage_to_x_items": None,
+            "free_shipping": rng.random() < 0.2,
+            "product_categories": [],
+            "excluded_product_categories": [],
+            "exclude_sale_items": rng.random() < 0.5,
+            "minimum_amount": rng.choice(["0.00", "50.00", "100.00"]),
+            "maximum_amount": "0.00",
+            "email_restrictions": [],
+            "used_by": [],
+            "meta_data": [],
+            "_links": {
+                "self": [{"href": f"https://shop.test{API}/coupons/{kid}"}],
+                "collection": [{"href": f"https://shop.test{API}/coupons"}],
+            },
+            **over,
+        }
 
     def make_customer(self, cid: int, created: dt.datetime, modified: dt.datetime, **over) -> dict:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
@@ -241,6 +297,7 @@ class WooSandbox:
                 "customers": lambda: self.make_customer(new_id, now, now),
                 "products": lambda: self.make_product(new_id, now, now),
                 "orders": lambda: self.make_order(new_id, 0, now, now),
+                "coupons": lambda: self.make_coupon(new_id, now, now),
             }[resource]
             record = {**maker(), **fields}
             self.data[resource][new_id] = record
@@ -435,12 +492,14 @@ class WooSandbox:
                 rows = [r for r in rows if r["status"] == req.arg("status")]
             if name == "products" and req.arg("status") not in (None, "", "any"):
                 rows = [r for r in rows if r["status"] == req.arg("status")]
+            if name == "coupons" and req.arg("code"):
+                rows = [r for r in rows if r["code"] == req.arg("code").strip().lower()]
             orderby = req.arg("orderby", "date")
             keys = {
                 "id": lambda r: r["id"],
                 "date": lambda r: (r["date_created_gmt"], r["id"]),
                 "modified": lambda r: (r["date_modified_gmt"], r["id"]),
-                "title": lambda r: (r.get("name", ""), r["id"]),
+                "title": lambda r: (r.get("name", r.get("code", "")), r["id"]),
                 "include": lambda r: r["id"],
             }
             default_order = "desc"
@@ -458,6 +517,7 @@ class WooSandbox:
                     "orders": "woocommerce_rest_shop_order_invalid_id",
                     "products": "woocommerce_rest_product_invalid_id",
                     "customers": "woocommerce_rest_invalid_id",
+                    "coupons": "woocommerce_rest_shop_coupon_invalid_id",
                 }[name]
                 return _error(404, code, "Invalid ID.")
             return Response.json(copy.deepcopy(record))

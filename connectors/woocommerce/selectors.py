@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from connectors.models import Connection
 
 
@@ -21,6 +23,12 @@ def scheduled_connections() -> list[Connection]:
         for c in Connection.objects.filter(kind="woocommerce", is_active=True).order_by("pk")
         if int(c.config.get("sync_every_minutes") or 0) > 0
     ]
+
+
+def sync_interval(connection: Connection) -> dt.timedelta | None:
+    """The run policy's interval for one connection (config ``sync_every_minutes``; None: not scheduled)."""
+    minutes = int((connection.config or {}).get("sync_every_minutes") or 0)
+    return dt.timedelta(minutes=minutes) if minutes > 0 else None
 
 
 def webhook_setup(*, user, connection_id: int) -> dict | None:

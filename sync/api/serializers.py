@@ -94,6 +94,17 @@ class TriggerRequestSerializer(StrictSerializer):
         return value
 
 
+class TriggerQuerySerializer(serializers.Serializer):
+    """``?full_scan=`` on a trigger: the form Lightspeed's original endpoint took, accepted on every route."""
+
+    full_scan = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Same as the body's full_scan (true/false); if both are given they must agree.",
+    )
+
+
 class TriggerResponseSerializer(serializers.Serializer):
     queue_id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=QueueState.choices)

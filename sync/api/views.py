@@ -78,6 +78,9 @@ class ApiView(generics.GenericAPIView):
     permission_classes = [IsStaff, OrganizationScoped]
     parser_classes = [LimitedJSONParser]
     pagination_class = StandardPagination
+    # Set per route with ``as_view(kind=...)``: a vendor-prefixed alias (``/api/lightspeed/...``) then only
+    # reaches that kind's connections and runs; anything else is the same 404 as a missing id.
+    kind: str | None = None
 
     def filters(self, serializer_class) -> dict:
         """Validate the query string with ``serializer_class``; 400 on a bad value."""
@@ -87,14 +90,20 @@ class ApiView(generics.GenericAPIView):
 
     def get_connection(self):
         """The caller's connection from the URL, or 404."""
-        conn = selectors.connection_list(user=self.request.user).filter(pk=self.kwargs["connection_id"]).first()
+        conns = selectors.connection_list(user=self.request.user)
+        if self.kind:
+            conns = conns.filter(kind=self.kind)
+        conn = conns.filter(pk=self.kwargs["connection_id"]).first()
         if conn is None:
             raise ApiError("No such connection in your organizations.", code="not_found", status_code=404)
         self.check_object_permissions(self.request, conn)
         return conn
 
     def get_queue(self):
-        queue = selectors.queue_list(user=self.request.user).filter(pk=self.kwargs["queue_id"]).first()
+        queues = selectors.queue_list(user=self.request.user)
+        if self.kind:
+            queues = queues.filter(connection__kind=self.kind)
+        queue = queues.filter(pk=self.kwargs["queue_id"]).first()
         if queue is None:
             raise ApiError("No such queue in your organizations.", code="not_found", status_code=404)
         self.check_object_permissions(self.request, queue)
@@ -267,6 +276,21 @@ def idempotency_lock(organization_id: int, key: str):
         cache.delete(marker)
 
 
+def trigger_full_scan(request, body) -> bool:
+    """full_scan from the JSON body or the query string (Lightspeed's original form); both must agree."""
+    query = s.TriggerQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    in_query = query.validated_data.get("full_scan")
+    in_body = body.validated_data["full_scan"] if "full_scan" in body.initial_data else None
+    if in_query is not None and in_body is not None and in_query != in_body:
+        raise ApiError(
+            "full_scan is given in both the query string and the body, with different values; send it once.",
+            code="invalid",
+            details={"fields": {"full_scan": ["Query string and body disagree."]}},
+        )
+    return bool(in_query if in_query is not None else body.validated_data["full_scan"])
+
+
 _RESULT_MESSAGES = {
     "created": "Sync started. Poll the Location URL for progress.",
     "idempotent": "This Idempotency-Key was already used with the same body; this is the queue it created.",
@@ -286,7 +310,9 @@ class SyncTriggerView(ApiView):
         description="Returns 202 at once with the queue to poll. With an `Idempotency-Key` header the same key "
         "and body return the same queue; the same key with a different body is 422; a concurrent request with "
         "the key still in progress is 409. If a run of this resource is already active, that run is returned "
-        "(result=running) instead of starting a twin.",
+        "(result=running) instead of starting a twin. `full_scan` may come in the body or as `?full_scan=` "
+        "(the form of Lightspeed's original endpoint, `/api/lightspeed/connections/{id}/{resource}/sync`, "
+        "which is this same view). The resources of a kind are those its connector registers.",
         parameters=[
             CONNECTION_ID,
             RESOURCE,
@@ -298,6 +324,7 @@ class SyncTriggerView(ApiView):
                 pattern=r"^[\x21-\x7e]{1,255}$",
                 description="1-255 visible ASCII characters, unique per intended run.",
             ),
+            s.TriggerQuerySerializer,
             OpenApiParameter(
                 "Location",
                 OpenApiTypes.URI,
@@ -346,6 +373,7 @@ class SyncTriggerView(ApiView):
         connector_for(conn)  # a kind that cannot load is a 409, not a 500 from inside sync_start
         body = s.TriggerRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        full_scan = trigger_full_scan(request, body)
         key = idempotency_key(request)
         with idempotency_lock(conn.organization_id, key):
             result = services.sync_start(
@@ -354,7 +382,7 @@ class SyncTriggerView(ApiView):
                 origin=Origin.API,
                 actor=request.user,
                 idempotency_key=key,
-                full_scan=body.validated_data["full_scan"],
+                full_scan=full_scan,
                 params=body.validated_data["params"],
             )
             if result.reason == "idempotent" and result.queue.idempotency_response:

@@ -11,7 +11,7 @@ from connectors.mdm.models import ExportRun
 from connectors.mulesoft import services as mulesoft_services
 from connectors.mulesoft.models import LoyaltyRefreshState
 from sync.models import SyncActivity
-from sync.schedules import schedules_register_all
+from sync.runpolicy import schedules_register as schedules_register_all
 
 # Reuse the MuleSoft sandbox and the moto-server/MDM-sandbox fixtures of the connector tests.
 from tests.mdm.conftest import BUCKET, KEY, mdm, moto_server, s3  # noqa: F401

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django_q.models import OrmQ
 from rest_framework.authtoken.models import Token
 
-from sync.models import Membership, Organization
+from sync.models import Membership, Organization, SyncQueue
 
 
 @pytest.mark.django_db(transaction=True)
@@ -21,6 +21,9 @@ def test_refresh_is_enqueued_after_a_live_response(live_server):
     user = get_user_model().objects.create_user("live", password="pw-live", is_staff=True)
     Membership.objects.create(user=user, organization=org, role="admin")
     token = Token.objects.create(user=user)
+    from sync.services import setting_set
+
+    setting_set(key="mulesoft_loyalty_sync_endpoint", value="http://127.0.0.1:9/api", organization=org)
     response = requests.get(
         f"{live_server.url}/api/customers", headers={"Authorization": f"Token {token.key}"}, timeout=10
     )
@@ -28,8 +31,7 @@ def test_refresh_is_enqueued_after_a_live_response(live_server):
     deadline = time.monotonic() + 5
     queued = []
     while time.monotonic() < deadline and not queued:  # the server thread finishes after the client got the body
-        queued = [
-            q.task["args"] for q in OrmQ.objects.all() if q.task.get("func", "").endswith("refresh_loyalty_tiers")
-        ]
+        queued = [q.task["args"] for q in OrmQ.objects.all() if q.task.get("func", "") == "sync.tasks.run_queue"]
         time.sleep(0.05)
-    assert queued == [(org.pk, "customer_list")]
+    queue = SyncQueue.objects.get(resource="loyalty_tiers")
+    assert queued == [(queue.pk,)] and queue.organization_id == org.pk

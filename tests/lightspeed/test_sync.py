@@ -177,14 +177,22 @@ def test_server_capping_page_size_still_reaches_the_end(ls_conn, sandbox):
 
 
 def test_schedule_specs_cover_every_resource_of_active_connections(org, make_ls_connection, monkeypatch):
-    from connectors.lightspeed.schedules import schedule_specs
+    from django_q.models import Schedule
+
+    from sync.runpolicy import schedules_register
 
     conn = make_ls_connection(org)
     make_ls_connection(org, prefix="closed", is_active=False)
-    specs = schedule_specs()
-    assert sorted(s.name for s in specs) == sorted(
+
+    def specs():
+        schedules_register()
+        return list(Schedule.objects.filter(name__startswith="lightspeed:").order_by("name"))
+
+    assert sorted(s.name for s in specs()) == sorted(
         f"lightspeed:{conn.pk}:{r}" for r in ("customers", "products", "customer_groups")
     )
-    assert {s.func for s in specs} == {"sync.tasks.start_scheduled_sync"} and specs[0].args.startswith(f"{conn.pk}, '")
+    assert {s.func for s in specs()} == {"sync.tasks.start_scheduled_sync"} and specs()[0].args.startswith(
+        f"{conn.pk}, '"
+    )
     monkeypatch.setenv("LIGHTSPEED_SYNC_MINUTES", "0")
-    assert schedule_specs() == []
+    assert specs() == []

@@ -186,17 +186,18 @@ def test_enqueue_runs_in_worker(s3, mdm, fake_clock, django_capture_on_commit_ca
     assert run.status == "success" and run.origin == "api"
 
 
-def test_concurrent_run_is_skipped_and_dead_run_is_closed(s3, mdm, fake_clock):
-    import datetime as dt
+def test_concurrent_run_is_skipped(s3, mdm, fake_clock):
+    """One run per (connection, resource) is the engine's rule (a dead worker's run is resumed by the reaper,
+    tests/sync); a second export while one is active is recorded as skipped and fetches nothing."""
+    from sync.services import sync_start
 
-    live = ExportRun.objects.create(status="running", started_at=fake_clock.now())
+    live = sync_start(connection=mdm.connection, resource="ineligible_items", enqueue=False).queue
     run = services.mdm_export_run()
     assert run.status == "skipped" and run.skip_reason == "another export is running" and mdm.calls == 0
-    ExportRun.objects.filter(pk=live.pk).update(started_at=fake_clock.now() - dt.timedelta(hours=1))
-    run = services.mdm_export_run()
-    assert run.status == "success"
-    live.refresh_from_db()
-    assert live.status == "failed" and live.error_type == "WorkerLost"
+    from sync.tasks import run_queue
+
+    assert run_queue(live.pk) == "done"
+    assert services.mdm_export_run().status == "success"
 
 
 def test_hanging_mdm_times_out_and_fails_cleanly(s3, mdm, monkeypatch, fake_clock):

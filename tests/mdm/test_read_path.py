@@ -39,6 +39,7 @@ def test_successful_export_invalidates_the_copy(s3, mdm, fake_clock):
     cache = ItemsCache()
     assert selectors.ineligible_items(items_cache=cache)[1].count == 25
     mdm.items = mdm.items[:4]
+    fake_clock.advance(1)  # a later run: items it no longer sees leave the export
     services.mdm_export_run()
     assert selectors.ineligible_items(items_cache=cache)[1].count == 4
 
@@ -141,6 +142,7 @@ def test_a_second_process_sees_the_invalidation(s3, mdm, moto_server, settings, 
         first = json.loads(proc.stdout.readline() or "{}")
         assert first["count"] == 25, proc.stderr.read() if not first else first
         mdm.items = mdm.items[:5]
+        fake_clock.advance(1)
         run = services.mdm_export_run()
         proc.stdin.write("read\n")
         proc.stdin.flush()

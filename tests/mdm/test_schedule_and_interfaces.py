@@ -7,49 +7,54 @@ from django.core.management import call_command
 from django.test import Client
 from django_q.models import Schedule
 
-from connectors.mdm import conf, services
+from connectors.mdm import services
 from connectors.mdm.models import ExportRun
-from connectors.mdm.schedules import schedule_specs
-from sync.schedules import schedules_register_all
+from sync.runpolicy import schedules_register as schedules_register_all
 
 
-def test_cron_schedule_registered_from_env(db, settings, fake_clock):
+def _schedule():
+    return Schedule.objects.get(name__startswith="mdm:")
+
+
+def test_cron_schedule_registered_from_env(mdm, settings, fake_clock):
     settings.INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE = "15 */2 * * *"
     schedules_register_all()
-    obj = Schedule.objects.get(name=conf.SCHEDULE_NAME)
+    obj = _schedule()
     assert obj.schedule_type == Schedule.CRON and obj.cron == "15 */2 * * *" and obj.repeats == -1
-    assert obj.func == "connectors.mdm.tasks.mdm_export_scheduled"
+    # The run policy's generic start-run task (issue 15): the export is an engine run of ineligible_items.
+    assert obj.func == "sync.tasks.start_scheduled_sync" and obj.args.endswith(", 'ineligible_items'")
     # django-q2's Schedule.save() recomputes a new CRON row's next_run from the wall clock, so check its shape.
     assert obj.next_run.utcoffset() == dt.timedelta(0) and obj.next_run.minute == 15 and obj.next_run.hour % 2 == 0
 
 
-def test_default_cron_is_hourly(db, fake_clock):
-    (spec,) = schedule_specs()
-    assert spec.cron == "0 * * * *" and spec.next_run == dt.datetime(2026, 1, 1, 1, 0, tzinfo=dt.UTC)
+def test_default_cron_is_hourly(mdm, fake_clock):
+    schedules_register_all()
+    obj = _schedule()
+    assert obj.cron == "0 * * * *" and obj.next_run == dt.datetime(2026, 1, 1, 1, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("bad", ["every hour", "61 * * * *", "* * *", ""])
-def test_invalid_cron_is_a_clear_error(db, settings, bad):
+def test_invalid_cron_is_a_clear_error(mdm, settings, bad):
     settings.INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE = bad
     with pytest.raises(ImproperlyConfigured, match="INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE"):
         schedules_register_all()
-    assert not Schedule.objects.filter(name=conf.SCHEDULE_NAME).exists()
+    assert not Schedule.objects.filter(name__startswith="mdm:").exists()
 
 
-def test_disabled_sync_registers_paused(db, settings):
+def test_disabled_sync_registers_paused(mdm, settings):
     settings.INELIGIBLE_ITEMS_SYNC_ENABLED = False
     schedules_register_all()
-    assert Schedule.objects.get(name=conf.SCHEDULE_NAME).repeats == 0
+    assert _schedule().repeats == 0
     assert services.schedule_show()["paused"] is True
 
 
-def test_pause_resume_show_survive_reregistration(db, fake_clock):
+def test_pause_resume_show_survive_reregistration(mdm, fake_clock):
     schedules_register_all()
     assert services.schedule_show()["paused"] is False
     services.schedule_pause()
-    assert Schedule.objects.get(name=conf.SCHEDULE_NAME).repeats == 0
+    assert _schedule().repeats == 0
     schedules_register_all()  # a deploy re-registering must not silently resume
-    assert Schedule.objects.get(name=conf.SCHEDULE_NAME).repeats == 0
+    assert _schedule().repeats == 0
     shown = services.schedule_resume()
     assert shown["paused"] is False and shown["next_run"] == "2026-01-01T01:00:00+00:00"
     out = io.StringIO()

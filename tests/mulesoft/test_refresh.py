@@ -6,7 +6,8 @@ from connectors.mulesoft import services
 from connectors.mulesoft.models import LoyaltyRefreshState
 from connectors.mulesoft.selectors import loyalty_refresh_status
 from customers.models import LoyaltyTier
-from sync.models import SyncActivity
+from sync.models import SyncActivity, SyncQueue
+from sync.tasks import run_queue
 
 
 def _last_activity(org):
@@ -34,6 +35,7 @@ def test_success_stores_tiers_with_count(org, endpoint, mulesoft, fake_clock):
     assert status["last_outcome"] == "success" and status["tier_count"] == 3 and status["stored_tiers"] == 3
     # Re-running is an idempotent upsert; a tier gone upstream is marked deleted, not duplicated.
     mulesoft.tiers.pop(0)
+    fake_clock.advance(1)  # a later run (the scan keeps rows written at or after its start)
     assert services.loyalty_refresh(org.pk).tier_count == 2
     assert LoyaltyTier.objects.filter(organization=org).count() == 3
     assert LoyaltyTier.objects.get(external_id="tier-bronze").deleted_at is not None
@@ -102,12 +104,15 @@ def test_throttle_once_per_interval(org, fake_clock, interval):
 
     from sync.services import setting_set
 
+    setting_set(key="mulesoft_loyalty_sync_endpoint", value="http://127.0.0.1:9/api", organization=org)
     if interval:
         setting_set(key="mulesoft_loyalty_refresh_interval_seconds", value=interval)
     window = interval or 3600
     assert services.loyalty_refresh_request([org.pk]) == [org.pk]
     for _ in range(5):
         assert services.loyalty_refresh_request([org.pk]) == []
+    run_queue(SyncQueue.objects.get().pk)  # a worker runs it (nothing listens there: a network error)
+    assert services.loyalty_refresh_request([org.pk]) == []  # settled, but still inside the window
     fake_clock.advance(window - 1)
     assert services.loyalty_refresh_request([org.pk]) == []
     fake_clock.advance(2)
@@ -132,8 +137,10 @@ def test_throttle_holds_across_concurrent_requests(transactional_db):
     from django_q.models import OrmQ
 
     from sync.models import Organization
+    from sync.services import setting_set
 
     org = Organization.objects.create(name="Race", slug="race")
+    setting_set(key="mulesoft_loyalty_sync_endpoint", value="http://127.0.0.1:9/api", organization=org)
     barrier = threading.Barrier(8)
     results = []
 

@@ -3,10 +3,11 @@ import datetime as dt
 import pytest
 from django.test import Client
 
-from connectors.tiendanube import services
-from connectors.tiendanube.models import StoreSchedule, SyncSlot
+from connectors.tiendanube import health, stores
 from connectors.tiendanube.signals import store_synced
-from sync.models import SyncActivity
+from sync import connection_runs, runpolicy
+from sync.connection_runs import connection_sync
+from sync.models import RunSchedule, RunSlot, SyncActivity
 
 pytestmark = pytest.mark.django_db
 
@@ -16,10 +17,10 @@ def two_stores(tn_sandbox, store_conn, fake_clock):
     sb = tn_sandbox(stores=2, records=2)
     stale, fresh = store_conn(sb, "1001"), store_conn(sb, "1002")
     now = fake_clock.now()
-    StoreSchedule.objects.create(
+    RunSchedule.objects.create(
         connection=stale, organization=stale.organization, tier="high", last_success_at=now - dt.timedelta(minutes=20)
     )
-    StoreSchedule.objects.create(
+    RunSchedule.objects.create(
         connection=fresh, organization=fresh.organization, tier="high", last_success_at=now - dt.timedelta(minutes=1)
     )
     return sb, stale, fresh
@@ -28,7 +29,7 @@ def two_stores(tn_sandbox, store_conn, fake_clock):
 @pytest.fixture
 def enqueued(monkeypatch):
     calls = []
-    monkeypatch.setattr(services, "_enqueue", lambda conn_id, origin: calls.append((conn_id, origin)))
+    monkeypatch.setattr(connection_runs, "_enqueue", lambda conn_id, origin: calls.append((conn_id, origin)))
     return calls
 
 
@@ -52,7 +53,7 @@ def test_login_enqueues_only_stale_stores_once(
 
 def test_login_skips_a_store_that_is_running(two_stores, staff, enqueued, django_capture_on_commit_callbacks):
     _, stale, _ = two_stores
-    services.slot_acquire(stale)
+    runpolicy.slot_acquire(stale)
     with django_capture_on_commit_callbacks(execute=True):
         Client().login(username="alice", password="pw-alice")
     assert enqueued == []
@@ -65,7 +66,7 @@ def test_login_sync_runs_with_origin_login(two_stores, staff, django_capture_on_
     from sync.models import SyncQueue
 
     assert set(SyncQueue.objects.filter(connection=stale).values_list("origin", flat=True)) == {"login"}
-    assert StoreSchedule.objects.get(connection=stale).queued_at is None
+    assert RunSchedule.objects.get(connection=stale, resource="").queued_at is None
 
 
 def test_post_sync_hook_fires_after_successful_store_sync(two_stores):
@@ -77,7 +78,7 @@ def test_post_sync_hook_fires_after_successful_store_sync(two_stores):
 
     store_synced.connect(receiver)
     try:
-        services.store_sync(connection_id=stale.pk)
+        connection_sync(connection_id=stale.pk)
     finally:
         store_synced.disconnect(receiver)
     assert seen == [stale.pk]
@@ -145,7 +146,8 @@ def test_sync_all_and_initialize(two_stores, staff, enqueued, django_capture_on_
     assert r.json() == {"initialized": 2}
     from django_q.models import Schedule
 
-    assert Schedule.objects.filter(name__startswith="tiendanube:store:").count() == 2
+    # Generic names since the run policies moved into the engine: <kind>:<connection id> for a tiered unit.
+    assert Schedule.objects.filter(name__in=[f"tiendanube:{stale.pk}", f"tiendanube:{fresh.pk}"]).count() == 2
 
 
 def test_health_and_token_diagnosis(two_stores, staff, other_staff):
@@ -167,19 +169,19 @@ def test_health_and_token_diagnosis(two_stores, staff, other_staff):
 
 def test_health_reports_missing_settings(tn_settings, staff):
     tn_settings.TIENDANUBE_CLIENT_SECRET = ""
-    body = services.health_check(connections=[])
+    body = health.health_check(connections=[])
     assert body["settings"] == {"ok": False, "missing": ["TIENDANUBE_CLIENT_SECRET"]}
 
 
 def test_non_staff_gets_403(two_stores, django_user_model):
     u = django_user_model.objects.create_user("eve", password="x")
     assert api(u).get("/api/tiendanube/scheduler/status/").status_code == 403
-    assert not SyncSlot.objects.exists()
+    assert not RunSlot.objects.exists()
 
 
 def test_admin_lists_stores_with_reconnect_button(two_stores, staff, other_staff):
     _, stale, fresh = two_stores
-    services.store_mark_needs_reauth(stale, reason="the token was rejected (401)")
+    stores.store_mark_needs_reauth(stale, reason="the token was rejected (401)")
     page = api(staff).get("/admin/tiendanube/storeschedule/")
     assert page.status_code == 200
     html = page.content.decode()

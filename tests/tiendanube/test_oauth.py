@@ -6,7 +6,8 @@ from django.test import Client
 from django_q.models import Schedule
 
 from connectors.models import Connection
-from connectors.tiendanube.models import OAuthState, PendingInstall, StoreSchedule
+from connectors.tiendanube.models import OAuthState, PendingInstall
+from sync.models import RunSchedule
 
 from .conftest import oauth_connect
 
@@ -31,8 +32,8 @@ def test_full_flow_connects_store_schedules_it_and_syncs(
     assert conn.organization == org and conn.base_url.endswith("/v1/1002/")
     assert conn.credentials["access_token"] == sb.stores["1002"].token
     assert sb.stores["1002"].token not in str(response.content)
-    sched = StoreSchedule.objects.get(connection=conn)
-    assert Schedule.objects.filter(name=f"tiendanube:store:{conn.pk}", repeats=-1).exists()
+    sched = RunSchedule.objects.get(connection=conn, resource="")
+    assert Schedule.objects.filter(name=f"tiendanube:{conn.pk}", repeats=-1).exists()
     # first sync ran at once (django-q2 inline in tests)
     from commerce.models import Order, Product
     from customers.models import Customer
@@ -164,7 +165,7 @@ def test_pending_install_chosen_by_another_organization_is_not_listed_or_claimab
 @pytest.mark.parametrize("answer", [[], ["access_token"], "ok", 7])
 def test_a_token_endpoint_answering_something_other_than_an_object_is_a_clear_error(settings, answer):
     from connectors.sandbox.server import Response, SandboxApp, serve
-    from connectors.tiendanube import services
+    from connectors.tiendanube import oauth as services
 
     app = SandboxApp()
 

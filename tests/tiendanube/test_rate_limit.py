@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from connectors.tiendanube import services
 from connectors.tiendanube.connector import connector
+from sync.connection_runs import connection_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def fast_bucket(tn_settings):
 def test_many_pages_sync_with_zero_429(fast_bucket, tn_sandbox, store_conn):
     sb = tn_sandbox(stores=1, records=150, bucket_size=20, drain=100.0)
     conn = store_conn(sb)
-    result = services.store_sync(connection_id=conn.pk)
+    result = connection_sync(connection_id=conn.pk)
     assert result.outcome == "success", result
     from commerce.models import Order, Product
     from customers.models import Customer

@@ -4,16 +4,17 @@ import pytest
 from django_q.models import Schedule
 
 from connectors.models import Connection
-from connectors.tiendanube import services
-from connectors.tiendanube.models import ScheduleState, StoreSchedule, SyncSlot, Tier
+from connectors.tiendanube.models import Tier
 from connectors.tiendanube.sandbox import _fmt
-from sync.models import QueueState, SyncQueue
+from sync import runpolicy
+from sync.connection_runs import connection_sync
+from sync.models import QueueState, RunSchedule, RunSlot, ScheduleState, SyncQueue
 
 pytestmark = pytest.mark.django_db
 
 
 def schedule_of(conn):
-    return Schedule.objects.get(name=f"tiendanube:store:{conn.pk}")
+    return Schedule.objects.get(name=f"tiendanube:{conn.pk}")
 
 
 def test_tier_follows_activity_and_schedule_interval(tn_sandbox, store_conn, fake_clock):
@@ -21,25 +22,25 @@ def test_tier_follows_activity_and_schedule_interval(tn_sandbox, store_conn, fak
     conn = store_conn(sb)
     # Newest record changed 1 h before "now": high priority, every 5 minutes.
     fake_clock._now = dt.datetime(2025, 12, 1, 1, 5, tzinfo=dt.UTC)
-    assert services.store_sync(connection_id=conn.pk).outcome == "success"
-    sched = StoreSchedule.objects.get(connection=conn)
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
+    sched = RunSchedule.objects.get(connection=conn, resource="")
     assert sched.tier == Tier.HIGH
     assert sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=5)
     assert schedule_of(conn).minutes == 5 and schedule_of(conn).repeats == -1
     # Two days without changes: medium, every 30 minutes.
     fake_clock.advance(2 * 86400)
-    services.store_sync(connection_id=conn.pk)
+    connection_sync(connection_id=conn.pk)
     sched.refresh_from_db()
     assert sched.tier == Tier.MEDIUM and schedule_of(conn).minutes == 30
     assert sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=30)
     # A week idle: low, every 6 hours.
     fake_clock.advance(7 * 86400)
-    services.store_sync(connection_id=conn.pk)
+    connection_sync(connection_id=conn.pk)
     sched.refresh_from_db()
     assert sched.tier == Tier.LOW and schedule_of(conn).minutes == 360
     # The store wakes up: a record changes now -> high again, and the incremental run fetches it.
     sb.touch("1001", "products", 1001 * 100_000 + 2, fake_clock.now(), name={"es": "Renamed"})
-    services.store_sync(connection_id=conn.pk)
+    connection_sync(connection_id=conn.pk)
     sched.refresh_from_db()
     assert sched.tier == Tier.HIGH
     from commerce.models import Product
@@ -63,26 +64,29 @@ def test_backoff_then_needs_reauth_after_three_failures(tn_sandbox, store_conn, 
     )
     expected = [5, 15]
     for minutes in expected:
-        result = services.store_sync(connection_id=conn.pk)
+        result = connection_sync(connection_id=conn.pk)
         assert result.outcome == "failed"
-        sched = StoreSchedule.objects.get(connection=conn)
+        sched = RunSchedule.objects.get(connection=conn, resource="")
         assert sched.state == ScheduleState.BACKOFF
         assert sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=minutes)
         assert schedule_of(conn).next_run == sched.next_sync_at
         fake_clock.advance(minutes * 60)
-    assert services.store_sync(connection_id=conn.pk).outcome == "needs_reauth"
+    assert connection_sync(connection_id=conn.pk).outcome == "needs_reauth"
     sched.refresh_from_db()
     conn.refresh_from_db()
     assert sched.failures_in_row == 3 and sched.state == ScheduleState.NEEDS_REAUTH
     assert conn.needs_reauth and schedule_of(conn).repeats == 0
     # A paused store is skipped without calling upstream.
     calls = sb.api_calls
-    assert services.store_sync(connection_id=conn.pk).outcome == "skipped"
+    assert connection_sync(connection_id=conn.pk).outcome == "skipped"
     assert sb.api_calls == calls
 
 
 def test_backoff_delays_are_5_15_45():
-    from connectors.tiendanube.selectors import backoff_delay
+    from connectors.tiendanube.connector import connector
+
+    def backoff_delay(n):
+        return runpolicy.backoff_delay(connector.policy, n)
 
     assert [backoff_delay(n) for n in (1, 2, 3, 4)] == [dt.timedelta(minutes=m) for m in (5, 15, 45, 45)]
 
@@ -97,11 +101,11 @@ def test_success_after_failure_resets_backoff(tn_sandbox, store_conn, fake_clock
 
     route = ("GET", __import__("re").compile(r"^/v1/1001/orders$"), lambda req: Response.json({"message": "down"}, 503))
     sb.app.routes.insert(0, route)
-    assert services.store_sync(connection_id=conn.pk).outcome == "failed"
+    assert connection_sync(connection_id=conn.pk).outcome == "failed"
     sb.app.routes.remove(route)
     fake_clock.advance(300)
-    assert services.store_sync(connection_id=conn.pk).outcome == "success"
-    sched = StoreSchedule.objects.get(connection=conn)
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
+    sched = RunSchedule.objects.get(connection=conn, resource="")
     assert sched.failures_in_row == 0 and sched.state == ScheduleState.ACTIVE
 
 
@@ -109,10 +113,10 @@ def test_401_marks_needs_reauth_at_once_and_pauses(tn_sandbox, store_conn, fake_
     sb = tn_sandbox(stores=1, records=3)
     conn = store_conn(sb)
     sb.uninstall("1001")
-    result = services.store_sync(connection_id=conn.pk)
+    result = connection_sync(connection_id=conn.pk)
     assert result.outcome == "needs_reauth"
     conn.refresh_from_db()
-    sched = StoreSchedule.objects.get(connection=conn)
+    sched = RunSchedule.objects.get(connection=conn, resource="")
     assert conn.needs_reauth and sched.failures_in_row == 1 and sched.state == ScheduleState.NEEDS_REAUTH
     assert schedule_of(conn).repeats == 0
     assert conn.credentials["access_token"] not in (sched.last_error + conn.last_error)
@@ -122,37 +126,37 @@ def test_parallel_cap_and_same_store_never_twice(tn_sandbox, store_conn, org, ma
     settings.TIENDANUBE_MAX_PARALLEL_SYNCS = 3
     sb = tn_sandbox(stores=5, records=2)
     conns = [store_conn(sb, str(1001 + i)) for i in range(5)]
-    held = [services.slot_acquire(c) for c in conns[:3]]
-    assert all(held) and SyncSlot.objects.filter(connection__isnull=False).count() == 3
-    with pytest.raises(services.AlreadyRunning):
-        services.slot_acquire(conns[0])
+    held = [runpolicy.slot_acquire(c) for c in conns[:3]]
+    assert all(held) and RunSlot.objects.filter(connection__isnull=False).count() == 3
+    with pytest.raises(runpolicy.AlreadyRunning):
+        runpolicy.slot_acquire(conns[0])
     # A fourth store finds every slot taken: its sync is deferred and nothing is fetched.
-    result = services.store_sync(connection_id=conns[3].pk)
+    result = connection_sync(connection_id=conns[3].pk)
     assert result.outcome == "deferred"
     assert not SyncQueue.objects.filter(connection=conns[3]).exists()
     # A store already syncing is not started a second time.
-    assert services.store_sync(connection_id=conns[1].pk).outcome == "running"
-    services.slot_release(held[0])
-    assert services.store_sync(connection_id=conns[3].pk).outcome == "success"
-    assert SyncSlot.objects.filter(connection__isnull=False).count() == 2
+    assert connection_sync(connection_id=conns[1].pk).outcome == "running"
+    runpolicy.slot_release(held[0])
+    assert connection_sync(connection_id=conns[3].pk).outcome == "success"
+    assert RunSlot.objects.filter(connection__isnull=False).count() == 2
 
 
 def test_expired_slot_of_a_dead_worker_is_reclaimed(tn_sandbox, store_conn, settings, fake_clock):
     settings.TIENDANUBE_MAX_PARALLEL_SYNCS = 1
     sb = tn_sandbox(stores=2, records=2)
     a, b = store_conn(sb, "1001"), store_conn(sb, "1002")
-    services.slot_acquire(a)
-    assert services.store_sync(connection_id=b.pk).outcome == "deferred"
+    runpolicy.slot_acquire(a)
+    assert connection_sync(connection_id=b.pk).outcome == "deferred"
     fake_clock.advance(3600)  # past the lease: the holder died
-    assert services.store_sync(connection_id=b.pk).outcome == "success"
+    assert connection_sync(connection_id=b.pk).outcome == "success"
 
 
 def test_incremental_sync_uses_updated_at_min_and_overlap(tn_sandbox, store_conn, fake_clock):
     sb = tn_sandbox(stores=1, records=4)
     conn = store_conn(sb)
-    services.store_sync(connection_id=conn.pk)
+    connection_sync(connection_id=conn.pk)
     sb.app.requests_seen.clear()
-    services.store_sync(connection_id=conn.pk)
+    connection_sync(connection_id=conn.pk)
     lists = [r for r in sb.app.requests_seen if r.path == "/v1/1001/products"]
     newest = max(p["updated_at"] for p in sb.stores["1001"].data["products"])
     assert lists and lists[0].arg("updated_at_min").startswith(newest[:19])
@@ -168,7 +172,7 @@ def test_result_cap_splits_into_date_windows(tn_sandbox, store_conn, settings):
     settings.TIENDANUBE_BUCKET_DRAIN = 200.0
     sb = tn_sandbox(stores=1, records=35, result_cap=10, drain=200.0)
     conn = store_conn(sb)
-    assert services.store_sync(connection_id=conn.pk).outcome == "success"
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
     from commerce.models import Product
 
     assert Product.objects.filter(connection=conn).count() == 35
@@ -208,7 +212,7 @@ def test_parallel_cap_holds_for_runs_started_outside_the_store_task(
     settings.TIENDANUBE_MAX_PARALLEL_SYNCS = 1
     sb = tn_sandbox(stores=2, records=2)
     a, b = store_conn(sb, "1001"), store_conn(sb, "1002")
-    held = services.slot_acquire(a)  # store A is syncing and takes the only slot
+    held = runpolicy.slot_acquire(a)  # store A is syncing and takes the only slot
     api = APIClient()
     api.force_authenticate(staff)
     r = api.post(f"/api/connections/{b.pk}/resources/products/sync", {}, format="json")
@@ -228,6 +232,6 @@ def test_parallel_cap_holds_for_runs_started_outside_the_store_task(
     qa = sync_services.sync_start(connection=a, resource="customers", enqueue=False).queue
     assert tasks.run_queue(qa.pk) == "held_back"
     # Once the slot is free, the next delivery (the reaper's resume) runs it, inside a slot it then frees.
-    services.slot_release(held)
+    runpolicy.slot_release(held)
     assert tasks.run_queue(queue.pk) == QueueState.DONE
-    assert SyncSlot.objects.filter(connection__isnull=False).count() == 0
+    assert RunSlot.objects.filter(connection__isnull=False).count() == 0

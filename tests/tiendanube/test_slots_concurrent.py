@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from connectors.tiendanube import services
-from connectors.tiendanube.models import SyncSlot
+from sync import runpolicy
+from sync.models import RunSlot
 
 
 def _race(fn, args_list):
@@ -17,7 +17,7 @@ def _race(fn, args_list):
         try:
             barrier.wait()
             results.append(fn(*args))
-        except services.AlreadyRunning:
+        except runpolicy.AlreadyRunning:
             results.append("running")
         finally:
             connection.close()
@@ -35,9 +35,9 @@ def _race(fn, args_list):
 def test_cap_holds_under_concurrent_acquires(org, make_connection, settings):
     settings.TIENDANUBE_MAX_PARALLEL_SYNCS = 3
     conns = [make_connection(org, kind="tiendanube", external_account_id=str(2000 + i), name=f"s{i}") for i in range(6)]
-    results = _race(services.slot_acquire, [(c,) for c in conns])
-    assert sum(1 for r in results if isinstance(r, SyncSlot)) == 3
-    assert SyncSlot.objects.filter(connection__isnull=False).count() == 3
+    results = _race(runpolicy.slot_acquire, [(c,) for c in conns])
+    assert sum(1 for r in results if isinstance(r, RunSlot)) == 3
+    assert RunSlot.objects.filter(connection__isnull=False).count() == 3
 
 
 @pytest.mark.postgres
@@ -45,6 +45,6 @@ def test_cap_holds_under_concurrent_acquires(org, make_connection, settings):
 def test_same_store_gets_one_slot_under_concurrent_acquires(org, make_connection, settings):
     settings.TIENDANUBE_MAX_PARALLEL_SYNCS = 3
     conn = make_connection(org, kind="tiendanube", external_account_id="3000", name="s")
-    results = _race(services.slot_acquire, [(conn,)] * 4)
-    assert sum(1 for r in results if isinstance(r, SyncSlot)) == 1
+    results = _race(runpolicy.slot_acquire, [(conn,)] * 4)
+    assert sum(1 for r in results if isinstance(r, RunSlot)) == 1
     assert results.count("running") == 3

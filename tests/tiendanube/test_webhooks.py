@@ -5,8 +5,8 @@ from django.test import Client
 from django_q.models import Schedule
 
 from connectors.models import Connection
-from connectors.tiendanube.models import PrivacyRequest, ScheduleState, StoreSchedule
-from sync.models import Lane, SyncActivity, SyncQueue
+from connectors.tiendanube.models import PrivacyRequest
+from sync.models import Lane, RunSchedule, ScheduleState, SyncActivity, SyncQueue
 
 pytestmark = pytest.mark.django_db
 URL = "/connectors/tiendanube/webhooks/"
@@ -19,11 +19,11 @@ def post(body: bytes, signature: str | None):
 
 @pytest.fixture
 def synced(tn_sandbox, store_conn):
-    from connectors.tiendanube import services
+    from sync.connection_runs import connection_sync
 
     sb = tn_sandbox(stores=1, records=4)
     conn = store_conn(sb)
-    assert services.store_sync(connection_id=conn.pk).outcome == "success"
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
     return sb, conn
 
 
@@ -63,8 +63,8 @@ def test_uninstall_disconnects_store_and_pauses_schedule(synced):
     assert r.status_code == 200 and r.json()["detail"] == "disconnected"
     conn.refresh_from_db()
     assert conn.needs_reauth and not conn.is_active and not conn.has_credentials
-    assert StoreSchedule.objects.get(connection=conn).state == ScheduleState.DISCONNECTED
-    assert Schedule.objects.get(name=f"tiendanube:store:{conn.pk}").repeats == 0
+    assert RunSchedule.objects.get(connection=conn, resource="").state == ScheduleState.DISCONNECTED
+    assert Schedule.objects.get(name=f"tiendanube:{conn.pk}").repeats == 0
     assert SyncActivity.objects.filter(connection=conn, event="tiendanube.disconnected").exists()
 
 
@@ -141,10 +141,10 @@ def test_sandbox_sends_uninstall_webhook_then_api_answers_401(synced, live_serve
     assert r.status_code == 200
     conn.refresh_from_db()
     assert conn.needs_reauth
-    from connectors.tiendanube import services
+    from connectors.tiendanube import health
 
     assert (
-        services.token_diagnose(
+        health.token_diagnose(
             Connection(pk=conn.pk, kind="tiendanube", base_url=conn.base_url, external_account_id="1001")
         )["has_token"]
         is False
@@ -152,7 +152,7 @@ def test_sandbox_sends_uninstall_webhook_then_api_answers_401(synced, live_serve
 
 
 def test_a_delivery_we_fail_to_act_on_is_a_503_so_tiendanube_redelivers(synced, monkeypatch):
-    from connectors.tiendanube import services
+    from connectors.tiendanube import webhooks
     from sync import services as sync_services
 
     sb, conn = synced
@@ -167,4 +167,4 @@ def test_a_delivery_we_fail_to_act_on_is_a_503_so_tiendanube_redelivers(synced, 
     assert r.status_code == 503 and r["Retry-After"] == "60"
     assert r.json()["error"]["code"] == "webhook_not_processed"  # the one error shape (issue 17)
     monkeypatch.undo()
-    assert services.webhook_handle(body=body, signature=headers["X-Linkedstore-HMAC-SHA256"]).endswith("deleted")
+    assert webhooks.webhook_handle(body=body, signature=headers["X-Linkedstore-HMAC-SHA256"]).endswith("deleted")

@@ -111,12 +111,12 @@ def test_concurrent_and_sequential_scans_agree(woo, monkeypatch):
 
 def test_customer_arriving_by_webhook_during_a_full_scan_is_not_marked_deleted(woo, monkeypatch):
     from core import clock
-    from sync import engine
+    from sync import sinks
 
     sandbox, conn = woo(size=20)
-    real = engine.QueueRunner._mark_missing_deleted
+    real = sinks.TableSink.mark_missing_deleted
 
-    def webhook_lands_first(self):
+    def webhook_lands_first(self, run):
         # created upstream after the last page was read; its webhook was processed a moment ago
         Customer.objects.create(
             organization=conn.organization,
@@ -125,8 +125,8 @@ def test_customer_arriving_by_webhook_during_a_full_scan_is_not_marked_deleted(w
             email="late@example.test",
             synced_at=clock.now(),
         )
-        return real(self)
+        return real(self, run)
 
-    monkeypatch.setattr(engine.QueueRunner, "_mark_missing_deleted", webhook_lands_first)
+    monkeypatch.setattr(sinks.TableSink, "mark_missing_deleted", webhook_lands_first)
     services.sync_start(connection=conn, resource="customers")
     assert Customer.objects.get(connection=conn, external_id="9999").deleted_at is None

@@ -67,7 +67,7 @@ def test_modified_after_on_orders_with_gmt(make_sandbox):
 
 def test_unknown_route_and_missing_record(make_sandbox):
     _, base = make_sandbox(size=3)
-    assert get(base, "coupons").json()["code"] == "rest_no_route"
+    assert get(base, "no-such-collection").json()["code"] == "rest_no_route"
     r = get(base, "orders/99999")
     assert r.status_code == 404 and r.json()["code"] == "woocommerce_rest_shop_order_invalid_id"
 

@@ -1,22 +1,22 @@
-from connectors.woocommerce.schedules import schedule_specs
+from django_q.models import Schedule
+
+from sync.runpolicy import schedules_register as schedules_register_all
 
 
 def test_specs_purge_and_per_connection_timers(org, make_connection):
+    """WooCommerce's declaration: a daily purge, and each connection's own interval (config)."""
     make_connection(org, name="timed", config={"sync_every_minutes": 15})
     make_connection(org, name="manual only")
     make_connection(org, kind="lightspeed", name="other kind", config={"sync_every_minutes": 5})
-    specs = {s.name: s for s in schedule_specs()}
+    schedules_register_all()
+    specs = {s.name: s for s in Schedule.objects.filter(name__startswith="woocommerce:")}
     assert "woocommerce:purge-webhook-deliveries" in specs
     timed = [s for s in specs.values() if s.func == "sync.tasks.start_scheduled_sync"]
-    assert sorted(s.name.rsplit(":", 1)[1] for s in timed) == ["customers", "orders", "products"]
+    assert sorted(s.name.rsplit(":", 1)[1] for s in timed) == ["coupons", "customers", "orders", "products"]
     assert all(s.minutes == 15 for s in timed)
 
 
 def test_contributed_specs_register(org, make_connection):
-    from django_q.models import Schedule
-
-    from sync.schedules import schedules_register_all
-
     conn = make_connection(org, config={"sync_every_minutes": 30})
     schedules_register_all()
     schedules_register_all()  # idempotent

@@ -1,15 +1,31 @@
-"""Register every schedule (system + connector-contributed) idempotently: run it on every deploy."""
+"""Register every schedule (system + what each connector's run policy declares) idempotently. Runs by itself
+after `migrate` and when a qcluster starts (ops/apps.py); this command is for doing it explicitly and seeing
+what changed."""
 
 from django.core.management import BaseCommand
 
-from sync.schedules import schedules_register_all
+from sync.runpolicy import schedules_register
 
 
 class Command(BaseCommand):
     help = "Create or update all django-q2 schedules (one row per name; safe to run repeatedly)."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--verbose-list", action="store_true", help="List every schedule, unchanged ones too.")
+
     def handle(self, *args, **options) -> None:
-        for schedule in schedules_register_all():
-            self.stdout.write(
-                f"{schedule.name}: {schedule.func} ({schedule.get_schedule_type_display()}) next {schedule.next_run}"
+        from django_q.models import Schedule
+
+        report = schedules_register()
+        for name, change in sorted(report.changes.items()):
+            if change == "unchanged" and not options["verbose_list"] and not name.startswith("synchub:"):
+                continue
+            schedule = Schedule.objects.filter(name=name).first()
+            detail = (
+                f"{schedule.func} ({schedule.get_schedule_type_display()}) next {schedule.next_run}"
+                if schedule is not None
+                else "removed"
             )
+            self.stdout.write(f"{name}: {detail} [{change}]")
+        counts = ", ".join(f"{n} {change}" for change, n in report.summary().items())
+        self.stdout.write(f"schedules: {counts}")

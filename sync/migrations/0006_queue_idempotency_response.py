@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sync', '0003_line_partial_indexes'),
+        ('sync', '0005_retire_mdm_global_schedule'),
     ]
 
     operations = [

@@ -1,0 +1,129 @@
+"""What is left of a store's life outside OAuth, webhooks, privacy and health: manual / login enqueues,
+needs-reconnect and disconnect, and the two hooks its run policy declares (the tier after a run and the
+post-sync signal). Scheduling, backoff and the parallel cap are the engine's (sync.runpolicy)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django_q.tasks import async_task
+
+from connectors.models import Connection
+from core import clock
+from core.redaction import redact
+from sync import runpolicy
+from sync.activity import activity_record
+from sync.connection_runs import ConnectionUnavailable, connection_enqueue, is_queued_or_running
+from sync.models import ActivityLevel, Origin, RunSchedule, ScheduleState
+from sync.policy_selectors import is_stale
+
+from . import conf, selectors
+from .errors import StoreUnavailable
+from .selectors import KIND
+from .signals import store_synced
+
+log = logging.getLogger(__name__)
+
+
+def store_enqueue_sync(*, connection: Connection, origin: str = Origin.MANUAL, actor=None) -> bool:
+    """Enqueue a store sync unless one is already queued or running. Never calls the upstream."""
+    try:
+        return connection_enqueue(connection=connection, origin=origin, actor=actor)
+    except ConnectionUnavailable as exc:
+        raise StoreUnavailable(str(exc)) from None
+
+
+def stores_enqueue_all(*, connections, origin: str = Origin.MANUAL, actor=None) -> dict[int, str]:
+    result: dict[int, str] = {}
+    for conn in connections:
+        try:
+            result[conn.pk] = (
+                "enqueued" if store_enqueue_sync(connection=conn, origin=origin, actor=actor) else "already queued"
+            )
+        except StoreUnavailable:
+            result[conn.pk] = "needs reconnect"
+    return result
+
+
+def schedules_initialize(*, connections) -> int:
+    """(Re)create the schedule of each store, keeping its state; stores without one get one."""
+    n = 0
+    for conn in connections:
+        sched = runpolicy.schedule_get(conn)
+        if conn.needs_reauth and sched.state not in runpolicy.PAUSED_STATES:
+            sched.state = ScheduleState.NEEDS_REAUTH
+            sched.save(update_fields=["state"])
+        runpolicy.schedule_mirror(sched, conn)
+        n += 1
+    return n
+
+
+def login_sync(*, user) -> list[int]:
+    """On login: enqueue a sync of each of the user's organizations' stores whose last success is older
+    than its priority interval, skipping ones already queued or running. Enqueue only."""
+    org_ids = list(user.memberships.values_list("organization_id", flat=True))
+    if not org_ids:
+        return []
+    now = clock.now()
+    policy = runpolicy.policy_of(KIND)
+    enqueued = []
+    stores = Connection.objects.filter(organization_id__in=org_ids, kind=KIND, is_active=True, needs_reauth=False)
+    scheds = {s.connection_id: s for s in RunSchedule.objects.filter(connection__in=stores, resource="")}
+    for conn in stores:
+        sched = scheds.get(conn.pk)
+        if sched is None:
+            continue
+        interval = runpolicy.tier_interval(policy, sched.tier or policy.schedule.default)
+        if not is_stale(sched, interval, now=now) or is_queued_or_running(sched, now=now):
+            continue
+        if store_enqueue_sync(connection=conn, origin=Origin.LOGIN, actor=user):
+            activity_record(
+                event="tiendanube.login_sync",
+                connection=conn,
+                actor=user,
+                message=f"{user.get_username()} logged in; stale store sync enqueued",
+                data={"origin": Origin.LOGIN},
+            )
+            enqueued.append(conn.pk)
+    return enqueued
+
+
+def store_mark_needs_reauth(conn: Connection, *, reason: str) -> None:
+    runpolicy.connection_mark_needs_reauth(conn, reason=reason)
+
+
+def store_disconnect(*, connection: Connection, reason: str) -> None:
+    """Uninstalled: the token is dead. Forget it, mark the store, pause its schedule."""
+    Connection.objects.filter(pk=connection.pk).update(
+        needs_reauth=True, is_active=False, health="down", last_error=reason, credentials_encrypted=""
+    )
+    connection.refresh_from_db()
+    runpolicy.connection_pause(connection, state=ScheduleState.DISCONNECTED, reason=reason)
+    activity_record(
+        event="tiendanube.disconnected",
+        connection=connection,
+        level=ActivityLevel.WARNING,
+        message=f"store disconnected: {reason}; schedule paused",
+    )
+
+
+# --- The hooks the run policy declares (connector.py) ------------------------------------------------------
+def tier_after_run(connection: Connection, sched: RunSchedule, now: dt.datetime) -> str:
+    """After a good sync: the tier follows how recently the store changed (newest record or webhook)."""
+    activity = max(filter(None, [selectors.latest_upstream_change(connection), sched.last_activity_at]), default=None)
+    sched.last_activity_at = activity
+    return selectors.tier_for(activity, now=now)
+
+
+def post_sync(*, connection: Connection, succeeded: bool, queues) -> None:
+    """After a store's products, orders and customers all synced: the ``store_synced`` signal in-process,
+    plus an optional task (TIENDANUBE_POST_SYNC_HOOK)."""
+    if not succeeded:
+        return
+    for receiver, result in store_synced.send_robust(sender=Connection, connection=connection):
+        if isinstance(result, Exception):
+            log.error("store_synced receiver %r failed: %s", receiver, redact(result))
+    hook = conf.get().post_sync_hook
+    if hook:
+        async_task(hook, connection.pk, group="tiendanube-post-sync")

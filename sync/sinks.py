@@ -1,0 +1,213 @@
+"""Sinks: where a run's records go. A connector declares one (``Connector.sink``); None is the TableSink.
+
+- ``TableSink``: the engine's write path. Each batch of mapped records is upserted into the resource's
+  domain table keyed by (connection, external_id); deletions set ``deleted_at``; a complete full scan
+  marks the rows it did not see deleted.
+- ``DocumentSink``: the records land in the domain table exactly as above (so retries, status, counts and
+  the dashboard are the engine's own), and when a run has fetched and processed EVERYTHING, the complete,
+  non-deleted rows are rendered into one document and handed to a writer (MDM: one S3 object). A run
+  that failed, or left any line failed, cancelled or unfinished, never reaches that step, so the
+  previous document (and every reader's cache) stays as it was. A writer that raises fails the run.
+
+The runner (``sync.engine.QueueRunner``) calls ``write`` per batch, ``mark_missing_deleted`` after a
+complete scan and ``complete`` once before it settles the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import Q
+from django.utils.module_loading import import_string
+
+from core import clock
+
+from . import bulk
+from .activity import activity_record
+from .models import ActivityLevel, SyncQueue, SyncQueueLine
+from .signals import sync_run_finished
+
+# ``run`` below is the sync.engine.QueueRunner working the queue (queue, connection, resource, model);
+# not imported, so that the engine depends on its sinks and never the other way round.
+QueueRunner = Any
+
+log = logging.getLogger(__name__)
+
+
+class SinkError(Exception):
+    """The sink could not take the run's records (a document write failed). Fails the run."""
+
+    def __init__(self, message: str, *, stage: str = "write", error_type: str = "") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.error_type = error_type or self.__class__.__name__
+
+
+class TableSink:
+    """Upserts into the resource's domain model (today's write path, moved here from the engine).
+
+    ``outcome``: optional dotted path of ``record(connection, queue, skip_reason)`` that records a run's
+    outcome the connector's own way (MuleSoft's four logged outcomes, MDM's export history and alert). It
+    is called once a run has settled (queue given) or was skipped by its policy (queue None, the reason
+    given), by the runner in its own process and again by the ``sync_run_finished`` receiver for runs
+    settled elsewhere (the reaper, force-done): it must be idempotent per queue."""
+
+    def __init__(self, *, outcome: str = "") -> None:
+        self.outcome = outcome
+
+    def record_outcome(self, connection, queue, skip_reason: str = "") -> None:
+        if not self.outcome:
+            return
+        try:
+            import_string(self.outcome)(connection, queue, skip_reason)
+        except Exception:  # the run is already recorded; its connector's bookkeeping must not undo that
+            log.exception("outcome hook %s failed for queue %s", self.outcome, getattr(queue, "pk", None))
+
+    def write(self, run: QueueRunner, upserts: list[tuple[SyncQueueLine, dict]], deletes: list[SyncQueueLine], now):
+        model, connection = run.model, run.connection
+        if deletes and db_connection.vendor == "postgresql":
+            # The upsert takes its rows' locks in key order, but the delete after it would take its own in
+            # whatever order it scans them: a run (upsert A, delete B) and a webhook batch (upsert B,
+            # delete A) deadlocked. Lock every existing row we touch first, in the upsert's key order.
+            keys = [line.external_id for line, _ in upserts] + [line.external_id for line in deletes]
+            list(
+                model.objects.select_for_update()
+                .filter(connection_id=connection.pk, external_id__in=keys)
+                .order_by("external_id")
+                .values_list("id", flat=True)
+            )
+        if upserts:
+            rows = []
+            # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
+            # take the rows' locks in the same order and cannot deadlock each other.
+            for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
+                row = dict(values)  # the one-by-one fallback reuses the values: do not mutate them
+                row["organization_id"] = connection.organization_id
+                row["connection_id"] = connection.pk
+                row["external_id"] = line.external_id
+                row["synced_at"] = now
+                row.setdefault("deleted_at", None)
+                rows.append(row)
+            fields = self.fields_to_update(run, upserts[0][1])
+            bulk.upsert_rows(model, rows, unique_fields=["connection", "external_id"], update_fields=fields)
+        if deletes:
+            model.objects.filter(
+                connection_id=connection.pk,
+                external_id__in=[line.external_id for line in deletes],
+                deleted_at__isnull=True,
+            ).update(deleted_at=now, synced_at=now)
+
+    def fields_to_update(self, run: QueueRunner, sample: dict) -> list[str]:
+        cached = getattr(run, "_update_fields", None)
+        if cached is None:
+            names = list(run.resource.update_fields or sample.keys())
+            cached = sorted(set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"})
+            run._update_fields = cached
+        return cached
+
+    def mark_missing_deleted(self, run: QueueRunner) -> None:
+        now = clock.now()
+        seen = SyncQueueLine.objects.filter(queue=run.queue).values("external_id")
+        n = (
+            run.model.objects.filter(connection=run.connection, deleted_at__isnull=True)
+            # A row another lane (a webhook) wrote after this scan began is newer than the scan: keep it.
+            .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=run.queue.started_at))
+            .exclude(external_id__in=seen)
+            .update(deleted_at=now)
+        )
+        if n:
+            activity_record(
+                event="records.marked_deleted",
+                queue=run.queue,
+                level=ActivityLevel.WARNING,
+                message=f"{n} {run.resource.name} record(s) no longer exist upstream; marked deleted",
+                data={"count": n},
+            )
+
+    def complete(self, run: QueueRunner) -> None:
+        """Called once the runner has nothing left to do, before the queue settles. Tables need nothing."""
+
+
+def run_is_complete(queue_id: int) -> bool:
+    """Fetched to the end without error, and every line done: nothing failed, cancelled or pending."""
+    q = (
+        SyncQueue.objects.filter(pk=queue_id)
+        .values(
+            "fetch_done",
+            "fetch_error",
+            "cancelled_at",
+            "draft_count",
+            "processing_count",
+            "failed_count",
+            "cancelled_count",
+            "is_active",
+        )
+        .first()
+    )
+    return bool(
+        q
+        and q["is_active"]
+        and q["fetch_done"]
+        and not q["fetch_error"]
+        and q["cancelled_at"] is None
+        and not (q["draft_count"] or q["processing_count"] or q["failed_count"] or q["cancelled_count"])
+    )
+
+
+class DocumentSink(TableSink):
+    """The table path, plus: after a complete run, the whole data set as ONE document.
+
+    ``writer`` is the dotted path of ``write(connection, queue, rows: list[dict]) -> dict``; it raises on
+    failure (the run fails, nothing else changes) and returns what it wrote (location, version, ...),
+    recorded in the run's ``document.written`` activity. ``fields`` are the model fields rendered per row
+    (in this order), ``order_by`` sorts the rows. Rows are the connection's non-deleted rows."""
+
+    def __init__(
+        self, *, writer: str, fields: tuple[str, ...], order_by: tuple[str, ...] = ("external_id",), outcome: str = ""
+    ):
+        super().__init__(outcome=outcome)
+        self.writer = writer
+        self.fields = fields
+        self.order_by = order_by
+
+    def rows(self, run: QueueRunner) -> list[dict]:
+        qs = run.model.objects.filter(connection=run.connection, deleted_at__isnull=True).order_by(*self.order_by)
+        return list(qs.values(*self.fields))
+
+    def complete(self, run: QueueRunner) -> None:
+        # Under the queue's lock, so two workers finishing the same queue do not both write it.
+        with transaction.atomic():
+            SyncQueue.objects.select_for_update().filter(pk=run.queue.pk).values_list("id", flat=True).first()
+            if not run_is_complete(run.queue.pk):
+                return  # failed, partial, cancelled or still being worked: the document stays as it was
+            rows = self.rows(run)
+            try:
+                result: dict[str, Any] = import_string(self.writer)(run.connection, run.queue, rows) or {}
+            except SinkError:
+                raise
+            except Exception as exc:  # a writer bug is still a failed write, not a crashed worker
+                raise SinkError(f"{exc.__class__.__name__}: {exc}", error_type=exc.__class__.__name__) from exc
+            activity_record(
+                event="document.written",
+                queue=run.queue,
+                message=f"{len(rows)} {run.resource.name} record(s) written as one document",
+                data={"count": len(rows), **{k: v for k, v in result.items() if isinstance(v, (str, int, float))}},
+            )
+
+
+def sink_for(kind: str) -> TableSink:
+    from .registry import get_connector
+
+    return get_connector(kind).sink or TableSink()
+
+
+def _on_run_finished(sender, queue, succeeded, **kwargs) -> None:
+    """Runs settled outside a runner (reaper, force-done, cancel) still get their outcome recorded."""
+    if queue.lane == "run":
+        sink_for(queue.connection.kind).record_outcome(queue.connection, queue)
+
+
+sync_run_finished.connect(_on_run_finished, dispatch_uid="sync.sinks.outcome")
