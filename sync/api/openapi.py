@@ -105,7 +105,8 @@ def _json_value_schema(depth: int, max_depth: int) -> dict:
     obj = {"type": "object"}
     obj.update({"additionalProperties": deeper} if deeper else {"maxProperties": 0})
     return {
-        "nullable": True,
+        # A top-level value of params may not be null (DictField(child=JSONField())); nested values may.
+        "nullable": depth > 1,
         "anyOf": [{"type": "string", "pattern": _NO_NUL}, {"type": "number"}, {"type": "boolean"}, array, obj],
     }
 

@@ -63,7 +63,33 @@ def world(db, staff, org, fake_conn, fake_kind, settings, monkeypatch):
 def _schema():
     from config.wsgi import application
 
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+
+    @schema.hook
+    def filter_body(context, body):
+        # The one rule OpenAPI 3.0 cannot state: no NUL in the *keys* of the trigger's params (jsonb refuses
+        # them; values are covered by a pattern). It has no propertyNames, so the schema says it in words and
+        # such bodies are not generated as valid ones. Negative cases are unaffected.
+        return not (isinstance(body, dict) and _nul_in_keys(body.get("params")))
+
+    @schema.hook
+    def filter_case(context, case):
+        # A cross-field rule OpenAPI cannot state either: the trigger's full_scan in the query string and in
+        # the body must agree when both are sent (docs/api.md); a disagreeing pair is a 400 by design.
+        body, query = case.body if isinstance(case.body, dict) else {}, case.query or {}
+        if "full_scan" in body and "full_scan" in query:
+            return str(body["full_scan"]).lower() == str(query["full_scan"]).lower()
+        return True
+
+    return schema
+
+
+def _nul_in_keys(value) -> bool:
+    if isinstance(value, dict):
+        return any("\x00" in str(k) or _nul_in_keys(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_nul_in_keys(v) for v in value)
+    return False
 
 
 @pytest.mark.slow
