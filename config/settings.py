@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "connectors.mdm",
     "customers",
     "commerce",
+    # After sync: its run-finished receiver reads the failure streak sync's own receiver has just moved.
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -107,6 +109,13 @@ STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synchub@localhost")
+
+# --- Alerts (docs/alerts.md): failure streaks and staleness for every connection ------------------
+ALERTS_ENABLED = env.bool("ALERTS_ENABLED", default=True)
+ALERTS_FROM_EMAIL = env("ALERTS_FROM_EMAIL", default="")  # empty: DEFAULT_FROM_EMAIL
+# Prefix of the admin link in alert texts (e.g. https://synchub.example.com); empty: a path only.
+ALERTS_SITE_URL = env("ALERTS_SITE_URL", default="")
+ALERTS_WEBHOOK_TIMEOUT = env.float("ALERTS_WEBHOOK_TIMEOUT", default=5.0)
 
 # --- Security (production values come from the environment; see README "check --deploy") ----------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
