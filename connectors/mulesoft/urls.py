@@ -1,3 +1,9 @@
-"""Routes where MuleSoft calls us (webhooks, OAuth callbacks). Mounted at /connectors/mulesoft/."""
+"""Routes where MuleSoft calls us. Mounted at /connectors/mulesoft/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns: list = [
+    path("push/<int:connection_id>/", views.push_view, name="mulesoft-push"),
+]
