@@ -2,8 +2,10 @@
 
 from django.urls import path
 
+import sync.api.converters  # noqa: F401  registers <sync_id:...>
+
 from . import views
 
 urlpatterns: list = [
-    path("push/<int:connection_id>/", views.push_view, name="mulesoft-push"),
+    path("push/<sync_id:connection_id>/", views.push_view, name="mulesoft-push"),
 ]
