@@ -164,7 +164,9 @@ def test_registration_is_idempotent_and_reports_what_changed(org, make_connectio
     assert runpolicy.schedules_register().changes[f"woocommerce:{conn.pk}:orders"] == "deleted"
     out = io.StringIO()
     call_command("sync_schedules", stdout=out)
-    assert "0 created, 0 updated, 4 unchanged, 0 removed" in out.getvalue()
+    # System + housekeeping schedules only: reaper, purge, alerts, and the kinds' housekeeping (issue 19 added
+    # synchub:alerts and mulesoft:push-deliveries-purge: 4 -> 6).
+    assert "0 created, 0 updated, 6 unchanged, 0 removed" in out.getvalue()
 
 
 def test_after_run_hook_fires_once_per_unit(timed, monkeypatch):
