@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "connectors.mdm",
     "customers",
     "commerce",
+    # After sync: its run-finished receiver reads the failure streak sync's own receiver has just moved.
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -134,6 +136,21 @@ STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synchub@localhost")
+# SMTP for the smtp backend (alert emails); Django's defaults otherwise (localhost:25, no auth).
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)  # a hung SMTP server must not hold an alert task
+
+# --- Alerts (docs/alerts.md): failure streaks and staleness for every connection ------------------
+ALERTS_ENABLED = env.bool("ALERTS_ENABLED", default=True)
+ALERTS_FROM_EMAIL = env("ALERTS_FROM_EMAIL", default="")  # empty: DEFAULT_FROM_EMAIL
+# Prefix of the admin link in alert texts (e.g. https://synchub.example.com); empty: a path only.
+ALERTS_SITE_URL = env("ALERTS_SITE_URL", default="")
+ALERTS_WEBHOOK_TIMEOUT = env.float("ALERTS_WEBHOOK_TIMEOUT", default=5.0)
 
 # --- Security (production values come from the environment; see README "check --deploy") ----------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)

@@ -30,8 +30,8 @@ MDM_S3_SECRET_ACCESS_KEY = env("MDM_S3_SECRET_ACCESS_KEY", default="")
 MDM_S3_MAX_TRIES = env.int("MDM_S3_MAX_TRIES", default=4)
 MDM_S3_TIMEOUT = (env.float("MDM_S3_CONNECT_TIMEOUT", default=5.0), env.float("MDM_S3_READ_TIMEOUT", default=30.0))
 
-# Alert the organization's admins after this many consecutive failed runs.
-MDM_ALERT_AFTER_FAILURES = env.int("MDM_ALERT_AFTER_FAILURES", default=3)
+# MDM_ALERT_AFTER_FAILURES (default 3) is read by the run policy (connector.py: failure_streak_setting): the
+# generic alerts (alerts/) email the organization's admins after that many failed runs in a row.
 # A run still "running" after this long is considered dead (worker killed) and no longer blocks new runs.
 MDM_RUN_STALE_SECONDS = env.int("MDM_RUN_STALE_SECONDS", default=900)
 
