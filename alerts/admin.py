@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import ValidationError
 
-from core.http import BlockedDestination, check_url
+from core.http import BlockedDestination, validate_outbound_url
 from sync.admin import OrgScopedAdmin, ReadOnlyScopedAdmin
 
 from .models import AlertRule, Incident, Notification
@@ -71,7 +71,7 @@ class AlertRuleForm(forms.ModelForm):
         url = (self.cleaned_data.get("webhook_url") or "").strip()
         if url:
             try:
-                check_url(url)  # scheme and host now; the address is checked by the guard at every send
+                validate_outbound_url(url)  # the one address rule at save; the guard checks again at every send
             except BlockedDestination as exc:
                 raise ValidationError(str(exc)) from None
         return url

@@ -45,7 +45,8 @@ def test_incident_changelist_is_scoped_and_read_only(two_orgs, staff):
     assert Incident.objects.count() == 2
 
 
-def test_rule_form_keeps_the_webhook_write_only(org, staff, make_connection):
+def test_rule_form_keeps_the_webhook_write_only(org, staff, make_connection, dns):
+    dns({"hooks.example.com": ["93.184.216.34"]})  # the save-time address rule resolves the host
     conn = make_connection(org, name="Mine")
     client = Client()
     client.force_login(staff)
@@ -105,3 +106,22 @@ def test_open_incidents_gauge(two_orgs, settings):
         (("incident", "failure_streak"), ("kind", "woocommerce")): 1,
         (("incident", "stale"), ("kind", "woocommerce")): 1,
     }
+
+
+def test_rule_form_refuses_a_webhook_that_resolves_to_a_private_address(org, staff, make_connection, dns):
+    dns({"hooks.internal.example": ["10.0.0.5"]})
+    conn = make_connection(org, name="Mine")
+    client = Client()
+    client.force_login(staff)
+    response = client.post(
+        "/admin/alerts/alertrule/add/",
+        {
+            "organization": org.pk,
+            "connection": conn.pk,
+            "enabled": "on",
+            "email_enabled": "on",
+            "webhook_url": "https://hooks.internal.example/x",
+        },
+    )
+    assert response.status_code == 200 and AlertRule.objects.count() == 0
+    assert "10.0.0.5" in response.content.decode()
