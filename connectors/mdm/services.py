@@ -174,7 +174,7 @@ def record_outcome(connection, queue, skip_reason: str = "") -> ExportRun | None
         )
         return _skip(run, skip_reason, None)
     run, _ = ExportRun.objects.get_or_create(queue=queue, defaults=_run_defaults(queue))
-    if run.status in FINAL:
+    if run.status in FINAL and not _retried_since(run, queue):
         return run
     actor = run.actor
     target = export_target(connection)
@@ -201,6 +201,13 @@ def record_outcome(connection, queue, skip_reason: str = "") -> ExportRun | None
     if stage == "mdm" and failure is not None:
         _record_connection(connection, ok=False, error=message)
     return _fail(run, stage, error_type, message, actor)
+
+
+def _retried_since(run: ExportRun, queue) -> bool:
+    """A failed run whose queue settled again after it was recorded (a retry): record the new outcome."""
+    return bool(
+        run.status == RunStatus.FAILED and queue.finished_at and run.finished_at and queue.finished_at > run.finished_at
+    )
 
 
 def _record_connection(connection: Connection, *, ok: bool, error: str = "") -> None:
@@ -265,6 +272,7 @@ def _finish(run: ExportRun, actor, *, event: str, level: str, message: str) -> E
 def _succeed(run: ExportRun, actor) -> ExportRun:
     run.status = RunStatus.SUCCESS
     run.consecutive_failures = 0
+    run.error_stage = run.error_type = run.error_message = ""  # a retried run's earlier failure is over
     return _finish(
         run,
         actor,
