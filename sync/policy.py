@@ -56,6 +56,9 @@ class RunPolicy:
     backoff: tuple[dt.timedelta, ...] = ()
     # After this many consecutive failed runs (of one schedulable unit) the connection is marked needs-reauth
     # and its schedules pause. An auth failure (401/403) marks it at once, whatever this says (the engine).
+    # Counts EVERY failed run, not only auth failures (an auth failure, 401/403/invalid_grant, marks needs-reauth
+    # at once whatever this says): for an upstream whose credentials never expire and whose removal may go
+    # unannounced, so that repeated failure means the access is gone (Tiendanube). Most connectors leave it None.
     reauth_after: int | None = None
     reauth_after_setting: str = ""  # a setting / environment variable that overrides reauth_after
     # At most this many runs of this kind at once (never the same connection twice). None = no cap.
