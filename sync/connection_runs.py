@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -19,6 +20,7 @@ from . import runpolicy
 from .activity import activity_record
 from .models import ActivityLevel, Origin, QueueState, RunSchedule, ScheduleState
 from .registry import connection_model
+from .scheduler import tally_record
 
 log = logging.getLogger(__name__)
 SYNC_TASK = runpolicy.CONNECTION_TASK
@@ -94,10 +96,13 @@ def connection_sync(*, connection_id: int, origin: str = Origin.SCHEDULE, actor=
         try:
             slot = runpolicy.slot_acquire(conn)
         except runpolicy.AlreadyRunning as exc:
+            # The going run sets the next time when it ends; the queued mark of this (extra) delivery goes.
+            RunSchedule.objects.filter(pk=sched.pk).update(queued_at=None)
             return ConnectionRunResult("running", {}, str(exc))
         if slot is None:
             return _defer(conn, sched, origin)
     RunSchedule.objects.filter(pk=sched.pk).update(queued_at=None)
+    started_at = time.monotonic()
     states: dict[str, str] = {}
     queues = []
     error = ""
@@ -126,6 +131,8 @@ def connection_sync(*, connection_id: int, origin: str = Origin.SCHEDULE, actor=
             runpolicy.slot_release(slot)
     succeeded = bool(states) and all(s == QueueState.DONE for s in states.values())
     result = runpolicy.unit_record_result(conn, sched, ok=succeeded, error=error, states=states)
+    if runpolicy.is_tiered(conn.kind):
+        tally_record(conn.kind, sched.tier, ok=succeeded, seconds=time.monotonic() - started_at)
     if succeeded:
         activity_record(
             event=f"{conn.kind}.store_synced",
@@ -138,9 +145,9 @@ def connection_sync(*, connection_id: int, origin: str = Origin.SCHEDULE, actor=
 
 
 def _defer(conn, sched: RunSchedule, origin: str) -> ConnectionRunResult:
-    """All slots busy: try again in a minute (the schedule fires it), keep the queued marker."""
+    """All slots busy: due again in a minute; the queued mark goes, so the scheduler tick enqueues it then."""
     retry_at = clock.now() + DEFER
-    RunSchedule.objects.filter(pk=sched.pk).update(next_sync_at=retry_at)
+    RunSchedule.objects.filter(pk=sched.pk).update(next_sync_at=retry_at, queued_at=None)
     sched.next_sync_at = retry_at
     runpolicy.schedule_mirror(sched, conn)
     activity_record(

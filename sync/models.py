@@ -322,7 +322,11 @@ class RunSchedule(models.Model):
     class Meta:
         ordering = ["organization_id", "connection_id", "resource"]
         constraints = [models.UniqueConstraint(fields=["connection", "resource"], name="run_schedule_unique")]
-        indexes = [models.Index(fields=["failures_in_row"], name="run_schedule_failing")]
+        indexes = [
+            models.Index(fields=["failures_in_row"], name="run_schedule_failing"),
+            # The scheduler tick (sync.scheduler) reads the oldest due units first.
+            models.Index(fields=["next_sync_at"], name="run_schedule_due"),
+        ]
 
     def __str__(self) -> str:
         return f"Schedule of {self.connection}{' / ' + self.resource if self.resource else ''}"
@@ -346,3 +350,23 @@ class RunSlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} slot {self.number}"
+
+
+class RunTally(models.Model):
+    """Finished whole-connection runs per (kind, tier, minute): the scheduler status's throughput of the last
+    hour and mean run time (so its capacity estimate) from a few dozen rows, not from run history. One
+    UPSERT per finished run; rows older than a day are purged with the queues."""
+
+    kind = models.CharField(max_length=32)
+    tier = models.CharField(max_length=16, blank=True, default="")
+    minute = models.DateTimeField()
+    runs = models.IntegerField(default=0)
+    failures = models.IntegerField(default=0)
+    busy_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "tier", "minute"], name="run_tally_unique")]
+        indexes = [models.Index(fields=["kind", "minute"], name="run_tally_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.tier or '-'} {self.minute:%Y-%m-%d %H:%M}: {self.runs} runs"

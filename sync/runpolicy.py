@@ -1,10 +1,12 @@
 """The engine side of run policies (sync.policy): what a connector declares, executed generically.
 
-- Schedules: one django-q2 Schedule per schedulable unit, registered in bulk and idempotently
-  (``schedules_register``): ``Every`` per (connection, resource), ``Tiers`` per connection (its tier sets the
-  interval; the unit is the whole connection in ``resource_order``), ``Cron`` per (connection, resource). A
-  new schedule's first run is spread over its interval by a hash of its name (jitter), so a fleet never comes
-  due at once, and re-registering the same thing changes nothing.
+- Schedules, registered in bulk and idempotently (``schedules_register``): ``Every`` and ``Cron`` get one
+  django-q2 Schedule per (connection, resource); ``Tiers`` (a fleet: the unit is the whole connection in
+  ``resource_order``, its tier sets the interval) gets ONE django-q2 Schedule per kind, ``<kind>:tick``, that
+  runs sync.scheduler.tick over RunSchedule.next_sync_at (django-q2's own scheduler costs ~2 queries per
+  schedule inside one transaction holding every due row: 22 s at 10,000 stores). A new unit's first run is
+  spread over its interval by a hash of its name (jitter), so a fleet never comes due at once, and
+  re-registering the same thing changes nothing.
 - After a run (the ``sync_run_finished`` signal): the unit's failure streak, backoff after failures,
   needs-reauth after ``reauth_after`` failures in a row (schedules paused), the ``after_run`` hook.
 - The parallel cap: ``RunSlot`` rows per kind; a run holds one while it runs; a connection holds at most one.
@@ -183,17 +185,18 @@ def spec_for(connection, sched: RunSchedule, policy: RunPolicy | None = None) ->
             args=f"{connection.pk}, {sched.resource!r}",
             repeats=0 if paused else -1,
         )
+    if isinstance(s, Tiers):
+        return None  # the kind's tick (sync.scheduler) serves every tiered unit from RunSchedule.next_sync_at
     interval = _interval(policy, connection, sched)
     if interval is None:
         return None
-    tiered = isinstance(s, Tiers)
-    next_run = sched.next_sync_at if (tiered or sched.state == ScheduleState.BACKOFF) else None
+    next_run = sched.next_sync_at if sched.state == ScheduleState.BACKOFF else None
     return ScheduleSpec(
         name=name,
-        func=CONNECTION_TASK if tiered else SCHEDULED_TASK,
+        func=SCHEDULED_TASK,
         schedule_type=Schedule.MINUTES,
         minutes=max(1, int(interval.total_seconds() // 60)),
-        args=str(connection.pk) if tiered else f"{connection.pk}, {sched.resource!r}",
+        args=f"{connection.pk}, {sched.resource!r}",
         repeats=0 if paused else -1,
         next_run=next_run,
     )
@@ -285,6 +288,8 @@ def schedules_apply(specs: Iterable[ScheduleSpec], *, report: RegisterReport | N
 def schedule_mirror(sched: RunSchedule, connection=None) -> str:
     """Write one unit's state into its django-q2 Schedule (after a run, a pause, a resume). Returns the change."""
     connection = connection or sched.connection
+    if is_tiered(connection.kind):
+        return "tick"  # no Schedule of its own: the tick reads RunSchedule directly
     spec = spec_for(connection, sched)
     if spec is None:
         name = schedule_name(connection.kind, connection.pk, sched.resource)
@@ -296,10 +301,29 @@ def schedule_mirror(sched: RunSchedule, connection=None) -> str:
     return change
 
 
+def tick_name(kind: str) -> str:
+    return f"{kind}:tick"
+
+
 def housekeeping_specs(kinds: Iterable[str] | None = None) -> list[ScheduleSpec]:
+    """Connector-wide schedules: each kind's housekeeping tasks, and the tick of a tiered kind."""
+    from .scheduler import TICK_TASK
+
     specs = []
     for kind in KINDS if kinds is None else kinds:
-        for task in policy_of(kind).housekeeping:
+        policy = policy_of(kind)
+        if isinstance(policy.schedule, Tiers):
+            specs.append(
+                ScheduleSpec(
+                    name=tick_name(kind),
+                    func=TICK_TASK,
+                    schedule_type=Schedule.MINUTES,
+                    minutes=1,
+                    args=repr(kind),
+                    repeats=-1 if _enabled(policy) else 0,
+                )
+            )
+        for task in policy.housekeeping:
             daily = task.every == dt.timedelta(days=1)
             specs.append(
                 ScheduleSpec(
@@ -343,6 +367,14 @@ def connection_specs(kind: str) -> tuple[list[ScheduleSpec], list[str]]:
         RunSchedule.objects.bulk_create(missing, ignore_conflicts=True)
         rows = {(r.connection_id, r.resource): r for r in RunSchedule.objects.filter(connection__kind=kind)}
     specs, gone = [], []
+    tiered = isinstance(policy.schedule, Tiers)
+    if tiered:
+        # Per-store Schedules of older releases: the tick serves these units now.
+        gone = list(
+            Schedule.objects.filter(name__startswith=f"{kind}:", func=CONNECTION_TASK).values_list("name", flat=True)
+        )
+    unplanned = []
+    now = clock.now()
     for conn in connections:
         for unit in units:
             sched = rows.get((conn.pk, unit))
@@ -350,11 +382,22 @@ def connection_specs(kind: str) -> tuple[list[ScheduleSpec], list[str]]:
                 continue
             if sched.state == ScheduleState.NEEDS_REAUTH and conn.is_active and not conn.needs_reauth:
                 _resume(sched)
+            if tiered:
+                if sched.next_sync_at is None and sched.state == ScheduleState.ACTIVE and conn.is_active:
+                    # A first run spread over the tier's interval (stable per unit): never a fleet at once.
+                    name = schedule_name(kind, conn.pk, unit)
+                    sched.next_sync_at = now + jitter(
+                        name, tier_interval(policy, sched.tier or policy.schedule.default)
+                    )
+                    unplanned.append(sched)
+                continue
             spec = spec_for(conn, sched, policy)
             if spec is None:
                 gone.append(schedule_name(kind, conn.pk, unit))
             else:
                 specs.append(spec)
+    if unplanned:
+        RunSchedule.objects.bulk_update(unplanned, ["next_sync_at"], batch_size=1000)
     return specs, gone
 
 
@@ -366,9 +409,11 @@ def schedules_register() -> RegisterReport:
     for kind in KINDS:
         specs, gone = connection_specs(kind)
         schedules_apply(specs, report=report)
-        for name in Schedule.objects.filter(name__in=gone).values_list("name", flat=True):
-            report.changes[name] = "deleted"
-        Schedule.objects.filter(name__in=gone).delete()
+        for start in range(0, len(gone), 1000):
+            chunk = gone[start : start + 1000]
+            for name in Schedule.objects.filter(name__in=chunk).values_list("name", flat=True):
+                report.changes[name] = "deleted"
+            Schedule.objects.filter(name__in=chunk).delete()
     return report
 
 

@@ -30,6 +30,13 @@ def sync_connection(connection_id: int, origin: str = "schedule") -> str:
         return "crashed"
 
 
+def schedule_tick(kind: str) -> dict:
+    """The one schedule of a tiered kind (``<kind>:tick``, every minute): enqueue its due runs in bulk."""
+    from .scheduler import tick
+
+    return tick(kind).as_dict()
+
+
 def reap() -> dict:
     return services.lines_reap()
 

@@ -47,14 +47,21 @@ def stores_enqueue_all(*, connections, origin: str = Origin.MANUAL, actor=None) 
 
 
 def schedules_initialize(*, connections) -> int:
-    """(Re)create the schedule of each store, keeping its state; stores without one get one."""
+    """(Re)create the schedule state of each store, keeping it; stores without one get one, due at a stable
+    jitter within their tier's interval. The kind's tick (the one django-q2 Schedule) is (re)registered."""
+    runpolicy.schedules_apply(runpolicy.housekeeping_specs([KIND]))
+    policy = runpolicy.policy_of(KIND)
+    now = clock.now()
     n = 0
     for conn in connections:
         sched = runpolicy.schedule_get(conn)
         if conn.needs_reauth and sched.state not in runpolicy.PAUSED_STATES:
             sched.state = ScheduleState.NEEDS_REAUTH
             sched.save(update_fields=["state"])
-        runpolicy.schedule_mirror(sched, conn)
+        elif sched.next_sync_at is None and sched.state == ScheduleState.ACTIVE and conn.is_active:
+            interval = runpolicy.tier_interval(policy, sched.tier or policy.schedule.default)
+            sched.next_sync_at = now + runpolicy.jitter(runpolicy.schedule_name(KIND, conn.pk), interval)
+            sched.save(update_fields=["next_sync_at"])
         n += 1
     return n
 

@@ -146,8 +146,10 @@ def test_sync_all_and_initialize(two_stores, staff, enqueued, django_capture_on_
     assert r.json() == {"initialized": 2}
     from django_q.models import Schedule
 
-    # Generic names since the run policies moved into the engine: <kind>:<connection id> for a tiered unit.
-    assert Schedule.objects.filter(name__in=[f"tiendanube:{stale.pk}", f"tiendanube:{fresh.pk}"]).count() == 2
+    # One tick per kind (sync.scheduler) serves every store: no Schedule per store; each has its RunSchedule.
+    assert Schedule.objects.filter(name__in=[f"tiendanube:{stale.pk}", f"tiendanube:{fresh.pk}"]).count() == 0
+    assert Schedule.objects.filter(name="tiendanube:tick").count() == 1
+    assert RunSchedule.objects.filter(connection__in=[stale, fresh], resource="").count() == 2
 
 
 def test_health_and_token_diagnosis(two_stores, staff, other_staff):

@@ -6,15 +6,21 @@ from django_q.models import Schedule
 from connectors.models import Connection
 from connectors.tiendanube.models import Tier
 from connectors.tiendanube.sandbox import _fmt
-from sync import runpolicy
+from sync import runpolicy, scheduler
 from sync.connection_runs import connection_sync
 from sync.models import QueueState, RunSchedule, RunSlot, ScheduleState, SyncQueue
 
 pytestmark = pytest.mark.django_db
 
 
-def schedule_of(conn):
-    return Schedule.objects.get(name=f"tiendanube:{conn.pk}")
+def due_at(conn, when):
+    """Whether the kind's scheduler tick would enqueue this store at ``when`` (stores have no Schedule row of
+    their own since the fleet tick: sync.scheduler)."""
+    return scheduler.due_units("tiendanube", now=when).filter(connection=conn).exists()
+
+
+def no_store_schedule(conn):
+    return not Schedule.objects.filter(name=f"tiendanube:{conn.pk}").exists()
 
 
 def test_tier_follows_activity_and_schedule_interval(tn_sandbox, store_conn, fake_clock):
@@ -26,18 +32,20 @@ def test_tier_follows_activity_and_schedule_interval(tn_sandbox, store_conn, fak
     sched = RunSchedule.objects.get(connection=conn, resource="")
     assert sched.tier == Tier.HIGH
     assert sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=5)
-    assert schedule_of(conn).minutes == 5 and schedule_of(conn).repeats == -1
+    runpolicy.schedules_register()
+    assert no_store_schedule(conn) and Schedule.objects.get(name="tiendanube:tick").minutes == 1
+    assert due_at(conn, sched.next_sync_at) and not due_at(conn, sched.next_sync_at - dt.timedelta(seconds=1))
     # Two days without changes: medium, every 30 minutes.
     fake_clock.advance(2 * 86400)
     connection_sync(connection_id=conn.pk)
     sched.refresh_from_db()
-    assert sched.tier == Tier.MEDIUM and schedule_of(conn).minutes == 30
+    assert sched.tier == Tier.MEDIUM and not due_at(conn, fake_clock.now() + dt.timedelta(minutes=29))
     assert sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=30)
     # A week idle: low, every 6 hours.
     fake_clock.advance(7 * 86400)
     connection_sync(connection_id=conn.pk)
     sched.refresh_from_db()
-    assert sched.tier == Tier.LOW and schedule_of(conn).minutes == 360
+    assert sched.tier == Tier.LOW and sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=360)
     # The store wakes up: a record changes now -> high again, and the incremental run fetches it.
     sb.touch("1001", "products", 1001 * 100_000 + 2, fake_clock.now(), name={"es": "Renamed"})
     connection_sync(connection_id=conn.pk)
@@ -69,13 +77,13 @@ def test_backoff_then_needs_reauth_after_three_failures(tn_sandbox, store_conn, 
         sched = RunSchedule.objects.get(connection=conn, resource="")
         assert sched.state == ScheduleState.BACKOFF
         assert sched.next_sync_at == fake_clock.now() + dt.timedelta(minutes=minutes)
-        assert schedule_of(conn).next_run == sched.next_sync_at
+        assert due_at(conn, sched.next_sync_at) and not due_at(conn, sched.next_sync_at - dt.timedelta(seconds=1))
         fake_clock.advance(minutes * 60)
     assert connection_sync(connection_id=conn.pk).outcome == "needs_reauth"
     sched.refresh_from_db()
     conn.refresh_from_db()
     assert sched.failures_in_row == 3 and sched.state == ScheduleState.NEEDS_REAUTH
-    assert conn.needs_reauth and schedule_of(conn).repeats == 0
+    assert conn.needs_reauth and not due_at(conn, fake_clock.now() + dt.timedelta(days=30))
     # A paused store is skipped without calling upstream.
     calls = sb.api_calls
     assert connection_sync(connection_id=conn.pk).outcome == "skipped"
@@ -118,7 +126,7 @@ def test_401_marks_needs_reauth_at_once_and_pauses(tn_sandbox, store_conn, fake_
     conn.refresh_from_db()
     sched = RunSchedule.objects.get(connection=conn, resource="")
     assert conn.needs_reauth and sched.failures_in_row == 1 and sched.state == ScheduleState.NEEDS_REAUTH
-    assert schedule_of(conn).repeats == 0
+    assert not due_at(conn, fake_clock.now() + dt.timedelta(days=30)) and no_store_schedule(conn)
     assert conn.credentials["access_token"] not in (sched.last_error + conn.last_error)
 
 

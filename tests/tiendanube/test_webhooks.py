@@ -1,12 +1,14 @@
+import datetime as dt
 import json
 
 import pytest
 from django.test import Client
-from django_q.models import Schedule
 
 from connectors.models import Connection
 from connectors.tiendanube.models import PrivacyRequest
+from core import clock
 from sync.models import Lane, RunSchedule, ScheduleState, SyncActivity, SyncQueue
+from sync.scheduler import due_units
 
 pytestmark = pytest.mark.django_db
 URL = "/connectors/tiendanube/webhooks/"
@@ -65,7 +67,8 @@ def test_uninstall_disconnects_store_and_pauses_schedule(synced):
     conn.refresh_from_db()
     assert conn.needs_reauth and not conn.is_active and not conn.has_credentials
     assert RunSchedule.objects.get(connection=conn, resource="").state == ScheduleState.DISCONNECTED
-    assert Schedule.objects.get(name=f"tiendanube:{conn.pk}").repeats == 0
+    # Paused: the fleet tick (sync.scheduler) never enqueues it (no per-store Schedule since the tick).
+    assert not due_units("tiendanube", now=clock.now() + dt.timedelta(days=30)).filter(connection=conn).exists()
     assert SyncActivity.objects.filter(connection=conn, event="tiendanube.disconnected").exists()
 
 

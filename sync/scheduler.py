@@ -1,0 +1,245 @@
+"""The scheduler tick of tiered kinds (a fleet of stores): ONE django-q2 schedule per kind (``<kind>:tick``,
+every minute) finds the due units in sync.RunSchedule and enqueues their whole-connection runs in bulk.
+
+Why not one django-q2 Schedule per store: django-q2's scheduler locks every due Schedule row in one
+transaction and spends ~2 queries per schedule (22 s for 10,000 stores, all in one transaction). Here the
+state is already ours (RunSchedule.next_sync_at), so a tick is:
+- count what is queued and not started yet (``queued_at`` set) and enqueue at most ``SYNC_TICK_MAX_ENQUEUE``
+  minus that: the broker never holds more than that many runs of a kind, so after an outage the backlog is
+  worked off at a bounded rate (oldest due first) instead of flooding the broker;
+- in chunks of ``SYNC_TICK_CHUNK``, each its own short transaction: SELECT the oldest due units FOR UPDATE
+  SKIP LOCKED (two ticks never take the same unit; a unit being written elsewhere is left to the next tick),
+  one UPDATE marking them queued (``queued_at``, a compare-and-set that also holds on SQLite), one bulk INSERT
+  of the broker rows (ORM broker: in the same transaction, so a rolled-back chunk enqueues nothing; any
+  other broker: pushed after the commit).
+The worker clears ``queued_at`` when the run starts (or defers), so a unit is never enqueued twice while
+queued, and a queued task that vanished (a broker restart) is re-enqueued once its mark is stale. One run per
+(connection, resource) and the parallel cap stay the RunSlot rows' job (sync.runpolicy.slot_acquire).
+
+Spreading: a unit's next run is set after its previous run finished (finish + tier interval), so a fleet's
+runs stay spread by the order they were served in; new units get a stable jitter within their interval
+(runpolicy.connection_specs) and bulk onboarding staggers first syncs at a bounded rate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from core import clock
+
+from .models import RunSchedule, RunSlot, ScheduleState
+
+log = logging.getLogger(__name__)
+
+TICK_TASK = "sync.tasks.schedule_tick"
+TICK_GROUP = "connection-runs"
+DEFAULT_MAX_ENQUEUE = 500
+DEFAULT_CHUNK = 1000
+
+
+def max_enqueue() -> int:
+    """Runs of one kind the broker may hold at once (queued, not started), so also the most one tick adds."""
+    return max(1, int(getattr(settings, "SYNC_TICK_MAX_ENQUEUE", DEFAULT_MAX_ENQUEUE)))
+
+
+def chunk_size() -> int:
+    return max(1, int(getattr(settings, "SYNC_TICK_CHUNK", DEFAULT_CHUNK)))
+
+
+def queued_stale_after() -> dt.timedelta:
+    from .connection_runs import QUEUED_STALE_AFTER
+
+    return QUEUED_STALE_AFTER
+
+
+def units(kind: str) -> QuerySet[RunSchedule]:
+    """The whole-connection units of one kind."""
+    from .runpolicy import WHOLE
+
+    return RunSchedule.objects.filter(connection__kind=kind, resource=WHOLE)
+
+
+def schedulable(qs: QuerySet[RunSchedule]) -> QuerySet[RunSchedule]:
+    return qs.filter(
+        state__in=(ScheduleState.ACTIVE, ScheduleState.BACKOFF),
+        connection__is_active=True,
+        connection__needs_reauth=False,
+    )
+
+
+def due_units(kind: str, *, now: dt.datetime | None = None, queryset: QuerySet | None = None) -> QuerySet:
+    """Units whose next run time has come, that are not queued (or whose mark is stale) and not running."""
+    now = now or clock.now()
+    qs = schedulable(queryset if queryset is not None else units(kind))
+    running = RunSlot.objects.filter(connection_id=OuterRef("connection_id"), lease_until__gt=now)
+    return (
+        qs.filter(next_sync_at__lte=now)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
+        .exclude(Exists(running))
+    )
+
+
+def in_flight(kind: str, *, now: dt.datetime | None = None) -> int:
+    now = now or clock.now()
+    return units(kind).filter(queued_at__gte=now - queued_stale_after()).count()
+
+
+@dataclass
+class TickReport:
+    kind: str
+    enqueued: int = 0
+    in_flight_before: int = 0
+    room: int = 0
+    chunks: int = 0
+    max_chunk_seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None) -> TickReport:
+    """Enqueue the oldest due runs of ``kind``, at most ``limit`` (default SYNC_TICK_MAX_ENQUEUE minus what is
+    already queued). Short transactions, one chunk each; safe to run twice at once (SKIP LOCKED + CAS)."""
+    import time
+
+    from . import runpolicy
+    from .connection_runs import SYNC_TASK
+    from .services import is_postgres
+
+    report = TickReport(kind=kind)
+    policy = runpolicy.policy_of(kind)
+    if not runpolicy.is_tiered(kind) or not runpolicy._enabled(policy):
+        return report
+    now = now or clock.now()
+    report.in_flight_before = in_flight(kind, now=now)
+    report.room = max(0, (limit if limit is not None else max_enqueue()) - report.in_flight_before)
+    stale = now - queued_stale_after()
+    while report.enqueued < report.room:
+        n = min(chunk_size(), report.room - report.enqueued)
+        started = time.perf_counter()
+        with transaction.atomic():
+            qs = due_units(kind, now=now).order_by("next_sync_at", "pk")
+            if is_postgres():
+                qs = qs.select_for_update(skip_locked=True, of=("self",))
+            rows = list(qs.values_list("pk", "connection_id")[:n])
+            if not rows:
+                break
+            pks = [pk for pk, _ in rows]
+            marked = (
+                RunSchedule.objects.filter(pk__in=pks)
+                .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
+                .update(queued_at=now)
+            )
+            if marked != len(rows):  # SQLite without row locks: re-read which ones we marked
+                rows = list(RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list("pk", "connection_id"))
+            enqueue_many(SYNC_TASK, [(conn_id, "schedule") for _, conn_id in rows], group=TICK_GROUP)
+        report.enqueued += len(rows)
+        report.chunks += 1
+        report.max_chunk_seconds = max(report.max_chunk_seconds, time.perf_counter() - started)
+        if len(rows) < n:
+            break
+    tally_purge(kind, now=now)
+    if report.enqueued:
+        log.info("scheduler tick %s: %s runs enqueued (%s were queued)", kind, report.enqueued, report.in_flight_before)
+    return report
+
+
+# --- Bulk enqueue -------------------------------------------------------------------------------------------
+def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
+    """Enqueue ``func(*args)`` for each args in one go. The ORM broker gets one bulk INSERT in the current
+    transaction (enqueued exactly when it commits); any other broker gets one pipelined push after the commit
+    (``transaction.on_commit``), as does inline mode (Q_SYNC, tests).
+    Task packages are built like django_q.tasks.async_task builds them (ids only in args, never secrets)."""
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+    from django_q.signals import pre_enqueue
+    from django_q.signing import SignedPackage
+
+    if not arg_list:
+        return
+    if Conf.SYNC:
+        from django_q.tasks import async_task
+
+        def run_inline():
+            for args in arg_list:
+                async_task(func, *args, group=group, task_name=f"{func.rsplit('.', 1)[-1]}-{args[0]}")
+
+        transaction.on_commit(run_inline)
+        return
+    now = timezone.now()
+    packs = []
+    for args in arg_list:
+        task = {
+            "id": uuid.uuid4().hex,
+            "name": f"{func.rsplit('.', 1)[-1]}-{args[0]}",
+            "func": func,
+            "args": tuple(args),
+            "group": group,
+        }
+        if Conf.CACHED:
+            task["cached"] = Conf.CACHED
+        if Conf.ACK_FAILURES:
+            task["ack_failure"] = Conf.ACK_FAILURES
+        task["kwargs"] = {}
+        task["started"] = now
+        pre_enqueue.send(sender="django_q", task=task)
+        packs.append(SignedPackage.dumps(task))
+    broker = get_broker()
+    if type(broker).__name__ == "ORM":
+        from django_q.models import OrmQ
+
+        OrmQ.objects.using(Conf.ORM).bulk_create(
+            [OrmQ(key=broker.list_key or Conf.CLUSTER_NAME, payload=p, lock=now) for p in packs], batch_size=1000
+        )
+        return
+
+    def push():
+        connection = getattr(broker, "connection", None)
+        if hasattr(connection, "pipeline"):  # Redis: one round trip per chunk
+            pipe = connection.pipeline(transaction=False)
+            for p in packs:
+                pipe.rpush(broker.list_key, p)
+            pipe.execute()
+        else:
+            for p in packs:
+                broker.enqueue(p)
+
+    transaction.on_commit(push)
+
+
+# --- Throughput tally -------------------------------------------------------------------------------------------
+TALLY_KEEP = dt.timedelta(days=1)
+
+
+def tally_record(kind: str, tier: str, *, ok: bool, seconds: float, now: dt.datetime | None = None) -> None:
+    """Count one finished whole-connection run in its minute (an increment, or the minute's first row)."""
+    from django.db import IntegrityError
+    from django.db.models import F
+
+    from .models import RunTally
+
+    minute = (now or clock.now()).replace(second=0, microsecond=0)
+    changes = {"runs": F("runs") + 1, "busy_seconds": F("busy_seconds") + max(seconds, 0.0)}
+    if not ok:
+        changes["failures"] = F("failures") + 1
+    key = {"kind": kind, "tier": tier or "", "minute": minute}
+    if RunTally.objects.filter(**key).update(**changes):
+        return
+    try:
+        with transaction.atomic():
+            RunTally.objects.create(**key, runs=1, failures=0 if ok else 1, busy_seconds=max(seconds, 0.0))
+    except IntegrityError:  # another worker created the minute's row first
+        RunTally.objects.filter(**key).update(**changes)
+
+
+def tally_purge(kind: str, *, now: dt.datetime | None = None) -> int:
+    from .models import RunTally
+
+    return RunTally.objects.filter(kind=kind, minute__lt=(now or clock.now()) - TALLY_KEEP).delete()[0]
