@@ -1,6 +1,7 @@
 """SyncHub settings. Every value comes from the environment (see .env.example)."""
 
 import datetime
+import sys
 from pathlib import Path
 
 import environ
@@ -82,6 +83,8 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------------
+# `manage.py qcluster` (django-q2 workers) vs web / one-off processes: they differ in connection reuse below.
+IS_QCLUSTER = len(sys.argv) > 1 and sys.argv[1] == "qcluster"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + IMMEDIATE: concurrent qcluster workers otherwise fail at once with "database is locked".
@@ -90,6 +93,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif IS_QCLUSTER:
+    # qcluster processes keep their PostgreSQL session between broker steps and tasks (without it almost every
+    # step opened a new session: 23 tasks/s and no gain from a second cluster, docs/performance.md B9). Safe:
+    # django-q2 closes every connection before it forks a worker, so no socket is shared; never with the pool
+    # (forked workers sharing a pool break, stack-notes §5), so DB_POOL is ignored here. 0 = a session per step.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("Q_CONN_MAX_AGE", default=300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif env.bool("DB_POOL", default=False):
     # Pool only web processes: forked qcluster workers sharing a pool break (stack-notes §5).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -276,6 +286,10 @@ SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
 SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
+# The scheduler tick of a fleet (sync.scheduler): at most this many runs of one kind queued in the broker at
+# once (so also per tick: the catch-up rate after an outage), selected and marked in chunks of SYNC_TICK_CHUNK.
+SYNC_TICK_MAX_ENQUEUE = env.int("SYNC_TICK_MAX_ENQUEUE", default=500)
+SYNC_TICK_CHUNK = env.int("SYNC_TICK_CHUNK", default=1000)
 SYNC_HTTP_TIMEOUT = (
     env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0),
     env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0),

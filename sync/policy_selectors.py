@@ -31,3 +31,94 @@ def is_stale(sched: RunSchedule, interval: dt.timedelta, *, now: dt.datetime | N
     """Last success older than the unit's interval (or never)."""
     now = now or clock.now()
     return sched.last_success_at is None or now - sched.last_success_at >= interval
+
+
+# --- Fleet capacity (tiered kinds: sync.scheduler) -------------------------------------------------------------
+def fleet_capacity(kind: str, *, units_qs: QuerySet | None = None, now: dt.datetime | None = None) -> dict:
+    """Per tier: stores, backlog (due and not running), lag (how late the oldest due store is), runs in the
+    last hour; and for the kind: the parallel cap, the runs an hour the tiers need, the runs an hour the cap
+    can serve at the last hour's mean run time, and whether that keeps up. A constant number of queries
+    (aggregates), whatever the fleet size. ``units_qs`` narrows to the caller's organizations."""
+    from django.db.models import Count, Min, Sum
+
+    from . import runpolicy, scheduler
+    from .models import RunTally
+
+    now = now or clock.now()
+    policy = runpolicy.policy_of(kind)
+    tiers_decl = policy.schedule
+    qs = units_qs if units_qs is not None else scheduler.units(kind)
+    active = scheduler.schedulable(qs)
+    due = scheduler.due_units(kind, now=now, queryset=qs)
+    per_tier = {row["tier"]: row for row in active.values("tier").annotate(stores=Count("pk")).order_by()}
+    backlog = {
+        row["tier"]: row
+        for row in due.values("tier").annotate(backlog=Count("pk"), oldest=Min("next_sync_at")).order_by()
+    }
+    queued = dict(
+        active.filter(queued_at__gte=now - scheduler.queued_stale_after())
+        .values("tier")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("tier", "n")
+    )
+    hour = now - dt.timedelta(hours=1)
+    tallies = {
+        row["tier"]: row
+        for row in RunTally.objects.filter(kind=kind, minute__gte=hour)
+        .values("tier")
+        .annotate(runs=Sum("runs"), failures=Sum("failures"), busy=Sum("busy_seconds"))
+        .order_by()
+    }
+    names = list(tiers_decl.intervals) if hasattr(tiers_decl, "intervals") else [""]
+    names += [t for t in {*per_tier, *backlog, *tallies} if t not in names]
+    rows, needed = [], 0.0
+    for tier in names:
+        interval = (
+            runpolicy.tier_interval(policy, tier or tiers_decl.default) if hasattr(tiers_decl, "intervals") else None
+        )
+        stores = per_tier.get(tier, {}).get("stores", 0)
+        b = backlog.get(tier, {})
+        lag = (now - b["oldest"]).total_seconds() if b.get("oldest") else 0.0
+        need = stores * 3600 / interval.total_seconds() if interval else 0.0
+        needed += need
+        t = tallies.get(tier, {})
+        rows.append(
+            {
+                "tier": tier,
+                "interval_seconds": int(interval.total_seconds()) if interval else None,
+                "stores": stores,
+                "backlog": b.get("backlog", 0),
+                "queued": queued.get(tier, 0),
+                "lag_seconds": round(max(lag, 0.0), 1),
+                "late": bool(interval and lag > interval.total_seconds()),
+                "runs_last_hour": t.get("runs") or 0,
+                "failures_last_hour": t.get("failures") or 0,
+                "runs_needed_per_hour": round(need, 1),
+            }
+        )
+    runs = sum(r["runs_last_hour"] for r in rows)
+    busy = sum((tallies.get(r["tier"], {}).get("busy") or 0.0) for r in rows)
+    cap = runpolicy.max_parallel(kind)
+    mean = busy / runs if runs else None
+    capacity = (cap * 3600 / mean) if (cap and mean) else None
+    return {
+        "kind": kind,
+        "max_parallel": cap,
+        "max_parallel_setting": policy.max_parallel_setting,
+        "runs_last_hour": runs,
+        "mean_run_seconds": round(mean, 2) if mean else None,
+        "runs_needed_per_hour": round(needed, 1),
+        "capacity_per_hour": round(capacity, 1) if capacity else None,
+        # Unknown (None) until a run finished in the last hour; False: the cap cannot serve the tiers.
+        "keeps_up": None if capacity is None else capacity >= needed,
+        "tiers": rows,
+    }
+
+
+def late_units(kind: str, *, units_qs: QuerySet | None = None, now: dt.datetime | None = None) -> QuerySet:
+    """Due units (oldest first): late by ``now - next_sync_at``. Paginate it; never list it whole."""
+    from . import scheduler
+
+    qs = units_qs if units_qs is not None else scheduler.units(kind)
+    return scheduler.due_units(kind, now=now, queryset=qs).select_related("connection").order_by("next_sync_at", "pk")

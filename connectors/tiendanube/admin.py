@@ -40,6 +40,23 @@ class StaffScopedAdmin(admin.ModelAdmin):
         return False
 
 
+class LateFilter(admin.SimpleListFilter):
+    """Stores whose next sync time has passed and that are not queued or running (oldest first)."""
+
+    title = "late"
+    parameter_name = "late"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Late (due, not queued or running)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            from sync.scheduler import due_units
+
+            return due_units(selectors.KIND, queryset=queryset).order_by("next_sync_at", "pk")
+        return queryset
+
+
 @admin.register(StoreSchedule)
 class StoreScheduleAdmin(StaffScopedAdmin):
     list_display = (
@@ -52,7 +69,10 @@ class StoreScheduleAdmin(StaffScopedAdmin):
         "last_success_at",
         "reconnect",
     )
-    list_filter = ("tier", "state")
+    list_filter = (LateFilter, "tier", "state")
+    list_per_page = 100
+    show_full_result_count = False  # one COUNT less per page at fleet size
+    search_fields = ("connection__name", "connection__external_account_id")
     readonly_fields = [f.name for f in StoreSchedule._meta.fields]
     actions = ["sync_now", "reinitialize"]
     change_list_template = "admin/tiendanube/storeschedule/change_list.html"
@@ -60,6 +80,13 @@ class StoreScheduleAdmin(StaffScopedAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request).filter(connection__kind=selectors.KIND, resource="")
         return _scoped(request, qs.select_related("connection", "organization"))
+
+    def changelist_view(self, request, extra_context=None):
+        """The capacity per tier above the (paginated) store list: backlog, lag, last hour, keeps up."""
+        from sync.policy_selectors import fleet_capacity
+
+        capacity = fleet_capacity(selectors.KIND, units_qs=selectors.store_units(user=request.user))
+        return super().changelist_view(request, extra_context={**(extra_context or {}), "capacity": capacity})
 
     @admin.display(description="Reconnect")
     def reconnect(self, obj):

@@ -47,6 +47,39 @@ class StoreRowSerializer(serializers.Serializer):
     last_error = serializers.CharField(allow_blank=True)
 
 
+class TierCapacitySerializer(serializers.Serializer):
+    tier = serializers.CharField()
+    interval_seconds = serializers.IntegerField(allow_null=True)
+    stores = serializers.IntegerField()
+    backlog = serializers.IntegerField(help_text="Stores due now and not running")
+    queued = serializers.IntegerField(help_text="Runs enqueued and not started")
+    lag_seconds = serializers.FloatField(help_text="How late the oldest due store is")
+    late = serializers.BooleanField(help_text="The lag is longer than the tier's interval")
+    runs_last_hour = serializers.IntegerField()
+    failures_last_hour = serializers.IntegerField()
+    runs_needed_per_hour = serializers.FloatField()
+
+
+class CapacitySerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    max_parallel = serializers.IntegerField(allow_null=True)
+    max_parallel_setting = serializers.CharField()
+    runs_last_hour = serializers.IntegerField()
+    mean_run_seconds = serializers.FloatField(allow_null=True)
+    runs_needed_per_hour = serializers.FloatField()
+    capacity_per_hour = serializers.FloatField(allow_null=True)
+    keeps_up = serializers.BooleanField(allow_null=True)
+    tiers = TierCapacitySerializer(many=True)
+
+
+class LateStoreSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    tier = serializers.CharField()
+    next_sync_at = serializers.DateTimeField()
+    late_seconds = serializers.FloatField()
+
+
 class SchedulerStatusSerializer(serializers.Serializer):
     running = serializers.BooleanField()
     total = serializers.IntegerField()
@@ -54,13 +87,36 @@ class SchedulerStatusSerializer(serializers.Serializer):
     pending = serializers.IntegerField()
     failed = serializers.IntegerField()
     syncing = serializers.IntegerField()
+    capacity = CapacitySerializer()
+    late_count = serializers.IntegerField()
+    late = LateStoreSerializer(many=True, help_text="The oldest late stores (page them with ?late=1)")
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    stores_matching = serializers.IntegerField()
     stores = StoreRowSerializer(many=True)
 
 
+class SchedulerStatusQuerySerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, required=False, default=1)
+    page_size = serializers.IntegerField(
+        min_value=1, max_value=selectors.MAX_PAGE_SIZE, required=False, default=selectors.PAGE_SIZE
+    )
+    late = serializers.BooleanField(required=False, default=False, help_text="List only late stores, oldest first")
+
+
 class SchedulerStatusView(APIView):
-    @extend_schema(responses=SchedulerStatusSerializer)
+    @extend_schema(parameters=[SchedulerStatusQuerySerializer], responses=SchedulerStatusSerializer)
     def get(self, request):
-        return Response(SchedulerStatusSerializer(selectors.scheduler_status(user=request.user)).data)
+        query = SchedulerStatusQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        status_ = selectors.scheduler_status(
+            user=request.user,
+            page=query.validated_data["page"],
+            page_size=query.validated_data["page_size"],
+            late_only=query.validated_data["late"],
+        )
+        return Response(SchedulerStatusSerializer(status_).data)
 
 
 class SchedulerInitializeView(APIView):

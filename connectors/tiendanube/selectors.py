@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.cache import cache
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
 from connectors.models import Connection
 from core import clock
@@ -79,50 +79,103 @@ def scheduler_alive(*, now: dt.datetime | None = None) -> bool:
     return Success.objects.filter(stopped__gte=now - dt.timedelta(minutes=65)).exists()
 
 
-def scheduler_status(*, user) -> dict:
-    """The original system's shape: running, total, active, pending, failed + the caller's stores."""
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+
+def store_units(*, user) -> QuerySet[RunSchedule]:
+    """The caller's stores' whole-connection schedule units."""
+    return scope(RunSchedule.objects.filter(connection__kind=KIND, resource=""), user)
+
+
+def _row(conn: Connection, sched: RunSchedule | None, running: bool) -> dict:
+    return {
+        "id": conn.pk,
+        "name": conn.name,
+        "store_id": conn.external_account_id,
+        "organization": conn.organization_id,
+        "tier": sched.tier if sched else None,
+        "state": sched.state if sched else "unscheduled",
+        "needs_reauth": conn.needs_reauth,
+        "failures_in_row": sched.failures_in_row if sched else 0,
+        "syncing": running,
+        "next_sync_at": sched.next_sync_at if sched else None,
+        "last_sync_at": sched.last_sync_at if sched else None,
+        "last_success_at": sched.last_success_at if sched else None,
+        "last_error": sched.last_error if sched else "",
+    }
+
+
+def scheduler_status(*, user, page: int = 1, page_size: int = PAGE_SIZE, late_only: bool = False) -> dict:
+    """The original system's shape (running, total, active, pending, failed, stores) with the stores paginated,
+    plus the fleet's capacity per tier (sync.policy_selectors.fleet_capacity) and the late stores (oldest
+    first). A constant number of queries whatever the number of stores."""
+    from sync.policy_selectors import fleet_capacity, late_units
+
     now = clock.now()
-    stores = list(store_list(user=user).order_by("organization_id", "name"))
-    rows, counts = [], {"total": 0, "active": 0, "pending": 0, "failed": 0, "syncing": 0}
-    running_ids = set(
-        RunSlot.objects.filter(connection__in=stores, lease_until__gt=now).values_list("connection_id", flat=True)
+    page_size = max(1, min(int(page_size or PAGE_SIZE), MAX_PAGE_SIZE))
+    page = max(1, int(page or 1))
+    stores = store_list(user=user)
+    units = store_units(user=user)
+    whole = RunSchedule.objects.filter(connection=OuterRef("pk"), resource="")
+    counts = stores.aggregate(
+        total=Count("pk"),
+        failed=Count("pk", filter=Q(needs_reauth=True) | Q(Exists(whole.filter(failures_in_row__gt=0)))),
     )
-    schedules = {s.connection_id: s for s in RunSchedule.objects.filter(connection__in=stores, resource="")}
-    for conn in stores:
-        sched = schedules.get(conn.pk)
-        counts["total"] += 1
-        state = sched.state if sched else "unscheduled"
-        if (
-            sched
-            and state in (ScheduleState.ACTIVE, ScheduleState.BACKOFF)
-            and conn.is_active
-            and not conn.needs_reauth
-        ):
-            counts["active"] += 1
-        if sched and (sched.queued_at is not None or (sched.next_sync_at and sched.next_sync_at <= now)):
-            counts["pending"] += 1
-        if conn.needs_reauth or (sched and sched.failures_in_row > 0):
-            counts["failed"] += 1
-        if conn.pk in running_ids:
-            counts["syncing"] += 1
-        rows.append(
-            {
-                "id": conn.pk,
-                "name": conn.name,
-                "store_id": conn.external_account_id,
-                "organization": conn.organization_id,
-                "tier": sched.tier if sched else None,
-                "state": state,
-                "needs_reauth": conn.needs_reauth,
-                "failures_in_row": sched.failures_in_row if sched else 0,
-                "syncing": conn.pk in running_ids,
-                "next_sync_at": sched.next_sync_at if sched else None,
-                "last_sync_at": sched.last_sync_at if sched else None,
-                "last_success_at": sched.last_success_at if sched else None,
-                "last_error": sched.last_error if sched else "",
-            }
+    counts.update(
+        units.aggregate(
+            active=Count(
+                "pk",
+                filter=Q(
+                    state__in=(ScheduleState.ACTIVE, ScheduleState.BACKOFF),
+                    connection__is_active=True,
+                    connection__needs_reauth=False,
+                ),
+            ),
+            pending=Count("pk", filter=Q(queued_at__isnull=False) | Q(next_sync_at__lte=now)),
         )
-    return {"running": scheduler_alive(), **counts, "stores": rows}
+    )
+    counts["syncing"] = RunSlot.objects.filter(connection__in=stores.values("pk"), lease_until__gt=now).count()
+    late = late_units(KIND, units_qs=units, now=now)
+    if late_only:
+        listed = late.values_list("connection_id", flat=True)
+        matching = late.count()
+        ids = list(listed[(page - 1) * page_size : page * page_size])
+        conns = {c.pk: c for c in stores.filter(pk__in=ids)}
+        page_conns = [conns[i] for i in ids if i in conns]
+    else:
+        matching = counts["total"]
+        page_conns = list(stores.order_by("organization_id", "name", "pk")[(page - 1) * page_size : page * page_size])
+    ids = [c.pk for c in page_conns]
+    scheds = {s.connection_id: s for s in RunSchedule.objects.filter(connection_id__in=ids, resource="")}
+    running = set(
+        RunSlot.objects.filter(connection_id__in=ids, lease_until__gt=now).values_list("connection_id", flat=True)
+    )
+    late_top = [
+        {
+            "id": s.connection_id,
+            "name": s.connection.name,
+            "tier": s.tier,
+            "next_sync_at": s.next_sync_at,
+            "late_seconds": round((now - s.next_sync_at).total_seconds(), 1),
+        }
+        for s in late[:LATE_PREVIEW]
+    ]
+    return {
+        "running": scheduler_alive(),
+        **counts,
+        "capacity": fleet_capacity(KIND, units_qs=units, now=now),
+        "late_count": late.count() if not late_only else matching,
+        "late": late_top,
+        "page": page,
+        "page_size": page_size,
+        "pages": max(1, -(-matching // page_size)),
+        "stores_matching": matching,
+        "stores": [_row(c, scheds.get(c.pk), c.pk in running) for c in page_conns],
+    }
+
+
+LATE_PREVIEW = 20
 
 
 def health_last() -> dict | None:
