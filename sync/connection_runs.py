@@ -20,7 +20,7 @@ from . import runpolicy
 from .activity import activity_record
 from .models import ActivityLevel, Origin, QueueState, RunSchedule, ScheduleState
 from .registry import connection_model
-from .scheduler import tally_record
+from .tally import tally_record
 
 log = logging.getLogger(__name__)
 SYNC_TASK = runpolicy.CONNECTION_TASK

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 WHOLE = ""  # RunSchedule.resource of a whole-connection unit (Tiers)
 SCHEDULED_TASK = "sync.tasks.start_scheduled_sync"
 CONNECTION_TASK = "sync.tasks.sync_connection"
+TICK_TASK = "sync.tasks.schedule_tick"  # one per tiered kind: sync.scheduler.tick
 PAUSED_STATES = (ScheduleState.NEEDS_REAUTH, ScheduleState.DISCONNECTED, ScheduleState.PAUSED)
 
 
@@ -307,8 +308,6 @@ def tick_name(kind: str) -> str:
 
 def housekeeping_specs(kinds: Iterable[str] | None = None) -> list[ScheduleSpec]:
     """Connector-wide schedules: each kind's housekeeping tasks, and the tick of a tiered kind."""
-    from .scheduler import TICK_TASK
-
     specs = []
     for kind in KINDS if kinds is None else kinds:
         policy = policy_of(kind)

@@ -34,11 +34,11 @@ from django.utils import timezone
 
 from core import clock
 
+from . import tally
 from .models import RunSchedule, RunSlot, ScheduleState
 
 log = logging.getLogger(__name__)
 
-TICK_TASK = "sync.tasks.schedule_tick"
 TICK_GROUP = "connection-runs"
 DEFAULT_MAX_ENQUEUE = 500
 DEFAULT_CHUNK = 1000
@@ -145,7 +145,7 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
         report.max_chunk_seconds = max(report.max_chunk_seconds, time.perf_counter() - started)
         if len(rows) < n:
             break
-    tally_purge(kind, now=now)
+    tally.tally_purge(kind, now=now)
     if report.enqueued:
         log.info("scheduler tick %s: %s runs enqueued (%s were queued)", kind, report.enqueued, report.in_flight_before)
     return report
@@ -212,34 +212,3 @@ def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
                 broker.enqueue(p)
 
     transaction.on_commit(push)
-
-
-# --- Throughput tally -------------------------------------------------------------------------------------------
-TALLY_KEEP = dt.timedelta(days=1)
-
-
-def tally_record(kind: str, tier: str, *, ok: bool, seconds: float, now: dt.datetime | None = None) -> None:
-    """Count one finished whole-connection run in its minute (an increment, or the minute's first row)."""
-    from django.db import IntegrityError
-    from django.db.models import F
-
-    from .models import RunTally
-
-    minute = (now or clock.now()).replace(second=0, microsecond=0)
-    changes = {"runs": F("runs") + 1, "busy_seconds": F("busy_seconds") + max(seconds, 0.0)}
-    if not ok:
-        changes["failures"] = F("failures") + 1
-    key = {"kind": kind, "tier": tier or "", "minute": minute}
-    if RunTally.objects.filter(**key).update(**changes):
-        return
-    try:
-        with transaction.atomic():
-            RunTally.objects.create(**key, runs=1, failures=0 if ok else 1, busy_seconds=max(seconds, 0.0))
-    except IntegrityError:  # another worker created the minute's row first
-        RunTally.objects.filter(**key).update(**changes)
-
-
-def tally_purge(kind: str, *, now: dt.datetime | None = None) -> int:
-    from .models import RunTally
-
-    return RunTally.objects.filter(kind=kind, minute__lt=(now or clock.now()) - TALLY_KEEP).delete()[0]

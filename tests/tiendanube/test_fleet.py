@@ -15,7 +15,7 @@ from django_q.signing import SignedPackage
 
 from connectors.models import Connection
 from connectors.tiendanube import onboarding
-from sync import runpolicy, scheduler
+from sync import runpolicy, scheduler, tally
 from sync.connection_runs import connection_sync
 from sync.models import RunSchedule, RunSlot, RunTally, ScheduleState, SyncActivity, SyncQueue
 
@@ -129,7 +129,7 @@ def test_tick_runs_the_store_sync_and_the_next_run_follows_its_tier(
     sb = tn_sandbox(stores=1, records=3)
     conn = store_conn(sb)
     runpolicy.schedules_register()  # the tick schedule; the unit gets a first run within its interval
-    assert Schedule.objects.get(name=f"{KIND}:tick").func == scheduler.TICK_TASK
+    assert Schedule.objects.get(name=f"{KIND}:tick").func == runpolicy.TICK_TASK
     sched = RunSchedule.objects.get(connection=conn, resource="")
     assert fake_clock.now() <= sched.next_sync_at < fake_clock.now() + 5 * MIN
     fake_clock.advance(5 * 60)
@@ -186,8 +186,8 @@ def test_status_shows_backlog_lag_throughput_and_whether_the_cap_keeps_up(fleet,
     fleet(2, late=-60 * MIN, tier="low", start=10)  # not due
     running = fleet(1, late=MIN, start=20)[0]
     runpolicy.slot_acquire(running)
-    scheduler.tally_record(KIND, "high", ok=True, seconds=30.0)
-    scheduler.tally_record(KIND, "high", ok=False, seconds=30.0)
+    tally.tally_record(KIND, "high", ok=True, seconds=30.0)
+    tally.tally_record(KIND, "high", ok=False, seconds=30.0)
     body = api(staff).get("/api/tiendanube/scheduler/status/").json()
     cap = body["capacity"]
     high = next(t for t in cap["tiers"] if t["tier"] == "high")
