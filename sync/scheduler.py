@@ -121,16 +121,21 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     report.in_flight_before = in_flight(kind, now=now)
     report.room = max(0, (limit if limit is not None else max_enqueue()) - report.in_flight_before)
     stale = now - queued_stale_after()
+    after = None  # keyset: each chunk starts past the last one, so no chunk rescans the rows marked before it
     while report.enqueued < report.room:
         n = min(chunk_size(), report.room - report.enqueued)
         started = time.perf_counter()
         with transaction.atomic():
             qs = due_units(kind, now=now).order_by("next_sync_at", "pk")
+            if after is not None:
+                qs = qs.filter(Q(next_sync_at__gt=after[0]) | Q(next_sync_at=after[0], pk__gt=after[1]))
             if is_postgres():
                 qs = qs.select_for_update(skip_locked=True, of=("self",))
-            rows = list(qs.values_list("pk", "connection_id")[:n])
+            rows = list(qs.values_list("pk", "connection_id", "next_sync_at")[:n])
             if not rows:
                 break
+            after = (rows[-1][2], rows[-1][0])
+            rows = [(pk, conn_id) for pk, conn_id, _ in rows]
             pks = [pk for pk, _ in rows]
             marked = (
                 RunSchedule.objects.filter(pk__in=pks)
