@@ -144,7 +144,8 @@ def reset_tables() -> None:
 
     with connection.cursor() as cur:
         cur.execute(
-            "TRUNCATE customers_customer, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue"
+            # CASCADE: other apps' tables point at queues (mdm_exportrun); the bench never fills them.
+            "TRUNCATE customers_customer, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue CASCADE"
         )
 
 

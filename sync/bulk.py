@@ -9,6 +9,7 @@ psycopg's C copy writer. Same rows, same transaction, same constraints; only the
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 
@@ -40,6 +41,32 @@ UNSTORABLE_ERROR = (
 def unstorable(record) -> bool:
     """True on PostgreSQL for a record holding a NUL character anywhere (keys included)."""
     return db_connection.vendor == "postgresql" and "\\u0000" in json_text(record) and _has_nul(record)
+
+
+NUL_ESCAPE = b"\\u0000"  # how JSON writes U+0000; no record without it in its JSON holds a NUL
+FINGERPRINT_KEY = "__synchub_fingerprint__"
+
+
+def json_bytes(obj) -> bytes:
+    """The record's JSON as bytes (orjson, sorted keys so equal dicts give equal bytes; json.dumps for what
+    orjson refuses)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(obj, sort_keys=True, default=str).encode()
+
+
+def fingerprint(raw: bytes) -> dict:
+    """What a line stores instead of its payload when nothing will need the record again (written on the
+    fetch path, done): a SHA-256 prefix of its JSON, enough to tell an unchanged re-read from a newer one."""
+    return {FINGERPRINT_KEY: hashlib.sha256(raw).hexdigest()[:32]}
+
+
+def same_record(stored, record) -> bool:
+    """Is ``record`` the snapshot a line stored (its payload, or the fingerprint standing for it)?"""
+    if isinstance(stored, dict) and len(stored) == 1 and FINGERPRINT_KEY in stored:
+        return stored == fingerprint(json_bytes(record))
+    return stored == record
 
 
 def _has_nul(value) -> bool:

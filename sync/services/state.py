@@ -142,7 +142,9 @@ def _counters_add(queue_id: int, deltas: dict[str, int], *, flag: bool, now: dt.
 # --- New lines (a move from "nothing") ------------------------------------------------------------------------
 @dataclass(slots=True)
 class NewLine:
-    """A line to insert with lines_insert: the fields a new line sets, without a model instance's cost."""
+    """A line to insert with lines_insert: the fields a new line sets, without a model instance's cost.
+    A line written done on the fetch path carries ``bulk.fingerprint`` of its record as its payload, not
+    the record: nothing will read it again but an "is this re-read the same snapshot?" check."""
 
     queue_id: int
     external_id: str
