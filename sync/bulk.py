@@ -175,15 +175,15 @@ def _layout_for(model: type[models.Model], vendor: str):
 
 
 def _prep_sqlite_datetime(field: models.DateTimeField):
-    adapt = db_connection.ops.adapt_datetimefield_value
-
     def prep(value):
-        return adapt(value) if isinstance(value, dt.datetime) else _prep_django(field, value)
+        return sqlite_datetime(value) if value is None or isinstance(value, dt.datetime) else _prep_django(field, value)
 
     return prep
 
 
 def _prep_django(field: models.Field, value):
+    if value is None:
+        return None  # what get_db_prep_save gives for None (JSON fields, the exception, go through _prep_json)
     return field.get_db_prep_save(value, connection=db_connection)
 
 
@@ -278,8 +278,13 @@ def insert_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) ->
 
 
 def sqlite_datetime(value):
-    """A datetime as Django stores it in SQLite (naive UTC text), None as None."""
-    return None if value is None else db_connection.ops.adapt_datetimefield_value(value)
+    """A datetime as Django stores it in SQLite (naive UTC text), None as None. A UTC value (every one the
+    engine makes) directly; anything else through Django's own adapter."""
+    if value is None:
+        return None
+    if value.tzinfo is dt.UTC:
+        return str(value.replace(tzinfo=None))
+    return db_connection.ops.adapt_datetimefield_value(value)
 
 
 def _upsert_copy(model, rows: list[dict], *, unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
