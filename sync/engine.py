@@ -827,8 +827,13 @@ class _GroupWriter:
             with contextlib.suppress(BaseException):
                 pending.result()  # never leave a write running behind the caller's back
         with contextlib.suppress(BaseException):
-            self._pool.submit(db_connection.close).result()  # this thread's connection, not the caller's
+            # A function, not ``db_connection.close``: that would bind the caller's connection here.
+            self._pool.submit(_close_thread_connection).result()
         self._pool.shutdown(wait=True)
+
+
+def _close_thread_connection() -> None:
+    db_connection.close()  # resolved in the calling thread: its own connection
 
 
 def _failure_data(exc: BaseException) -> dict:
