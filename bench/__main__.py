@@ -88,6 +88,7 @@ class Bench:
         from connectors.woocommerce import conf
 
         self.page_concurrency = conf.PAGE_CONCURRENCY
+        self.pipeline = settings.SYNC_WRITE_PIPELINE
         self.rows: list[Row] = []
         connection.ensure_connection()
 
@@ -141,10 +142,10 @@ class Bench:
         fetch_concurrency: int | None = None,
         fresh: bool = True,
         batch_size: int | None = None,
-        pipeline: bool = True,
+        pipeline: bool | None = None,
     ) -> float:
         """One engine run; ``fetch_concurrency`` None = the connector's default (WOOCOMMERCE_PAGE_CONCURRENCY);
-        ``pipeline`` False turns the write pipeline (SYNC_WRITE_PIPELINE) off for this run."""
+        ``pipeline`` True/False turns the write pipeline (SYNC_WRITE_PIPELINE) on/off for this run."""
         from django.conf import settings
 
         if fresh:
@@ -153,7 +154,7 @@ class Bench:
             self.up, self.up.url(n, delay_ms), name=f"engine-{n}-{delay_ms}-{batch_size}", batch_size=batch_size
         )
         before = settings.SYNC_WRITE_PIPELINE
-        settings.SYNC_WRITE_PIPELINE = pipeline and before
+        settings.SYNC_WRITE_PIPELINE = before if pipeline is None else pipeline
         try:
             with scenario.page_concurrency(fetch_concurrency or self.page_concurrency):
                 return scenario.engine_run(conn, expect=n)
@@ -177,7 +178,7 @@ class Bench:
             if self.args.batch_variant:
                 t["big"].append(self.engine(n, batch_size=self.args.batch_variant))
             if self.args.pipeline_variant:
-                t["nopipe"].append(self.engine(n, pipeline=False))
+                t["nopipe"].append(self.engine(n, pipeline=not self.pipeline))
             if self.args.old_reference:
                 t["old"].append(self.reference(n))
             log(f"B1 #{i + 1}: " + " ".join(f"{k} {v[-1]:.2f}s" for k, v in t.items() if v))
@@ -260,7 +261,7 @@ class Bench:
             self.add(
                 Row(
                     "B1",
-                    "engine first run, write pipeline off (SYNC_WRITE_PIPELINE=false)",
+                    f"engine first run, write pipeline {'off' if self.pipeline else 'on'} (SYNC_WRITE_PIPELINE)",
                     f"{rps['nopipe']:,.0f} rec/s ({sec['nopipe']:.2f} s)",
                     f"{loop1:,.0f} rec/s",
                     f"{rps['nopipe'] / loop1:.2f}",
@@ -506,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pipeline-variant",
         action="store_true",
-        help="B1 also runs the engine with the write pipeline off (SYNC_WRITE_PIPELINE=false), as an info row",
+        help="B1 also runs the engine with the write pipeline (SYNC_WRITE_PIPELINE) flipped, as an info row",
     )
     parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")
     args = parser.parse_args(argv)
