@@ -36,14 +36,58 @@ def _cpu(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
+class _Backends:
+    """CPU of every PostgreSQL backend Django opens in this process during a run (the engine's writer
+    thread has a connection of its own): read when each connection opens and just before it closes."""
+
+    def __init__(self) -> None:
+        self.start: dict[int, float] = {}
+        self.total = 0.0
+
+    def __enter__(self):
+        from django.db import connection
+        from django.db.backends.postgresql.base import DatabaseWrapper
+        from django.db.backends.signals import connection_created
+
+        self._close = DatabaseWrapper.close
+        backends = self
+
+        def close(wrapper):
+            if wrapper.connection is not None and not wrapper.connection.closed:
+                backends._read(wrapper.connection.info.backend_pid)
+            return backends._close(wrapper)
+
+        DatabaseWrapper.close = close
+        connection_created.connect(self._created)
+        connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        self.start[pid] = _cpu(psutil.Process(pid))
+        return self
+
+    def _created(self, sender, connection, **kwargs) -> None:
+        pid = connection.connection.info.backend_pid
+        self.start[pid] = _cpu(psutil.Process(pid))
+
+    def _read(self, pid: int) -> None:
+        if pid in self.start:
+            self.total += _cpu(psutil.Process(pid)) - self.start.pop(pid)
+
+    def __exit__(self, *exc) -> None:
+        from django.db.backends.postgresql.base import DatabaseWrapper
+        from django.db.backends.signals import connection_created
+
+        connection_created.disconnect(self._created)
+        DatabaseWrapper.close = self._close
+        for pid in list(self.start):
+            self._read(pid)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     scenario.setup_django(migrate=False)
-    from django.db import connection
-
     n = args.size
     up = scenario.Upstream("prerendered", stores=[(n, 0)])
     me, upstream = psutil.Process(), psutil.Process(up.proc.pid)
@@ -57,11 +101,9 @@ def main() -> None:
                 conn = scenario.make_connection(up, up.url(n), name=f"split-{what}")
                 c0, u0, t0 = _cpu(me), _cpu(upstream), time.perf_counter()
                 if what == "engine":
-                    connection.ensure_connection()
-                    backend = psutil.Process(connection.connection.info.backend_pid)
-                    b0 = _cpu(backend)
-                    scenario.engine_run(conn, expect=n)
-                    pg = _cpu(backend) - b0
+                    with _Backends() as backends:
+                        scenario.engine_run(conn, expect=n)
+                    pg = backends.total
                 else:
                     fn = plain_loop.run if what == "plain loop" else plain_loop.run_noparse
                     real = plain_loop.psycopg.connect

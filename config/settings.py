@@ -282,6 +282,9 @@ SYNC_PROCESS_ON_FETCH = env.bool("SYNC_PROCESS_ON_FETCH", default=True)
 SYNC_ASYNC_COMMIT = env.bool("SYNC_ASYNC_COMMIT", default=True)
 # Pages already fetched are stored in one transaction, up to this many records (1 = page by page).
 SYNC_FETCH_GROUP_RECORDS = env.int("SYNC_FETCH_GROUP_RECORDS", default=1000)
+# PostgreSQL: a writer thread (its own connection) commits each group while the fetcher maps the next one.
+# Off by default: measured 2.5x SLOWER at 100,000 records on a loaded 2-core machine (docs/performance.md).
+SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)

@@ -52,5 +52,7 @@ def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.dateti
         except ValueError:
             raise MappingError(f"not a timestamp: {str(value)[:40]!r}") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC) if assume_utc else parsed
-    return parsed.astimezone(dt.UTC)
+        if not assume_utc:
+            return parsed.astimezone(dt.UTC)
+        return parsed.replace(tzinfo=dt.UTC)  # already UTC: no conversion (runs twice per record mapped)
+    return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)

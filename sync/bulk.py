@@ -8,7 +8,9 @@ psycopg's C copy writer. Same rows, same transaction, same constraints; only the
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 
@@ -40,6 +42,32 @@ UNSTORABLE_ERROR = (
 def unstorable(record) -> bool:
     """True on PostgreSQL for a record holding a NUL character anywhere (keys included)."""
     return db_connection.vendor == "postgresql" and "\\u0000" in json_text(record) and _has_nul(record)
+
+
+NUL_ESCAPE = b"\\u0000"  # how JSON writes U+0000; no record without it in its JSON holds a NUL
+FINGERPRINT_KEY = "__synchub_fingerprint__"
+
+
+def json_bytes(obj) -> bytes:
+    """The record's JSON as bytes (orjson, sorted keys so equal dicts give equal bytes; json.dumps for what
+    orjson refuses)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(obj, sort_keys=True, default=str).encode()
+
+
+def fingerprint(raw: bytes) -> dict:
+    """What a line stores instead of its payload when nothing will need the record again (written on the
+    fetch path, done): a SHA-256 prefix of its JSON, enough to tell an unchanged re-read from a newer one."""
+    return {FINGERPRINT_KEY: hashlib.sha256(raw).hexdigest()[:32]}
+
+
+def same_record(stored, record) -> bool:
+    """Is ``record`` the snapshot a line stored (its payload, or the fingerprint standing for it)?"""
+    if isinstance(stored, dict) and len(stored) == 1 and FINGERPRINT_KEY in stored:
+        return stored == fingerprint(json_bytes(record))
+    return stored == record
 
 
 def _has_nul(value) -> bool:
@@ -117,27 +145,45 @@ def copy_rows(table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None
 _AS_IS = (models.CharField, models.TextField, models.BooleanField, models.IntegerField, models.DateTimeField)
 
 
-@functools.cache
 def _layout(model: type[models.Model]):
-    """(fields, {name or attname: position}, fields needing get_db_prep_save) for inserting ``model``."""
+    return _layout_for(model, db_connection.vendor)
+
+
+@functools.cache
+def _layout_for(model: type[models.Model], vendor: str):
+    """(fields, {name or attname: position}, fields needing preparation) for inserting ``model``."""
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
     positions: dict[str, int] = {}
     for i, f in enumerate(fields):
         positions[f.attname] = i
         positions[f.name] = i
+    sqlite = vendor != "postgresql"
     prep = []
     for i, f in enumerate(fields):
-        if f.is_relation or isinstance(f, _AS_IS):
+        if f.is_relation:
             continue
         if isinstance(f, models.JSONField) and f.encoder is None:
             prep.append((i, _prep_json(f)))
-        else:
+        elif sqlite and isinstance(f, models.DateTimeField):
+            prep.append((i, _prep_sqlite_datetime(f)))  # stored as text there: Django's form, or comparisons break
+        elif sqlite and isinstance(f, models.IntegerField):
+            prep.append((i, functools.partial(_prep_django, f)))  # SQLite would keep a word in an integer column
+        elif not isinstance(f, _AS_IS):
             prep.append((i, functools.partial(_prep_django, f)))
     return fields, positions, prep
 
 
+def _prep_sqlite_datetime(field: models.DateTimeField):
+    def prep(value):
+        return sqlite_datetime(value) if value is None or isinstance(value, dt.datetime) else _prep_django(field, value)
+
+    return prep
+
+
 def _prep_django(field: models.Field, value):
+    if value is None:
+        return None  # what get_db_prep_save gives for None (JSON fields, the exception, go through _prep_json)
     return field.get_db_prep_save(value, connection=db_connection)
 
 
@@ -170,8 +216,7 @@ def upsert_rows(
     if not rows:
         return
     if db_connection.vendor != "postgresql":
-        objs = [model(**row) for row in rows]
-        model.objects.bulk_create(objs, update_conflicts=True, unique_fields=unique_fields, update_fields=update_fields)
+        _upsert_executemany(model, rows, unique_fields=unique_fields, update_fields=update_fields)
         return
     if not db_connection.in_atomic_block:
         # In autocommit the COPY would commit on its own, and ON COMMIT DELETE ROWS would empty the staging
@@ -182,9 +227,69 @@ def upsert_rows(
     _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields)
 
 
+def _tuples(model, rows: list[dict]):
+    """Each row as the list of its column values in _layout's order, ready for the database."""
+    fields, positions, prep = _layout(model)
+    defaults = _defaults(fields)
+    # Relations may be given as objects (by field name): their positions, to turn them into keys.
+    relations = [i for i, f in enumerate(fields) if f.is_relation]
+    for row in rows:
+        out = defaults.copy()
+        try:
+            for key, value in row.items():
+                out[positions[key]] = value
+        except KeyError as exc:
+            raise TypeError(f"{model.__name__} has no field named {exc.args[0]!r}") from None
+        for position in relations:
+            value = out[position]
+            if isinstance(value, models.Model):
+                out[position] = value.pk  # a related object given by field name
+        for position, to_db in prep:
+            out[position] = to_db(out[position])
+        yield out
+
+
+def _upsert_executemany(model, rows, *, unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
+    """SQLite: the same statement row by row through one executemany (Django's bulk_create builds a model
+    instance and compiles every value of every row in Python, which was most of a SQLite sync)."""
+    meta = model._meta
+    fields, _, _ = _layout(model)
+    columns = [f.column for f in fields]
+    keys = ", ".join(_qn(meta.get_field(name).column) for name in unique_fields)
+    sets = ", ".join(f"{_qn(c)} = excluded.{_qn(c)}" for c in (meta.get_field(n).column for n in update_fields))
+    sql = (
+        f"INSERT INTO {_qn(meta.db_table)} ({', '.join(_qn(c) for c in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+    )
+    # One transaction like bulk_create's (in autocommit every row would commit alone).
+    with transaction.atomic(savepoint=False), db_connection.cursor() as cursor:
+        cursor.executemany(sql, list(_tuples(model, rows)))
+
+
+def insert_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Plain INSERT of ``rows`` (already in database form, datetimes as ``sqlite_datetime`` gives them) on
+    SQLite: one executemany, where PostgreSQL has COPY (copy_rows)."""
+    sql = (
+        f"INSERT INTO {_qn(table)} ({', '.join(_qn(c) for c in columns)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )
+    with transaction.atomic(savepoint=False), db_connection.cursor() as cursor:
+        cursor.executemany(sql, list(rows))
+
+
+def sqlite_datetime(value):
+    """A datetime as Django stores it in SQLite (naive UTC text), None as None. A UTC value (every one the
+    engine makes) directly; anything else through Django's own adapter."""
+    if value is None:
+        return None
+    if value.tzinfo is dt.UTC:
+        return str(value.replace(tzinfo=None))
+    return db_connection.ops.adapt_datetimefield_value(value)
+
+
 def _upsert_copy(model, rows: list[dict], *, unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
     meta = model._meta
-    fields, positions, prep = _layout(model)
+    fields = _layout(model)[0]
     columns = [f.column for f in fields]
     key_columns = [meta.get_field(name).column for name in unique_fields]
     update_columns = [meta.get_field(name).column for name in update_fields]
@@ -205,24 +310,7 @@ def _upsert_copy(model, rows: list[dict], *, unique_fields: Sequence[str], updat
     # missing staging table would fail every write of the run.
     with db_connection.cursor() as cursor:
         cursor.execute(create)
-    defaults = _defaults(fields)
-
-    def tuples():
-        for row in rows:
-            out = list(defaults)
-            for key, value in row.items():
-                try:
-                    position = positions[key]
-                except KeyError:
-                    raise TypeError(f"{model.__name__} has no field named {key!r}") from None
-                if isinstance(value, models.Model):
-                    value = value.pk  # a related object given by field name
-                out[position] = value
-            for position, to_db in prep:
-                out[position] = to_db(out[position])
-            yield tuple(out)
-
-    copy_rows(stage, columns, tuples())
+    copy_rows(stage, columns, _tuples(model, rows))
     order = ", ".join(_qn(c) for c in key_columns)
     sets = ", ".join(f"{_qn(c)} = EXCLUDED.{_qn(c)}" for c in update_columns)
     upsert_sql = (

@@ -18,6 +18,8 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from django.apps import apps
 from django.conf import settings
@@ -144,6 +146,8 @@ class QueueRunner:
         self._update_fields: list[str] | None = None
         self._fetch_lease_until: dt.datetime | None = None  # the fetch lease we hold, if any
         self._last_page_ids: list[str] | None = None
+        self._check_queued = True  # look up "already in the queue?" per group (see fetch)
+        self._ahead: tuple[str, int] | None = None  # (cursor_to, pages_fetched) of the groups prepared so far
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -275,16 +279,34 @@ class QueueRunner:
             full_scan=q.full_scan,
             params=q.params,
         )
-        # closing(): stop the producer thread the moment we stop consuming (an error, a cancel), not
-        # whenever the generator happens to be garbage-collected.
-        with contextlib.closing(self._prefetched(ctx)) as groups:
-            for group in groups:
-                # A cancel is seen by _store_pages: renewing the fetch lease fails once cancelled_at is set.
-                drafts = self._store_pages(group)
-                if drafts:
-                    self.process_available()
-                else:
-                    self._report()
+        # Lines of a queue that had none when this fetch took the lease were all inserted by this fetch:
+        # no "already queued?" lookup per group then (the unique index is the backstop, see _store_inline).
+        self._check_queued = SyncQueueLine.objects.filter(queue_id=q.pk).exists()
+        writer = _GroupWriter(q.pk) if self._can_pipeline() else None
+        pending = None  # the group the writer thread is committing while we prepare the next one
+        try:
+            # closing(): stop the producer thread the moment we stop consuming (an error, a cancel), not
+            # whenever the generator happens to be garbage-collected.
+            with contextlib.closing(self._prefetched(ctx)) as groups:
+                for group in groups:
+                    prepared, error = self._prepare_pages(group)
+                    if pending is not None:
+                        self._after_store(pending.result())
+                        pending = None
+                    if prepared is not None:
+                        if writer is None or error is not None:
+                            self._after_store(self._store_pages(group, prepared=prepared))
+                        else:
+                            pending = writer.submit(self._store_pages, group, prepared=prepared)
+                    if error is not None:
+                        raise error
+                if pending is not None:
+                    self._after_store(pending.result())
+                    pending = None
+        finally:
+            if writer is not None:
+                writer.close(pending)
+            self._ahead = None
         # Fetch complete: only if our lease still stands (else another worker finished/took it over).
         self._renew_fetch_lease()
         now = clock.now()
@@ -295,6 +317,24 @@ class QueueRunner:
         q.fetch_done = True
         if self.resource.mark_missing_deleted and (q.full_scan or self.resource.cursor_kind == "none"):
             self.sink.mark_missing_deleted(self)
+
+    def _after_store(self, drafts: int) -> None:
+        # A cancel is seen by _store_pages: renewing the fetch lease fails once cancelled_at is set.
+        if drafts:
+            self.process_available()  # nothing is being written meanwhile: the writer is idle here
+        else:
+            self._report()
+
+    def _can_pipeline(self) -> bool:
+        """Write each group from a writer thread (its own connection) while this thread maps the next one,
+        so Python and PostgreSQL work at once instead of in turn. PostgreSQL only (SQLite has one writer
+        anyway), and never inside a caller's transaction, which a second connection could not see."""
+        return bool(
+            settings.SYNC_WRITE_PIPELINE
+            and self.process_on_fetch
+            and is_postgres()
+            and not db_connection.in_atomic_block
+        )
 
     def _prefetched(self, ctx: FetchContext):
         """Fetch pages in a producer thread (HTTP only, no DB) so the network overlaps our writes. Yields
@@ -358,7 +398,7 @@ class QueueRunner:
             stop.set()
             thread.join(timeout=5)
 
-    def _store_pages(self, pages: list[Page]) -> int:
+    def _store_pages(self, pages: list[Page], *, prepared: _Prepared | None = None) -> int:
         """Save a group of consecutive pages' lines and the fetch progress in one transaction; returns how
         many lines it left in draft for the batch loop. The group is what the producer had ready (at least
         one page, up to ``fetch_group_records`` records): a slow upstream gets each page written as it
@@ -370,23 +410,38 @@ class QueueRunner:
         is fetched again); nothing is half-written. Everything else (records already in the queue, records
         the mapper rejects) becomes a draft line and takes the claimed path, with its retries; a group the
         database rejects is stored again all in draft, so the claimed path isolates the bad record."""
+        if prepared is None:
+            prepared, error = self._prepare_pages(pages)
+            if prepared is not None and error is not None:
+                self._store_prepared(prepared)  # the good pages before the bad one still count
+            if error is not None:
+                raise error
+        return self._store_prepared(prepared)
+
+    def _prepare_pages(self, pages: list[Page]) -> tuple[_Prepared | None, UpstreamError | None]:
+        """Everything about a group that needs no database: key each record once, check for a stalled
+        paging loop, compute the progress to save, plan (map) what the fetcher writes itself. A page that
+        fails its checks ends the group: the pages before it are returned with the error, to be stored
+        before it is raised. Runs ahead of the writer (``_ahead``: the progress of the groups prepared but
+        perhaps not yet committed)."""
         keyed: list[list[Keyed]] = []  # each record keyed once, here; the rest of the path reads the key
-        for index, page in enumerate(pages):
+        error = None
+        for page in pages:
             try:
                 if not isinstance(page.records, list):
                     raise BadPage(f"{self.resource.name}: page records are not a list")
-                keyed.append([record_key(self.resource, record) for record in page.records])
-                self._check_stall(page, keyed[-1])
-            except UpstreamError:
-                if index:
-                    self._store_checked(pages[:index], keyed[:index])  # the good pages before it still count
-                raise
-        return self._store_checked(pages, keyed)
-
-    def _store_checked(self, pages: list[Page], keyed: list[list[Keyed]]) -> int:
+                page_keyed = [record_key(self.resource, record) for record in page.records]
+                self._check_stall(page, page_keyed)
+            except UpstreamError as exc:
+                error = exc
+                break
+            keyed.append(page_keyed)
+        if not keyed:
+            return None, error
+        pages = pages[: len(keyed)]
         q = self.queue
+        cursor_to, pages_fetched = self._ahead or (q.cursor_to, q.pages_fetched)
         records: list[Keyed] = []
-        cursor_to = q.cursor_to
         updates: dict = {}
         for page, page_keyed in zip(pages, keyed, strict=True):
             page_cursor = page.cursor
@@ -404,26 +459,67 @@ class QueueRunner:
             if page.total is not None:
                 updates["expected_total"] = page.total
             records.extend(page_keyed)
-        last = pages[-1]
-        updates.update(fetch_token=last.next_token, cursor_to=cursor_to, pages_fetched=q.pages_fetched + len(pages))
+        pages_fetched += len(pages)
+        updates.update(fetch_token=pages[-1].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
+        self._ahead = (cursor_to, pages_fetched)
         plan = self._plan_inline(records) if self.process_on_fetch else None
+        return _Prepared(records, plan, updates), error
+
+    def _store_prepared(self, prepared: _Prepared) -> int:
+        q = self.queue
+        records, plan, updates = prepared.records, prepared.plan, prepared.updates
         try:
             drafts = self._store_page_lines(records, plan, updates)
         except (OperationalError, InterfaceError, RunAborted):
+            self._ahead = None
             raise  # the database went away, or the fetch is no longer ours: the group is lost as a whole
+        except IntegrityError as exc:
+            if plan is None:
+                self._ahead = None
+                raise
+            drafts = self._store_retry(prepared, exc)
         except Exception as exc:
             if plan is None:
+                self._ahead = None
                 raise
-            log.warning(
-                "queue %s: writing pages up to %s inline failed (%s: %s); storing them as draft lines",
-                q.pk,
-                updates["pages_fetched"],
-                exc.__class__.__name__,
-                redact(exc)[:200],
-            )
-            drafts = self._store_page_lines(records, None, updates)
-        q.cursor_to, q.fetch_token, q.pages_fetched = cursor_to, last.next_token, updates["pages_fetched"]
+            drafts = self._store_as_drafts(prepared, exc)
+        q.cursor_to, q.fetch_token, q.pages_fetched = (
+            updates["cursor_to"],
+            updates["fetch_token"],
+            updates["pages_fetched"],
+        )
         return drafts
+
+    def _store_retry(self, prepared: _Prepared, exc: IntegrityError) -> int:
+        """An inline write refused by a constraint: if we skipped the "already queued?" lookup, a record
+        seen in an earlier group of this fetch may be why (the lines' unique index said so); look it up
+        from now on and try the group again. Otherwise (or again) the group goes the draft way."""
+        if self._check_queued:
+            return self._store_as_drafts(prepared, exc)
+        self._check_queued = True
+        try:
+            return self._store_page_lines(prepared.records, prepared.plan, prepared.updates)
+        except (OperationalError, InterfaceError, RunAborted):
+            self._ahead = None
+            raise
+        except Exception as again:
+            return self._store_as_drafts(prepared, again)
+
+    def _store_as_drafts(self, prepared: _Prepared, exc: Exception) -> int:
+        q = self.queue
+        records, updates = prepared.records, prepared.updates
+        log.warning(
+            "queue %s: writing pages up to %s inline failed (%s: %s); storing them as draft lines",
+            q.pk,
+            updates["pages_fetched"],
+            exc.__class__.__name__,
+            redact(exc)[:200],
+        )
+        try:
+            return self._store_page_lines(records, None, updates)
+        except BaseException:
+            self._ahead = None
+            raise
 
     def _store_page_lines(self, records: list, plan, updates: dict) -> int:
         with transaction.atomic():
@@ -448,15 +544,19 @@ class QueueRunner:
                 unkeyed.append(keyed)  # lines_add records it as a failed, unidentifiable line
             else:
                 by_id[keyed.external_id] = keyed.record
-        ready: dict[str, tuple[dict, str, dict | None]] = {}
+        ready: dict[str, tuple[dict, str, dict | None, dict]] = {}
         failed: dict[str, tuple[dict, str, bool]] = {}
+        postgres = is_postgres()
         for ext, record in by_id.items():
-            if bulk.unstorable(record):
+            # The record's one JSON encode: a NUL check on its bytes and the fingerprint its done line keeps
+            # instead of the payload (so an unchanged re-read is recognised, see lines_add).
+            raw = bulk.json_bytes(record)
+            if postgres and bulk.NUL_ESCAPE in raw and bulk.unstorable(record):
                 failed[ext] = (record, bulk.UNSTORABLE_ERROR, True)
                 continue
             action, values, failure = self._map(record, check_deleted=True)
             if failure is None:
-                ready[ext] = (record, action, values)
+                ready[ext] = (record, action, values, bulk.fingerprint(raw))
             else:
                 failed[ext] = (record, *failure)
         return ready, failed, unkeyed
@@ -479,7 +579,7 @@ class QueueRunner:
 
     def _store_inline(
         self,
-        ready: dict[str, tuple[dict, str, dict | None]],
+        ready: dict[str, tuple[dict, str, dict | None, dict]],
         failed: dict[str, tuple[dict, str, bool]],
         rest: list[Keyed],
     ) -> int:
@@ -490,9 +590,10 @@ class QueueRunner:
         q = self.queue
         lock_queue(q.pk, relaxed_commit=True)
         now = clock.now()
-        if ready or failed:
+        if self._check_queued and (ready or failed):
             # An id already in the queue (seen on an earlier page, or a resumed run) takes lines_add's
-            # path: compare snapshots, reset to draft if newer.
+            # path: compare snapshots, reset to draft if newer. Skipped while this fetch inserted every
+            # line of the queue itself and met no duplicate (_store_retry turns it back on).
             seen = set(
                 SyncQueueLine.objects.filter(queue_id=q.pk, external_id__in=[*ready, *failed]).values_list(
                     "external_id", flat=True
@@ -500,14 +601,16 @@ class QueueRunner:
             )
             rest = rest + [Keyed(ready.pop(ext)[0], ext) for ext in seen if ext in ready]
             rest += [Keyed(failed.pop(ext)[0], ext) for ext in seen if ext in failed]
+        # Done on the fetch path: nothing will ever need the record again (a retry starts from a draft or
+        # failed line, which keeps it), so the line stores no payload, only the record's fingerprint.
         lines = [
-            NewLine(q.pk, ext, record, LineState.DONE, action, attempts=1, updated_at=now)
-            for ext, (record, action, _) in ready.items()
+            NewLine(q.pk, ext, marker, LineState.DONE, action, attempts=1, updated_at=now)
+            for ext, (_, action, _, marker) in ready.items()
         ]
         # One write for the group: it is already bounded (fetch_group_records) and is one transaction, and
         # each extra statement costs (measured: chunks of 50 ran at 0.63x the reference, one write 0.77x).
         # SYNC_BATCH_SIZE sizes the claimed batches: retries, webhook deliveries, resumed lines.
-        upserts = [(line, v) for line, (_, _, v) in zip(lines, ready.values(), strict=True) if v is not None]
+        upserts = [(line, v) for line, (_, _, v, _) in zip(lines, ready.values(), strict=True) if v is not None]
         self._write(upserts, [line for line in lines if line.action == LineAction.DELETE], now)
         n_retry = 0
         for ext, (record, error, permanent) in failed.items():
@@ -696,6 +799,42 @@ class QueueRunner:
         if self.progress is not None:
             self.queue.refresh_from_db()
             self.progress(self.queue)
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A group of pages ready to be written: its keyed records, the inline plan (None: all drafts) and the
+    queue fields (token, cursor, pages) saved with it."""
+
+    records: list[Keyed]
+    plan: tuple | None
+    updates: dict
+
+
+class _GroupWriter:
+    """One thread, with its own database connection, that commits the fetcher's groups one at a time while
+    the fetcher prepares the next (psycopg releases the GIL while it waits for PostgreSQL). At most one
+    group is in flight: the fetcher waits for it before handing over the next, before processing draft
+    lines and before finishing the fetch, so groups still commit in order, each with its own token."""
+
+    def __init__(self, queue_id: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-queue-{queue_id}")
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def close(self, pending: Future | None) -> None:
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                pending.result()  # never leave a write running behind the caller's back
+        with contextlib.suppress(BaseException):
+            # A function, not ``db_connection.close``: that would bind the caller's connection here.
+            self._pool.submit(_close_thread_connection).result()
+        self._pool.shutdown(wait=True)
+
+
+def _close_thread_connection() -> None:
+    db_connection.close()  # resolved in the calling thread: its own connection
 
 
 def _failure_data(exc: BaseException) -> dict:

@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from core import clock
 
-from ..bulk import UNSTORABLE_ERROR, unstorable, without_nul
+from ..bulk import UNSTORABLE_ERROR, same_record, unstorable, without_nul
 from ..models import LineAction, LineState, SyncQueue, SyncQueueLine
 from .locks import lock_queue
 from .state import line_failed_record, lines_insert, lines_move
@@ -104,7 +104,7 @@ def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None =
     reset = moved = 0
     for ext, line in existing.items():
         record, act = incoming[ext]
-        if line.payload == record and line.action == act:
+        if line.action == act and same_record(line.payload, record):
             continue  # overlap: the same snapshot again
         if line.state == LineState.CANCELLED and queue.cancelled_at is not None:
             continue  # the queue was cancelled; do not revive its lines

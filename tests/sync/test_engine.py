@@ -10,7 +10,7 @@ import pytest
 
 from connectors.base import AuthError, BadPage, TransientError
 from customers.models import Customer
-from sync import engine, services
+from sync import bulk, engine, services
 from sync.models import LineState, QueueState, StatusState, SyncActivity, SyncQueue, SyncQueueLine, SyncStatus
 from tests.sync.conftest import assert_counters_match
 
@@ -419,7 +419,7 @@ def test_the_prefetch_thread_does_not_outlive_its_consumer(fake_conn, fake_kind,
     runner.client = runner.connector.client(fake_conn)
     seen: list[threading.Thread] = []
 
-    def store_then_blow_up(group):
+    def store_then_blow_up(group, **kwargs):
         seen.extend(t for t in threading.enumerate() if t.name == f"fetch-queue-{q.pk}")
         raise RuntimeError("the consumer blew up")
 
@@ -569,7 +569,10 @@ def test_processing_on_fetch_writes_rows_and_done_lines_in_the_page_transaction(
         "4": ("draft", 1),
     }
     assert lines["4"].next_attempt_at is not None and "flaky" in lines["4"].last_error
-    assert lines["1"].payload == fake_kind.make(1), "the raw payload is kept"
+    # Changed on purpose (issue 20): a line done on the fetch path keeps no payload, only a fingerprint;
+    # the lines a retry needs (failed, draft) keep theirs.
+    assert lines["1"].payload == bulk.fingerprint(bulk.json_bytes(fake_kind.make(1))), "no payload, a fingerprint"
+    assert lines["3"].payload == no_email and lines["4"].payload == flaky, "a retry's payload is kept"
     assert set(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == {"1", "2"}
     assert_counters_match(q)
     q.refresh_from_db()

@@ -90,8 +90,8 @@ def test_restart_with_the_same_idempotency_key_resumes(woo, monkeypatch, fake_cl
     pages = {"n": 0}
     real_store = engine.QueueRunner._store_pages
 
-    def die_after_three_pages(self, group):
-        stored = real_store(self, group)
+    def die_after_three_pages(self, group, **kwargs):
+        stored = real_store(self, group, **kwargs)
         pages["n"] += len(group)  # the producer may hand over several ready pages at once
         if pages["n"] >= 3:
             raise WorkerDied()

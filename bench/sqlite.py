@@ -1,0 +1,80 @@
+"""``python -m bench.sqlite [--size N] [--repeat R] [--path FILE]``: B1 on SQLite, the embedded default.
+
+The engine (the real WooCommerce connector, default settings, on the project's SQLite settings: WAL,
+synchronous=NORMAL, IMMEDIATE transactions) against ``plain_loop.run_sqlite`` (sequential pages, ``json``,
+one ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE`` per page, one transaction), both first runs on
+an empty table, interleaved, against the pre-rendered upstream in its own process. The database file is
+DELETED and re-created (default: a file in the system's temporary directory). Prints medians and the
+ratio, with the machine's load at start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import plain_loop, scenario
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sqlite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--path", default=str(Path(tempfile.gettempdir()) / "synchub_bench_sqlite.sqlite3"))
+    args = parser.parse_args(argv)
+    path = Path(args.path)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+    scenario.setup_django(migrate=True)
+    load_start = os.getloadavg()
+    n = args.size
+    up = scenario.Upstream("prerendered", stores=[(n, 0)])
+    org = scenario.org()
+    results: dict[str, list[float]] = {"engine": [], "plain loop (SQLite)": []}
+    try:
+        for i in range(args.repeat):
+            for what in results:
+                scenario.reset_tables()
+                conn = scenario.make_connection(up, up.url(n), name=f"sqlite-{what}")
+                if what == "engine":
+                    seconds = scenario.engine_run(conn, expect=n)
+                else:
+                    from django.db import connection
+
+                    connection.close()  # the loop has the file to itself, as the engine has
+                    seconds, rows = plain_loop.run_sqlite(
+                        up.url(n),
+                        str(path),
+                        organization_id=org.pk,
+                        connection_id=conn.pk,
+                        key=up.key,
+                        secret=up.secret,
+                    )
+                    if rows != n:
+                        raise RuntimeError(f"plain loop wrote {rows} rows, expected {n}")
+                results[what].append(seconds)
+                print(f"[bench.sqlite {time.strftime('%H:%M:%S')}] {what} #{i + 1}: {seconds:.2f}s", file=sys.stderr)
+    finally:
+        up.close()
+    engine, loop = (statistics.median(v) for v in results.values())
+    print(f"\nSQLite, {n:,} customers, first run on an empty table, medians of {args.repeat}")
+    print("| run | median | rec/s | ratio |")
+    print("|---|---|---|---|")
+    print(f"| plain loop (SQLite) | {loop:.2f} s | {n / loop:,.0f} | 1.00 |")
+    print(f"| engine | {engine:.2f} s | {n / engine:,.0f} | **{loop / engine:.2f}** (target >= 0.6) |")
+    fmt = " / ".join
+    print(
+        f"\nload avg (1/5/15 min) at start {fmt(f'{x:.2f}' for x in load_start)}, at end "
+        f"{fmt(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
