@@ -63,7 +63,9 @@ def test_25_wrong_passwords_then_the_right_one_is_refused(staff):
     assert right.status_code == 429
     # another address, same user: still locked (per-user lockout)
     other = Client(REMOTE_ADDR="203.0.113.9")
-    assert other.post("/admin/login/", {"username": staff.username, "password": "right-password-123"}).status_code == 429
+    assert (
+        other.post("/admin/login/", {"username": staff.username, "password": "right-password-123"}).status_code == 429
+    )
 
 
 # --- 2. private/metadata URLs at save: model, admin form, API serializer ----------------------------------
@@ -76,9 +78,9 @@ def test_refused_at_save_model_and_serializer_validator(url, strict, stubbed, or
     conn = Connection(organization=org, kind="woocommerce", name="x", base_url=url)
     with pytest.raises(ValidationError):
         conn.full_clean()
-    from sync.api.serializers import ConnectionSerializer
-
     from rest_framework.exceptions import ValidationError as DRFValidationError
+
+    from sync.api.serializers import ConnectionSerializer
 
     # The field is read-only on the API today (see test_api_cannot_write_base_url); its validators carry the rule.
     field = ConnectionSerializer().fields["base_url"]
@@ -99,8 +101,15 @@ def fake_kind(monkeypatch):
 @pytest.mark.parametrize("url", REFUSED)
 def test_refused_at_save_admin_form(url, client, staff, org, strict, stubbed, fake_kind):
     client.force_login(staff)
-    data = {"organization": org.pk, "kind": "fake", "name": "Sneaky", "base_url": url,
-            "external_account_id": "", "config": "{}", "is_active": "on"}
+    data = {
+        "organization": org.pk,
+        "kind": "fake",
+        "name": "Sneaky",
+        "base_url": url,
+        "external_account_id": "",
+        "config": "{}",
+        "is_active": "on",
+    }
     response = client.post(reverse("admin:connectors_connection_add"), data)
     assert response.status_code == 200
     assert not Connection.objects.filter(name="Sneaky").exists()
@@ -111,7 +120,8 @@ def test_api_cannot_write_base_url(client, staff, org, make_connection, strict, 
     client.force_login(staff)
     for method in ("patch", "put"):
         response = getattr(client, method)(
-            f"/api/connections/{conn.pk}/", json.dumps({"base_url": "http://169.254.169.254/"}),
+            f"/api/connections/{conn.pk}/",
+            json.dumps({"base_url": "http://169.254.169.254/"}),
             content_type="application/json",
         )
         conn.refresh_from_db()
@@ -125,8 +135,11 @@ DEEP = b"[" * 200_000 + b"]" * 200_000
 def test_woocommerce_signed_deep_body_is_json_400(client, org, make_connection):
     conn = make_connection(org, base_url="https://shop.example", credentials={"webhook_secret": "s3cret"})
     response = client.post(
-        f"/connectors/woocommerce/webhooks/{conn.pk}/", DEEP, content_type="application/json",
-        HTTP_X_WC_WEBHOOK_SIGNATURE=signature_for(DEEP, "s3cret"), HTTP_X_WC_WEBHOOK_TOPIC="product.updated",
+        f"/connectors/woocommerce/webhooks/{conn.pk}/",
+        DEEP,
+        content_type="application/json",
+        HTTP_X_WC_WEBHOOK_SIGNATURE=signature_for(DEEP, "s3cret"),
+        HTTP_X_WC_WEBHOOK_TOPIC="product.updated",
     )
     assert response.status_code in (400, 413) and response["Content-Type"] == "application/json"
 
@@ -138,8 +151,9 @@ def test_tiendanube_signed_deep_body_is_json_400(client, settings, org, make_con
     settings.TIENDANUBE_CLIENT_SECRET = "tn-secret"
     body = b'{"store_id": 1001, "event": "product/updated", "id": ' + DEEP + b"}"
     sig = hmac.new(b"tn-secret", body, hashlib.sha256).hexdigest()
-    response = client.post("/connectors/tiendanube/webhooks/", body, content_type="application/json",
-                           HTTP_X_LINKEDSTORE_HMAC_SHA256=sig)
+    response = client.post(
+        "/connectors/tiendanube/webhooks/", body, content_type="application/json", HTTP_X_LINKEDSTORE_HMAC_SHA256=sig
+    )
     assert response.status_code in (400, 401, 413) and response["Content-Type"] == "application/json"
 
 
@@ -154,23 +168,31 @@ def mule(org, make_connection):
 def test_mulesoft_signed_deep_body_is_json_400(mule, fake_clock):
     ts = int(fake_clock.now().timestamp())
     body = b'{"tiers": ' + DEEP + b"}"
-    response = Client().post(f"/connectors/mulesoft/push/{mule.pk}/", body, content_type="application/json",
-                             HTTP_X_SYNCHUB_TIMESTAMP=str(ts), HTTP_X_SYNCHUB_SIGNATURE=mule_sign(MULE_SECRET, ts, body))
+    response = Client().post(
+        f"/connectors/mulesoft/push/{mule.pk}/",
+        body,
+        content_type="application/json",
+        HTTP_X_SYNCHUB_TIMESTAMP=str(ts),
+        HTTP_X_SYNCHUB_SIGNATURE=mule_sign(MULE_SECRET, ts, body),
+    )
     assert response.status_code in (400, 413) and response["Content-Type"] == "application/json"
 
 
 # --- HTML from machine routes -----------------------------------------------------------------------------
 @pytest.mark.parametrize("debug", [False, True])
-@pytest.mark.parametrize("path_method", [
-    ("/connectors/mulesoft/push/{pk}/", "get"),
-    ("/connectors/mulesoft/push/{pk}/nope/", "post"),
-    ("/connectors/mulesoft/push/99999999999999999999999/", "post"),
-    ("/connectors/woocommerce/webhooks/{pk}/", "get"),
-    ("/connectors/woocommerce/webhooks/abc/", "post"),
-    ("/connectors/tiendanube/webhooks/", "get"),
-    ("/api/nope/", "get"),
-    ("/api/connections/", "delete"),
-])
+@pytest.mark.parametrize(
+    "path_method",
+    [
+        ("/connectors/mulesoft/push/{pk}/", "get"),
+        ("/connectors/mulesoft/push/{pk}/nope/", "post"),
+        ("/connectors/mulesoft/push/99999999999999999999999/", "post"),
+        ("/connectors/woocommerce/webhooks/{pk}/", "get"),
+        ("/connectors/woocommerce/webhooks/abc/", "post"),
+        ("/connectors/tiendanube/webhooks/", "get"),
+        ("/api/nope/", "get"),
+        ("/api/connections/", "delete"),
+    ],
+)
 def test_no_html_from_machine_routes(debug, path_method, settings, mule, staff):
     settings.DEBUG = debug
     path, method = path_method
@@ -178,7 +200,11 @@ def test_no_html_from_machine_routes(debug, path_method, settings, mule, staff):
     c.force_login(staff)
     response = getattr(c, method)(path.format(pk=mule.pk))
     assert response.status_code >= 400
-    assert response["Content-Type"].startswith("application/json"), (path, response.status_code, response["Content-Type"])
+    assert response["Content-Type"].startswith("application/json"), (
+        path,
+        response.status_code,
+        response["Content-Type"],
+    )
 
 
 def test_mulesoft_signed_odd_timestamp_is_not_a_500(mule, fake_clock):
@@ -186,10 +212,16 @@ def test_mulesoft_signed_odd_timestamp_is_not_a_500(mule, fake_clock):
     body = json.dumps({"tiers": [{"id": "gold", "code": "GOLD", "name": "Gold"}]}).encode()
     for ts in ("\u00b2", "9" * 30):
         response = Client(raise_request_exception=False).post(
-            f"/connectors/mulesoft/push/{mule.pk}/", body, content_type="application/json",
-            HTTP_X_SYNCHUB_TIMESTAMP=ts, HTTP_X_SYNCHUB_SIGNATURE=mule_sign(MULE_SECRET, ts, body),
+            f"/connectors/mulesoft/push/{mule.pk}/",
+            body,
+            content_type="application/json",
+            HTTP_X_SYNCHUB_TIMESTAMP=ts,
+            HTTP_X_SYNCHUB_SIGNATURE=mule_sign(MULE_SECRET, ts, body),
         )
-        assert response.status_code == 401 and response["Content-Type"] == "application/json", (ts, response.status_code)
+        assert response.status_code == 401 and response["Content-Type"] == "application/json", (
+            ts,
+            response.status_code,
+        )
 
 
 # --- 4. unsigned WooCommerce ping flood --------------------------------------------------------------------
@@ -217,8 +249,11 @@ def test_topic_header_with_newlines_does_not_forge_log_lines(client, org, make_c
     topic = "order.updated\r\nCRITICAL forged line"
     with caplog.at_level(logging.DEBUG):
         response = client.post(
-            f"/connectors/woocommerce/webhooks/{conn.pk}/", body, content_type="application/json",
-            HTTP_X_WC_WEBHOOK_SIGNATURE=signature_for(body, "s3cret"), HTTP_X_WC_WEBHOOK_TOPIC=topic,
+            f"/connectors/woocommerce/webhooks/{conn.pk}/",
+            body,
+            content_type="application/json",
+            HTTP_X_WC_WEBHOOK_SIGNATURE=signature_for(body, "s3cret"),
+            HTTP_X_WC_WEBHOOK_TOPIC=topic,
         )
     assert response.status_code < 500
     assert not any("\n" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
@@ -238,7 +273,9 @@ def test_base_url_with_userinfo_is_refused_at_save(strict, dns, org):
     from django.core.exceptions import ValidationError
 
     dns({"shop.example": ["93.184.216.34"]})
-    conn = Connection(organization=org, kind="woocommerce", name="x", base_url="https://ck_admin:cs_s3cret@shop.example/")
+    conn = Connection(
+        organization=org, kind="woocommerce", name="x", base_url="https://ck_admin:cs_s3cret@shop.example/"
+    )
     with pytest.raises(ValidationError):
         conn.full_clean()
 
@@ -253,20 +290,74 @@ def test_idn_and_fullwidth_hosts_resolve_through_the_rule(strict, monkeypatch):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
-    for url in ("http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/", "http://xn--pple-43d.com/", "http://\u0430pple.com/"):
+    for url in (
+        "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/",
+        "http://xn--pple-43d.com/",
+        "http://\u0430pple.com/",
+    ):
         with pytest.raises(BlockedDestination):
             validate_outbound_url(url)
 
 
 # --- extra: alerts webhook URL --------------------------------------------------------------------------
-@pytest.mark.parametrize("url", ["http://169.254.169.254/", "http://[2002:a9fe:a9fe::1]/", "http://internal.example/",
-                                 "http://user:pw-77@10.0.0.1/", "http://0x7f000001/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://internal.example/",
+        "http://user:pw-77@10.0.0.1/",
+        "http://0x7f000001/",
+    ],
+)
 def test_alert_rule_webhook_url_refused(url, strict, stubbed, org, make_connection):
     from alerts.admin import AlertRuleForm
 
     conn = make_connection(org, base_url="https://shop.example")
-    form = AlertRuleForm(data={"organization": org.pk, "connection": conn.pk, "enabled": "on", "failure_streak": 3, "freshness": "",
-                               "webhook_url": url})
+    form = AlertRuleForm(
+        data={
+            "organization": org.pk,
+            "connection": conn.pk,
+            "enabled": "on",
+            "failure_streak": 3,
+            "freshness": "",
+            "webhook_url": url,
+        }
+    )
     assert not form.is_valid()
     assert "webhook_url" in form.errors
     assert "pw-77" not in str(form.errors)  # the stored URL is a secret; the error does not echo it
+
+
+# --- 4b. the flood through forged signatures (an unsigned request with any signature header) --------------
+def test_forged_signature_flood_does_not_fill_the_activity_log(client, org, make_connection):
+    from sync.models import SyncActivity
+
+    cache.clear()
+    conn = make_connection(org, base_url="https://shop.example", credentials={"webhook_secret": "s3cret"})
+    url = f"/connectors/woocommerce/webhooks/{conn.pk}/"
+    for n in range(100):
+        response = client.post(
+            url, f'{{"id": {n}}}', content_type="application/json", HTTP_X_WC_WEBHOOK_SIGNATURE="Zm9yZ2Vk"
+        )
+        assert response.status_code == 401
+    assert SyncActivity.objects.filter(connection=conn, event="webhook.rejected").count() <= 10
+    cache.clear()
+
+
+def test_forged_mulesoft_push_flood_does_not_fill_the_activity_log(mule, fake_clock):
+    from sync.models import SyncActivity
+
+    cache.clear()
+    c = Client()
+    for n in range(100):
+        response = c.post(
+            f"/connectors/mulesoft/push/{mule.pk}/",
+            f'{{"n": {n}}}',
+            content_type="application/json",
+            HTTP_X_SYNCHUB_TIMESTAMP="1",
+            HTTP_X_SYNCHUB_SIGNATURE="sha256=00",
+        )
+        assert response.status_code == 401
+    assert SyncActivity.objects.filter(connection=mule, event="webhook.rejected").count() <= 10
+    cache.clear()
