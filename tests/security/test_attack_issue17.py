@@ -361,3 +361,35 @@ def test_forged_mulesoft_push_flood_does_not_fill_the_activity_log(mule, fake_cl
         assert response.status_code == 401
     assert SyncActivity.objects.filter(connection=mule, event="webhook.rejected").count() <= 10
     cache.clear()
+
+
+def test_username_spelling_variants_count_against_the_same_user(staff):
+    """' staff ', fullwidth letters: the login form normalises them to the same user, so must the lockout."""
+    cache.clear()
+    staff.set_password("right-password-123")
+    staff.save()
+    fullwidth = "".join(chr(ord(ch) + 0xFEE0) if ch.isascii() and ch.isalnum() else ch for ch in staff.username)
+    for n, variant in enumerate([f" {staff.username} ", fullwidth, staff.username.upper()] * 3):
+        Client(REMOTE_ADDR=f"203.0.113.{n + 1}").post("/admin/login/", {"username": variant, "password": "wrong"})
+    right = Client(REMOTE_ADDR="198.51.100.7").post(
+        "/admin/login/?next=/admin/", {"username": staff.username, "password": "right-password-123"}
+    )
+    assert right.status_code == 429
+
+
+# --- extra: the MuleSoft endpoint setting is a configured outbound URL too -----------------------------------
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/", "http://[2002:a9fe:a9fe::1]/", "http://internal.example/"]
+)
+def test_mulesoft_endpoint_setting_is_refused_at_save_in_the_admin(url, client, staff, org, strict, stubbed):
+    from connectors.mulesoft import conf as mule_conf
+    from sync.models import SystemSetting
+
+    client.force_login(staff)
+    response = client.post(
+        reverse("admin:sync_systemsetting_add"),
+        {"organization": org.pk, "key": mule_conf.ENDPOINT_SETTING, "value": json.dumps(url), "description": ""},
+    )
+    assert response.status_code == 200 and "not allowed" in response.content.decode()
+    assert not SystemSetting.objects.filter(key=mule_conf.ENDPOINT_SETTING).exists()
+    assert not Connection.objects.filter(kind="mulesoft").exists()
