@@ -179,6 +179,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 # Longest query string accepted on /api/ and /connectors/ (OAuth callbacks included): longer is a 400.
 QUERY_STRING_MAX_BYTES = env.int("QUERY_STRING_MAX_BYTES", default=8192)
+# Activity rows an outsider can cause (webhooks with a forged signature): at most this many per connection and
+# window; past it nothing is written (sync.activity.activity_record_limited).
+ACTIVITY_UNTRUSTED_LIMIT = env.int("ACTIVITY_UNTRUSTED_LIMIT", default=10)
+ACTIVITY_UNTRUSTED_WINDOW_SECONDS = env.int("ACTIVITY_UNTRUSTED_WINDOW_SECONDS", default=3600)
 
 # --- django-q2. timeout < retry so a live task is never re-delivered; see stack-notes ---------------
 # Broker: Redis when Q_REDIS_URL is set, the ORM (the default database) otherwise (docs/deploy.md).

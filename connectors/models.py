@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -56,6 +58,11 @@ class Connection(models.Model):
         # private, metadata or otherwise refused base URL to the operator instead of saving it. In clean()
         # rather than field validators so the rule can change without a migration.
         super().clean()
+        if self.base_url and "@" in urlsplit(self.base_url).netloc:
+            # base_url is shown in the admin, the API and logs; credentials belong in the encrypted credentials.
+            raise ValidationError(
+                {"base_url": "Remove the user name and password from the URL; put them in the credentials."}
+            )
         if self.base_url:
             try:
                 outbound_url_validator(self.base_url)

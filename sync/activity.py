@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.cache import cache
+
+from core import clock
 from core.redaction import redact, redact_data
 
 from .models import ActivityLevel, SyncActivity
@@ -56,3 +60,24 @@ def activity_record(
         row.message,
     )
     return row
+
+
+def activity_record_limited(*, bucket: str, **kwargs) -> SyncActivity | None:
+    """``activity_record`` for rows an outsider can cause at will (a webhook with a forged signature needs only
+    a guessed connection id): at most ``ACTIVITY_UNTRUSTED_LIMIT`` rows per bucket and
+    ``ACTIVITY_UNTRUSTED_WINDOW_SECONDS``; past that nothing is written (one counter update in the shared
+    cache) and one warning says so. Returns the row, or None when the limit swallowed it."""
+    limit = int(getattr(settings, "ACTIVITY_UNTRUSTED_LIMIT", 10))
+    window_seconds = int(getattr(settings, "ACTIVITY_UNTRUSTED_WINDOW_SECONDS", 3600))
+    window = int(clock.now().timestamp()) // window_seconds
+    counter = f"synchub:activity:untrusted:{bucket}:{window}"
+    cache.add(counter, 0, timeout=window_seconds * 2)
+    try:
+        seen = cache.incr(counter)
+    except ValueError:  # evicted between add and incr
+        seen = 1
+    if seen > limit:
+        if seen == limit + 1:
+            log.warning("%s: %s rows in this window; further ones are not recorded", bucket, limit)
+        return None
+    return activity_record(**kwargs)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from core.http import outbound_url_validator
 
 
 class Organization(models.Model):
@@ -288,6 +291,16 @@ class SystemSetting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}={self.value!r}"
+
+    def clean(self) -> None:
+        # A setting whose value is an http(s) URL names an endpoint we will call (MuleSoft's loyalty endpoint
+        # becomes a Connection.base_url): the outbound address rule applies at save, as for base URLs.
+        super().clean()
+        if isinstance(self.value, str) and self.value.strip().lower().startswith(("http://", "https://")):
+            try:
+                outbound_url_validator(self.value.strip())
+            except ValidationError as exc:
+                raise ValidationError({"value": exc.messages}) from None
 
 
 class ScheduleState(models.TextChoices):

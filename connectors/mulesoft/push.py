@@ -30,7 +30,7 @@ from connectors.models import Connection
 from core import clock
 from core.bodies import BodyRejected, parse_json
 from core.errors import error_body
-from sync.activity import activity_record
+from sync.activity import activity_record, activity_record_limited
 from sync.models import ActivityLevel, Origin
 from sync.services import enqueue_queue, sync_enqueue_records
 
@@ -66,10 +66,13 @@ def push_receive(*, connection_id: int, body: bytes, headers: Mapping[str, str])
         return _error(413, "payload_too_large", f"the body is over {conf.PUSH_MAX_BYTES} bytes")
     raw_ts = (headers.get("X-SyncHub-Timestamp") or "").strip()
     given = (headers.get("X-SyncHub-Signature") or "").strip()
-    if not raw_ts.isdigit() or not given:
+    # ASCII digits only ("²".isdigit() is true but int() refuses it) and short enough for a datetime.
+    if not (raw_ts.isascii() and raw_ts.isdigit() and len(raw_ts) <= 11) or not given:
         return _error(401, "invalid_signature", "missing X-SyncHub-Timestamp or X-SyncHub-Signature")
     if not hmac.compare_digest(sign(secret, raw_ts, body), given):
-        activity_record(
+        # Anyone who guesses a connection id can send these: recorded up to a limit per connection and window.
+        activity_record_limited(
+            bucket=f"mulesoft-rejected:{connection.pk}",
             event="webhook.rejected",
             connection=connection,
             level=ActivityLevel.WARNING,

@@ -42,7 +42,7 @@ from connectors.models import Connection
 from core import clock
 from core.bodies import BodyRejected, BodyTooDeep, BodyTooLarge, parse_json
 from core.errors import error_body
-from sync.activity import activity_record
+from sync.activity import activity_record, activity_record_limited
 from sync.models import ActivityLevel
 from sync.services import sync_enqueue_records
 
@@ -176,6 +176,12 @@ def ping_receive(*, connection, webhook_id: str) -> WebhookResult:
     return ok
 
 
+def _header(headers: Mapping[str, str], name: str) -> str:
+    """An unsigned header as printable text (no CR/LF or other control characters to forge log lines or
+    activity messages with), stripped and at most 64 characters."""
+    return "".join(ch for ch in (headers.get(name) or "") if ch.isprintable()).strip()[:64]
+
+
 def webhook_receive(*, connection_id: int, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
     """Handle one delivery. Never raises for bad input: 404 unknown connection, 200 ping, 401 bad or
     missing signature; every signed delivery gets 200 (queued as a re-fetch, duplicate, or ignored)."""
@@ -191,18 +197,20 @@ def webhook_receive(*, connection_id: int, body: bytes, headers: Mapping[str, st
             return ping_receive(connection=connection, webhook_id=ping[:20])
         return _error(401, "not_authenticated", "Missing X-WC-Webhook-Signature.")
     if not signature_valid(body, connection.credentials.get("webhook_secret", ""), signature):
-        activity_record(
+        # Anyone who guesses a connection id can send these: recorded up to a limit per connection and window.
+        activity_record_limited(
+            bucket=f"woo-rejected:{connection.pk}",
             event="webhook.rejected",
             connection=connection,
             level=ActivityLevel.WARNING,
             message="webhook with an invalid signature rejected",
-            data={"topic": (headers.get("X-WC-Webhook-Topic") or "")[:64]},
+            data={"topic": _header(headers, "X-WC-Webhook-Topic")},
         )
         return _error(401, "authentication_failed", "Invalid X-WC-Webhook-Signature.")
 
     # Signed from here on. The headers below are unsigned: they name a resource, never an action.
-    topic = (headers.get("X-WC-Webhook-Topic") or "").strip()[:64]
-    delivery_id = (headers.get("X-WC-Webhook-Delivery-ID") or "").strip()[:64]
+    topic = _header(headers, "X-WC-Webhook-Topic")
+    delivery_id = _header(headers, "X-WC-Webhook-Delivery-ID")
     body_hash = hashlib.sha256(body).hexdigest()
     try:
         # Bounded like every body we accept (core.bodies): too large or too deep is a 4xx; a body that is

@@ -19,8 +19,8 @@ from .exceptions import _CODE_FOR_STATUS, error_body
 
 log = logging.getLogger("sync.api")
 
-# /api/... and /connectors/<kind>/webhooks/...: the routes that machines call.
-DEFAULT_JSON_PATHS = r"^/(api/|connectors/[^/]+/webhooks?/)"
+# /api/..., /connectors/<kind>/webhooks/... and MuleSoft's /connectors/mulesoft/push/...: the routes that machines call.
+DEFAULT_JSON_PATHS = r"^/(api/|connectors/[^/]+/(webhooks?|push)/)"
 # Where upstreams or browsers hand us input (API, webhooks, OAuth callbacks): size caps apply before any view.
 BOUNDED_PREFIXES = ("/api/", "/connectors/")
 
