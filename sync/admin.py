@@ -27,7 +27,9 @@ from .models import (
     SyncStatus,
     SystemSetting,
 )
+from .progress import run_progress
 from .registry import connection_model
+from .templatetags.sh_console import sh_time
 
 
 # --- Scoping -----------------------------------------------------------------------------------------------
@@ -261,7 +263,7 @@ class SyncQueueAdmin(OrgScopedAdmin):
         "origin",
         "duration",
         "action_marker",
-        "created_at",
+        "created",
     ]
     list_display_links = ["queue_id"]
     list_select_related = ["connection"]
@@ -323,19 +325,30 @@ class SyncQueueAdmin(OrgScopedAdmin):
     def state_badge(self, obj: SyncQueue) -> str:
         return format_html('<span class="sh-badge sh-{}">{}</span>', obj.state, obj.get_state_display())
 
-    @admin.display(description="progress (done/failed/total)")
+    @admin.display(description="progress")
     def progress(self, obj: SyncQueue) -> str:
-        return admin_views.progress_bar_html(obj, live=True)
+        return admin_views.progress_bar_html(obj, live=True, name=f"{obj.connection.name} / {obj.resource}")
 
-    @admin.display(description="duration")
+    @admin.display(description="active / waiting")
     def duration(self, obj: SyncQueue) -> str:
-        return admin_views.format_duration(admin_views.queue_duration(obj))
+        p = run_progress(obj)
+        return format_html(
+            '<span title="worker time {}; waiting for a worker, a retry or a person {}">{} <span class="sh-muted">/ {}</span></span>',
+            p["active"],
+            p["waiting"],
+            p["active"],
+            p["waiting"],
+        )
 
-    @admin.display(description="action required", ordering="action_required")
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: SyncQueue) -> str:
+        return sh_time(obj.created_at)
+
+    @admin.display(description="action", ordering="action_required")
     def action_marker(self, obj: SyncQueue) -> str:
         if obj.action_required:
             return format_html(
-                '<span class="sh-action-required" title="{}">&#9888; action required</span>',
+                '<span class="sh-action-required" title="{}">&#9888; <span class="sh-sr">action </span>required</span>',
                 (obj.last_error or "")[:300],
             )
         return ""

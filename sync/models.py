@@ -160,6 +160,8 @@ class SyncQueue(models.Model):
             models.Index(fields=["organization", "state"]),
             models.Index(fields=["is_active", "state"]),
             models.Index(fields=["finished_at"]),
+            # The queue list's default order: without it a fleet's list sorts every queue per page view.
+            models.Index(fields=["-created_at", "-id"], name="sync_queue_newest"),
         ]
 
     def __str__(self) -> str:
