@@ -173,6 +173,9 @@ def _row_totals(kind_resources: dict[str, dict[str, str]], ids: list[int]) -> di
         if not any(f.name == "connection" for f in model._meta.get_fields()):
             continue
         manager = getattr(model, "all_objects", model._default_manager)
+        for cid in ids:  # a counted model with no row for a connection: 0, not "unknown"
+            for name in names:
+                totals[(cid, name)] = 0
         for row in manager.filter(connection_id__in=ids).values("connection_id").annotate(n=Count("pk")):
             for name in names:
                 totals[(row["connection_id"], name)] = row["n"]

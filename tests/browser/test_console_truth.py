@@ -33,7 +33,13 @@ CONTRAST_JS = """() => {
 
 
 def no_horizontal_scroll(page) -> bool:
-    return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    wide = page.evaluate(
+        """() => Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right >
+           window.innerWidth + 1 && !e.closest('.results')).slice(0, 5).map(e => e.tagName + '.' + e.className)"""
+    )
+    fits = page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    assert fits, wide
+    return fits
 
 
 def assert_badges_readable(page):
