@@ -17,19 +17,20 @@ import datetime as dt
 from core import clock
 from core.redaction import redact
 
-from .models import QueueState, SyncQueue
+# Queue states as plain strings (sync.models.QueueState's values): the model's progress_percent reads this
+# module, so it imports no model (no import circle).
+DONE, PARTIAL, FAILED, CANCELLED, PROCESSING = "done", "partial", "failed", "cancelled", "processing"
+FINISHED_STATES = frozenset({DONE, PARTIAL, FAILED, CANCELLED})
 
-FINISHED_STATES = frozenset({QueueState.DONE, QueueState.PARTIAL, QueueState.FAILED, QueueState.CANCELLED})
 
-
-def run_progress(queue: SyncQueue, now: dt.datetime | None = None) -> dict:
+def run_progress(queue, now: dt.datetime | None = None) -> dict:
     now = now or clock.now()
     done, failed, cancelled = queue.done_count, queue.failed_count, queue.cancelled_count
     finished = done + failed + cancelled
     total = max(queue.total_count, queue.expected_total or 0)
     running = bool(queue.is_active) and queue.state not in FINISHED_STATES
     unfetched = max(total - queue.total_count, 0)
-    if not running and queue.state == QueueState.CANCELLED:
+    if not running and queue.state == CANCELLED:
         cancelled_shown = cancelled + unfetched + queue.draft_count
     else:
         cancelled_shown = cancelled
@@ -38,7 +39,7 @@ def run_progress(queue: SyncQueue, now: dt.datetime | None = None) -> dict:
     if total:
         percent = int(100 * done / total)
     else:
-        percent = 100 if queue.state == QueueState.DONE and not running else 0
+        percent = 100 if queue.state == DONE and not running else 0
     if running:
         percent = min(percent, 99)
 
@@ -101,10 +102,10 @@ def progress_label(state: str, running: bool, percent: int, failed: int, cancell
     """Short text beside the bar; says failed/cancelled in words so colour is never the only signal."""
     parts = [f"{percent}%"]
     if running:
-        parts.append("running" if state == QueueState.PROCESSING else "queued")
-    elif state == QueueState.FAILED and fetch_failed:
+        parts.append("running" if state == PROCESSING else "queued")
+    elif state == FAILED and fetch_failed:
         parts.append("failed on fetch")
-    elif state in (QueueState.FAILED, QueueState.PARTIAL, QueueState.CANCELLED):
+    elif state in (FAILED, PARTIAL, CANCELLED):
         parts.append(state)
     if failed:
         parts.append(f"{failed} failed")
@@ -126,7 +127,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def progress_line(queue: SyncQueue) -> str:
+def progress_line(queue) -> str:
     """One human line (the CLI's progress output and listings), from the same numbers as the bars."""
     p = run_progress(queue)
     fetch = (
