@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc files served by us: /api/docs/ works offline, no CDN
+    # Before django_q: its `qcluster` command wraps django-q2's to register schedules at start (ops/apps.py).
+    "ops",
     "django_q",
     "sync",
     "connectors",
@@ -41,6 +44,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz and /readyz answer before host validation and the HTTPS redirect (probes use IPs, http).
+    "ops.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -106,6 +111,9 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synchub@localhost")
 
 # --- Security (production values come from the environment; see README "check --deploy") ----------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Paths (regexes, no leading slash) served over plain http despite SECURE_SSL_REDIRECT, e.g. ^metrics$ for a
+# Prometheus that scrapes each web process inside the network (docs/deploy.md).
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[])
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
@@ -115,11 +123,13 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIN
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 
-# --- django-q2 (ORM broker). timeout < retry so a live task is never re-delivered; see stack-notes ---
+# --- django-q2. timeout < retry so a live task is never re-delivered; see stack-notes ---------------
+# Broker: Redis when Q_REDIS_URL is set, the ORM (the default database) otherwise (docs/deploy.md).
 Q_WORKERS = env.int("Q_WORKERS", default=2)
+Q_REDIS_URL = env("Q_REDIS_URL", default="")
 Q_CLUSTER = {
-    "name": "synchub",
-    "orm": "default",
+    # The queue key (and the Redis list name): every web process and qcluster of one deployment shares it.
+    "name": env("Q_CLUSTER_NAME", default="synchub"),
     "workers": Q_WORKERS,
     "queue_limit": Q_WORKERS,
     "bulk": 1,
@@ -134,6 +144,24 @@ Q_CLUSTER = {
     "sync": env.bool("Q_SYNC", default=False),
     "label": "Django Q2",
 }
+if Q_REDIS_URL:
+    # Timeouts unless the URL sets its own: a hung Redis must fail /readyz, not hang it. The read timeout
+    # stays above the broker's 1 s blocking pop.
+    _sep = "&" if "?" in Q_REDIS_URL else "?"
+    for _opt, _default in (("socket_connect_timeout", 5), ("socket_timeout", 10)):
+        if f"{_opt}=" not in Q_REDIS_URL:
+            Q_REDIS_URL, _sep = f"{Q_REDIS_URL}{_sep}{_opt}={_default}", "&"
+    Q_CLUSTER["redis"] = Q_REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+# Register every schedule after `migrate` and when a qcluster starts (ops/apps.py); false = only by
+# `manage.py sync_schedules`.
+SYNC_SCHEDULES_AUTOREGISTER = env.bool("SYNC_SCHEDULES_AUTOREGISTER", default=True)
+
+# --- Operations: /metrics (Prometheus, bearer token; unset = 404), /healthz, /readyz ---------------
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# /readyz fails when no qcluster finished a task for this long (the reaper runs every minute); 0 = skip.
+READYZ_WORKER_MAX_AGE_SECONDS = env.int("READYZ_WORKER_MAX_AGE_SECONDS", default=300)
 
 # --- DRF ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -154,6 +182,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Trigger, watch and steer synchronisation with upstream platforms.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "state" with different choices: name each enum after its model's choices.
     "ENUM_NAME_OVERRIDES": {
         "QueueStateEnum": "sync.models.QueueState",
@@ -204,12 +235,26 @@ MDM_INTEGRATION_ENABLED = env.bool("MDM_INTEGRATION_ENABLED", default=True)
 INELIGIBLE_ITEMS_SYNC_ENABLED = env.bool("INELIGIBLE_ITEMS_SYNC_ENABLED", default=True)
 INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE = env("INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE", default="0 * * * *")
 
+# LOG_FORMAT=json: one JSON object per line (python-json-logger); both formats pass the redaction filter,
+# and the JSON formatter redacts every field it writes (ops/logging.py).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "core.redaction.RedactingFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"], "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ops.logging.JsonFormatter"},
+    },
+    # Logs go to stderr, always: stdout belongs to commands' output (progress lines, --json reports).
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "filters": ["redact"],
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -7,6 +7,8 @@ os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1rZXktZm9yLWZpZWxkLWVuY3J5
 os.environ.setdefault("OUTBOUND_ALLOW_LOOPBACK", "true")
 os.environ.setdefault("Q_SYNC", "true")
 os.environ.setdefault("SYNC_RETRY_BASE_SECONDS", "0")
+# Test databases start without schedules (tests register what they need); tests/ops turns this on.
+os.environ.setdefault("SYNC_SCHEDULES_AUTOREGISTER", "false")
 
 from .settings import *  # noqa: F403
 

@@ -32,6 +32,7 @@ from core.errors import (
 )
 from core.http import BlockedDestination, check_url, guarded_session
 from core.paging import FetchContext, Page
+from core.signals import upstream_rate_limited
 from core.timestamps import parse_retry_after, parse_upstream_datetime
 
 if TYPE_CHECKING:
@@ -255,6 +256,8 @@ class Client:
             raise TransientError(f"{self.kind or 'upstream'}: the connection broke while reading {_path(url)}") from None
         self.pace(response)
         verdict, wait = self.classify(response)
+        if verdict is Verdict.RATE_LIMITED:
+            upstream_rate_limited.send_robust(sender=type(self), connection=self.connection)  # counted in ops
         if verdict is Verdict.OK:
             if self.expects_json and response.content and not _looks_json(response):
                 raise TransientError(

@@ -36,15 +36,19 @@ from . import bulk
 from .activity import activity_record
 from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
 from .services import (
+    Keyed,
     NewLine,
     connection_mark_needs_reauth,
     cursor_max,
     is_postgres,
+    line_failed_record,
     lines_add,
     lines_insert,
+    lines_move,
     lock_queue,
     queue_finalize,
     queue_recount,
+    record_key,
     retry_delay,
     status_upsert,
 )
@@ -238,7 +242,7 @@ class QueueRunner:
             self.process_until_empty()
         except Exception:
             log.exception("queue %s: processing after a failed fetch also failed", self.queue.pk)
-        queue_recount(self.queue)
+        queue_recount(self.queue)  # a repair (see queue_recount), not a counter update: settling reads them
 
     # -- fetching ------------------------------------------------------------------------------------------
     def _new_lease_until(self) -> dt.datetime:
@@ -379,23 +383,25 @@ class QueueRunner:
         is fetched again); nothing is half-written. Everything else (records already in the queue, records
         the mapper rejects) becomes a draft line and takes the claimed path, with its retries; a group the
         database rejects is stored again all in draft, so the claimed path isolates the bad record."""
+        keyed: list[list[Keyed]] = []  # each record keyed once, here; the rest of the path reads the key
         for index, page in enumerate(pages):
             try:
                 if not isinstance(page.records, list):
                     raise BadPage(f"{self.resource.name}: page records are not a list")
-                self._check_stall(page)
+                keyed.append([record_key(self.resource, record) for record in page.records])
+                self._check_stall(page, keyed[-1])
             except UpstreamError:
                 if index:
-                    self._store_checked(pages[:index])  # the good pages before it still count
+                    self._store_checked(pages[:index], keyed[:index])  # the good pages before it still count
                 raise
-        return self._store_checked(pages)
+        return self._store_checked(pages, keyed)
 
-    def _store_checked(self, pages: list[Page]) -> int:
+    def _store_checked(self, pages: list[Page], keyed: list[list[Keyed]]) -> int:
         q = self.queue
-        records: list = []
+        records: list[Keyed] = []
         cursor_to = q.cursor_to
         updates: dict = {}
-        for page in pages:
+        for page, page_keyed in zip(pages, keyed, strict=True):
             page_cursor = page.cursor
             if page_cursor is None:
                 cursors = [
@@ -410,7 +416,7 @@ class QueueRunner:
                 cursor_to = cursor_max(self.resource.cursor_kind, cursor_to, str(page_cursor))
             if page.total is not None:
                 updates["expected_total"] = page.total
-            records.extend(page.records)
+            records.extend(page_keyed)
         last = pages[-1]
         updates.update(fetch_token=last.next_token, cursor_to=cursor_to, pages_fetched=q.pages_fetched + len(pages))
         plan = self._plan_inline(records) if self.process_on_fetch else None
@@ -438,51 +444,62 @@ class QueueRunner:
                 bulk.relaxed_commit()  # (the inline path does it with its queue lock)
                 drafts = lines_add(self.queue, self.resource, records)
             else:
-                drafts, counters = self._store_inline(*plan)
-                updates = {**updates, **counters}
+                drafts = self._store_inline(*plan)
             # Progress is saved with the page's lines and only while we still hold the fetch lease.
             self._renew_fetch_lease(**updates)
         return drafts
 
-    def _plan_inline(self, records: list) -> tuple[dict[str, tuple[dict, str, dict | None]], dict, list]:
+    def _plan_inline(self, records: list[Keyed]) -> tuple[dict[str, tuple[dict, str, dict | None]], dict, list]:
         """Split a group's records into those the fetcher writes itself ({external id: (record, action, values)}),
         records whose mapping failed ({external id: (record, error, permanent)}: that was their first
         attempt) and records it cannot identify (for lines_add). The last snapshot of an id wins, as in
         lines_add."""
-        keyed: dict[str, dict] = {}
-        unkeyed: list = []
-        for record in records:
-            try:
-                keyed[self.resource.external_id(record)] = record
-            except Exception:
-                unkeyed.append(record)  # lines_add records it as a failed, unidentifiable line
+        by_id: dict[str, dict] = {}
+        unkeyed: list[Keyed] = []
+        for keyed in records:
+            if keyed.external_id is None:
+                unkeyed.append(keyed)  # lines_add records it as a failed, unidentifiable line
+            else:
+                by_id[keyed.external_id] = keyed.record
         ready: dict[str, tuple[dict, str, dict | None]] = {}
         failed: dict[str, tuple[dict, str, bool]] = {}
-        for ext, record in keyed.items():
+        for ext, record in by_id.items():
             if bulk.unstorable(record):
                 failed[ext] = (record, bulk.UNSTORABLE_ERROR, True)
                 continue
-            try:
-                if self.resource.is_deleted(record):
-                    ready[ext] = (record, LineAction.DELETE, None)
-                    continue
-                values = self.resource.map(record)
-                if not isinstance(values, dict):
-                    raise MappingError("mapper returned no field values")
-                ready[ext] = (record, LineAction.UPSERT, values)
-            except MappingError as exc:
-                failed[ext] = (record, f"rejected by mapper: {exc}", True)
-            except Exception as exc:  # a mapper bug is still only this line's problem
-                failed[ext] = (record, f"{exc.__class__.__name__}: {exc}", False)
+            action, values, failure = self._map(record, check_deleted=True)
+            if failure is None:
+                ready[ext] = (record, action, values)
+            else:
+                failed[ext] = (record, *failure)
         return ready, failed, unkeyed
 
+    def _map(self, record, *, check_deleted: bool = False) -> tuple[str | None, dict | None, tuple[str, bool] | None]:
+        """The one place a record is mapped: (action, values, None), values None for a deletion, or
+        (None, None, (error, permanent)). A MappingError is the record's fault (the line fails for good);
+        anything else may be our bug (retried with backoff)."""
+        try:
+            if check_deleted and self.resource.is_deleted(record):
+                return LineAction.DELETE, None, None
+            values = self.resource.map(record)
+            if not isinstance(values, dict):
+                raise MappingError("mapper returned no field values")
+            return LineAction.UPSERT, values, None
+        except MappingError as exc:
+            return None, None, (f"rejected by mapper: {exc}", True)
+        except Exception as exc:  # a mapper bug is still only this line's problem
+            return None, None, (f"{exc.__class__.__name__}: {exc}", False)
+
     def _store_inline(
-        self, ready: dict[str, tuple[dict, str, dict | None]], failed: dict[str, tuple[dict, str, bool]], rest: list
-    ) -> tuple[int, dict]:
+        self,
+        ready: dict[str, tuple[dict, str, dict | None]],
+        failed: dict[str, tuple[dict, str, bool]],
+        rest: list[Keyed],
+    ) -> int:
         """Write the group's new records (rows upserted in one write, lines inserted done), insert the
         lines whose mapping failed as after a first failed attempt (failed, or draft with a backoff), and
-        hand the rest to lines_add. Returns (lines left in draft, queue counter updates). Inside the
-        group's transaction, under the queue's lock."""
+        hand the rest to lines_add. Returns the lines left in draft. Inside the group's transaction, under
+        the queue's lock; lines_insert counts every line into the queue's counters with one statement."""
         q = self.queue
         lock_queue(q.pk, relaxed_commit=True)
         now = clock.now()
@@ -494,8 +511,8 @@ class QueueRunner:
                     "external_id", flat=True
                 )
             )
-            rest = rest + [ready.pop(ext)[0] for ext in seen if ext in ready]
-            rest += [failed.pop(ext)[0] for ext in seen if ext in failed]
+            rest = rest + [Keyed(ready.pop(ext)[0], ext) for ext in seen if ext in ready]
+            rest += [Keyed(failed.pop(ext)[0], ext) for ext in seen if ext in failed]
         lines = [
             NewLine(q.pk, ext, record, LineState.DONE, action, attempts=1, updated_at=now)
             for ext, (record, action, _) in ready.items()
@@ -505,7 +522,7 @@ class QueueRunner:
         # SYNC_BATCH_SIZE sizes the claimed batches: retries, webhook deliveries, resumed lines.
         upserts = [(line, v) for line, (_, _, v) in zip(lines, ready.values(), strict=True) if v is not None]
         self._write(upserts, [line for line in lines if line.action == LineAction.DELETE], now)
-        n_done, n_failed, n_retry = len(lines), 0, 0
+        n_retry = 0
         for ext, (record, error, permanent) in failed.items():
             final = permanent or settings.SYNC_MAX_ATTEMPTS <= 1
             lines.append(
@@ -520,40 +537,19 @@ class QueueRunner:
                     updated_at=now,
                 )
             )
-            n_failed += final
             n_retry += not final
-        counters: dict = {}
         if lines:
             lines_insert(lines)
-            counters = {
-                "total_count": F("total_count") + len(lines),
-                "done_count": F("done_count") + n_done,
-                "failed_count": F("failed_count") + n_failed,
-                "draft_count": F("draft_count") + n_retry,
-            }
-        if n_failed:
-            counters["action_required"] = True
-            for line in lines[n_done:]:
-                if line.state == LineState.FAILED:
-                    activity_record(
-                        event="line.failed",
-                        queue=q,
-                        level=ActivityLevel.ERROR,
-                        message=f"{line.external_id}: {line.last_error}",
-                        data={"attempts": 1, "external_id": line.external_id},
-                    )
-        return (lines_add(q, self.resource, rest) if rest else 0) + n_retry, counters
+        for line in lines:
+            if line.state == LineState.FAILED:
+                line_failed_record(q, error=line.last_error, external_id=line.external_id, attempts=1)
+        return (lines_add(q, self.resource, rest) if rest else 0) + n_retry
 
-    def _check_stall(self, page: Page) -> None:
+    def _check_stall(self, page: Page, keyed: list[Keyed]) -> None:
         """A page identical to the previous one while the token moves on (an upstream ignoring the page
         parameter) would loop forever. Totals are not used here: a resource that splits a query into windows
         (Tiendanube's 10,000 cap) announces per-window totals; each resource bounds its own paging."""
-        ids: list[str] = []
-        for record in page.records:
-            try:
-                ids.append(self.resource.external_id(record))
-            except Exception:
-                ids.append(repr(record)[:100])
+        ids = [k.external_id if k.external_id is not None else repr(k.record)[:100] for k in keyed]
         if page.next_token is not None and ids and ids == self._last_page_ids:
             raise PaginationStalled(
                 f"{self.resource.name}: the upstream returned the same page twice; paging is not advancing"
@@ -614,17 +610,16 @@ class QueueRunner:
             if not ids:
                 return []
             # Compare-and-set: on SQLite (no row locks) the state condition is what keeps claims exclusive.
-            n = SyncQueueLine.objects.filter(id__in=ids, state=LineState.DRAFT).update(
-                state=LineState.PROCESSING,
+            lines_move(
+                self.queue.pk,
+                from_state=LineState.DRAFT,
+                to_state=LineState.PROCESSING,
+                lines=Q(id__in=ids),
                 lease_until=lease_until,
                 lease_token=token,
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
-            if n:
-                SyncQueue.objects.filter(pk=self.queue.pk).update(
-                    draft_count=F("draft_count") - n, processing_count=F("processing_count") + n, updated_at=now
-                )
         return list(
             SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_token=token).order_by("id")
         )
@@ -638,15 +633,11 @@ class QueueRunner:
             if line.action == LineAction.DELETE:
                 deletes.append(line)
                 continue
-            try:
-                values = self.resource.map(line.payload)
-                if not isinstance(values, dict):
-                    raise MappingError("mapper returned no field values")
+            _, values, failure = self._map(line.payload)
+            if failure is None:
                 upserts.append((line, values))
-            except MappingError as exc:
-                failures.append((line, f"rejected by mapper: {exc}", True))
-            except Exception as exc:  # a mapper bug is still only this line's problem
-                failures.append((line, f"{exc.__class__.__name__}: {exc}", False))
+            else:
+                failures.append((line, *failure))
         try:
             with transaction.atomic():
                 self._write(upserts, deletes, now)
@@ -686,57 +677,33 @@ class QueueRunner:
     def _settle_lines(self, ok: list[SyncQueueLine], failures: list[tuple[SyncQueueLine, str, bool]], now) -> None:
         # Queue row first, then lines (the domain write before this holds no line locks).
         lock_queue(self.queue.pk, relaxed_commit=True)
-        done = 0
-        if ok:
-            # Only lines we still hold (same token): a reaped-and-reclaimed line is not ours to finish.
-            by_token: dict = {}
-            for line in ok:
-                by_token.setdefault(line.lease_token, []).append(line.pk)
-            for token, ids in by_token.items():
-                done += SyncQueueLine.objects.filter(id__in=ids, state=LineState.PROCESSING, lease_token=token).update(
-                    state=LineState.DONE, lease_until=None, lease_token="", last_error="", updated_at=now
-                )
-        failed = retried = 0
-        if not failures and not done:
-            return
+        # Only lines we still hold (same token): a reaped-and-reclaimed line is not ours to finish.
+        held = {"from_state": LineState.PROCESSING, "lease_until": None, "lease_token": "", "updated_at": now}
+        by_token: dict = {}
+        for line in ok:
+            by_token.setdefault(line.lease_token, []).append(line.pk)
+        for token, ids in by_token.items():
+            lines_move(
+                self.queue.pk, to_state=LineState.DONE, lines=Q(id__in=ids, lease_token=token), last_error="", **held
+            )
         for line, error, permanent in failures:
             error = redact(error)[:2000]
+            mine = Q(pk=line.pk, lease_token=line.lease_token)
             if permanent or line.attempts >= settings.SYNC_MAX_ATTEMPTS:
-                n = SyncQueueLine.objects.filter(
-                    pk=line.pk, state=LineState.PROCESSING, lease_token=line.lease_token
-                ).update(state=LineState.FAILED, lease_until=None, lease_token="", last_error=error, updated_at=now)
-                failed += n
-                if n:
-                    activity_record(
-                        event="line.failed",
-                        queue=self.queue,
-                        line=line,
-                        level=ActivityLevel.ERROR,
-                        message=f"{line.external_id}: {error}",
-                        data={"attempts": line.attempts, "external_id": line.external_id},
+                if lines_move(self.queue.pk, to_state=LineState.FAILED, lines=mine, last_error=error, **held):
+                    line_failed_record(
+                        self.queue, error=error, external_id=line.external_id, attempts=line.attempts, line_id=line.pk
                     )
             else:
                 delay = retry_delay(line.attempts)
-                retried += SyncQueueLine.objects.filter(
-                    pk=line.pk, state=LineState.PROCESSING, lease_token=line.lease_token
-                ).update(
-                    state=LineState.DRAFT,
-                    lease_until=None,
-                    lease_token="",
+                lines_move(
+                    self.queue.pk,
+                    to_state=LineState.DRAFT,
+                    lines=mine,
                     last_error=error,
-                    updated_at=now,
                     next_attempt_at=now + dt.timedelta(seconds=delay),
+                    **held,
                 )
-        updates = {
-            "done_count": F("done_count") + done,
-            "failed_count": F("failed_count") + failed,
-            "draft_count": F("draft_count") + retried,
-            "processing_count": F("processing_count") - (done + failed + retried),
-            "updated_at": now,
-        }
-        if failed:
-            updates["action_required"] = True
-        SyncQueue.objects.filter(pk=self.queue.pk).update(**updates)
 
     def _report(self) -> None:
         if self.progress is not None:

@@ -189,8 +189,15 @@ def spec_for(connection, sched: RunSchedule, policy: RunPolicy | None = None) ->
 class RegisterReport:
     changes: dict[str, str] = field(default_factory=dict)  # schedule name -> created | updated | unchanged | deleted
 
+    removed: int = 0  # twins of a name healed away (older racy registrations)
+
     def count(self, change: str) -> int:
         return sum(1 for c in self.changes.values() if c == change)
+
+    def summary(self) -> dict[str, int]:
+        """created / updated / unchanged / removed (schedules deleted, twins included)."""
+        counts = {c: self.count(c) for c in ("created", "updated", "unchanged")}
+        return {**counts, "removed": self.count("deleted") + self.removed}
 
 
 _FIELDS = ("func", "schedule_type", "minutes", "cron", "args", "kwargs", "repeats")
@@ -214,6 +221,7 @@ def schedules_apply(specs: Iterable[ScheduleSpec], *, report: RegisterReport | N
                 existing[obj.name] = obj
         if extra:
             Schedule.objects.filter(pk__in=extra).delete()
+            report.removed += len(extra)
         creates, updates = [], []
         for spec in chunk:
             values = {

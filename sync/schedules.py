@@ -41,33 +41,3 @@ def next_cron_run(expression: str, *, after: dt.datetime | None = None) -> dt.da
         raise ValueError(f"invalid cron expression {expression!r}")
     base = after or clock.now()
     return croniter(expression, base).get_next(dt.datetime)
-
-
-def schedule_upsert(spec: ScheduleSpec) -> Schedule:
-    defaults = {
-        "func": spec.func,
-        "schedule_type": spec.schedule_type,
-        "minutes": spec.minutes,
-        "cron": spec.cron,
-        "args": spec.args or None,
-        "kwargs": spec.kwargs or None,
-        "repeats": spec.repeats,
-    }
-    if spec.schedule_type == Schedule.CRON:
-        defaults["next_run"] = spec.next_run or next_cron_run(spec.cron or "")
-    elif spec.next_run is not None:
-        defaults["next_run"] = spec.next_run
-    existing = Schedule.objects.filter(name=spec.name).order_by("id")
-    obj = existing.first()
-    if obj is None:
-        obj = Schedule(name=spec.name, **defaults)
-        if obj.next_run is None:
-            obj.next_run = clock.now()
-        obj.full_clean(exclude=["task", "hook", "cluster", "intended_date_kwarg"])
-        obj.save()
-        return obj
-    existing.exclude(pk=obj.pk).delete()  # heal duplicates left by older racy registrations
-    for key, value in defaults.items():
-        setattr(obj, key, value)
-    obj.save()
-    return obj

@@ -228,6 +228,7 @@ def _finish(run: ExportRun, actor, *, event: str, level: str, message: str) -> E
         logging.ERROR if level == ActivityLevel.ERROR else logging.INFO,
         "mdm_export %s",
         json.dumps(data, sort_keys=True, default=str),
+        extra={"event": "mdm_export", **data},  # top-level fields in JSON logs (LOG_FORMAT=json)
     )
     activity_record(
         event=event,

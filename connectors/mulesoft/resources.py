@@ -3,9 +3,13 @@ answering ``{"data": [tier, ...]}`` (a bare list, or ``tiers``/``items`` keys, a
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal, InvalidOperation
 
 from connectors.base import BadPage, FetchContext, MappingError, Page, Resource
+from core.redaction import redact
+
+log = logging.getLogger("synchub.mulesoft")
 
 
 def tiers_from_payload(payload) -> list[dict]:
@@ -30,6 +34,8 @@ class LoyaltyTiersResource(Resource):
     mark_missing_deleted = True
 
     def fetch_page(self, ctx: FetchContext) -> Page:
+        # Seed 000's start line, credentials in the URL redacted.
+        log.info("Syncing loyalty tiers from MuleSoft: %s", redact(ctx.client.connection.base_url))
         payload, _response = ctx.client.get_json("loyalty/tiers")
         records = tiers_from_payload(payload)
         return Page(records=records, next_token=None, total=len(records))

@@ -264,6 +264,11 @@ class ModifiedResource(WooResource):
 
     cursor_kind = "timestamp"
 
+    def is_deleted(self, record: dict) -> bool:
+        """Trash mirrors as deleted: a trashed order, product or coupon still answers GET by id (status
+        ``trash``) but is gone for the shop; lists with the default status leave it out."""
+        return _str(record.get("status")) == "trash"
+
     def query_params(self, ctx: FetchContext) -> dict:
         params: dict = {"orderby": "id", "order": "asc", "dates_are_gmt": "true", **self.extra_params}
         if ctx.cursor and not ctx.full_scan:

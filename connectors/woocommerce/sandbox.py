@@ -321,6 +321,22 @@ class WooSandbox:
         if resource != "customers" or record.get("role") == "customer":  # customer.deleted: customer role only
             self._notify(resource, "deleted", {"id": record_id})
 
+    def trash(self, resource: str, record_id: int) -> dict:
+        """Move an order, product or coupon to the trash, as the shop admin does: GET by id still answers
+        (``status: "trash"``), lists with the default status leave it out, and WooCommerce fires the
+        ``*.deleted`` topic (hook ``wp_trash_post``) with the body ``{"id": N}``."""
+        if resource == "customers":
+            raise ValueError("customers have no trash in WooCommerce")
+        with self.lock:
+            record = self.data[resource][record_id]
+            record["status"] = "trash"
+            now = self.now()
+            record["date_modified_gmt"] = _ts(now)
+            record["date_modified"] = _ts(now + self.site_offset)
+            snapshot = copy.deepcopy(record)
+        self._notify(resource, "deleted", {"id": record_id})
+        return snapshot
+
     def ids(self, resource: str) -> list[int]:
         with self.lock:
             return sorted(self.data[resource])
@@ -488,10 +504,10 @@ class WooSandbox:
                 if bound:
                     bound = bound.replace("Z", "")[:19]
                     rows = [r for r in rows if keep(r[field_], bound)]
-            if name == "orders" and req.arg("status") not in (None, "", "any"):
-                rows = [r for r in rows if r["status"] == req.arg("status")]
-            if name == "products" and req.arg("status") not in (None, "", "any"):
-                rows = [r for r in rows if r["status"] == req.arg("status")]
+            if req.arg("status") not in (None, "", "any"):
+                rows = [r for r in rows if r.get("status") == req.arg("status")]
+            else:  # "any" (the default) leaves the trash out, as WP_Query does
+                rows = [r for r in rows if r.get("status") != "trash"]
             if name == "coupons" and req.arg("code"):
                 rows = [r for r in rows if r["code"] == req.arg("code").strip().lower()]
             orderby = req.arg("orderby", "date")

@@ -1,4 +1,5 @@
-"""Two real ``manage.py qcluster`` processes (django-q2, ORM broker) on the pytest PostgreSQL database,
+"""Two real ``manage.py qcluster`` processes (django-q2, on the ORM broker and on the Redis broker) on the
+pytest PostgreSQL database,
 working the same queues: five runs (three Woo-like connections, a Lightspeed connection's customers and
 products, its OAuth token expired) started through the product's own ``sync_start`` (which enqueues),
 then, once they are under way, a second task for every queue (a re-delivery): it joins the queue being
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from django_q.models import OrmQ, Success, Task
@@ -54,18 +56,64 @@ def ls_sandbox(monkeypatch):
         yield sb
 
 
-@pytest.fixture
-def broker_not_inline(monkeypatch):
-    """The test settings run django-q2 inline (Q_SYNC); here enqueueing must go to the ORM broker."""
+REDIS_URL = os.environ.get("CHAOS_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class Broker:
+    """Which django-q2 broker the test process and its qclusters share, and how to see it empty."""
+
+    def __init__(self, kind: str, env: dict[str, str]):
+        self.kind, self.env = kind, env
+
+    def empty(self) -> bool:
+        if self.kind == "orm":
+            return not OrmQ.objects.exists()  # waiting and leased (in-flight) tasks alike
+        from django_q.brokers import get_broker
+
+        return get_broker().queue_size() == 0  # Redis has no in-flight list: a popped task is gone
+
+
+def _redis_or_skip() -> None:
+    """CI (CI=true) has Redis at 127.0.0.1:6379: unreachable there is a failure; locally a skip."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        message = f"Redis is not reachable at {REDIS_URL}: {exc.__class__.__name__}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI runs the two-qcluster tests on both brokers)")
+        pytest.skip(message)
+
+
+@pytest.fixture(params=["orm", "redis"])
+def broker_not_inline(request, monkeypatch):
+    """The test settings run django-q2 inline (Q_SYNC); here enqueueing goes to the real broker, the ORM
+    one or Redis (config/settings.py picks Redis when Q_REDIS_URL is set), shared with the qclusters."""
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", False)
+    if request.param == "orm":
+        yield Broker("orm", {})
+        return
+    _redis_or_skip()
+    # A queue of its own: other test runs may share this Redis. The name is also the signing salt.
+    name = f"synchub-chaos-{uuid.uuid4().hex[:10]}"
+    url = f"{REDIS_URL}?socket_connect_timeout=5&socket_timeout=10"
+    for attr, value in (("ORM", None), ("REDIS", url), ("PREFIX", name), ("CLUSTER_NAME", name)):
+        monkeypatch.setattr(Conf, attr, value)
+    broker = Broker("redis", {"Q_REDIS_URL": url, "Q_CLUSTER_NAME": name})
+    yield broker
+    from django_q.brokers import get_broker
+
+    get_broker().delete_queue()
 
 
 class Clusters:
     """qcluster processes on the pytest database, each in its own process group, recording what they do."""
 
     def __init__(self, tmp_path, extra_env: dict[str, str]):
+        self.broker_env: dict[str, str] = {}
         self.tmp_path = tmp_path
         self.record = tmp_path / "record"
         self.record.mkdir()
@@ -77,6 +125,7 @@ class Clusters:
             env = {
                 **os.environ,
                 **self.extra_env,
+                **self.broker_env,
                 "DJANGO_SETTINGS_MODULE": "tests.chaos.qcluster_settings",
                 "DATABASE_URL": database_url(),
                 "CACHE_URL": "locmemcache://",  # the test database has no cache table; only Stat uses it
@@ -129,19 +178,22 @@ class Clusters:
 
 
 @pytest.fixture
-def clusters(transactional_db, tmp_path, ls_sandbox):
-    """Start qclusters with ``clusters.start(...)``; teardown kills every one by process group."""
+def clusters(transactional_db, tmp_path, ls_sandbox, broker_not_inline):
+    """Start qclusters with ``clusters.start(...)``, on the test's broker; teardown kills every one by
+    process group."""
     made = Clusters(tmp_path, ls_sandbox.env)
+    made.broker_env = broker_not_inline.env
     yield made
     for name in list(made.procs):
         made.kill(name)
 
 
-def wait_settled(queues, *, broker_empty: bool, tasks: int = 0) -> None:
+def wait_settled(queues, *, broker: Broker | None = None, tasks: int = 0) -> None:
+    """Until the queues are finished (and, given a broker, it is empty and ``tasks`` results are saved)."""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         settled = not SyncQueue.objects.filter(pk__in=[q.pk for q in queues], is_active=True).exists()
-        if settled and (not broker_empty or not OrmQ.objects.exists()) and Task.objects.count() >= tasks:
+        if settled and (broker is None or broker.empty()) and Task.objects.count() >= tasks:
             return
         time.sleep(0.1)
 
@@ -180,10 +232,10 @@ def test_two_qclusters_process_every_line_exactly_once(
         services.enqueue_queue(queue.pk)
     enqueued = 2 * len(queues)
 
-    wait_settled(queues, broker_empty=True, tasks=enqueued)
+    wait_settled(queues, broker=broker_not_inline, tasks=enqueued)
     logs = clusters.logs()
     assert not SyncQueue.objects.filter(pk__in=[q.pk for q in queues], is_active=True).exists(), logs
-    assert not OrmQ.objects.exists(), "every task acknowledged"
+    assert broker_not_inline.empty(), "every task acknowledged"
 
     # django-q2: each task delivered to one cluster, once, and succeeded.
     task_runs = clusters.read("runs")
@@ -267,7 +319,7 @@ def test_a_qcluster_killed_mid_run_the_other_finishes_the_work(
     ]
     time.sleep(max((max(ends) - dt.datetime.now(dt.UTC)).total_seconds() + 0.2, 0))
     async_task("sync.tasks.reap")  # what the reap schedule does, executed by cluster B
-    wait_settled(queues, broker_empty=False)
+    wait_settled(queues)
 
     by_b = clusters.read("upserts").get("b", [])
     assert by_b, clusters.logs()

@@ -37,7 +37,8 @@ def _die() -> None:
 
 
 def install_kill(point: str, nth: int) -> None:
-    from sync import engine, services
+    from sync import engine
+    from sync.services import settle
     from tests.chaos.connector import ChaosCustomers
 
     seen = {"n": 0}
@@ -83,7 +84,7 @@ def install_kill(point: str, nth: int) -> None:
         "write": lambda: after(engine.QueueRunner, "_write"),
         "committed": lambda: after(engine.QueueRunner, "process_batch"),
         "finalize": lambda: before(engine, "queue_finalize"),
-        "status": lambda: before(services, "status_upsert"),
+        "status": lambda: before(settle, "status_upsert"),  # the settle's status write
     }
     targets[point]()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
 
 import pytest
@@ -32,7 +33,7 @@ def events(queue):
 def fixed_jitter(monkeypatch, settings):
     """Backoff without jitter and with the real base (settings_test sets 0), so waits are exact."""
     settings.SYNC_RETRY_BASE_SECONDS = 1.0
-    monkeypatch.setattr(services.random, "uniform", lambda a, b: 1.0)
+    monkeypatch.setattr(random, "uniform", lambda a, b: 1.0)
 
 
 # --- retries and backoff ----------------------------------------------------------------------------------

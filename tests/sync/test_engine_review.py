@@ -12,6 +12,7 @@ from django.db import transaction
 from django.forms.models import model_to_dict
 
 from connectors.base import Page
+from core import clock
 from customers.models import Customer, LoyaltyTier
 from sync import bulk, engine, services
 from sync.models import LineAction, LineState, SyncQueueLine
@@ -340,7 +341,7 @@ def test_a_run_and_the_webhook_lane_crossing_upserts_and_deletes_do_not_deadlock
             up = SyncQueueLine(external_id=upsert_ext, payload={})
             gone = SyncQueueLine(external_id=delete_ext, payload={}, action=LineAction.DELETE)
             with transaction.atomic():
-                runner._write([(up, {"email": f"{upsert_ext}@new.example.com"})], [gone], services.clock.now())
+                runner._write([(up, {"email": f"{upsert_ext}@new.example.com"})], [gone], clock.now())
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:

@@ -1,0 +1,134 @@
+"""Records becoming lines: keyed once, deduplicated by external id within a queue, a newer snapshot of a
+line already there resetting it to draft. The states themselves move in state.py."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Q
+
+from core import clock
+
+from ..bulk import UNSTORABLE_ERROR, unstorable, without_nul
+from ..models import LineAction, LineState, SyncQueue, SyncQueueLine
+from .locks import lock_queue
+from .state import line_failed_record, lines_insert, lines_move
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter: base·2^(attempt-1) ±20 % (1 s, 2 s, 4 s by default)."""
+    base = settings.SYNC_RETRY_BASE_SECONDS
+    if base <= 0:
+        return 0.0
+    return base * (2 ** max(attempt - 1, 0)) * random.uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """A record with its external id, asked of the resource once per record: ``external_id`` is None (and
+    ``key_error`` says why) for a record the resource cannot identify."""
+
+    record: object
+    external_id: str | None
+    key_error: str = ""
+
+
+def record_key(resource, record) -> Keyed:
+    if isinstance(record, Keyed):
+        return record
+    try:
+        return Keyed(record, resource.external_id(record))
+    except Exception as exc:  # a record we cannot even key fails on its own line (lines_add)
+        return Keyed(record, None, str(exc))
+
+
+def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None = None) -> int:
+    """Insert records (raw, or already Keyed) as draft lines, deduplicated by external id within the
+    queue. A record seen again with a different payload replaces the snapshot and goes back to draft.
+    Call inside a transaction. Returns the number of lines that became draft (new or reset)."""
+    lock_queue(queue.pk)
+    now = clock.now()
+    incoming: dict[str, tuple[object, str]] = {}
+    invalid: list[SyncQueueLine] = []
+    for index, item in enumerate(records):
+        keyed = record_key(resource, item)
+        record, ext = keyed.record, keyed.external_id
+        if ext is None:
+            invalid.append(
+                SyncQueueLine(
+                    queue=queue,
+                    # Unique within the queue even for two deliveries at the same instant.
+                    external_id=f"invalid:{index}:{uuid.uuid4().hex}",
+                    payload=record if isinstance(record, dict) else {"value": record},
+                    state=LineState.FAILED,
+                    attempts=1,
+                    last_error=f"cannot identify record: {keyed.key_error}",
+                    updated_at=now,
+                )
+            )
+            continue
+        if unstorable(record):  # PostgreSQL cannot hold it: its own failed line, nothing else is refused
+            invalid.append(
+                SyncQueueLine(
+                    queue=queue,
+                    external_id=f"unstorable:{uuid.uuid4().hex[:12]}:{ext}"[:255],
+                    payload=without_nul(record),
+                    state=LineState.FAILED,
+                    attempts=1,
+                    last_error=f"{ext}: {UNSTORABLE_ERROR}"[:2000],
+                    updated_at=now,
+                )
+            )
+            continue
+        line_action = action or (LineAction.DELETE if resource.is_deleted(record) else LineAction.UPSERT)
+        incoming[ext] = (record, line_action)
+    existing = (
+        {
+            line.external_id: line
+            for line in SyncQueueLine.objects.filter(queue=queue, external_id__in=list(incoming)).only(
+                "id", "external_id", "state", "payload", "action", "lease_token"
+            )
+        }
+        if incoming
+        else {}
+    )
+    new_lines = [
+        SyncQueueLine(queue=queue, external_id=ext, payload=rec, action=act, updated_at=now)
+        for ext, (rec, act) in incoming.items()
+        if ext not in existing
+    ]
+    lines_insert(new_lines + invalid)
+    reset = moved = 0
+    for ext, line in existing.items():
+        record, act = incoming[ext]
+        if line.payload == record and line.action == act:
+            continue  # overlap: the same snapshot again
+        if line.state == LineState.CANCELLED and queue.cancelled_at is not None:
+            continue  # the queue was cancelled; do not revive its lines
+        # A line a worker holds is taken back too (its token no longer matches, so that worker cannot
+        # mark it done): the newer snapshot must be written, not lost. The state and token we read are
+        # the compare-and-set: a worker claiming or settling the line meanwhile keeps it.
+        n = lines_move(
+            queue.pk,
+            from_state=line.state,
+            to_state=LineState.DRAFT,
+            lines=Q(pk=line.pk, lease_token=line.lease_token),
+            payload=record,
+            action=act,
+            attempts=0,
+            next_attempt_at=None,
+            last_error="",
+            lease_until=None,
+            lease_token="",
+            updated_at=now,
+        )
+        moved += n
+        reset += n if line.state != LineState.DRAFT else 0
+    if not (new_lines or invalid or moved):
+        SyncQueue.objects.filter(pk=queue.pk).update(updated_at=now)  # a delivery still shows the queue alive
+    for line in invalid:
+        line_failed_record(queue, error=line.last_error)
+    return len(new_lines) + reset

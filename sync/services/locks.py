@@ -1,0 +1,31 @@
+"""The queue row's lock: taken before any line of the queue changes (see lock_queue)."""
+
+from __future__ import annotations
+
+from django.db import connection as db_connection
+
+from ..bulk import relaxed_allowed as bulk_relaxed_allowed
+from ..models import SyncQueue
+
+
+def is_postgres() -> bool:
+    return db_connection.vendor == "postgresql"
+
+
+def lock_queue(queue_id: int, *, relaxed_commit: bool = False) -> None:
+    """Take the queue row's lock. Lock order everywhere: the queue row first, then its lines; a
+    transaction holding line locks and then waiting for the queue (or the reverse) would deadlock with
+    cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers.
+    ``relaxed_commit``: the engine's page and batch transactions also turn off the wait for the WAL flush
+    here, in the same round trip (sync/bulk.py relaxed_commit says why that is safe)."""
+    if not is_postgres():
+        return
+    if relaxed_commit and bulk_relaxed_allowed():
+        table = SyncQueue._meta.db_table
+        with db_connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, set_config('synchronous_commit', 'off', true) FROM {table} WHERE id = %s FOR UPDATE",  # noqa: S608
+                [queue_id],
+            )
+        return
+    SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("id", flat=True).first()
