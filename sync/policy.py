@@ -71,8 +71,10 @@ class RunPolicy:
     after_run: str = ""
     # A run that has not succeeded for this long is stale (alerting); None = three times the interval.
     freshness: dt.timedelta | None = None
-    # Consecutive failed runs that make a failure streak (the signal alerting uses).
+    # Consecutive failed runs that make a failure streak (the signal alerting uses; an alert rule of a
+    # connection may override it).
     failure_streak: int = 3
+    failure_streak_setting: str = ""  # a setting / environment variable that overrides failure_streak
     # A boolean setting (a feature flag): when it is off, a run is not started; it is recorded as skipped
     # with the reason (MDM's MDM_INTEGRATION_ENABLED). Its schedules are registered paused too.
     enabled_setting: str = ""

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('connectors', '0002_initial'),
-        ('sync', '0005_retire_mdm_global_schedule'),
+        ('sync', '0006_queue_idempotency_response'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
