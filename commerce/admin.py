@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin import RelatedOnlyFieldListFilter
 
-from sync.admin import ReadOnlyScopedAdmin
+from sync.admin import ConnectionSearchFilter, ReadOnlyScopedAdmin
 
 from .models import Coupon, Order, Product
 
@@ -14,7 +13,7 @@ from .models import Coupon, Order, Product
 class ProductAdmin(ReadOnlyScopedAdmin):
     list_display = ["name", "sku", "status", "active", "price", "stock_quantity", "connection", "synced_at"]
     list_select_related = ["connection"]
-    list_filter = [("connection", RelatedOnlyFieldListFilter), "status", "active"]
+    list_filter = [ConnectionSearchFilter, "status", "active"]
     search_fields = ["=external_id", "name", "sku", "handle"]
     show_full_result_count = False
 
@@ -32,7 +31,7 @@ class OrderAdmin(ReadOnlyScopedAdmin):
         "upstream_created_at",
     ]
     list_select_related = ["connection"]
-    list_filter = [("connection", RelatedOnlyFieldListFilter), "status", "payment_status"]
+    list_filter = [ConnectionSearchFilter, "status", "payment_status"]
     search_fields = ["=external_id", "number", "email", "customer_external_id"]
     show_full_result_count = False
 
@@ -41,6 +40,6 @@ class OrderAdmin(ReadOnlyScopedAdmin):
 class CouponAdmin(ReadOnlyScopedAdmin):
     list_display = ["code", "discount_type", "amount", "usage_count", "expires_at", "connection", "synced_at"]
     list_select_related = ["connection"]
-    list_filter = [("connection", RelatedOnlyFieldListFilter), "discount_type", "free_shipping"]
+    list_filter = [ConnectionSearchFilter, "discount_type", "free_shipping"]
     search_fields = ["=external_id", "code"]
     show_full_result_count = False

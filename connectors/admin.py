@@ -7,10 +7,11 @@ import logging
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import RelatedOnlyFieldListFilter
+from django.urls import reverse
 from django.utils.html import format_html
 
 from core.redaction import redact
-from sync import services
+from sync import recovery, services
 from sync.admin import OrgScopedAdmin
 from sync.admin_views import reconnect_url
 from sync.registry import KINDS, get_connector
@@ -191,3 +192,22 @@ class ConnectionAdmin(OrgScopedAdmin):
         else:
             services.connection_record_result(connection=connection, ok=True)
             messages.success(request, f"{connection.name}: {redact(said)}")
+            if recovery.connection_reauthorized(connection=connection, actor=request.user):
+                self._offer_resume(request, connection)
+
+    def _offer_resume(self, request, connection: Connection) -> None:
+        """Re-authorisation cleared: say so and link the run the auth failure stopped (its Retry page)."""
+        stopped = recovery.stopped_runs(connection).first()
+        if stopped is None:
+            messages.success(request, f"{connection.name}: re-authorisation cleared; syncing is back on.")
+            return
+        messages.success(
+            request,
+            format_html(
+                '{}: re-authorisation cleared. <a href="{}" data-testid="resume-run">Resume run #{} ({})</a>',
+                connection.name,
+                reverse("admin:sync_syncqueue_action", args=[stopped.pk, "retry"]),
+                stopped.pk,
+                stopped.resource,
+            ),
+        )

@@ -108,13 +108,46 @@ def error_message(response: requests.Response) -> str:
             text = json.dumps(body)[:300]
     except ValueError:
         text = (response.text or "")[:200].strip()
-    return f"HTTP {response.status_code} from {response.request.method if response.request else 'GET'} {_path(response.url)}: {text}".strip()
+    method = response.request.method if response.request else "GET"
+    return (
+        f"HTTP {response.status_code} from {method} {_path(response.url)} at {_host_port(response.url)}: {text}".strip()
+    )
 
 
 def _path(url: str | None) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url or "").path or "/"
+
+
+def _host_port(url: str | None) -> str:
+    """host:port of a URL, nothing else: never the user info, the query string or a key in it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme, "")
+    except ValueError:
+        port = ""
+    return f"{parts.hostname or '?'}:{port}"
+
+
+def _network_kind(exc: BaseException) -> str:
+    """What went wrong on the wire, in an operator's words (refused, timeout, DNS, TLS, reset)."""
+    import socket
+    import ssl
+
+    if _caused_by(exc, requests.exceptions.SSLError) or _caused_by(exc, ssl.SSLError):
+        return "TLS handshake failed"
+    if _caused_by(exc, socket.gaierror) or "NameResolutionError" in repr(exc) or "Failed to resolve" in str(exc):
+        return "DNS lookup failed"
+    if _caused_by(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
+        return "connection refused"
+    if _caused_by(exc, requests.exceptions.Timeout) or _caused_by(exc, TimeoutError) or "timed out" in str(exc):
+        return "timed out"
+    if _caused_by(exc, ConnectionResetError) or "reset by peer" in str(exc):
+        return "connection reset"
+    return exc.__class__.__name__
 
 
 # --- Client ---------------------------------------------------------------------------------------------
@@ -205,7 +238,7 @@ class Client:
             if _caused_by(exc, BlockedDestination):
                 raise PermanentError(f"outbound request refused: {_caused_by(exc, BlockedDestination)}") from None
             raise TransientError(
-                f"network error talking to {self.kind or 'upstream'}: {exc.__class__.__name__}"
+                f"network error talking to {self.kind or 'upstream'} at {_host_port(url)}: {_network_kind(exc)}"
             ) from None
         except requests.exceptions.TooManyRedirects:
             # guarded_session() sets max_redirects=0: any 3xx lands here. Following it could lead anywhere.
@@ -213,7 +246,9 @@ class Client:
                 f"{self.kind or 'upstream'} answered {_path(url)} with a redirect; redirects are not followed"
             ) from None
         except requests.exceptions.Timeout:
-            raise TransientError(f"{self.kind or 'upstream'} timed out after {self.timeout}s") from None
+            raise TransientError(
+                f"{self.kind or 'upstream'} at {_host_port(url)} timed out after {self.timeout}s"
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"request to {self.kind or 'upstream'} failed: {exc.__class__.__name__}") from None
         try:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import PermissionDenied
 from django.urls import path
 
-from sync.admin import ReadOnlyScopedAdmin
+from sync.admin import ConnectionSearchFilter, ReadOnlyScopedAdmin
 
 from .models import Customer, LoyaltyTier
 
@@ -25,7 +24,7 @@ class CustomerAdmin(ReadOnlyScopedAdmin):
         "deleted_at",
     ]
     list_select_related = ["connection"]
-    list_filter = [("connection", RelatedOnlyFieldListFilter), "loyalty_tier", "is_paying_customer"]
+    list_filter = [ConnectionSearchFilter, "loyalty_tier", "is_paying_customer"]
     search_fields = ["=external_id", "email", "last_name", "first_name", "customer_code", "phone"]
     show_full_result_count = False
 
@@ -34,7 +33,7 @@ class CustomerAdmin(ReadOnlyScopedAdmin):
 class LoyaltyTierAdmin(ReadOnlyScopedAdmin):
     list_display = ["name", "code", "rank", "min_points", "connection", "synced_at"]
     list_select_related = ["connection"]
-    list_filter = [("connection", RelatedOnlyFieldListFilter)]
+    list_filter = [ConnectionSearchFilter]
     search_fields = ["=external_id", "name", "code"]
     # Above the list: the refresh of each of the user's organizations, with "Refresh now". This app names
     # no connector: the connector that writes the tiers plugs its panel and view in from its own admin

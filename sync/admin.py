@@ -27,7 +27,9 @@ from .models import (
     SyncStatus,
     SystemSetting,
 )
+from .progress import run_progress
 from .registry import connection_model
+from .templatetags.sh_console import sh_time
 
 
 # --- Scoping -----------------------------------------------------------------------------------------------
@@ -109,6 +111,43 @@ class ReadOnlyScopedAdmin(OrgScopedAdmin):
         return False
 
 
+# --- A connection filter that never lists every connection (issue 21: 10,000 stores) -----------------------
+class ConnectionSearchFilter(admin.SimpleListFilter):
+    """Filter by connection with a search box (``conn``: an id, a store id, or part of a name) instead of one
+    link per connection. Costs at most one small query (the chosen connection's name)."""
+
+    title = "connection"
+    parameter_name = "conn"
+    template = "admin/sync/filter_connection_search.html"
+    field = "connection"
+
+    def lookups(self, request, model_admin):
+        # Other active GET parameters, carried as hidden inputs by the search form.
+        self.hidden = [(k, v) for k, v in request.GET.items() if k not in (self.parameter_name, "p")]
+        return ()
+
+    def has_output(self) -> bool:
+        return True
+
+    def _q(self, value: str) -> Q:
+        value = value.strip()[:100]
+        q = Q(**{f"{self.field}__name__icontains": value}) | Q(**{f"{self.field}__external_account_id": value})
+        if value.isdigit() and len(value) < 12:
+            q |= Q(**{f"{self.field}_id": int(value)})
+        return q
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(self._q(value)) if value else queryset
+
+    def choices(self, changelist):
+        yield {
+            "selected": not self.value(),
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "All",
+        }
+
+
 # --- Organizations and settings ---------------------------------------------------------------------------
 class MembershipInline(admin.TabularInline):
     model = Membership
@@ -160,7 +199,7 @@ class SyncStatusAdmin(ReadOnlyScopedAdmin):
         "short_error",
     ]
     list_select_related = ["connection", "organization"]
-    list_filter = ["state", ("connection", RelatedOnlyFieldListFilter), "resource"]
+    list_filter = ["state", ConnectionSearchFilter, "resource"]
     search_fields = ["resource", "connection__name", "last_error"]
 
     @admin.display(description="last error")
@@ -172,7 +211,7 @@ class SyncStatusAdmin(ReadOnlyScopedAdmin):
 class SyncActivityAdmin(ReadOnlyScopedAdmin):
     list_display = ["created_at", "event", "level", "actor_label", "connection", "queue_link", "message"]
     list_select_related = ["connection", "queue"]
-    list_filter = ["level", "event", ("connection", RelatedOnlyFieldListFilter)]
+    list_filter = ["level", "event", ConnectionSearchFilter]
     search_fields = ["event", "message", "actor_label"]
     date_hierarchy = None
 
@@ -224,11 +263,11 @@ class SyncQueueAdmin(OrgScopedAdmin):
         "origin",
         "duration",
         "action_marker",
-        "created_at",
+        "created",
     ]
     list_display_links = ["queue_id"]
     list_select_related = ["connection"]
-    list_filter = ["state", ("connection", RelatedOnlyFieldListFilter), "resource", "origin", ActionRequiredFilter]
+    list_filter = ["state", ConnectionSearchFilter, "resource", "origin", ActionRequiredFilter]
     search_fields = ["idempotency_key"]  # plus a line's external id: see get_search_results
     search_help_text = "Idempotency key (contains) or a line's exact external id."
     actions = [_bulk_queue_action("retry"), _bulk_queue_action("force_done"), _bulk_queue_action("cancel")]
@@ -286,19 +325,30 @@ class SyncQueueAdmin(OrgScopedAdmin):
     def state_badge(self, obj: SyncQueue) -> str:
         return format_html('<span class="sh-badge sh-{}">{}</span>', obj.state, obj.get_state_display())
 
-    @admin.display(description="progress (done/failed/total)")
+    @admin.display(description="progress")
     def progress(self, obj: SyncQueue) -> str:
-        return admin_views.progress_bar_html(obj, live=True)
+        return admin_views.progress_bar_html(obj, live=True, name=f"{obj.connection.name} / {obj.resource}")
 
-    @admin.display(description="duration")
+    @admin.display(description="active / waiting")
     def duration(self, obj: SyncQueue) -> str:
-        return admin_views.format_duration(admin_views.queue_duration(obj))
+        p = run_progress(obj)
+        return format_html(
+            '<span title="worker time {}; waiting for a worker, a retry or a person {}">{} <span class="sh-muted">/ {}</span></span>',
+            p["active"],
+            p["waiting"],
+            p["active"],
+            p["waiting"],
+        )
 
-    @admin.display(description="action required", ordering="action_required")
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: SyncQueue) -> str:
+        return sh_time(obj.created_at)
+
+    @admin.display(description="action", ordering="action_required")
     def action_marker(self, obj: SyncQueue) -> str:
         if obj.action_required:
             return format_html(
-                '<span class="sh-action-required" title="{}">&#9888; action required</span>',
+                '<span class="sh-action-required" title="{}">&#9888; <span class="sh-sr">action </span>required</span>',
                 (obj.last_error or "")[:300],
             )
         return ""
@@ -318,6 +368,7 @@ def _install_dashboard_urls(site: admin.AdminSite) -> None:
         urls = [
             path("sync-dashboard/", site.admin_view(lambda r: admin_views.dashboard(r, site)), name="sync_dashboard"),
             path("sync-dashboard/sync/", site.admin_view(admin_views.dashboard_sync), name="sync_dashboard_sync"),
+            path("sync-dashboard/state/", site.admin_view(admin_views.dashboard_state), name="sync_dashboard_state"),
         ]
         return urls + original()
 

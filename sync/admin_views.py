@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from core import clock
 from core.redaction import redact
 
-from . import selectors, services
-from .models import LineState, QueueState, SyncQueue, SyncStatus
-from .registry import connection_model
+from . import recovery, selectors, services
+from .dashboard import DashboardQuery, dashboard_page, dashboard_version
+from .models import LineState, QueueState, SyncQueue
+from .progress import format_duration as _format_seconds
+from .progress import run_progress
+from .registry import KINDS, connection_model
 
 FINISHED = {QueueState.DONE, QueueState.PARTIAL, QueueState.FAILED, QueueState.CANCELLED}
 LINES_PER_PAGE = 50
@@ -32,86 +36,49 @@ TIMELINE_LIMIT = 200
 
 # --- Progress ------------------------------------------------------------------------------------------
 def queue_progress(queue: SyncQueue) -> dict:
-    """What a progress bar shows. While fetching, the denominator is what the upstream announced
-    (``expected_total``) when it is larger than the lines fetched so far, so the bar never hits 100%
-    early; a running queue is capped at 99%."""
-    finished = queue.done_count + queue.failed_count + queue.cancelled_count
-    total = max(queue.total_count, queue.expected_total or 0)
-    running = queue.is_active and queue.state not in FINISHED
-    if not running:
-        percent = 100
-    elif total:
-        percent = min(99, int(100 * finished / total))
-    else:
-        percent = 0
-
-    def pct(n: int) -> float:
-        return round(100 * n / total, 1) if total else 0.0
-
-    return {
-        "id": queue.pk,
-        "state": queue.state,
-        "running": running,
-        "action_required": queue.action_required,
-        "total": queue.total_count,
-        "expected_total": queue.expected_total,
-        "draft": queue.draft_count,
-        "processing": queue.processing_count,
-        "done": queue.done_count,
-        "failed": queue.failed_count,
-        "cancelled": queue.cancelled_count,
-        "percent": percent,
-        # Bar segments: done (green), failed (red), cancelled (grey); 100% wide once finished.
-        "done_pct": 100.0 if not running and not total else pct(queue.done_count),
-        "failed_pct": pct(queue.failed_count),
-        "cancelled_pct": pct(queue.cancelled_count),
-        "duration": format_duration(queue_duration(queue)),
-        "last_error": redact(queue.last_error)[:500],
-    }
+    """What a progress bar shows: sync.progress.run_progress (shared with the API and the CLI), JSON-ready."""
+    p = run_progress(queue)
+    p = {k: v for k, v in p.items() if k not in ("started_at", "estimated_finish_at")}
+    p["duration"] = p["active"]  # kept for old pollers: "duration" is active time now, not wall time
+    return p
 
 
 def queue_duration(queue: SyncQueue) -> dt.timedelta | None:
+    """Wall time since the run started (includes waiting); see run_progress for active vs waiting."""
     if queue.started_at is None:
         return None
     return (queue.finished_at or clock.now()) - queue.started_at
 
 
 def format_duration(delta: dt.timedelta | None) -> str:
-    if delta is None:
-        return "-"
-    seconds = max(int(delta.total_seconds()), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m {seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+    return _format_seconds(None if delta is None else delta.total_seconds())
 
 
-def progress_bar_html(queue: SyncQueue, *, live: bool = False) -> str:
-    """The bar as HTML, for changelist cells. ``live`` makes the page's script poll it."""
+def progress_bar_html(queue: SyncQueue, *, live: bool = False, name: str = "") -> str:
+    """The bar as HTML, for changelist and dashboard cells. ``live`` makes the page's script poll it."""
     p = queue_progress(queue)
     url = reverse("admin:sync_syncqueue_progress", args=[queue.pk]) if live and p["running"] else ""
     return format_html(
-        '<div class="sh-progress-wrap" data-progress-url="{}" data-queue="{}">'
-        '<div class="sh-progress" title="{} done / {} failed / {} total">'
+        '<div class="sh-progress-wrap" data-progress-url="{}" data-queue="{}" data-state="{}">'
+        '<div class="sh-progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{}" '
+        'aria-valuetext="{}" aria-label="{}" title="{} done / {} failed / {} cancelled / {} total">'
         '<div class="sh-bar sh-done" style="width:{}%"></div><div class="sh-bar sh-failed" style="width:{}%"></div>'
         '<div class="sh-bar sh-cancelled" style="width:{}%"></div></div>'
-        '<span class="sh-progress-label" data-testid="progress-label">{}%</span> '
-        '<span class="sh-progress-counts">{}/{}/{}</span></div>',
+        '<span class="sh-progress-label" data-testid="progress-label" aria-live="polite">{}</span></div>',
         url,
         queue.pk,
+        p["state"],
+        p["percent"],
+        p["label"],
+        f"Progress of run #{queue.pk}" + (f": {name}" if name else ""),
         p["done"],
         p["failed"],
+        p["cancelled"],
         p["total"],
         p["done_pct"],
         p["failed_pct"],
         p["cancelled_pct"],
-        p["percent"],
-        p["done"],
-        p["failed"],
-        p["total"],
+        p["label"],
     )
 
 
@@ -127,94 +94,37 @@ def progress_json(request: HttpRequest, queue_id: int) -> JsonResponse:
 
 
 # --- Dashboard -------------------------------------------------------------------------------------------
-@dataclass
-class ResourceRow:
-    name: str
-    status: SyncStatus | None
-    active_queue: SyncQueue | None
-
-    @property
-    def queue(self) -> SyncQueue | None:
-        """The running queue, else the last one (so a finished run shows its full bar)."""
-        return self.active_queue or (self.status.last_queue if self.status else None)
-
-    @property
-    def progress_html(self) -> str:
-        return progress_bar_html(self.queue, live=True) if self.queue else ""
-
-
-@dataclass
-class ConnectionRow:
-    connection: object
-    label: str
-    reconnect_url: str
-    resources: list[ResourceRow] = field(default_factory=list)
-    error: str = ""
-
-
-def reconnect_url(connection) -> str:
-    """Where a staff user re-authorises a connection. Convention: a connector that supports an interactive
-    (OAuth) reconnect exposes ``/connectors/<kind>/connect/<id>/``; otherwise the connection's admin page,
-    where new credentials can be entered."""
-    from sync.registry import UnknownKind, get_connector
-
-    try:
-        declared = get_connector(connection.kind).reconnect_path
-    except (UnknownKind, ImportError):
-        declared = None
-    if declared is not None:
-        return declared(connection)
-    candidate = f"/connectors/{connection.kind}/connect/{connection.pk}/"
-    try:
-        resolve(candidate)
-        return candidate
-    except Resolver404:
-        pass
-    try:
-        return reverse("admin:connectors_connection_change", args=[connection.pk])
-    except NoReverseMatch:
-        return ""
-
-
-def dashboard_rows(user) -> list[ConnectionRow]:
-    """Three queries whatever the number of connections: connections, statuses, active queues."""
-    from sync.registry import get_connector
-
-    connections = list(selectors.connection_list(user=user).order_by("organization__name", "name"))
-    statuses: dict[tuple[int, str], SyncStatus] = {
-        (s.connection_id, s.resource): s
-        for s in selectors.status_list(user=user).select_related(None).select_related("last_queue")
-    }
-    active: dict[tuple[int, str], SyncQueue] = {}
-    for q in selectors.queue_list(user=user).select_related(None).filter(is_active=True, lane="run"):
-        active[(q.connection_id, q.resource)] = q
-    rows = []
-    for conn in connections:
-        row = ConnectionRow(
-            connection=conn, label=conn.kind, reconnect_url=reconnect_url(conn) if conn.needs_reauth else ""
-        )
-        names: list[str] = []
-        try:
-            connector = get_connector(conn.kind)
-            row.label = connector.label
-            names = list(connector.resources)
-        except Exception as exc:  # an unknown or broken kind must not take the dashboard down
-            row.error = f"connector {conn.kind!r} unavailable: {redact(exc)}"
-        names += sorted({r for (cid, r) in statuses if cid == conn.pk and r not in names})
-        row.resources = [ResourceRow(n, statuses.get((conn.pk, n)), active.get((conn.pk, n))) for n in names]
-        rows.append(row)
-    return rows
-
-
 def dashboard(request: HttpRequest, admin_site) -> TemplateResponse:
+    query = DashboardQuery.from_params(request.GET)
+    page, rows = dashboard_page(request.user, query)
+    params = {k: v for k, v in (("q", query.q), ("kind", query.kind), ("tier", query.tier), ("show", query.show)) if v}
     context = {
         **admin_site.each_context(request),
         "title": "Sync dashboard",
-        "rows": dashboard_rows(request.user),
+        "rows": rows,
+        "page_obj": page,
+        "query": query,
+        "filter_params": urlencode(params),
+        "kinds": sorted(KINDS),
+        "filters": [("", "All"), ("needs_action", "Needs action"), ("failing", "Failing"), ("stale", "Stale")],
+        "state_url": reverse("admin:sync_dashboard_state")
+        + "?"
+        + urlencode({"ids": ",".join(str(r.connection.pk) for r in rows)}),
         "q2_links": _django_q_links(request, admin_site),
         "console_links": _console_links(request, admin_site),
     }
     return TemplateResponse(request, "admin/sync/dashboard.html", context)
+
+
+def dashboard_state(request: HttpRequest) -> JsonResponse:
+    """What the dashboard polls: a fingerprint of its page's connections; it reloads its rows on a change."""
+    ids = []
+    for part in request.GET.get("ids", "").split(",")[:500]:
+        if part.isdigit():
+            ids.append(int(part))
+    response = JsonResponse({"version": dashboard_version(request.user, ids)})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 # Other apps' admin pages worth a click from the dashboard: (label, app_label, model_name).
@@ -315,23 +225,53 @@ def queue_detail_context(request: HttpRequest, queue: SyncQueue) -> dict:
         "lines_state": state_filter,
         "line_states": LineState.choices,
         "activity": activity,
-        "can_retry": not progress["running"]
-        and queue.state != QueueState.CANCELLED
-        and bool(queue.failed_count or queue.fetch_error),
+        "advice": recovery.queue_advice(queue),
+        "connection_url": recovery.connection_admin_url(queue.connection),
+        "can_retry": can_retry(queue) is None,
         # Force-done is hidden while lines are being processed (the service refuses it then anyway).
-        "can_force_done": queue.state not in (QueueState.PROCESSING, QueueState.CANCELLED)
-        and not (queue.state == QueueState.DONE and not queue.is_active),
-        "can_cancel": queue.is_active and queue.state not in FINISHED,
+        "can_force_done": can_force_done(queue) is None,
+        "can_cancel": can_cancel(queue) is None,
     }
+
+
+# Why an action does not apply to a queue (None: it applies). The same rules the services enforce, asked
+# before acting so that a bulk action skips what it cannot act on and says why.
+def can_retry(queue: SyncQueue) -> str | None:
+    if queue.is_active and queue.state not in FINISHED:
+        return "still running"
+    if queue.state == QueueState.CANCELLED:
+        return "cancelled (start a new run instead)"
+    if not (queue.failed_count or queue.fetch_error):
+        return "nothing failed"
+    return None
+
+
+def can_force_done(queue: SyncQueue) -> str | None:
+    if queue.state == QueueState.PROCESSING:
+        return "lines are being processed"
+    if queue.state == QueueState.CANCELLED:
+        return "cancelled"
+    if queue.state == QueueState.DONE and not queue.is_active:
+        return "already done"
+    return None
+
+
+def can_cancel(queue: SyncQueue) -> str | None:
+    if not queue.is_active or queue.state in FINISHED:
+        return "already finished"
+    return None
 
 
 @dataclass(frozen=True)
 class QueueAction:
     name: str
-    label: str
+    label: str  # the button that does it
     verb: str
     run: Callable[..., SyncQueue]
     explanation: str
+    question: str  # the confirmation's title: a question only "yes, do it" or "no" can answer
+    keep: str  # the button that does nothing
+    applies: Callable[[SyncQueue], str | None]
 
 
 QUEUE_ACTIONS: dict[str, QueueAction] = {
@@ -340,7 +280,11 @@ QUEUE_ACTIONS: dict[str, QueueAction] = {
         "Retry failed lines",
         "retried",
         lambda **kw: services.queue_retry(**kw),
-        "Failed lines go back to draft with their attempts reset and the queue runs again.",
+        "Failed lines go back to draft with their attempts reset and the queue runs again. A run whose fetch "
+        "failed fetches again from where it stopped.",
+        "Retry the failed lines of {what}?",
+        "Don't retry",
+        lambda q: can_retry(q),
     ),
     "force_done": QueueAction(
         "force_done",
@@ -349,21 +293,33 @@ QUEUE_ACTIONS: dict[str, QueueAction] = {
         lambda **kw: services.queue_force_done(**kw),
         "Every draft and failed line is cancelled so the queue completes; the cursor may advance "
         "past the skipped records.",
+        "Skip the remaining lines and mark {what} done?",
+        "Keep it as it is",
+        lambda q: can_force_done(q),
     ),
     "cancel": QueueAction(
         "cancel",
-        "Cancel",
+        "Cancel run",
         "cancelled",
         lambda **kw: services.queue_cancel(**kw),
         "Draft lines are dropped and fetching stops; the cursor stays where it was.",
+        "Cancel {what}?",
+        "Keep running",
+        lambda q: can_cancel(q),
     ),
 }
 
 
 def queue_actions_apply(request: HttpRequest, action: QueueAction, queues) -> tuple[int, int]:
-    """Run one service per queue; service errors become admin messages (never a 500)."""
+    """Run one service per queue that the action applies to; the others are skipped and named. Service
+    errors become admin messages (never a 500)."""
     ok = failed = 0
+    skipped = []
     for queue in queues:
+        reason = action.applies(queue)
+        if reason is not None:
+            skipped.append(f"#{queue.pk} ({reason})")
+            continue
         try:
             action.run(queue=queue, actor=request.user)
             ok += 1
@@ -372,17 +328,25 @@ def queue_actions_apply(request: HttpRequest, action: QueueAction, queues) -> tu
             messages.error(request, f"Queue #{queue.pk}: {redact(exc)}")
     if ok:
         messages.success(request, f"{ok} queue(s) {action.verb}.")
+    if skipped:
+        messages.warning(request, f"Skipped {len(skipped)} queue(s) this does not apply to: {', '.join(skipped)}.")
     return ok, failed
 
 
 def queue_action_confirm(
     request: HttpRequest, admin_site, model_admin, action: QueueAction, queues, *, bulk: bool
 ) -> TemplateResponse:
+    applicable, skipped = [], []
+    for q in queues:
+        reason = action.applies(q)
+        (skipped.append((q, reason)) if reason else applicable.append(q))
+    what = f"run #{queues[0].pk}" if len(queues) == 1 else f"these {len(applicable)} runs"
     context = {
         **admin_site.each_context(request),
-        "title": f"{action.label}: are you sure?",
+        "title": action.question.format(what=what),
         "action": action,
-        "queues": queues,
+        "queues": applicable,
+        "skipped": skipped,
         "bulk": bulk,
         "opts": model_admin.model._meta,
         "action_checkbox_name": "_selected_action",
@@ -393,10 +357,15 @@ def queue_action_confirm(
 def queue_action_view(request: HttpRequest, admin_site, model_admin, queue_id: int, name: str) -> HttpResponse:
     """GET: a confirmation page. POST: run the action and go back to the queue page."""
     action = QUEUE_ACTIONS.get(name)
-    queue = model_admin.get_queryset(request).filter(pk=queue_id).first()
+    queue = model_admin.get_queryset(request).select_related("connection").filter(pk=queue_id).first()
     if action is None or queue is None:
         raise Http404("no such queue or action")
     if request.method == "POST":
         queue_actions_apply(request, action, [queue])
         return redirect("admin:sync_syncqueue_change", queue.pk)
     return queue_action_confirm(request, admin_site, model_admin, action, [queue], bulk=False)
+
+
+def reconnect_url(connection) -> str:
+    """See sync.recovery.reconnect_url (kept here for callers that import it from this module)."""
+    return recovery.reconnect_url(connection)

@@ -26,7 +26,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import F, Min, Q
+from django.db.models import F, Min, Q, Value
+from django.db.models.functions import Coalesce
 
 from core import clock
 from core.errors import AuthError, BadPage, MappingError, PaginationStalled, UpstreamError
@@ -123,6 +124,17 @@ def _fail_unrunnable(queue: SyncQueue, exc: Exception) -> str:
     return settled.state if settled is not None else QueueState.FAILED
 
 
+def _close_active_session(queue_id: int) -> None:
+    """Add the session's time to ``active_seconds`` (the first worker to leave closes a shared session)."""
+    now = clock.now()
+    q = SyncQueue.objects.filter(pk=queue_id, active_since__isnull=False).values("active_since").first()
+    if q is not None:
+        SyncQueue.objects.filter(pk=queue_id, active_since=q["active_since"]).update(
+            active_seconds=F("active_seconds") + max((now - q["active_since"]).total_seconds(), 0.0),
+            active_since=None,
+        )
+
+
 class QueueRunner:
     def __init__(self, queue: SyncQueue, *, progress: ProgressCallback | None = None, batch_size: int | None = None):
         self.queue = queue
@@ -156,6 +168,7 @@ class QueueRunner:
         first_start = q.started_at is None
         SyncQueue.objects.filter(pk=q.pk).update(
             started_at=q.started_at or now,
+            active_since=Coalesce(F("active_since"), Value(now)),  # a joining worker keeps the session's start
             process_runs=F("process_runs") + 1,
             updated_at=now,
             state=QueueState.PROCESSING if q.state == QueueState.DRAFT else q.state,
@@ -188,6 +201,7 @@ class QueueRunner:
         finally:
             if self.client is not None:
                 self.client.close()
+        _close_active_session(q.pk)
         settled = queue_finalize(queue=q)
         self._report()
         if settled is not None:

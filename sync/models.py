@@ -141,6 +141,10 @@ class SyncQueue(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # Time a worker actually spent on the run (summed over its sessions), apart from time spent waiting for
+    # a worker, a retry or a person: ``active_since`` is the start of the session in progress, if any.
+    active_seconds = models.FloatField(default=0)
+    active_since = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -162,6 +166,8 @@ class SyncQueue(models.Model):
             models.Index(fields=["organization", "state"]),
             models.Index(fields=["is_active", "state"]),
             models.Index(fields=["finished_at"]),
+            # The queue list's default order: without it a fleet's list sorts every queue per page view.
+            models.Index(fields=["-created_at", "-id"], name="sync_queue_newest"),
         ]
 
     def __str__(self) -> str:
@@ -169,10 +175,9 @@ class SyncQueue(models.Model):
 
     @property
     def progress_percent(self) -> int:
-        if not self.total_count:
-            return 100 if self.fetch_done and self.state in (QueueState.DONE, QueueState.CANCELLED) else 0
-        finished = self.done_count + self.failed_count + self.cancelled_count
-        return int(100 * finished / self.total_count)
+        from .progress import run_progress  # the one progress computation (admin, API, CLI)
+
+        return run_progress(self)["percent"]
 
 
 class LineState(models.TextChoices):

@@ -88,10 +88,7 @@ def queue_by_id(queue_id: int) -> SyncQueue:
 
 
 def queue_progress_line(queue: SyncQueue) -> str:
-    """One human line about a queue, for progress output and listings."""
-    fetch = "fetch done" if queue.fetch_done else f"fetching (page {queue.pages_fetched})"
-    return (
-        f"queue #{queue.pk} {queue.resource} [{queue.state}] {queue.done_count}/{queue.total_count} done, "
-        f"{queue.failed_count} failed, {queue.cancelled_count} cancelled, {queue.draft_count} waiting, "
-        f"{fetch}, {queue.progress_percent}%" + (" - ACTION REQUIRED" if queue.action_required else "")
-    )
+    """One human line about a queue, for progress output and listings (sync.progress computes it)."""
+    from .progress import progress_line
+
+    return progress_line(queue)

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from sync.admin import ConnectionSearchFilter
 from sync.selectors import scope
 
 from .models import CustomerGroup
@@ -11,7 +12,7 @@ from .models import CustomerGroup
 class CustomerGroupAdmin(admin.ModelAdmin):
     list_display = ("name", "group_code", "connection", "version", "deleted_at", "synced_at")
     # RelatedOnly: the plain filter would list every organization's connections by name.
-    list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [ConnectionSearchFilter]
     search_fields = ("name", "group_code", "external_id")
     readonly_fields = [f.name for f in CustomerGroup._meta.fields]
 

@@ -11,7 +11,6 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core import clock
 from core.http import outbound_url_validator
 from core.redaction import redact, redact_data
 from sync.models import (
@@ -24,6 +23,7 @@ from sync.models import (
     SyncQueueLine,
     SyncStatus,
 )
+from sync.progress import run_progress
 from sync.registry import connection_model
 
 RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -264,40 +264,27 @@ class QueueSerializer(serializers.ModelSerializer):
 class ProgressSerializer(serializers.Serializer):
     total = serializers.IntegerField(help_text="Lines known so far (or the upstream's announced total, if larger).")
     finished = serializers.IntegerField(help_text="done + failed + cancelled")
-    percent = serializers.IntegerField()
+    percent = serializers.IntegerField(help_text="Share of the records that ended done (failed/cancelled excluded).")
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField(help_text="Cancelled lines, plus what a cancelled run never fetched.")
+    label = serializers.CharField(help_text="The same text the admin shows beside the bar.")
     fetch_done = serializers.BooleanField()
+    fetch_failed = serializers.BooleanField()
     pages_fetched = serializers.IntegerField()
     started_at = serializers.DateTimeField(allow_null=True)
     elapsed_seconds = serializers.FloatField(allow_null=True)
-    lines_per_second = serializers.FloatField(allow_null=True)
+    active_seconds = serializers.FloatField(help_text="Time a worker spent on the run.")
+    waiting_seconds = serializers.FloatField(help_text="Wall time since creation minus active time.")
+    lines_per_second = serializers.FloatField(allow_null=True, help_text="Finished lines per active second.")
     estimated_finish_at = serializers.DateTimeField(
         allow_null=True, help_text="From the throughput so far; null until there is one, or when finished."
     )
 
 
 def queue_progress(queue: SyncQueue, now: dt.datetime | None = None) -> dict:
-    """Counts, percent and an ETA extrapolated from the lines finished per second since the start."""
-    now = now or clock.now()
-    finished = queue.done_count + queue.failed_count + queue.cancelled_count
-    total = max(queue.total_count, queue.expected_total or 0)
-    end = queue.finished_at or now
-    elapsed = (end - queue.started_at).total_seconds() if queue.started_at else None
-    rate = finished / elapsed if elapsed and elapsed > 0 and finished else None
-    eta = None
-    if queue.is_active and rate and total > finished:
-        eta = now + dt.timedelta(seconds=(total - finished) / rate)
-    percent = queue.progress_percent if not queue.expected_total else min(100, int(100 * finished / max(total, 1)))
-    return {
-        "total": total,
-        "finished": finished,
-        "percent": percent,
-        "fetch_done": queue.fetch_done,
-        "pages_fetched": queue.pages_fetched,
-        "started_at": queue.started_at,
-        "elapsed_seconds": elapsed,
-        "lines_per_second": round(rate, 3) if rate else None,
-        "estimated_finish_at": eta,
-    }
+    """The API's view of sync.progress.run_progress (the same function the admin and the CLI use)."""
+    return run_progress(queue, now)
 
 
 class QueueDetailSerializer(QueueSerializer):

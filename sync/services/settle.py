@@ -104,7 +104,12 @@ def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | Non
                 event="queue.action_required",
                 queue=q,
                 level=ActivityLevel.WARNING,
-                message=f"queue #{q.pk} needs action: retry the failed lines or force it done",
+                message=f"queue #{q.pk} needs action: "
+                + (
+                    "reconnect the connection (authentication refused), then resume the run"
+                    if q.connection.needs_reauth
+                    else "retry the failed lines or force it done"
+                ),
             )
         succeeded = state == QueueState.DONE
         transaction.on_commit(lambda: _send_finished(q, succeeded))

@@ -16,7 +16,9 @@ def _action(client, name, queues, confirm: bool):
 def test_changelist_shows_progress_state_origin_and_action_marker(staff_client, partial_queue):
     body = staff_client.get(reverse(CHANGELIST)).content.decode()
     assert f"#{partial_queue.pk}" in body
-    assert "sh-progress" in body and "3/2/5" in body  # done/failed/total
+    # done / failed / cancelled / total in the bar's title; the label says "partial" and "2 failed" in words
+    assert "sh-progress" in body and "3 done / 2 failed / 0 cancelled / 5 total" in body
+    assert "60% · partial · 2 failed" in body
     assert "action required" in body and "Partial" in body and "Manual" in body
 
 
@@ -32,7 +34,7 @@ def test_filters_and_search(staff_client, partial_queue, fake_conn, fake_kind):
     assert f"#{keyed.pk}<" in by_key and f"#{partial_queue.pk}<" not in by_key
     by_line = staff_client.get(url, {"q": "4"}).content.decode()  # record id 4 is a line of the partial queue
     assert f"#{partial_queue.pk}<" in by_line
-    for params in ({"origin": "manual"}, {"resource": "customers"}, {"connection__id__exact": fake_conn.pk}):
+    for params in ({"origin": "manual"}, {"resource": "customers"}, {"conn": fake_conn.pk}, {"conn": "Acme"}):
         assert staff_client.get(url, params).status_code == 200
 
 
@@ -61,7 +63,8 @@ def test_service_errors_become_messages_not_500(staff_client, partial_queue):
     services.queue_force_done(queue=partial_queue)
     response = _action(staff_client, "retry", [partial_queue], confirm=True)
     assert response.status_code == 200
-    assert "no failed lines to retry" in response.content.decode()
+    # the queue the retry cannot apply to is skipped and named, never a 500
+    assert f"Skipped 1 queue(s) this does not apply to: #{partial_queue.pk} (nothing failed)" in response.content.decode()
 
 
 def test_queue_page_counts_lines_timeline_and_banner(staff_client, partial_queue):
@@ -108,10 +111,13 @@ def test_progress_json(staff_client, fake_conn, fake_kind):
         state="processing", total_count=10, done_count=3, failed_count=1, expected_total=20, draft_count=6
     )
     data = staff_client.get(reverse("admin:sync_syncqueue_progress", args=[queue.pk])).json()
-    assert data["running"] and data["percent"] == 20 and data["done"] == 3 and data["failed"] == 1
+    # percent = done of the announced 20 (failed lines are not progress)
+    assert data["running"] and data["percent"] == 15 and data["done"] == 3 and data["failed"] == 1
     services.queue_cancel(queue=queue)
     data = staff_client.get(reverse("admin:sync_syncqueue_progress", args=[queue.pk])).json()
-    assert not data["running"] and data["percent"] == 100 and data["state"] == "cancelled"
+    # a cancelled run is not 100%: what it never did shows as cancelled
+    assert not data["running"] and data["percent"] < 100 and data["state"] == "cancelled"
+    assert data["cancelled_pct"] > 0 and "cancelled" in data["label"]
 
 
 def test_changelist_of_100_queues_runs_constant_queries(

@@ -32,7 +32,7 @@ def test_list_filters_offer_only_own_connections(staff_client, fake_conn, other_
     services.sync_start(connection=fake_conn, resource="customers")
     body = staff_client.get(reverse("admin:sync_syncqueue_changelist")).content.decode()
     assert "Acme shop" in body and "Globex shop" not in body
-    body = staff_client.get(reverse("admin:sync_syncqueue_changelist"), {"connection__id__exact": other_conn.pk})
+    body = staff_client.get(reverse("admin:sync_syncqueue_changelist"), {"conn": other_conn.pk})
     assert f"#{other_queue.pk}<" not in body.content.decode()
 
 

@@ -73,7 +73,9 @@ def test_detail_has_progress_and_counts(api, partial_queue):
     assert body["state"] == "partial" and body["action_required"] is True
     assert (body["total_count"], body["done_count"], body["failed_count"]) == (5, 3, 2)
     progress = body["progress"]
-    assert progress["total"] == 5 and progress["finished"] == 5 and progress["percent"] == 100
+    # percent counts done records only: 3 of 5 (the 2 failed are their own segment)
+    assert progress["total"] == 5 and progress["finished"] == 5 and progress["percent"] == 60
+    assert progress["failed"] == 2 and progress["label"] == "60% · partial · 2 failed"
     assert progress["estimated_finish_at"] is None  # finished: nothing to estimate
     assert "email is required" in body["last_error"]
     dt.datetime.fromisoformat(body["created_at"])  # ISO 8601
@@ -93,7 +95,7 @@ def test_estimated_finish_comes_from_throughput(api, fake_conn, fake_clock):
     )
     progress = api.get(f"/api/queues/{queue.pk}").json()["progress"]
     # 20 lines in 10 s = 2 lines/s; 80 left -> 40 s from now.
-    assert progress["percent"] == 20 and progress["lines_per_second"] == 2.0
+    assert progress["percent"] == 15 and progress["lines_per_second"] == 2.0  # 15 done of 100
     assert dt.datetime.fromisoformat(progress["estimated_finish_at"]) == now + dt.timedelta(seconds=40)
     assert progress["started_at"] is not None and progress["elapsed_seconds"] == 10.0
 
