@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('connectors', '0002_initial'),
-        ('sync', '0006_queue_idempotency_response'),
+        ('sync', '0007_fleet_tick'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
