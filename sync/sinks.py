@@ -46,6 +46,9 @@ class SinkError(Exception):
         self.error_type = error_type or self.__class__.__name__
 
 
+ROW_GUARD = bulk.Guard(version="sync_version", hash="sync_hash", revive="deleted_at")
+
+
 class TableSink:
     """Upserts into the resource's domain model (today's write path, moved here from the engine).
 
@@ -90,21 +93,37 @@ class TableSink:
                 row["external_id"] = line.external_id
                 row["synced_at"] = now
                 row.setdefault("deleted_at", None)
+                # The content hash (the version came with the values, from the engine's _map): an equal
+                # snapshot writes nothing, an older one never replaces a newer (bulk.Guard).
+                row["sync_hash"] = bulk.content_hash(values)
                 rows.append(row)
             fields = self.fields_to_update(run, upserts[0][1])
-            bulk.upsert_rows(model, rows, unique_fields=["connection", "external_id"], update_fields=fields)
+            run.rows_written = getattr(run, "rows_written", 0) + bulk.upsert_rows(
+                model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
+            )
         if deletes:
-            model.objects.filter(
-                connection_id=connection.pk,
-                external_id__in=[line.external_id for line in deletes],
-                deleted_at__isnull=True,
-            ).update(deleted_at=now, synced_at=now)
+            self._delete(run, deletes, now)
+
+    def _delete(self, run: QueueRunner, deletes: list[SyncQueueLine], now) -> None:
+        """Tombstones set ``deleted_at``; one carrying a version (Lightspeed's deleted objects) deletes only
+        a row whose stored snapshot is not newer, and records that version."""
+        by_version: dict[str | None, list[str]] = {}
+        for line in deletes:
+            by_version.setdefault(run.version_of(line.payload), []).append(line.external_id)
+        for version, ids in sorted(by_version.items(), key=lambda kv: kv[0] or ""):
+            qs = run.model.objects.filter(connection_id=run.connection.pk, external_id__in=ids, deleted_at__isnull=True)
+            changes: dict = {"deleted_at": now, "synced_at": now}
+            if version is not None:
+                qs = qs.filter(Q(sync_version__isnull=True) | Q(sync_version__lte=version))
+                changes["sync_version"] = version
+            qs.update(**changes)
 
     def fields_to_update(self, run: QueueRunner, sample: dict) -> list[str]:
         cached = getattr(run, "_update_fields", None)
         if cached is None:
             names = list(run.resource.update_fields or sample.keys())
-            cached = sorted(set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"})
+            always = {"synced_at", "deleted_at", "organization", "sync_version", "sync_hash"}
+            cached = sorted(set(names) | always - {"external_id", "connection"})
             run._update_fields = cached
         return cached
 

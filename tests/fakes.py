@@ -45,6 +45,13 @@ class FakeCustomers:
     cursor_kind = "version"
     mark_missing_deleted = False
     update_fields = None
+    version_field = "version"
+    version_kind = "integer"
+
+    def version(self, record):
+        from connectors.base import Resource
+
+        return Resource.version(self, record)  # type: ignore[arg-type]
 
     def iter_pages(self, ctx: FetchContext):
         from connectors.base import Resource
