@@ -211,6 +211,11 @@ SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
 SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
+# The mass-deletion guard: a full scan that would mark more than this many live rows deleted AND more than
+# this fraction of them stops before deleting anything and asks a person ("apply deletions"). A scan that
+# would mark every live row deleted (an upstream answering an empty list) always asks.
+SYNC_MASS_DELETE_MIN_ROWS = env.int("SYNC_MASS_DELETE_MIN_ROWS", default=50)
+SYNC_MASS_DELETE_FRACTION = env.float("SYNC_MASS_DELETE_FRACTION", default=0.10)
 SYNC_HTTP_TIMEOUT = (
     env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0),
     env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0),

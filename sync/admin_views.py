@@ -313,6 +313,7 @@ def queue_detail_context(request: HttpRequest, queue: SyncQueue) -> dict:
         "can_force_done": queue.state not in (QueueState.PROCESSING, QueueState.CANCELLED)
         and not (queue.state == QueueState.DONE and not queue.is_active),
         "can_cancel": queue.is_active and queue.state not in FINISHED,
+        "can_apply_deletions": bool(queue.pending_deletions) and not queue.is_active,
     }
 
 
@@ -347,6 +348,14 @@ QUEUE_ACTIONS: dict[str, QueueAction] = {
         "cancelled",
         lambda **kw: services.queue_cancel(**kw),
         "Draft lines are dropped and fetching stops; the cursor stays where it was.",
+    ),
+    "apply_deletions": QueueAction(
+        "apply_deletions",
+        "Apply deletions",
+        "had their held deletions applied",
+        lambda **kw: services.queue_apply_deletions(**kw),
+        "The records this full scan did not see upstream, held by the mass-deletion guard, are marked deleted. "
+        "Do this only if the upstream really lost them (not after an outage or a connection pointed elsewhere).",
     ),
 }
 

@@ -38,6 +38,9 @@ class VersionedResource(Resource):
 
     collection: ClassVar[str] = ""
     cursor_kind = "version"
+    # Lightspeed's global, ever-growing integer: orders the snapshots (invariant 14).
+    version_field = "version"
+    version_kind = "integer"
 
     def fetch_page(self, ctx: FetchContext) -> Page:
         # token = version.max of the previous page; otherwise the committed cursor (none on a full scan).

@@ -53,6 +53,11 @@ class TiendanubeResource(Resource):
     path: ClassVar[str] = ""
     cursor_kind = "timestamp"
     page_size = 200
+    # Deletions converge (issue 16): a full scan (the scheduled reconciliation, a forced one) marks the
+    # rows it did not see deleted; incremental runs cannot see deletions at all.
+    mark_missing_deleted = True
+    version_field = "updated_at"
+    version_kind = "timestamp"
 
     def record_cursor(self, record: dict) -> str | None:
         value = record.get("updated_at") if isinstance(record, dict) else None

@@ -95,6 +95,14 @@ class WooResource(Resource):
     endpoint: ClassVar[str] = ""
     page_size: ClassVar[int] = PER_PAGE
     mark_missing_deleted: ClassVar[bool] = True
+    # Every WooCommerce object carries it (UTC, no zone): orders the snapshots (invariant 14).
+    version_field: ClassVar[str] = "date_modified_gmt"
+    version_kind: ClassVar[str] = "timestamp"
+
+    def is_deleted(self, record: dict) -> bool:
+        """A record in the trash (a webhook delivery, or a listing that includes the trash) mirrors as deleted;
+        restoring it upstream brings it back with a newer ``date_modified_gmt``."""
+        return isinstance(record, dict) and record.get("status") == "trash"
 
     # overridables ---------------------------------------------------------------------------------------
     def sort_key(self, record: dict) -> list:

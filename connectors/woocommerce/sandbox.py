@@ -321,6 +321,11 @@ class WooSandbox:
         if resource != "customers" or record.get("role") == "customer":  # customer.deleted: customer role only
             self._notify(resource, "deleted", {"id": record_id})
 
+    def trash(self, resource: str, record_id: int) -> dict:
+        """Move a post-type record (order, product, coupon) to the trash, as wp-admin's "Move to Trash":
+        status "trash", a new modified date, an ``<resource>.updated`` delivery; lists leave it out."""
+        return self.update(resource, record_id, status="trash")
+
     def ids(self, resource: str) -> list[int]:
         with self.lock:
             return sorted(self.data[resource])
@@ -488,10 +493,11 @@ class WooSandbox:
                 if bound:
                     bound = bound.replace("Z", "")[:19]
                     rows = [r for r in rows if keep(r[field_], bound)]
-            if name == "orders" and req.arg("status") not in (None, "", "any"):
+            if name in ("orders", "products") and req.arg("status") not in (None, "", "any"):
                 rows = [r for r in rows if r["status"] == req.arg("status")]
-            if name == "products" and req.arg("status") not in (None, "", "any"):
-                rows = [r for r in rows if r["status"] == req.arg("status")]
+            elif name in ("orders", "products", "coupons"):
+                # WordPress's "any" leaves out the trash (and WooCommerce's coupon list too).
+                rows = [r for r in rows if r.get("status") != "trash"]
             if name == "coupons" and req.arg("code"):
                 rows = [r for r in rows if r["code"] == req.arg("code").strip().lower()]
             orderby = req.arg("orderby", "date")

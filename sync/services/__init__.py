@@ -10,7 +10,7 @@ import X``), which re-exports every public name:
 - ``state``: **where a line changes state**: ``lines_move`` / ``lines_insert`` move lines and update the
   queue's counters together; ``derive_queue_state`` reads the queue's state off those counters.
 - ``locks``: the queue row's lock (queue first, then its lines).
-- ``queue_actions``: retry, force done, cancel.
+- ``queue_actions``: retry, force done, cancel, apply the deletions the mass-deletion guard held.
 - ``settle``: ``queue_finalize`` (final state, SyncStatus, cursor, activity, signal), ``status_upsert``.
 - ``reaper``: expired leases back to draft, stalled queues resumed, old queues purged.
 - ``connections``: needs-reauth and the run result on the connection's health.
@@ -32,7 +32,7 @@ from .errors import (
 )
 from .lines import Keyed, lines_add, record_key, retry_delay
 from .locks import is_postgres, lock_queue
-from .queue_actions import queue_cancel, queue_force_done, queue_retry
+from .queue_actions import queue_apply_deletions, queue_cancel, queue_force_done, queue_retry
 from .reaper import lines_reap, queues_purge, queues_resume_stalled
 from .runs import (
     IDEMPOTENCY_KEY_MAX,
@@ -85,6 +85,7 @@ __all__ = [
     "lines_reap",
     "lock_queue",
     "params_fingerprint",
+    "queue_apply_deletions",
     "queue_cancel",
     "queue_finalize",
     "queue_force_done",
