@@ -13,13 +13,21 @@ import X``), which re-exports every public name:
 - ``queue_actions``: retry, force done, cancel, apply the deletions the mass-deletion guard held.
 - ``settle``: ``queue_finalize`` (final state, SyncStatus, cursor, activity, signal), ``status_upsert``.
 - ``reaper``: expired leases back to draft, stalled queues resumed, old queues purged.
-- ``connections``: needs-reauth and the run result on the connection's health.
+- ``connections``: needs-reauth and the run result on the connection's health; the connection's upstream
+  identity (a cursor is bound to one upstream; ``connection_reset_cursors``).
 - ``system_settings``: ``setting_set``.
 """
 
 from __future__ import annotations
 
-from .connections import connection_mark_needs_reauth, connection_record_result
+from .connections import (
+    connection_mark_needs_reauth,
+    connection_record_result,
+    connection_reset_cursors,
+    identity_changes,
+    upstream_fingerprint,
+    upstream_identity,
+)
 from .errors import (
     ConnectionUnavailable,
     IdempotencyConflict,
@@ -73,6 +81,10 @@ __all__ = [
     "UnknownResourceError",
     "connection_mark_needs_reauth",
     "connection_record_result",
+    "connection_reset_cursors",
+    "identity_changes",
+    "upstream_fingerprint",
+    "upstream_identity",
     "current_cursor",
     "cursor_max",
     "derive_queue_state",
