@@ -86,7 +86,7 @@ class FakeCustomers:
         return bool(record.get("deleted"))
 
     def record_cursor(self, record):
-        return str(record["version"])
+        return str(record["version"]) if "version" in record else None
 
     def map(self, record):
         if record.get("boom"):

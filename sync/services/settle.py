@@ -144,12 +144,9 @@ def _settle_status(q: SyncQueue, state: str, now: dt.datetime) -> None:
     fields: dict = {"finished_at": now, "last_queue": q, "records_failed": q.failed_count}
     if state == QueueState.DONE:
         fields.update(state=StatusState.SUCCESS, last_success_at=now, last_error="", records_synced=q.done_count)
-        bound = (
-            SyncStatus.objects.filter(connection_id=q.connection_id, resource=q.resource)
-            .values_list("upstream", flat=True)
-            .first()
-        )
-        if q.cursor_to and not (bound and q.upstream and bound != q.upstream):
+        from .connections import upstream_fingerprint
+
+        if q.cursor_to and not (q.upstream and upstream_fingerprint(q.connection) != q.upstream):
             # Only for the upstream the run read: a connection re-pointed meanwhile keeps its reset cursor.
             current = current_cursor(q.connection, q.resource)
             resource = get_resource(q.connection.kind, q.resource)
