@@ -195,7 +195,9 @@ class ConnectionAdmin(OrgScopedAdmin):
         super().save_model(request, obj, form, change)
         if change and getattr(form, "identity_changed", None):
             services.connection_reset_cursors(
-                connection=obj, actor=request.user, reason=f"points at another upstream: {', '.join(form.identity_changed)}"
+                connection=obj,
+                actor=request.user,
+                reason=f"points at another upstream: {', '.join(form.identity_changed)}",
             )
             messages.warning(request, "The connection points at another upstream: its cursors were reset.")
 

@@ -218,7 +218,9 @@ class Client:
         try:
             read_bounded(response, settings.SYNC_MAX_RESPONSE_BYTES)
         except requests.exceptions.RequestException:
-            raise TransientError(f"{self.kind or 'upstream'}: the connection broke while reading {_path(url)}") from None
+            raise TransientError(
+                f"{self.kind or 'upstream'}: the connection broke while reading {_path(url)}"
+            ) from None
         self.pace(response)
         verdict, wait = self.classify(response)
         if verdict is Verdict.RATE_LIMITED:

@@ -255,7 +255,9 @@ def _upsert_values(model, rows, *, unique_fields, update_fields, guard: Guard) -
     columns = [f.column for f in fields]
     table = _qn(meta.db_table)
     keys = ", ".join(_qn(meta.get_field(name).column) for name in unique_fields)
-    sets = ", ".join(f"{_qn(meta.get_field(n).column)} = EXCLUDED.{_qn(meta.get_field(n).column)}" for n in update_fields)
+    sets = ", ".join(
+        f"{_qn(meta.get_field(n).column)} = EXCLUDED.{_qn(meta.get_field(n).column)}" for n in update_fields
+    )
     limit = db_connection.features.max_query_params or 999
     per = max(1, limit // len(columns))
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"

@@ -137,7 +137,9 @@ def cron_expression(cron: Cron) -> str:
 def _enabled(policy: RunPolicy) -> bool:
     """Whether its schedules run: neither the run flag nor the schedule flag is off."""
     return all(
-        bool(getattr(settings, name, True)) for name in (policy.enabled_setting, policy.schedule_enabled_setting) if name
+        bool(getattr(settings, name, True))
+        for name in (policy.enabled_setting, policy.schedule_enabled_setting)
+        if name
     )
 
 

@@ -4,45 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('commerce', '0003_coupon'),
+        ("commerce", "0003_coupon"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='coupon',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="coupon",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='coupon',
-            name='sync_version',
+            model_name="coupon",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AddField(
-            model_name='order',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="order",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='order',
-            name='sync_version',
+            model_name="order",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AddField(
-            model_name='product',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="product",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='product',
-            name='sync_version',
+            model_name="product",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AlterField(
-            model_name='product',
-            name='name',
-            field=models.TextField(blank=True, default=''),
+            model_name="product",
+            name="name",
+            field=models.TextField(blank=True, default=""),
         ),
     ]

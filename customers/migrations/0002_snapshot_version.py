@@ -4,50 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('customers', '0001_initial'),
+        ("customers", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='customer',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="customer",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='customer',
-            name='sync_version',
+            model_name="customer",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AddField(
-            model_name='loyaltytier',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="loyaltytier",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='loyaltytier',
-            name='sync_version',
+            model_name="loyaltytier",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AlterField(
-            model_name='customer',
-            name='company',
-            field=models.TextField(blank=True, default=''),
+            model_name="customer",
+            name="company",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AlterField(
-            model_name='customer',
-            name='first_name',
-            field=models.TextField(blank=True, default=''),
+            model_name="customer",
+            name="first_name",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AlterField(
-            model_name='customer',
-            name='last_name',
-            field=models.TextField(blank=True, default=''),
+            model_name="customer",
+            name="last_name",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AlterField(
-            model_name='loyaltytier',
-            name='name',
+            model_name="loyaltytier",
+            name="name",
             field=models.TextField(),
         ),
     ]

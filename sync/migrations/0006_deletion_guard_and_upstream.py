@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sync', '0005_retire_mdm_global_schedule'),
+        ("sync", "0005_retire_mdm_global_schedule"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='syncqueue',
-            name='pending_deletions',
+            model_name="syncqueue",
+            name="pending_deletions",
             field=models.IntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='syncqueue',
-            name='upstream',
-            field=models.CharField(blank=True, default='', max_length=64),
+            model_name="syncqueue",
+            name="upstream",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
         migrations.AddField(
-            model_name='syncstatus',
-            name='upstream',
-            field=models.CharField(blank=True, default='', max_length=64),
+            model_name="syncstatus",
+            name="upstream",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
     ]

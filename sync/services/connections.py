@@ -64,7 +64,11 @@ def connection_reset_cursors(*, connection, actor=None, reason: str = "") -> int
     """Forget every cursor of the connection: the next run of each resource reads from the beginning, and
     the cursors are re-bound to the upstream the connection points at now. Returns how many were reset."""
     fingerprint = upstream_fingerprint(connection)
-    n = SyncStatus.objects.filter(connection_id=connection.pk).exclude(cursor="").update(cursor="", upstream=fingerprint)
+    n = (
+        SyncStatus.objects.filter(connection_id=connection.pk)
+        .exclude(cursor="")
+        .update(cursor="", upstream=fingerprint)
+    )
     SyncStatus.objects.filter(connection_id=connection.pk).update(upstream=fingerprint)
     activity_record(
         event="connection.cursors_reset",

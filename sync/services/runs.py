@@ -16,6 +16,7 @@ from core import clock
 
 from ..activity import activity_record
 from ..models import ActivityLevel, Lane, Origin, StatusState, SyncQueue
+from .connections import cursor_for_run
 from .errors import (
     ConnectionUnavailable,
     IdempotencyConflict,
@@ -23,7 +24,6 @@ from .errors import (
     RunSkipped,
     UnknownResourceError,
 )
-from .connections import cursor_for_run
 from .settle import status_upsert
 
 IDEMPOTENCY_KEY_MAX = 255

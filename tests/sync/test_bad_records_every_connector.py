@@ -67,7 +67,8 @@ def test_a_bad_record_fails_only_its_own_line(kind, resource, org, make_connecti
     ]
     failed = {line.external_id: line.last_error for line in SyncQueueLine.objects.filter(queue=queue)}
     assert all(
-        line.state == LineState.FAILED for line in SyncQueueLine.objects.filter(queue=queue).exclude(
+        line.state == LineState.FAILED
+        for line in SyncQueueLine.objects.filter(queue=queue).exclude(
             external_id=get_resource(kind, resource).external_id(good)
         )
     )

@@ -52,7 +52,10 @@ def test_a_replayed_older_webhook_body_does_not_overwrite_newer_data(fake_conn, 
     fake_kind.records = [fake_kind.make(1, first_name="New", version=9)]
     run(fake_conn, full_scan=True)
     hook = services.sync_enqueue_records(
-        connection=fake_conn, resource="customers", records=[fake_kind.make(1, first_name="Old", version=2)], enqueue=False
+        connection=fake_conn,
+        resource="customers",
+        records=[fake_kind.make(1, first_name="Old", version=2)],
+        enqueue=False,
     )
     assert engine.run_queue(hook.pk) == QueueState.DONE
     assert row(fake_conn, 1).first_name == "New"
@@ -120,9 +123,7 @@ def _xmins(conn) -> dict:
     if db_connection.vendor != "postgresql":
         return {}
     with db_connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT external_id, xmin::text FROM customers_customer WHERE connection_id = %s", [conn.pk]
-        )
+        cursor.execute("SELECT external_id, xmin::text FROM customers_customer WHERE connection_id = %s", [conn.pk])
         return dict(cursor.fetchall())
 
 
@@ -170,7 +171,9 @@ def test_a_scan_over_the_threshold_stops_before_deleting_and_apply_deletions_app
     assert SyncStatus.objects.get(connection=fake_conn, resource="customers").state == "success"
     q = services.queue_apply_deletions(queue=q, actor=staff)
     assert live(fake_conn) == 140 and q.pending_deletions == 0 and not q.action_required
-    gone = set(Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False).values_list("external_id", flat=True))
+    gone = set(
+        Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False).values_list("external_id", flat=True)
+    )
     assert gone == {str(i) for i in range(141, 201)}
     assert SyncActivity.objects.get(queue=q, event="records.deletions_applied").data["count"] == 60
     with pytest.raises(services.InvalidQueueAction, match="holds no deletions"):
@@ -300,3 +303,19 @@ def test_long_names_are_kept_whole(fake_conn, fake_kind):
     fake_kind.records = [fake_kind.make(1, first_name="N" * 10_000)]
     run(fake_conn, full_scan=True)
     assert len(row(fake_conn, 1).first_name) == 10_000
+
+
+def test_a_tombstone_older_than_the_stored_snapshot_does_not_delete_it(fake_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, version=20)]
+    run(fake_conn, full_scan=True)
+    for version, deleted in ((10, False), (30, True)):  # a stale tombstone, then a real one
+        hook = services.sync_enqueue_records(
+            connection=fake_conn,
+            resource="customers",
+            records=[fake_kind.make(1, version=version, deleted=True)],
+            enqueue=False,
+        )
+        engine.run_queue(hook.pk)
+        stored = row(fake_conn, 1)
+        assert (stored.deleted_at is not None) is deleted
+    assert stored.sync_version == f"{30:030d}"

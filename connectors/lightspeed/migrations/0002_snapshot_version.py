@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('lightspeed', '0001_initial'),
+        ("lightspeed", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='customergroup',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="customergroup",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='customergroup',
-            name='sync_version',
+            model_name="customergroup",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AlterField(
-            model_name='customergroup',
-            name='name',
-            field=models.TextField(blank=True, default=''),
+            model_name="customergroup",
+            name="name",
+            field=models.TextField(blank=True, default=""),
         ),
     ]

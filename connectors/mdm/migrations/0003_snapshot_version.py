@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mdm', '0002_ineligible_items_and_export_queue'),
+        ("mdm", "0002_ineligible_items_and_export_queue"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ineligibleitem',
-            name='sync_hash',
-            field=models.CharField(blank=True, default='', max_length=32),
+            model_name="ineligibleitem",
+            name="sync_hash",
+            field=models.CharField(blank=True, default="", max_length=32),
         ),
         migrations.AddField(
-            model_name='ineligibleitem',
-            name='sync_version',
+            model_name="ineligibleitem",
+            name="sync_version",
             field=models.CharField(blank=True, max_length=64, null=True),
         ),
         migrations.AlterField(
-            model_name='ineligibleitem',
-            name='reason',
-            field=models.TextField(blank=True, default=''),
+            model_name="ineligibleitem",
+            name="reason",
+            field=models.TextField(blank=True, default=""),
         ),
     ]
