@@ -1,9 +1,11 @@
 """``python -m bench [--only B1,B2] [--repeat N] [--size N] [--full] [--profile] [--markdown]``
 
 Runs the benchmarks against PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/synchub_bench;
-the database is DROPPED and re-created): the real WooCommerce connector against the real Woo sandbox serving
-generated stores on loopback (bench/woo_upstream.py), and prints a table of medians over ``--repeat`` runs
-with each figure's ratio to the reference measured in the same run.
+the database is DROPPED and re-created): the real WooCommerce connector against a fake Woo upstream on
+loopback serving pre-rendered pages (bench/prerendered.py; ``--upstream sandbox`` for the Woo sandbox), and
+prints a table of medians over ``--repeat`` runs with each figure's ratio to the reference measured in the
+same run. The reference of B1/B2/B8 is bench/plain_loop.py (its no-parse variant printed beside it);
+engine and reference runs are interleaved.
 """
 
 from __future__ import annotations
@@ -59,15 +61,18 @@ def machine() -> dict:
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")
         pg = cur.fetchone()[0]
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return {
         "cpus": os.cpu_count(),
         "cpu model": model or platform.processor(),
         "python": platform.python_version(),
         "postgres": pg,
-        "load avg (1 min) at start": f"{load:.2f}",
+        "load avg (1/5/15 min) at start": load(),
         "os": platform.platform(),
     }
+
+
+def load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
 class Bench:
@@ -106,6 +111,28 @@ class Bench:
             raise RuntimeError(f"reference wrote {rows} rows, expected {n}")
         return seconds
 
+    def loop(self, n: int, *, delay_ms: int = 0, threads: int = 1, fresh: bool = True, noparse: bool = False) -> float:
+        """One run of the plain loop (bench/plain_loop.py), or of its no-parse variant."""
+        from bench import plain_loop
+
+        if fresh:
+            scenario.reset_tables()
+        name = f"loop-{n}-{delay_ms}-{'noparse' if noparse else 'parse'}"
+        conn = scenario.make_connection(self.up, self.up.url(n, delay_ms), name=name)
+        fn = plain_loop.run_noparse if noparse else plain_loop.run
+        seconds, rows = fn(
+            self.up.url(n, delay_ms),
+            self.dsn,
+            organization_id=self.org.pk,
+            connection_id=conn.pk,
+            key=self.up.key,
+            secret=self.up.secret,
+            threads=threads,
+        )
+        if rows != n:
+            raise RuntimeError(f"plain loop wrote {rows} rows, expected {n}")
+        return seconds
+
     def engine(
         self,
         n: int,
@@ -131,26 +158,67 @@ class Bench:
     # -- the benchmarks ------------------------------------------------------------------------------------
     def b1(self) -> None:
         n, r = self.args.size, self.args.repeat
-        ref1, ref2, eng1, eng2, big = [], [], [], [], []
-        for i in range(r):
-            ref1.append(self.reference(n))
-            ref2.append(self.reference(n, fresh=False))
-            eng1.append(self.engine(n))
-            eng2.append(self.engine(n, fresh=False))
+        t = {k: [] for k in ("loop1", "loop2", "noparse", "eng1", "eng2", "big", "old")}
+        for i in range(r):  # interleaved: every figure sees the same machine state, run after run
+            t["loop1"].append(self.loop(n))
+            t["eng1"].append(self.engine(n))
+            t["noparse"].append(self.loop(n, noparse=True))
+            t["loop2"].append(self.loop(n, fresh=False))
+            t["eng2"].append(self.engine(n, fresh=False))
             if self.args.batch_variant:
-                big.append(self.engine(n, batch_size=self.args.batch_variant))
-            log(f"B1 #{i + 1}: ref {ref1[-1]:.2f}s/{ref2[-1]:.2f}s engine {eng1[-1]:.2f}s/{eng2[-1]:.2f}s {big[-1:]}")
-        ref1_rps, ref2_rps = n / statistics.median(ref1), n / statistics.median(ref2)
-        e1_rps, e2_rps = n / statistics.median(eng1), n / statistics.median(eng2)
-        self.add(Row("REF", f"reference, {n:,} customers, empty table", f"{ref1_rps:,.0f} rec/s", "", "1.00"))
-        self.add(Row("REF", f"reference, {n:,} customers, all present", f"{ref2_rps:,.0f} rec/s", "", "1.00"))
-        ratio = e1_rps / ref1_rps
+                t["big"].append(self.engine(n, batch_size=self.args.batch_variant))
+            if self.args.old_reference:
+                t["old"].append(self.reference(n))
+            log(f"B1 #{i + 1}: " + " ".join(f"{k} {v[-1]:.2f}s" for k, v in t.items() if v))
+        rps = {k: n / statistics.median(v) for k, v in t.items() if v}
+        sec = {k: statistics.median(v) for k, v in t.items() if v}
+        loop1, loop2 = rps["loop1"], rps["loop2"]
+        self.add(
+            Row(
+                "REF",
+                f"plain loop, {n:,} customers, empty table",
+                f"{loop1:,.0f} rec/s ({sec['loop1']:.2f} s)",
+                "",
+                "1.00",
+            )
+        )
+        self.add(
+            Row(
+                "REF",
+                f"plain loop without Python parsing (PostgreSQL extracts), {n:,} customers, empty table",
+                f"{rps['noparse']:,.0f} rec/s ({sec['noparse']:.2f} s)",
+                f"{loop1:,.0f} rec/s",
+                f"{rps['noparse'] / loop1:.2f}",
+                "(info)",
+            )
+        )
+        self.add(
+            Row(
+                "REF",
+                f"plain loop, {n:,} customers, all present",
+                f"{loop2:,.0f} rec/s ({sec['loop2']:.2f} s)",
+                "",
+                "1.00",
+            )
+        )
+        if "old" in rps:
+            self.add(
+                Row(
+                    "REF",
+                    "former reference (bench/reference.py: connector's offsets + overlap, its mapper), empty table",
+                    f"{rps['old']:,.0f} rec/s ({sec['old']:.2f} s)",
+                    f"{loop1:,.0f} rec/s",
+                    f"{rps['old'] / loop1:.2f}",
+                    "(info)",
+                )
+            )
+        ratio = rps["eng1"] / loop1
         self.add(
             Row(
                 "B1",
                 f"engine first run, {n:,} customers (batch {self.batch_size}, {self.page_concurrency} fetch threads)",
-                f"{e1_rps:,.0f} rec/s ({statistics.median(eng1):.1f} s)",
-                f"{ref1_rps:,.0f} rec/s",
+                f"{rps['eng1']:,.0f} rec/s ({sec['eng1']:.2f} s)",
+                f"{loop1:,.0f} rec/s",
                 f"{ratio:.2f}",
                 ">= 0.50",
                 "met" if ratio >= 0.5 else "MISSED",
@@ -159,32 +227,44 @@ class Bench:
         self.add(
             Row(
                 "B1",
+                "engine first run against the no-parse loop",
+                f"{rps['eng1']:,.0f} rec/s",
+                f"{rps['noparse']:,.0f} rec/s",
+                f"{rps['eng1'] / rps['noparse']:.2f}",
+                "(info)",
+            )
+        )
+        self.add(
+            Row(
+                "B1",
                 f"engine second run, {n:,} customers",
-                f"{e2_rps:,.0f} rec/s ({statistics.median(eng2):.1f} s)",
-                f"{ref2_rps:,.0f} rec/s",
-                f"{e2_rps / ref2_rps:.2f}",
+                f"{rps['eng2']:,.0f} rec/s ({sec['eng2']:.2f} s)",
+                f"{loop2:,.0f} rec/s",
+                f"{rps['eng2'] / loop2:.2f}",
                 "(none)",
                 "",
             )
         )
-        if big:
-            rps = n / statistics.median(big)
+        if "big" in rps:
             self.add(
                 Row(
                     "B1",
                     f"engine first run, batch_size {self.args.batch_variant} (connection config)",
-                    f"{rps:,.0f} rec/s ({statistics.median(big):.1f} s)",
-                    f"{ref1_rps:,.0f} rec/s",
-                    f"{rps / ref1_rps:.2f}",
+                    f"{rps['big']:,.0f} rec/s ({sec['big']:.2f} s)",
+                    f"{loop1:,.0f} rec/s",
+                    f"{rps['big'] / loop1:.2f}",
                     "(info)",
                     "",
                 )
             )
 
     def b2(self) -> None:
-        n, r = 797, self.args.repeat
-        ref = median_of(lambda: self.reference(n), r, "B2 reference")
-        eng = median_of(lambda: self.engine(n), r, "B2 engine")
+        n, refs, engs = 797, [], []
+        for i in range(self.args.repeat):
+            refs.append(self.loop(n))
+            engs.append(self.engine(n))
+            log(f"B2 #{i + 1}: plain loop {refs[-1]:.3f}s engine {engs[-1]:.3f}s")
+        ref, eng = statistics.median(refs), statistics.median(engs)
         self.add(
             Row(
                 "B2",
@@ -244,21 +324,50 @@ class Bench:
         )
 
     def b8(self) -> None:
-        n, delay, r = 10_000, 50, self.args.repeat
-        ref4 = median_of(lambda: self.reference(n, delay_ms=delay, threads=4), r, "B8 reference 4 threads")
-        ref1 = median_of(lambda: self.reference(n, delay_ms=delay), 1, "B8 reference 1 thread")
-        eng4 = median_of(lambda: self.engine(n, delay_ms=delay, fetch_concurrency=4), r, "B8 engine, 4 fetch threads")
+        n, delay = 10_000, 50
+        ref4, eng4, np4 = [], [], []
+        for i in range(self.args.repeat):  # interleaved
+            ref4.append(self.loop(n, delay_ms=delay, threads=4))
+            eng4.append(self.engine(n, delay_ms=delay, fetch_concurrency=4))
+            np4.append(self.loop(n, delay_ms=delay, threads=4, noparse=True))
+            log(f"B8 #{i + 1}: plain loop 4 threads {ref4[-1]:.2f}s engine {eng4[-1]:.2f}s no-parse {np4[-1]:.2f}s")
+        ref1 = median_of(lambda: self.loop(n, delay_ms=delay), 1, "B8 plain loop 1 thread")
         eng1 = median_of(lambda: self.engine(n, delay_ms=delay, fetch_concurrency=1), 1, "B8 engine, sequential fetch")
-        self.add(Row("REF", f"reference 4 threads, {n:,} customers, 50 ms/page", f"{n / ref4:,.0f} rec/s", "", "1.00"))
+        ref4, eng4, np4 = statistics.median(ref4), statistics.median(eng4), statistics.median(np4)
         self.add(
-            Row("REF", f"reference 1 thread, {n:,} customers, 50 ms/page", f"{n / ref1:,.0f} rec/s", "", "(1 run)")
+            Row(
+                "REF",
+                f"plain loop 4 threads, {n:,} customers, 50 ms/page",
+                f"{n / ref4:,.0f} rec/s ({ref4:.2f} s)",
+                "",
+                "1.00",
+            )
+        )
+        self.add(
+            Row(
+                "REF",
+                "plain loop 4 threads without Python parsing, 50 ms/page",
+                f"{n / np4:,.0f} rec/s ({np4:.2f} s)",
+                f"{n / ref4:,.0f} rec/s",
+                f"{ref4 / np4:.2f}",
+                "(info)",
+            )
+        )
+        self.add(
+            Row(
+                "REF",
+                f"plain loop 1 thread, {n:,} customers, 50 ms/page",
+                f"{n / ref1:,.0f} rec/s ({ref1:.2f} s)",
+                "",
+                "(1 run)",
+            )
         )
         ratio = ref4 / eng4
         self.add(
             Row(
                 "B8",
                 "engine, 50 ms/page, 4 fetch threads",
-                f"{n / eng4:,.0f} rec/s ({eng4:.1f} s)",
+                f"{n / eng4:,.0f} rec/s ({eng4:.2f} s)",
                 f"{n / ref4:,.0f} rec/s",
                 f"{ratio:.2f}",
                 ">= 0.80",
@@ -269,7 +378,7 @@ class Bench:
             Row(
                 "B8",
                 "engine, 50 ms/page, sequential fetch (1 run)",
-                f"{n / eng1:,.0f} rec/s ({eng1:.1f} s)",
+                f"{n / eng1:,.0f} rec/s ({eng1:.2f} s)",
                 f"{n / ref4:,.0f} rec/s",
                 f"{ref4 / eng1:.2f}",
                 "(info)",
@@ -360,6 +469,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", action="store_true", help="cProfile one engine run of --size instead of the table")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument(
+        "--upstream",
+        choices=["prerendered", "sandbox"],
+        default="prerendered",
+        help="the fake Woo upstream: pre-rendered pages (bench/prerendered.py) or the Woo sandbox",
+    )
+    parser.add_argument(
+        "--old-reference",
+        action="store_true",
+        help="B1 also runs the former reference (bench/reference.py), as an info row",
+    )
     parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")
     args = parser.parse_args(argv)
     if args.full:
@@ -375,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_db:
         scenario.recreate_database(os.environ["DATABASE_URL"])
     scenario.setup_django(migrate=True)
-    upstream = scenario.Upstream()
+    small = max(args.size // 10, 100)  # B4's small size
+    stores = [(args.size, 0), (797, 0), (10_000, 0), (10_000, 50), (small, 0)]
+    upstream = scenario.Upstream(args.upstream, stores=stores)
     try:
         if args.profile:
             profile(args, upstream)
@@ -387,13 +509,19 @@ def main(argv: list[str] | None = None) -> int:
                 "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                 "repeat": args.repeat,
                 "engine batch size": bench.batch_size,
-                "connector": "connectors/woocommerce (real), WooSandbox with generated stores (bench/woo_upstream.py)",
+                "connector": "connectors/woocommerce (real)",
+                "upstream": {
+                    "prerendered": "pre-rendered pages, own process (bench/prerendered.py)",
+                    "sandbox": "WooSandbox with generated stores, own process (bench/woo_upstream.py)",
+                }[args.upstream],
+                "reference (B1/B2/B8)": "bench/plain_loop.py (B8: 4 fetch threads)",
                 "woocommerce page concurrency (B1/B2/B4)": bench.page_concurrency,
             }
         )
         t0 = time.perf_counter()
         bench.run(only)
         info["total bench time"] = f"{time.perf_counter() - t0:.0f} s"
+        info["load avg (1/5/15 min) at end"] = load()
         print(render(bench.rows, info, args.markdown))
     finally:
         upstream.close()

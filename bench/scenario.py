@@ -1,8 +1,9 @@
 """Shared set-up for the benchmarks: environment, a fresh database, the upstream process, the connection.
 
 B1/B2/B4/B8 run the real WooCommerce connector (``connectors/woocommerce``: its client and auth, its
-customers resource with concurrent offset paging, its mapper) against the real Woo sandbox serving
-generated stores in its own process (``bench/woo_upstream.py``).
+customers resource with concurrent offset paging, its mapper) against a fake Woo upstream in its own
+process: by default the pre-rendered one (``bench/prerendered.py``), or the real Woo sandbox serving
+generated stores (``bench/woo_upstream.py``, ``--upstream sandbox``).
 """
 
 from __future__ import annotations
@@ -59,19 +60,26 @@ def setup_django(*, migrate: bool) -> None:
 
 
 class Upstream:
-    """The Woo sandbox in its own process, so its CPU does not share the measured process's GIL."""
+    """The fake Woo upstream in its own process, so its CPU does not share the measured process's GIL.
 
-    def __init__(self) -> None:
-        from bench.woo_upstream import KEY, SECRET
+    ``kind="prerendered"`` (the default): bench/prerendered.py, page bodies built once at start for every
+    ``(customers, delay ms)`` in ``stores`` (a store asked for later is built on its first request).
+    ``kind="sandbox"``: the real Woo sandbox generating each page per request (bench/woo_upstream.py)."""
 
+    def __init__(self, kind: str = "prerendered", stores: list[tuple[int, int]] = ()) -> None:
+        from bench.prerendered import KEY, SECRET
+
+        self.kind = kind
         self.key, self.secret = KEY, SECRET
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.woo_upstream"],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        if kind == "prerendered":
+            cmd = [sys.executable, "-m", "bench.prerendered"]
+            for n, delay in dict.fromkeys(stores):
+                cmd += ["--store", f"{n}:{delay}"]
+        elif kind == "sandbox":
+            cmd = [sys.executable, "-m", "bench.woo_upstream"]
+        else:
+            raise ValueError(f"unknown upstream kind {kind!r}")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip() if self.proc.stdout else ""
         if not line.startswith("http://127.0.0.1:"):
             self.close()
@@ -79,9 +87,8 @@ class Upstream:
         self.root = line
 
     def url(self, n: int, delay_ms: int = 0) -> str:
-        from bench.woo_upstream import base_url
-
-        return base_url(self.root, n=n, delay_ms=delay_ms)
+        # Both upstreams put a store at /n<customers>/d<delay ms> (a store in a subdirectory).
+        return f"{self.root.rstrip('/')}/n{n}/d{delay_ms}"
 
     def close(self) -> None:
         if self.proc.poll() is None:

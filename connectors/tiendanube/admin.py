@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from sync.models import Origin
 from sync.selectors import organization_ids_for
 
-from . import oauth, selectors, stores
+from . import oauth, privacy, selectors, stores
 from .errors import TiendanubeError
 from .models import PendingInstall, PrivacyRequest, StoreSchedule
 
@@ -114,8 +116,45 @@ class PendingInstallAdmin(StaffScopedAdmin):
 
 @admin.register(PrivacyRequest)
 class PrivacyRequestAdmin(StaffScopedAdmin):
-    list_display = ("event", "store_id", "customer_external_id", "created_at")
-    readonly_fields = ("event", "store_id", "connection", "customer_external_id", "result", "created_at")
+    list_display = ("event", "store_id", "customer_external_id", "outcome", "created_at", "export")
+    list_filter = ("event", "outcome")
+    readonly_fields = (
+        "event",
+        "store_id",
+        "connection",
+        "customer_external_id",
+        "outcome",
+        "request",
+        "result",
+        "created_at",
+        "export",
+    )
 
     def get_queryset(self, request):
         return _scoped(request, super().get_queryset(request), "connection__organization_id")
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [path("<int:pk>/export/", export, name="tiendanube_privacyrequest_export"), *super().get_urls()]
+
+    @admin.display(description="Data export")
+    def export(self, obj):
+        if obj.event != "customers/data_request" or obj.connection_id is None:
+            return "-"
+        url = reverse("admin:tiendanube_privacyrequest_export", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Download JSON</a>', url)
+
+    def export_view(self, request, pk: int):
+        """The JSON export of what we hold for the request's customer (scoped like the list)."""
+        if not self.has_view_permission(request):
+            raise Http404
+        obj = get_object_or_404(
+            self.get_queryset(request), pk=pk, event="customers/data_request", connection__isnull=False
+        )
+        body = privacy.privacy_data_export(privacy_request=obj, actor=request.user)
+        response = HttpResponse(body, content_type="application/json")
+        response["Content-Disposition"] = (
+            f'attachment; filename="data-request-{obj.store_id}-{obj.customer_external_id}-{obj.pk}.json"'
+        )
+        response["Cache-Control"] = "no-store"
+        return response

@@ -28,6 +28,11 @@ DEFAULTS: dict[str, object] = {
     "TIENDANUBE_RESULT_CAP": 10_000,
     "TIENDANUBE_PAGE_CONCURRENCY": 3,
     "TIENDANUBE_POST_SYNC_HOOK": "",
+    # Seconds a delivery is remembered to drop its duplicates. Short on purpose: a body is only
+    # {store_id, event, id}, so a second real change of the same record sends the same bytes; within the
+    # window it is left to the next scheduled sync (the store is on the 5-minute tier after a webhook).
+    # 15 min covers Tiendanube's redelivery steps (0, 5, 10, 15 min).
+    "TIENDANUBE_WEBHOOK_DEDUPE_SECONDS": 900,
 }
 
 
@@ -63,6 +68,7 @@ class Conf:
     result_cap: int
     page_concurrency: int
     post_sync_hook: str
+    webhook_dedupe_seconds: int = 900
 
     @property
     def missing(self) -> list[str]:
@@ -91,4 +97,5 @@ def get() -> Conf:
         result_cap=int(_get("TIENDANUBE_RESULT_CAP")),
         page_concurrency=max(1, int(_get("TIENDANUBE_PAGE_CONCURRENCY"))),
         post_sync_hook=str(_get("TIENDANUBE_POST_SYNC_HOOK")),
+        webhook_dedupe_seconds=int(_get("TIENDANUBE_WEBHOOK_DEDUPE_SECONDS")),
     )

@@ -27,7 +27,14 @@ POLICY = RunPolicy(
     max_parallel_setting="TIENDANUBE_MAX_PARALLEL_SYNCS",
     resource_order=("products", "orders", "customers"),
     after_run="connectors.tiendanube.stores.post_sync",
-    housekeeping=(Housekeeping("tiendanube:health", "connectors.tiendanube.tasks.health_check", 30 * MINUTE),),
+    housekeeping=(
+        Housekeeping("tiendanube:health", "connectors.tiendanube.tasks.health_check", 30 * MINUTE),
+        Housekeeping(
+            "tiendanube:purge-webhook-receipts",
+            "connectors.tiendanube.webhooks.webhook_receipts_purge",
+            dt.timedelta(days=1),
+        ),
+    ),
 )
 
 connector = Connector(

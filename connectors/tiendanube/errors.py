@@ -34,3 +34,10 @@ class WebhookRejected(TiendanubeError):
 class BadSignature(WebhookRejected):
     http_status = 401
     code = "bad_signature"
+
+
+class StoreCheckFailed(TiendanubeError):
+    """We could not ask the store whether our token still works; Tiendanube redelivers on a 503."""
+
+    http_status = 503
+    code = "store_check_failed"

@@ -81,7 +81,15 @@ class StoreSchedule(RunSchedule):
 
 
 class PrivacyRequest(models.Model):
-    """An LGPD webhook (store/redact, customers/redact, customers/data_request) and what we did."""
+    """An LGPD webhook (store/redact, customers/redact, customers/data_request) and what we did.
+
+    ``request`` keeps only the identifiers of the body (data request id, order ids), never the customer's
+    email, phone or document: the data export of a data request is built when staff download it."""
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied", "Applied"
+        RECORDED = "recorded", "Recorded (export available)"
+        REFUSED = "refused", "Refused"
 
     event = models.CharField(max_length=40)
     store_id = models.CharField(max_length=64)
@@ -89,8 +97,25 @@ class PrivacyRequest(models.Model):
         "connectors.Connection", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     customer_external_id = models.CharField(max_length=64, blank=True, default="")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.APPLIED)
+    request = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class WebhookReceipt(models.Model):
+    """A verified Tiendanube delivery, remembered for the dedupe window. Tiendanube sends no delivery id
+    and its bodies carry no timestamp, so the SHA-256 of the signed body (which holds store, event and
+    id) is the key: the same delivery twice within the window is acted on once. Purged daily."""
+
+    body_hash = models.CharField(max_length=64, unique=True)
+    store_id = models.CharField(max_length=64)
+    event = models.CharField(max_length=40)
+    record_id = models.CharField(max_length=64, blank=True, default="")
+    received_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.record_id} (store {self.store_id})"

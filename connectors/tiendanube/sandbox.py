@@ -1,6 +1,8 @@
 """A faithful local Tiendanube: several stores, the OAuth authorize + token endpoints, the leaky bucket
 (headers and 429s), the `Authentication` header, 400 without a User-Agent, x-total-count + Link, the
-10,000-result cap, 401 after uninstall, and webhook sending (signed like the real one).
+10,000-result cap, 401 after uninstall, and webhook sending (signed like the real one, in the documented
+shapes: store events ``{"store_id", "event", "id"}``; the LGPD events without an ``event`` key, each to its
+own URL, as tests/fixtures/vendor/tiendanube/lgpd_*.json).
 
     sb = TiendanubeSandbox(stores=2, records=30)
     with serve(sb.app) as base:  # http://127.0.0.1:<port>
@@ -24,6 +26,7 @@ import requests
 from connectors.sandbox.server import Request, Response, SandboxApp
 
 RESOURCES = ("products", "orders", "customers")
+LGPD_EVENTS = ("store/redact", "customers/redact", "customers/data_request")
 BASE_TIME = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
 
 
@@ -156,6 +159,12 @@ class TiendanubeSandbox:
                 if rec["id"] == record_id:
                     rec.update(changes, updated_at=_fmt(when))
 
+    def remove(self, store_id: str, resource: str, record_id: int) -> None:
+        """The merchant deletes a record: GET by id answers 404 from now on."""
+        with self.lock:
+            data = self.stores[store_id].data
+            data[resource] = [rec for rec in data[resource] if rec["id"] != record_id]
+
     def uninstall(self, store_id: str, *, webhook_url: str = "") -> requests.Response | None:
         """The merchant removes the app: the token dies (401 from now on); optionally tell the app."""
         with self.lock:
@@ -170,12 +179,56 @@ class TiendanubeSandbox:
     def sign(self, body: bytes) -> str:
         return hmac.new(self.client_secret.encode(), body, hashlib.sha256).hexdigest()
 
-    def webhook(self, store_id: str, event: str, object_id, **extra) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps({"store_id": int(store_id), "event": event, "id": object_id, **extra}).encode()
+    def _signed(self, payload: dict) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(payload).encode()
         return body, {"Content-Type": "application/json", "X-Linkedstore-HMAC-SHA256": self.sign(body)}
 
-    def send_webhook(self, url: str, store_id: str, event: str, object_id, **extra) -> requests.Response:
-        body, headers = self.webhook(store_id, event, object_id, **extra)
+    def webhook(self, store_id: str, event: str, object_id) -> tuple[bytes, dict[str, str]]:
+        """A store event, ``{"store_id", "event", "id"}`` (webhook_product_created.json)."""
+        if event in LGPD_EVENTS:
+            raise ValueError(f"{event} has its own shape and URL: use lgpd_webhook()")
+        return self._signed({"store_id": int(store_id), "event": event, "id": object_id})
+
+    def lgpd_webhook(
+        self,
+        event: str,
+        store_id: str,
+        *,
+        customer_id: int | None = None,
+        orders: list[int] | None = None,
+        data_request_id: int = 1,
+        store_id_as_string: bool = True,
+    ) -> tuple[bytes, dict[str, str]]:
+        """An LGPD event as the platform (and its LGPD testing tool) sends it: no ``event`` key. store/redact
+        sends the numeric id; the customer events send ``store_id`` as the tool does (a string)."""
+        if event == "store/redact":
+            return self._signed({"store_id": int(store_id)})
+        if event not in LGPD_EVENTS:
+            raise ValueError(f"not an LGPD event: {event}")
+        with self.lock:
+            rec = next(c for c in self.stores[store_id].data["customers"] if c["id"] == customer_id)
+            customer = {k: rec.get(k) for k in ("id", "email", "phone", "identification")}
+        sid = str(int(store_id)) if store_id_as_string else int(store_id)
+        if event == "customers/redact":
+            return self._signed({"store_id": sid, "customer": customer, "orders_to_redact": list(orders or [])})
+        return self._signed(
+            {
+                "store_id": sid,
+                "customer": customer,
+                "orders_requested": list(orders or []),
+                "checkouts_requested": [],
+                "drafts_orders_requested": [],
+                "data_request": {"id": data_request_id},
+            }
+        )
+
+    def send_webhook(self, url: str, store_id: str, event: str, object_id) -> requests.Response:
+        body, headers = self.webhook(store_id, event, object_id)
+        return requests.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
+
+    def send_lgpd(self, url: str, event: str, store_id: str, **kw) -> requests.Response:
+        """Post an LGPD event to the URL configured for it (ours: /connectors/tiendanube/webhooks/<event>/)."""
+        body, headers = self.lgpd_webhook(event, store_id, **kw)
         return requests.post(url, data=body, headers=headers, timeout=10, allow_redirects=False)
 
     # --- HTTP ----------------------------------------------------------------------------------------

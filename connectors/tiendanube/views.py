@@ -67,18 +67,19 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "connected", "store_id": result.external_account_id, "connection": result.pk})
 
 
-@csrf_exempt
-@require_POST
-def webhook(request: HttpRequest) -> HttpResponse:
-    """Bad signature 401, malformed 400, handled 200. A verified delivery we failed to act on (the database
-    down, a bug) is a 503: nothing was recorded, and Tiendanube redelivers for up to 48 h, which is what
-    we want (acting on a delivery twice is harmless: webhook lines dedupe by record id)."""
+def _webhook(request: HttpRequest, event: str | None) -> HttpResponse:
+    """Bad signature 401, malformed 400, handled 200 (duplicates included). A verified delivery we failed
+    to act on (the database down, the store unreachable when its install state must be confirmed, a bug)
+    is a 503: nothing was recorded, and Tiendanube redelivers for up to 48 h."""
     try:
-        done = webhooks.webhook_handle(body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"))
+        done = webhooks.webhook_handle(
+            body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"), event=event
+        )
     except WebhookRejected as exc:
         return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
-    except Exception:
-        log.exception("tiendanube webhook handling failed")
+    except Exception as exc:
+        if not isinstance(exc, TiendanubeError):
+            log.exception("tiendanube webhook handling failed")
         response = JsonResponse(
             {"error": "webhook_not_processed", "detail": "the delivery could not be processed; please redeliver"},
             status=503,
@@ -86,3 +87,29 @@ def webhook(request: HttpRequest) -> HttpResponse:
         response["Retry-After"] = "60"
         return response
     return JsonResponse({"status": "ok", "detail": done})
+
+
+@csrf_exempt
+@require_POST
+def webhook(request: HttpRequest) -> HttpResponse:
+    """Store events (``{"store_id", "event", "id"}``); also accepts LGPD bodies that carry an ``event``."""
+    return _webhook(request, None)
+
+
+# The LGPD events: each configured to its own URL in the partner portal; their bodies have no "event" key.
+@csrf_exempt
+@require_POST
+def webhook_store_redact(request: HttpRequest) -> HttpResponse:
+    return _webhook(request, "store/redact")
+
+
+@csrf_exempt
+@require_POST
+def webhook_customers_redact(request: HttpRequest) -> HttpResponse:
+    return _webhook(request, "customers/redact")
+
+
+@csrf_exempt
+@require_POST
+def webhook_customers_data_request(request: HttpRequest) -> HttpResponse:
+    return _webhook(request, "customers/data_request")

@@ -99,11 +99,6 @@ class WooResource(Resource):
     version_field: ClassVar[str] = "date_modified_gmt"
     version_kind: ClassVar[str] = "timestamp"
 
-    def is_deleted(self, record: dict) -> bool:
-        """A record in the trash (a webhook delivery, or a listing that includes the trash) mirrors as deleted;
-        restoring it upstream brings it back with a newer ``date_modified_gmt``."""
-        return isinstance(record, dict) and record.get("status") == "trash"
-
     # overridables ---------------------------------------------------------------------------------------
     def sort_key(self, record: dict) -> list:
         """The order the query returns (must be total); JSON-friendly so it can live in the token."""
@@ -293,6 +288,11 @@ class ModifiedResource(WooResource):
     ``CURSOR_OVERLAP_SECONDS`` (inclusive overlap; re-reading a record is harmless)."""
 
     cursor_kind = "timestamp"
+
+    def is_deleted(self, record: dict) -> bool:
+        """Trash mirrors as deleted: a trashed order, product or coupon still answers GET by id (status
+        ``trash``) but is gone for the shop; lists with the default status leave it out."""
+        return _str(record.get("status")) == "trash"
 
     def query_params(self, ctx: FetchContext) -> dict:
         params: dict = {"orderby": "id", "order": "asc", "dates_are_gmt": "true", **self.extra_params}

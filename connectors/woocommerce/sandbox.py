@@ -322,9 +322,20 @@ class WooSandbox:
             self._notify(resource, "deleted", {"id": record_id})
 
     def trash(self, resource: str, record_id: int) -> dict:
-        """Move a post-type record (order, product, coupon) to the trash, as wp-admin's "Move to Trash":
-        status "trash", a new modified date, an ``<resource>.updated`` delivery; lists leave it out."""
-        return self.update(resource, record_id, status="trash")
+        """Move an order, product or coupon to the trash, as the shop admin does: GET by id still answers
+        (``status: "trash"``), lists with the default status leave it out, and WooCommerce fires the
+        ``*.deleted`` topic (hook ``wp_trash_post``) with the body ``{"id": N}``."""
+        if resource == "customers":
+            raise ValueError("customers have no trash in WooCommerce")
+        with self.lock:
+            record = self.data[resource][record_id]
+            record["status"] = "trash"
+            now = self.now()
+            record["date_modified_gmt"] = _ts(now)
+            record["date_modified"] = _ts(now + self.site_offset)
+            snapshot = copy.deepcopy(record)
+        self._notify(resource, "deleted", {"id": record_id})
+        return snapshot
 
     def ids(self, resource: str) -> list[int]:
         with self.lock:
@@ -493,10 +504,9 @@ class WooSandbox:
                 if bound:
                     bound = bound.replace("Z", "")[:19]
                     rows = [r for r in rows if keep(r[field_], bound)]
-            if name in ("orders", "products") and req.arg("status") not in (None, "", "any"):
-                rows = [r for r in rows if r["status"] == req.arg("status")]
-            elif name in ("orders", "products", "coupons"):
-                # WordPress's "any" leaves out the trash (and WooCommerce's coupon list too).
+            if req.arg("status") not in (None, "", "any"):
+                rows = [r for r in rows if r.get("status") == req.arg("status")]
+            else:  # "any" (the default) leaves the trash out, as WP_Query does
                 rows = [r for r in rows if r.get("status") != "trash"]
             if name == "coupons" and req.arg("code"):
                 rows = [r for r in rows if r["code"] == req.arg("code").strip().lower()]

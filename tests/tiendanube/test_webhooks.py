@@ -58,6 +58,7 @@ def test_malformed_body_is_400_never_500(synced):
 
 def test_uninstall_disconnects_store_and_pauses_schedule(synced):
     sb, conn = synced
+    sb.uninstall("1001")  # the token dies first: the store confirms the uninstall with a 401
     body, headers = sb.webhook("1001", "app/uninstalled", 4242)
     r = post(body, headers["X-Linkedstore-HMAC-SHA256"])
     assert r.status_code == 200 and r.json()["detail"] == "disconnected"
@@ -88,6 +89,7 @@ def test_record_event_fetches_record_into_webhook_lane(synced, django_capture_on
 def test_deleted_event_marks_record_deleted(synced, django_capture_on_commit_callbacks):
     sb, conn = synced
     cid = 1001 * 100_000 + 1
+    sb.remove("1001", "customers", cid)  # GET by id answers 404: the store confirms the delete
     body, headers = sb.webhook("1001", "customer/deleted", cid)
     with django_capture_on_commit_callbacks(execute=True):
         assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).status_code == 200
@@ -96,15 +98,53 @@ def test_deleted_event_marks_record_deleted(synced, django_capture_on_commit_cal
     assert Customer.objects.get(connection=conn, external_id=str(cid)).deleted_at is not None
 
 
+def test_deleted_event_for_a_record_the_store_still_has_deletes_nothing(synced, django_capture_on_commit_callbacks):
+    sb, conn = synced
+    cid = 1001 * 100_000 + 1
+    body, headers = sb.webhook("1001", "customer/deleted", cid)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).status_code == 200
+    from customers.models import Customer
+
+    assert Customer.objects.get(connection=conn, external_id=str(cid)).deleted_at is None
+
+
+def test_the_same_delivery_twice_is_enqueued_once(synced, django_capture_on_commit_callbacks, fake_clock):
+    from connectors.tiendanube.models import WebhookReceipt
+    from sync.models import SyncQueueLine
+
+    sb, conn = synced
+    pid = 1001 * 100_000 + 2
+    body, headers = sb.webhook("1001", "product/updated", pid)
+    pushed = SyncActivity.objects.filter(event="webhook.received", connection=conn)  # one per re-fetch enqueued
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).json()["detail"].endswith("to re-fetch")
+        assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).json()["detail"].startswith("duplicate")
+    assert pushed.count() == 1
+    assert SyncQueueLine.objects.filter(queue__lane=Lane.WEBHOOK, external_id=str(pid)).count() == 1
+    assert SyncActivity.objects.filter(event="tiendanube.webhook_duplicate", connection=conn).count() == 1
+    fake_clock.advance(901)  # past TIENDANUBE_WEBHOOK_DEDUPE_SECONDS: a new change of the same record
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).json()["detail"].endswith("to re-fetch")
+    assert pushed.count() == 2
+    from connectors.tiendanube.webhooks import webhook_receipts_purge
+
+    fake_clock.advance(901)
+    assert webhook_receipts_purge() == 1 and not WebhookReceipt.objects.exists()
+
+
 def test_customer_redact_and_data_request(synced):
+    """Old-style bodies carrying an "event" key still work on the combined URL."""
     sb, conn = synced
     cid = 1001 * 100_000 + 2
-    body, headers = sb.webhook("1001", "customers/data_request", None, customer={"id": cid}, data_request={"id": 9})
-    assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).status_code == 200
+    for event, extra in (
+        ("customers/data_request", {"data_request": {"id": 9}}),
+        ("customers/redact", {"orders_to_redact": [cid]}),
+    ):
+        body = json.dumps({"store_id": 1001, "event": event, "customer": {"id": cid}, **extra}).encode()
+        assert post(body, sb.sign(body)).status_code == 200
     req = PrivacyRequest.objects.get(event="customers/data_request")
-    assert req.result["customer"][0]["email"] == "cliente2@store1001.example" and len(req.result["orders"]) == 1
-    body, headers = sb.webhook("1001", "customers/redact", None, customer={"id": cid}, orders_to_redact=[cid])
-    assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).status_code == 200
+    assert req.result["held"] == {"customers": 1, "orders": 1} and req.request["data_request_id"] == "9"
     from commerce.models import Order
     from customers.models import Customer
 
@@ -116,8 +156,15 @@ def test_customer_redact_and_data_request(synced):
 
 def test_store_redact_deletes_local_data(synced):
     sb, conn = synced
-    body, headers = sb.webhook("1001", "store/redact", None)
-    assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).status_code == 200
+    sb.uninstall("1001")
+    body, headers = sb.lgpd_webhook("store/redact", "1001")
+    r = Client().post(
+        URL + "store-redact/",
+        data=body,
+        content_type="application/json",
+        HTTP_X_LINKEDSTORE_HMAC_SHA256=headers["X-Linkedstore-HMAC-SHA256"],
+    )
+    assert r.status_code == 200 and r.json()["detail"] == "store redacted"
     from commerce.models import Order, Product
     from customers.models import Customer
 
@@ -152,19 +199,101 @@ def test_sandbox_sends_uninstall_webhook_then_api_answers_401(synced, live_serve
 
 
 def test_a_delivery_we_fail_to_act_on_is_a_503_so_tiendanube_redelivers(synced, monkeypatch):
-    from connectors.tiendanube import webhooks
-    from sync import services as sync_services
+    from connectors.tiendanube import privacy, webhooks
 
     sb, conn = synced
     cid = 1001 * 100_000 + 1
-    body, headers = sb.webhook("1001", "customer/deleted", cid)
+    body, headers = sb.lgpd_webhook("customers/redact", "1001", customer_id=cid, orders=[cid])
 
     def database_down(**kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(sync_services, "sync_enqueue_records", database_down)
-    r = post(body, headers["X-Linkedstore-HMAC-SHA256"])
+    monkeypatch.setattr(privacy, "privacy_customer_redact", database_down)
+    r = Client().post(
+        URL + "customers-redact/",
+        data=body,
+        content_type="application/json",
+        HTTP_X_LINKEDSTORE_HMAC_SHA256=headers["X-Linkedstore-HMAC-SHA256"],
+    )
     assert r.status_code == 503 and r["Retry-After"] == "60"
     assert r.json()["error"] == "webhook_not_processed"
     monkeypatch.undo()
-    assert webhooks.webhook_handle(body=body, signature=headers["X-Linkedstore-HMAC-SHA256"]).endswith("deleted")
+    # Nothing of the failed attempt was kept (not even its dedupe receipt): the redelivery is acted on.
+    done = webhooks.webhook_handle(body=body, signature=headers["X-Linkedstore-HMAC-SHA256"], event="customers/redact")
+    assert done == "customer redacted"
+
+
+def _reinstall(sb, conn, token="tok-1001-reinstalled"):
+    st = sb.stores["1001"]
+    st.installed, st.token = True, token
+    conn.refresh_from_db()
+    conn.credentials = {"access_token": token}
+    conn.is_active, conn.needs_reauth = True, False
+    conn.save()
+
+
+def _redact(sb, body):
+    return Client().post(
+        URL + "store-redact/",
+        data=body,
+        content_type="application/json",
+        HTTP_X_LINKEDSTORE_HMAC_SHA256=sb.sign(body),
+    )
+
+
+def test_replayed_store_redact_does_not_wipe_a_store_that_reinstalled(synced, fake_clock):
+    from customers.models import Customer
+    from sync.connection_runs import connection_sync
+
+    sb, conn = synced
+    sb.uninstall("1001")
+    body, _ = sb.lgpd_webhook("store/redact", "1001")
+    assert _redact(sb, body).json()["detail"] == "store redacted"
+    assert not Customer.objects.filter(connection=conn).exists()
+    _reinstall(sb, conn)
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
+    held = Customer.objects.filter(connection=conn).count()
+    assert held == 4
+    # The captured redact, replayed right away (the dedupe) and days later (the store is connected).
+    assert _redact(sb, body).json()["detail"].startswith("duplicate")
+    fake_clock.advance(3 * 86400)
+    r = _redact(sb, body)
+    assert r.status_code == 200 and r.json()["detail"].startswith("refused")
+    assert Customer.objects.filter(connection=conn).count() == held
+    conn.refresh_from_db()
+    assert conn.is_active and conn.has_credentials
+    assert SyncActivity.objects.filter(event="tiendanube.store_redact_refused", connection=conn).exists()
+    # The next real uninstall, then its redact (the same bytes): applied.
+    sb.uninstall("1001")
+    fake_clock.advance(2 * 86400)  # store/redact comes 48 h after the uninstall
+    assert _redact(sb, body).json()["detail"] == "store redacted"
+    assert not Customer.objects.filter(connection=conn).exists()
+
+
+def test_store_redact_when_the_store_cannot_be_asked_is_a_503(synced, monkeypatch):
+    from connectors.base import TransientError
+    from connectors.tiendanube.client import TiendanubeClient
+
+    sb, conn = synced
+
+    def unreachable(self, *a, **kw):
+        raise TransientError("network error talking to tiendanube: ConnectionError")
+
+    monkeypatch.setattr(TiendanubeClient, "get_json", unreachable)
+    body, _ = sb.lgpd_webhook("store/redact", "1001")
+    r = _redact(sb, body)
+    assert r.status_code == 503 and r["Retry-After"] == "60"
+    from customers.models import Customer
+
+    assert Customer.objects.filter(connection=conn).exists()
+    assert not PrivacyRequest.objects.exists()
+
+
+def test_replayed_uninstall_does_not_disconnect_an_installed_store(synced):
+    sb, conn = synced
+    body, headers = sb.webhook("1001", "app/uninstalled", 4242)
+    r = post(body, headers["X-Linkedstore-HMAC-SHA256"])
+    assert r.status_code == 200 and r.json()["detail"].startswith("ignored")
+    conn.refresh_from_db()
+    assert conn.is_active and conn.has_credentials and not conn.needs_reauth
+    assert SyncActivity.objects.filter(event="tiendanube.uninstall_not_confirmed", connection=conn).exists()

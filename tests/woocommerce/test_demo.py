@@ -18,5 +18,6 @@ def test_demo_syncs_the_sandbox_store_and_shows_webhooks(org, staff):
         hooks["state"] == "done"
         and "first_name='Webhooked'" in hooks["note"]
         and "deleted_at set=True" in hooks["note"]
+        and "replays dropped=1" in hooks["note"]
     )
     assert Customer.objects.filter(organization=org, first_name="Webhooked").count() == 1

@@ -1,0 +1,96 @@
+"""``python -m bench.cpu_split [--size N] [--repeat R]``: where the CPU goes, engine vs plain loop.
+
+For each run (interleaved, first run on an empty table, against the pre-rendered upstream): wall time, CPU
+of this process (every thread: the engine's fetch threads included), CPU of the PostgreSQL backend serving
+the run (read with psutil just before its connection closes) and CPU of the upstream process. Uses the
+database in DATABASE_URL as it is (migrated; run ``python -m bench --only B2 --repeat 1`` once to set it up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import psutil
+import psycopg
+
+from bench import plain_loop, scenario
+
+
+class _Measured(psycopg.Connection):
+    """A psycopg connection that reads its backend's CPU time just before closing."""
+
+    last_cpu = 0.0
+
+    def close(self) -> None:
+        if not self.closed:
+            t = psutil.Process(self.info.backend_pid).cpu_times()
+            type(self).last_cpu = t.user + t.system
+        super().close()
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    scenario.setup_django(migrate=False)
+    from django.db import connection
+
+    n = args.size
+    up = scenario.Upstream("prerendered", stores=[(n, 0)])
+    me, upstream = psutil.Process(), psutil.Process(up.proc.pid)
+    org = scenario.org()
+    results: dict[str, list[tuple[float, float, float, float]]] = {"engine": [], "plain loop": [], "no-parse": []}
+    print(f"load at start {os.getloadavg()}")
+    try:
+        for _ in range(args.repeat):
+            for what in results:
+                scenario.reset_tables()
+                conn = scenario.make_connection(up, up.url(n), name=f"split-{what}")
+                c0, u0, t0 = _cpu(me), _cpu(upstream), time.perf_counter()
+                if what == "engine":
+                    connection.ensure_connection()
+                    backend = psutil.Process(connection.connection.info.backend_pid)
+                    b0 = _cpu(backend)
+                    scenario.engine_run(conn, expect=n)
+                    pg = _cpu(backend) - b0
+                else:
+                    fn = plain_loop.run if what == "plain loop" else plain_loop.run_noparse
+                    real = plain_loop.psycopg.connect
+                    plain_loop.psycopg.connect = _Measured.connect
+                    try:
+                        _, rows = fn(
+                            up.url(n),
+                            os.environ["DATABASE_URL"],
+                            organization_id=org.pk,
+                            connection_id=conn.pk,
+                            key=up.key,
+                            secret=up.secret,
+                        )
+                    finally:
+                        plain_loop.psycopg.connect = real
+                    assert rows == n
+                    pg = _Measured.last_cpu  # a fresh backend: all its CPU is this run's
+                wall = time.perf_counter() - t0
+                results[what].append((wall, _cpu(me) - c0, pg, _cpu(upstream) - u0))
+                print(what, " ".join(f"{x:.2f}" for x in results[what][-1]), flush=True)
+    finally:
+        up.close()
+    print(f"\n{n:,} customers, medians of {args.repeat} (seconds); load at end {os.getloadavg()}")
+    print("| run | wall | client process CPU | PostgreSQL backend CPU | upstream CPU |")
+    print("|---|---|---|---|---|")
+    for what, rows in results.items():
+        med = [statistics.median(col) for col in zip(*rows, strict=True)]
+        print(f"| {what} | " + " | ".join(f"{x:.2f}" for x in med) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The honest reference for B1/B2/B8: the simplest fast program doing the sync's work, written apart from
+the engine (it imports nothing from sync/ or connectors/).
+
+``run``: one ``requests.Session`` GETs ``page=1..N`` (``per_page=100``, ``role=all&orderby=id&order=asc``,
+the keys as query parameters) in order, ``json.loads`` each body (the standard library: the connector
+parses with ``Response.json()``, which is ``json.loads``), takes the columns ``customers_customer`` needs
+straight from each record (no mapper call; the JSON columns are rendered with orjson, as the engine's COPY
+path renders them), COPYs every row into one TEMP table in a single COPY, then one
+``INSERT ... SELECT ... ON CONFLICT (connection_id, external_id) DO UPDATE``, commit.
+``threads=4``: the same with pages 2..N fetched by 4 threads (one session each), written in page order
+(B8, 50 ms per page).
+
+``run_noparse``: the physical limit. No JSON parsing in Python: each page's raw body goes into a TEMP
+table as one ``jsonb`` value (text COPY; psycopg escapes the backslashes in C, and PostgreSQL parses the
+JSON while the next pages are still being fetched), and PostgreSQL extracts the columns with
+``jsonb_array_elements`` / ``->>`` in the ``INSERT ... SELECT``. (Measured at 10,000 customers: a ``text``
+column cast to ``jsonb`` in the INSERT took 0.69-0.73 s, ``jsonb`` in the COPY 0.55-0.58 s.)
+
+What the loop does not do that the connector's mapper does: strip and truncate strings, turn ``None``
+into ``""``, reject records without a valid email, fall back from ``date_modified_gmt`` to
+``date_created_gmt``. On the generated store none of that changes a value (tests/bench checks the rows
+are identical to the engine's), and none of it is where the time goes (a few slices and dict reads).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import psycopg
+import requests
+
+QUERY = {"role": "all", "orderby": "id", "order": "asc", "per_page": 100}
+
+STAGE = (
+    "CREATE TEMP TABLE loop_stage (external_id text, email text, first_name text, last_name text,"
+    " username text, phone text, company text, billing jsonb, shipping jsonb, is_paying_customer boolean,"
+    " upstream_created_at timestamptz, upstream_updated_at timestamptz, extra jsonb) ON COMMIT DROP"
+)
+COLUMNS = (
+    "external_id, email, first_name, last_name, username, phone, company, billing, shipping,"
+    " is_paying_customer, upstream_created_at, upstream_updated_at, extra"
+)
+UPDATED = [c.strip() for c in COLUMNS.split(",")][1:] + ["synced_at", "deleted_at", "organization_id"]
+UPSERT_TAIL = " ON CONFLICT (connection_id, external_id) DO UPDATE SET " + ", ".join(
+    f"{c} = EXCLUDED.{c}" for c in UPDATED
+)
+INSERT = (
+    "INSERT INTO customers_customer (organization_id, connection_id, synced_at, deleted_at, customer_code,"
+    f" customer_group_id, loyalty_tier, {COLUMNS}) SELECT %s, %s, now(), NULL, '', '', '', {COLUMNS}"
+)
+
+
+def customers_url(base_url: str) -> str:
+    base = base_url.rstrip("/")
+    return base if base.endswith("/wp-json/wc/v3/customers") else base + "/wp-json/wc/v3/customers"
+
+
+def bodies(url: str, *, key: str, secret: str, threads: int = 1) -> Iterator[bytes]:
+    """Every page's raw body, in page order: page 1 says how many pages there are (X-WP-TotalPages)."""
+    params = {**QUERY, "consumer_key": key, "consumer_secret": secret}
+    local = threading.local()
+
+    def get(page: int) -> bytes:
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+            session.trust_env = False  # loopback only: no proxy from the environment
+        resp = session.get(url, params={**params, "page": page}, timeout=(5, 30))
+        resp.raise_for_status()
+        if page == 1:
+            local.total_pages = int(resp.headers["X-WP-TotalPages"])
+        return resp.content
+
+    yield get(1)
+    rest = range(2, local.total_pages + 1)
+    if threads <= 1:
+        for page in rest:
+            yield get(page)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            yield from pool.map(get, rest)
+
+
+def run(
+    base_url: str, dsn: str, *, organization_id: int, connection_id: int, key: str, secret: str, threads: int = 1
+) -> tuple[float, int]:
+    """Fetch, parse, COPY, upsert, commit; return (seconds, rows upserted)."""
+    dumps = orjson.dumps
+    t0 = time.perf_counter()
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(STAGE)
+        with cur.copy(f"COPY loop_stage ({COLUMNS}) FROM STDIN") as cp:
+            for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
+                for r in json.loads(body):
+                    billing = r["billing"]
+                    cp.write_row(
+                        (
+                            str(r["id"]),
+                            r["email"],
+                            r["first_name"],
+                            r["last_name"],
+                            r["username"],
+                            billing["phone"],
+                            billing["company"],
+                            dumps(billing).decode(),
+                            dumps(r["shipping"]).decode(),
+                            r["is_paying_customer"],
+                            r["date_created_gmt"] + "Z",  # _gmt fields are UTC without a zone
+                            r["date_modified_gmt"] + "Z",
+                            dumps({"role": r["role"], "avatar_url": r["avatar_url"]}).decode(),
+                        )
+                    )
+        cur.execute(INSERT + " FROM loop_stage" + UPSERT_TAIL, (organization_id, connection_id))
+        rows = cur.rowcount
+        conn.commit()
+    return time.perf_counter() - t0, rows
+
+
+def run_noparse(
+    base_url: str, dsn: str, *, organization_id: int, connection_id: int, key: str, secret: str, threads: int = 1
+) -> tuple[float, int]:
+    """Fetch, COPY the raw bodies, let PostgreSQL extract the columns and upsert, commit."""
+    extract = (
+        "SELECT e->>'id' AS external_id, e->>'email' AS email, e->>'first_name' AS first_name,"
+        " e->>'last_name' AS last_name, e->>'username' AS username, e->'billing'->>'phone' AS phone,"
+        " e->'billing'->>'company' AS company, e->'billing' AS billing, e->'shipping' AS shipping,"
+        " (e->>'is_paying_customer')::boolean AS is_paying_customer,"
+        " ((e->>'date_created_gmt') || 'Z')::timestamptz AS upstream_created_at,"
+        " ((e->>'date_modified_gmt') || 'Z')::timestamptz AS upstream_updated_at,"
+        " jsonb_build_object('role', e->>'role', 'avatar_url', e->>'avatar_url') AS extra"
+        " FROM loop_pages, jsonb_array_elements(body) AS e"
+    )
+    t0 = time.perf_counter()
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE loop_pages (body jsonb) ON COMMIT DROP")
+        with cur.copy("COPY loop_pages (body) FROM STDIN") as cp:
+            for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
+                cp.write_row((body.decode(),))
+        cur.execute(INSERT + f" FROM ({extract}) AS x" + UPSERT_TAIL, (organization_id, connection_id))
+        rows = cur.rowcount
+        conn.commit()
+    return time.perf_counter() - t0, rows
