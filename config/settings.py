@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc files served by us: /api/docs/ works offline, no CDN
     # Before django_q: its `qcluster` command wraps django-q2's to register schedules at start (ops/apps.py).
     "ops",
     "django_q",
@@ -181,6 +182,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Trigger, watch and steer synchronisation with upstream platforms.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "state" with different choices: name each enum after its model's choices.
     "ENUM_NAME_OVERRIDES": {
         "QueueStateEnum": "sync.models.QueueState",
@@ -247,9 +251,11 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "ops.logging.JsonFormatter"},
     },
+    # Logs go to stderr, always: stdout belongs to commands' output (progress lines, --json reports).
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
             "filters": ["redact"],
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
         }

@@ -2,6 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# The admin is SyncHub's operations console: say so in the header and the browser tab.
+admin.site.site_header = "SyncHub"
+admin.site.site_title = "SyncHub"
+admin.site.index_title = "Operations console"
+
 CONNECTOR_KINDS = ["woocommerce", "lightspeed", "tiendanube", "mulesoft", "mdm"]
 
 urlpatterns = [

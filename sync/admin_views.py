@@ -211,7 +211,7 @@ def dashboard(request: HttpRequest, admin_site) -> TemplateResponse:
         **admin_site.each_context(request),
         "title": "Sync dashboard",
         "rows": dashboard_rows(request.user),
-        "q2_links": _django_q_links(),
+        "q2_links": _django_q_links(request, admin_site),
         "console_links": _console_links(request, admin_site),
     }
     return TemplateResponse(request, "admin/sync/dashboard.html", context)
@@ -235,16 +235,25 @@ def _console_links(request: HttpRequest, admin_site) -> list[tuple[str, str]]:
     return links
 
 
-def _django_q_links() -> list[tuple[str, str]]:
+# django-q2's own admin pages: (label, model name). Django's model permissions decide who may open them.
+DJANGO_Q_LINKS = (
+    ("Scheduled tasks", "schedule"),
+    ("Queued tasks", "ormq"),
+    ("Successful tasks", "success"),
+    ("Failed tasks", "failure"),
+)
+
+
+def _django_q_links(request: HttpRequest, admin_site) -> list[tuple[str, str]]:
+    """Only the pages this user may open (each ModelAdmin's has_view_permission), never a link to a 403."""
+    admins = {m._meta.model_name: ma for m, ma in admin_site._registry.items() if m._meta.app_label == "django_q"}
     links = []
-    for label, name in (
-        ("Scheduled tasks", "admin:django_q_schedule_changelist"),
-        ("Queued tasks", "admin:django_q_ormq_changelist"),
-        ("Successful tasks", "admin:django_q_success_changelist"),
-        ("Failed tasks", "admin:django_q_failure_changelist"),
-    ):
+    for label, model_name in DJANGO_Q_LINKS:
+        model_admin = admins.get(model_name)
+        if model_admin is None or not model_admin.has_view_permission(request):
+            continue
         try:
-            links.append((label, reverse(name)))
+            links.append((label, reverse(f"admin:django_q_{model_name}_changelist")))
         except NoReverseMatch:
             continue
     return links

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import time
 
 import boto3
 
 from connectors.models import Connection
+from connectors.sandbox.s3 import s3_server
 
 from . import conf, readcache, selectors, services
 from .sandbox import MdmSandbox, make_items
@@ -15,19 +16,38 @@ from .sandbox import MdmSandbox, make_items
 DEMO_BUCKET = "synchub-demo"
 
 
-def run(ctx) -> list[dict]:
-    from moto.server import ThreadedMotoServer  # dev dependency (moto[server]); imported only for the demo
+def _local_s3(ctx) -> str:
+    """A moto S3 server on loopback, pointed at by this process's conf AND by os.environ, so the qcluster the
+    demo starts (and "Run export now" under it) writes to the same S3 with the same dummy credentials."""
+    endpoint = s3_server(ctx.stack)
+    if endpoint is None:
+        raise RuntimeError("the MDM demo needs moto's S3 server: pip install -r requirements-demo.txt")
+    env = {
+        "MDM_S3_ENDPOINT_URL": endpoint,
+        "MDM_S3_BUCKET": DEMO_BUCKET,
+        "MDM_S3_ACCESS_KEY_ID": "demo",
+        "MDM_S3_SECRET_ACCESS_KEY": "demo",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
 
-    started = time.monotonic()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    ctx.stack.callback(server.stop)
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # Point this process at the local S3 (the demo's own configuration; real deployments use env vars).
+    def restore() -> None:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    ctx.stack.callback(restore)
     conf.MDM_S3_ENDPOINT_URL, conf.MDM_S3_BUCKET = endpoint, DEMO_BUCKET
     conf.MDM_S3_ACCESS_KEY_ID = conf.MDM_S3_SECRET_ACCESS_KEY = "demo"
+    return endpoint
+
+
+def run(ctx) -> list[dict]:
+    started = time.monotonic()
+    endpoint = _local_s3(ctx)
+    ctx.say(f"S3 (moto) at {endpoint}, bucket {DEMO_BUCKET}; the demo's worker gets the same endpoint")
     boto3.client(
         "s3",
         endpoint_url=endpoint,

@@ -12,7 +12,7 @@ def test_admin_index_links_the_dashboard(staff_client):
     assert reverse(DASHBOARD).encode() in response.content
 
 
-def test_dashboard_shows_own_connections_with_status_and_django_q_links(staff_client, fake_conn, other_conn, fake_kind):
+def test_dashboard_shows_own_connections_with_status(staff_client, fake_conn, other_conn, fake_kind):
     fake_kind.__init__(3)
     from sync import services
 
@@ -23,8 +23,6 @@ def test_dashboard_shows_own_connections_with_status_and_django_q_links(staff_cl
     assert "Acme shop" in body and "Globex shop" not in body
     assert f'data-testid="resource-{fake_conn.pk}-customers"' in body
     assert "Success" in body and "100%" in body
-    assert reverse("admin:django_q_schedule_changelist") in body
-    assert reverse("admin:django_q_failure_changelist") in body
 
 
 def test_dashboard_query_count_does_not_grow_with_connections(

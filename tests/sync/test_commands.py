@@ -98,7 +98,10 @@ def test_sync_reap(fake_conn, fake_kind, fake_clock, settings):
     q = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
     runner = engine.QueueRunner(q)
     runner.claim(10)  # nothing fetched yet: no lines to hold
-    assert "0 line(s) back to draft" in run("sync_reap")
+    out = StringIO()
+    with pytest.raises(CommandError) as nothing:  # exit 3: nothing to do
+        call_command("sync_reap", stdout=out)
+    assert nothing.value.returncode == 3 and "0 line(s) back to draft" in out.getvalue()
     fake_clock.advance(settings.SYNC_LEASE_SECONDS + 1)
     out = run("sync_reap", "--purge")
     assert "1 queue(s) resumed" in out and "purged 0 finished queue(s)" in out

@@ -1,13 +1,16 @@
 """Register every schedule (system + what each connector's run policy declares) idempotently. Runs by itself
 after `migrate` and when a qcluster starts (ops/apps.py); this command is for doing it explicitly and seeing
-what changed."""
+what changed.
 
-from django.core.management import BaseCommand
+Exit codes: 0 registered, 2 usage.
+"""
 
 from sync.runpolicy import schedules_register
 
+from ._base import SyncCommand
 
-class Command(BaseCommand):
+
+class Command(SyncCommand):
     help = "Create or update all django-q2 schedules (one row per name; safe to run repeatedly)."
 
     def add_arguments(self, parser) -> None:
