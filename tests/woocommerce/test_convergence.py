@@ -107,9 +107,7 @@ def _edit(client, conn, **changes):
     return client.post(f"/admin/connectors/connection/{conn.pk}/change/", data)
 
 
-def test_pointing_a_connection_at_another_store_asks_first_resets_cursors_and_wipes_nothing(
-    woo, make_sandbox, staff
-):
+def test_pointing_a_connection_at_another_store_asks_first_resets_cursors_and_wipes_nothing(woo, make_sandbox, staff):
     sandbox, conn = woo(size=150)
     assert _run(conn).state == QueueState.DONE and _run(conn, "orders").state == QueueState.DONE
     first_store = Customer.objects.filter(connection=conn, deleted_at__isnull=True).count()
