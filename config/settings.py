@@ -1,5 +1,6 @@
 """SyncHub settings. Every value comes from the environment (see .env.example)."""
 
+import datetime
 from pathlib import Path
 
 import environ
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     # Before django_q: its `qcluster` command wraps django-q2's to register schedules at start (ops/apps.py).
     "ops",
     "django_q",
+    "axes",
     "sync",
     "connectors",
     "connectors.woocommerce",
@@ -41,11 +43,15 @@ INSTALLED_APPS = [
     "connectors.mdm",
     "customers",
     "commerce",
+    # After sync: its run-finished receiver reads the failure streak sync's own receiver has just moved.
+    "alerts",
 ]
 
 MIDDLEWARE = [
     # First: /healthz and /readyz answer before host validation and the HTTPS redirect (probes use IPs, http).
     "ops.middleware.HealthProbeMiddleware",
+    # Next: JSON (never an HTML page) from /api/ and webhook routes, and the early size caps.
+    "sync.api.middleware.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -53,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last (django-axes' requirement): answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -91,6 +99,26 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache: shared across processes (qinfo, health, throttles, invalidation versions) --------------
 CACHES = {"default": env.cache("CACHE_URL", default="dbcache://synchub_cache")}
 
+# --- Login throttling (django-axes; docs/security.md). Axes' backend must come first. ---------------
+AUTHENTICATION_BACKENDS = [
+    "sync.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# Failures before a lockout; each listed parameter locks on its own: one username (from any address) and
+# one client address (whatever usernames it tries).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a reverse proxy, how many proxies append to X-Forwarded-For (0: use REMOTE_ADDR only).
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if env.int("AXES_PROXY_COUNT", default=0) else ("REMOTE_ADDR",)
+)
+AXES_SENSITIVE_PARAMETERS = ["password"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -108,6 +136,21 @@ STATIC_ROOT = env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="synchub@localhost")
+# SMTP for the smtp backend (alert emails); Django's defaults otherwise (localhost:25, no auth).
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)  # a hung SMTP server must not hold an alert task
+
+# --- Alerts (docs/alerts.md): failure streaks and staleness for every connection ------------------
+ALERTS_ENABLED = env.bool("ALERTS_ENABLED", default=True)
+ALERTS_FROM_EMAIL = env("ALERTS_FROM_EMAIL", default="")  # empty: DEFAULT_FROM_EMAIL
+# Prefix of the admin link in alert texts (e.g. https://synchub.example.com); empty: a path only.
+ALERTS_SITE_URL = env("ALERTS_SITE_URL", default="")
+ALERTS_WEBHOOK_TIMEOUT = env.float("ALERTS_WEBHOOK_TIMEOUT", default=5.0)
 
 # --- Security (production values come from the environment; see README "check --deploy") ----------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
@@ -122,6 +165,10 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# Deepest JSON nesting any body may have (API, webhooks): deeper is a 400, never a RecursionError (core/bodies.py).
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
+# Longest query string accepted on /api/ and /connectors/ (OAuth callbacks included): longer is a 400.
+QUERY_STRING_MAX_BYTES = env.int("QUERY_STRING_MAX_BYTES", default=8192)
 
 # --- django-q2. timeout < retry so a live task is never re-delivered; see stack-notes ---------------
 # Broker: Redis when Q_REDIS_URL is set, the ORM (the default database) otherwise (docs/deploy.md).
@@ -165,15 +212,24 @@ READYZ_WORKER_MAX_AGE_SECONDS = env.int("READYZ_WORKER_MAX_AGE_SECONDS", default
 
 # --- DRF ------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: a call without (or with bad) credentials then gets 401 + "WWW-Authenticate: Token" on
+    # every route (DRF takes the header from the first class; session-first would answer 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["sync.api.permissions.IsStaff"],
+    # JSON only, size- and depth-bounded (core/bodies.py).
+    "DEFAULT_PARSER_CLASSES": ["sync.api.parsers.LimitedJSONParser"],
+    # Every authenticated client (token or session) is throttled per user; the trigger scope comes on top.
+    "DEFAULT_THROTTLE_CLASSES": ["sync.api.throttles.ApiUserThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "sync.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_THROTTLE_RATES": {"sync-trigger": env("THROTTLE_SYNC_TRIGGER", default="30/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "sync-trigger": env("THROTTLE_SYNC_TRIGGER", default="30/min"),
+        "api-user": env("THROTTLE_API_USER", default="600/min"),
+    },
     "COERCE_DECIMAL_TO_STRING": True,
     "EXCEPTION_HANDLER": "sync.api.exceptions.api_exception_handler",
 }
@@ -185,6 +241,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every status the global layers can answer (auth, throttles, parser, resolver, handler500), on every route.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sync.api.openapi.document_global_errors",
+    ],
     # Several models have a "state" with different choices: name each enum after its model's choices.
     "ENUM_NAME_OVERRIDES": {
         "QueueStateEnum": "sync.models.QueueState",

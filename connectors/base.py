@@ -33,7 +33,7 @@ from core.errors import (
 from core.http import BlockedDestination, check_url, guarded_session
 from core.paging import FetchContext, Page
 from core.signals import upstream_rate_limited
-from core.timestamps import parse_retry_after, parse_upstream_datetime
+from core.timestamps import parse_http_date, parse_retry_after, parse_upstream_datetime
 
 if TYPE_CHECKING:
     from .models import Connection
@@ -56,6 +56,7 @@ __all__ = [
     "Verdict",
     "default_classify",
     "error_message",
+    "parse_http_date",
     "parse_retry_after",
     "parse_upstream_datetime",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from core import crypto
+from core.http import outbound_url_validator
 from core.redaction import register_secret
 
 
@@ -48,6 +50,17 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+    def clean(self) -> None:
+        # The outbound address rule at save time (core.http): the admin form and full_clean() report a
+        # private, metadata or otherwise refused base URL to the operator instead of saving it. In clean()
+        # rather than field validators so the rule can change without a migration.
+        super().clean()
+        if self.base_url:
+            try:
+                outbound_url_validator(self.base_url)
+            except ValidationError as exc:
+                raise ValidationError({"base_url": exc.messages}) from None
 
     @property
     def credentials(self) -> dict:

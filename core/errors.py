@@ -66,3 +66,9 @@ class PaginationStalled(UpstreamError):
 
 class MappingError(ValueError):
     """A record the mapper cannot accept. Only its own line fails."""
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    """The one error shape of every machine-facing answer (API, webhooks): ``{"error": {code, message,
+    details}}``, message redacted. sync.api.exceptions re-exports it for the API."""
+    return {"error": {"code": code, "message": redact(message), "details": details if details is not None else {}}}

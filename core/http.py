@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -26,17 +27,57 @@ class BlockedDestination(OSError):
     """The URL or the address it resolves to is not allowed for outbound requests."""
 
 
-def address_allowed(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
+# Always refused, whatever the allowances: cloud metadata services and "this network" (0.0.0.0/8 reaches
+# the local host on Linux). 169.254.0.0/16 is link-local and refused anyway.
+_ALWAYS_REFUSED = [
+    ipaddress.ip_network("0.0.0.0/8"),
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata (inside carrier-grade NAT space)
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+]
+# IPv6 ranges that carry an IPv4 address inside (RFC 6052 NAT64, RFC 8215 local NAT64, RFC 3056 6to4,
+# RFC 4380 Teredo): a tunnel or translator may deliver them to any IPv4 address, internal ones included.
+# No upstream we talk to is addressed that way, so they are refused outright.
+_TUNNELS = {
+    ipaddress.ip_network("64:ff9b::/96"): "NAT64",
+    ipaddress.ip_network("64:ff9b:1::/48"): "local-use NAT64",
+    ipaddress.ip_network("2002::/16"): "6to4",
+    ipaddress.ip_network("2001::/32"): "Teredo",
+}
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# Hosts made only of digits, dots and hex markers: what inet_aton accepts ("2130706433", "0x7f.1", "0177.0.0.1").
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
+
+
+def refusal_reason(ip: str) -> str | None:
+    """The one address rule (DESIGN.md §13): why ``ip`` may not be reached, or None if it may."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return f"{ip!r} is not an IP address"
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return refusal_reason(str(addr.ipv4_mapped))
+        for network, name in _TUNNELS.items():
+            if addr in network:
+                return f"{addr} is a {name} address (it tunnels to an IPv4 address that cannot be checked)"
+        if addr in ipaddress.ip_network("::/96") and not addr.is_loopback and not addr.is_unspecified:
+            return f"{addr} is an IPv4-compatible IPv6 address"
+    if any(addr in network for network in _ALWAYS_REFUSED):
+        return f"{addr} is a metadata, link-local or 'this network' address"
     if addr.is_loopback:
-        return bool(settings.OUTBOUND_ALLOW_LOOPBACK)
+        return None if settings.OUTBOUND_ALLOW_LOOPBACK else f"{addr} is a loopback address"
     if addr.is_link_local or addr.is_multicast or addr.is_unspecified or addr.is_reserved:
-        return False
+        return f"{addr} is a link-local, multicast, unspecified or reserved address"
+    if addr.version == 4 and addr in _CGNAT:
+        return None if settings.OUTBOUND_ALLOW_PRIVATE else f"{addr} is a carrier-grade NAT (shared) address"
     if addr.is_private or not addr.is_global:
-        return bool(settings.OUTBOUND_ALLOW_PRIVATE)
-    return True
+        return None if settings.OUTBOUND_ALLOW_PRIVATE else f"{addr} is a private or non-global address"
+    return None
+
+
+def address_allowed(ip: str) -> bool:
+    return refusal_reason(ip) is None
 
 
 def check_url(url: str) -> None:
@@ -45,10 +86,59 @@ def check_url(url: str) -> None:
         raise BlockedDestination(f"only http(s) URLs are allowed, not {parts.scheme or 'none'!r}")
     if not parts.hostname:
         raise BlockedDestination("the URL has no host")
+    check_host_form(parts.hostname)
+
+
+def check_host_form(host: str) -> None:
+    """Refuse host spellings that resolvers read as IPv4 but that are not dotted decimal (integer, hex,
+    octal, short forms): they exist to slip an address past a check that expects four decimal parts."""
+    host = host.rstrip(".") if host.endswith(".") and _NUMERIC_HOST.match(host) else host
+    if _NUMERIC_HOST.match(host):
+        try:
+            canonical = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            canonical = None
+        if canonical != host:
+            raise BlockedDestination(
+                f"the host {host!r} is a numeric form (integer, hex, octal or shortened) of an IPv4 address; "
+                "write the address in dotted decimal"
+            )
+
+
+def validate_outbound_url(url: str, *, resolve: bool = True) -> None:
+    """The address rule at save time (admin form, API serializers, model validation): the URL's scheme and
+    host form, the literal address, or every address its host name resolves to now. Raises
+    BlockedDestination with a message for the operator. Request time checks again (resolve_allowed),
+    because DNS can change after the save."""
+    if not url:
+        return
+    check_url(url)
+    host = urlsplit(url).hostname or ""
+    try:
+        literal = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        literal = None
+    if literal is not None:
+        reason = refusal_reason(host)
+        if reason:
+            raise BlockedDestination(f"outbound requests may not reach {reason}")
+        return
+    if not resolve:
+        return
+    port = urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise BlockedDestination(f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        reason = refusal_reason(info[4][0])
+        if reason:
+            raise BlockedDestination(f"{host!r} resolves to {info[4][0]}, and outbound requests may not reach {reason}")
 
 
 def resolve_allowed(host: str, port: int) -> list[tuple]:
     """getaddrinfo, keeping only allowed addresses; raise if none is allowed."""
+    check_host_form(host)
     try:
         infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -129,3 +219,13 @@ def guarded_session(pool_maxsize: int = 10) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def outbound_url_validator(value: str) -> None:
+    """Django validator form of validate_outbound_url (model clean, forms, DRF serializers)."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        validate_outbound_url(value)
+    except BlockedDestination as exc:
+        raise ValidationError(f"This address is not allowed: {exc}.", code="blocked_destination") from None

@@ -19,15 +19,25 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
         return max(0.0, float(value))
     except ValueError:
         pass
+    when = parse_http_date(value)
+    if when is None:
+        return None
+    return max(0.0, (when - (now or clock.now())).total_seconds())
+
+
+def parse_http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP date (RFC 9110 §5.6.7: Retry-After, Date) as an aware UTC datetime; None if absent/garbled."""
+    if not value:
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(value)
+        when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
     if when is None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or clock.now())).total_seconds())
+    return when.astimezone(dt.UTC)
 
 
 def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.datetime | None:

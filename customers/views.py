@@ -20,7 +20,7 @@ class CustomerListView(ListAPIView):
         return selectors.customer_list(
             user=self.request.user,
             search=params.get("search", ""),
-            organization_id=OrganizationParamSerializer.organization_id(params),
+            organization_id=OrganizationParamSerializer.organization_id(params, user=self.request.user),
         )
 
     @extend_schema(
@@ -34,7 +34,8 @@ class CustomerListView(ListAPIView):
     def get(self, request, *args, **kwargs):
         response = self.list(request, *args, **kwargs)
         org_ids = selectors.refresh_organization_ids(
-            user=request.user, organization_id=OrganizationParamSerializer.organization_id(request.query_params)
+            user=request.user,
+            organization_id=OrganizationParamSerializer.organization_id(request.query_params, user=request.user),
         )
         loyalty_refresh_after_response(org_ids)
         return response

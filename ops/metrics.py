@@ -50,6 +50,7 @@ class SyncHubCollector:
             ("rate_limits", self._rate_limits),
             ("broker", self._broker),
             ("workers", self._workers),
+            ("alerts", self._alerts),
         ):
             try:
                 families = list(section(now))
@@ -195,6 +196,18 @@ class SyncHubCollector:
         alive.add_metric([], beat["alive"])
         families.append(alive)
         return families
+
+    def _alerts(self, now):
+        from alerts.selectors import open_incident_counts
+
+        incidents = GaugeMetricFamily(
+            "synchub_alerts_open_incidents",
+            "Open alert incidents (failure streaks, stale resources) per connector kind",
+            labels=["kind", "incident"],
+        )
+        for row in open_incident_counts():
+            incidents.add_metric([row["connection__kind"], row["kind"]], row["n"])
+        return [incidents]
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

@@ -8,6 +8,9 @@
   back, not an error and not a new run. Explicit staff actions (admin "Sync now"/"Refresh now", the API
   trigger, manage.py) and ``force=True`` are not throttled. The fact is the database's own: the last run's
   ``started_at`` plus the one-active-run constraint, so it holds across processes without a flag of ours.
+  A throttled resource also waits out the upstream's own window: while the wait a 429 advised on the last
+  run (its ``run.failed`` activity) has not passed, automatic triggers get that run back (MuleSoft's seed
+  rule: no refresh during a 429 window, however short the throttle is set).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from django.db.models import Q
 
 from core import clock
 
-from .models import Lane, Origin, SyncQueue
+from .models import Lane, Origin, QueueState, SyncActivity, SyncQueue
 from .policy import RunPolicy
 from .selectors import setting_get
 
@@ -63,6 +66,10 @@ def throttled_by(connection, resource: str, policy: RunPolicy, *, origin: str, f
     if force or origin not in AUTOMATIC_ORIGINS:
         return None
     window = throttle_window(policy, connection)
+    if window is None:
+        return None
+    if held := rate_limit_hold(connection, resource):
+        return held
     if not window:
         return None
     # An active run (started or not) or one started inside the window. started_at comes from core.clock,
@@ -73,3 +80,25 @@ def throttled_by(connection, resource: str, policy: RunPolicy, *, origin: str, f
         .order_by("-id")
         .first()
     )
+
+
+def rate_limit_hold(connection, resource: str) -> SyncQueue | None:
+    """The last run, when it failed on a rate limit whose advised wait has not yet passed."""
+    last = (
+        SyncQueue.objects.filter(connection=connection, resource=resource, lane=Lane.RUN, is_active=False)
+        .order_by("-id")
+        .first()
+    )
+    if last is None or last.state != QueueState.FAILED:
+        return None
+    data = (
+        SyncActivity.objects.filter(queue=last, event="run.failed")
+        .order_by("-id")
+        .values_list("data", flat=True)
+        .first()
+    )
+    wait = (data or {}).get("wait")
+    ended = last.finished_at or last.started_at
+    if not wait or ended is None:
+        return None
+    return last if ended + dt.timedelta(seconds=float(wait)) > clock.now() else None

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import queue as queue_mod
 import threading
+import traceback
 import uuid
 from collections.abc import Callable
 
@@ -731,9 +732,11 @@ class QueueRunner:
 def _failure_data(exc: BaseException) -> dict:
     """What a run failure's activity row carries besides the message: the error's family, and the HTTP
     status / advised wait of an upstream error or the stage of a sink error (outcome recorders read these)."""
+    # The stack trace (redacted) goes with it: outcome recorders log it (MDM's failure line, seed 004).
+    trace = redact("".join(traceback.format_exception(exc)))[-8000:]
     if isinstance(exc, SinkError):
-        return {"error_type": exc.error_type, "stage": exc.stage}
-    data: dict = {"error_type": exc.__class__.__name__, "stage": "fetch"}
+        return {"error_type": exc.error_type, "stage": exc.stage, "stack_trace": trace}
+    data: dict = {"error_type": exc.__class__.__name__, "stage": "fetch", "stack_trace": trace}
     if isinstance(exc, UpstreamError):
         if exc.status is not None:
             data["status"] = exc.status

@@ -109,6 +109,9 @@ class SyncQueue(models.Model):
     # "one run at a time" a database fact rather than an in-memory flag.
     is_active = models.BooleanField(default=True)
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    # The first API response to the request that created this queue with an Idempotency-Key (status,
+    # headers, body text): a replay with the same key answers exactly this, marked Idempotent-Replayed.
+    idempotency_response = models.JSONField(null=True, blank=True, editable=False)
     params = models.JSONField(default=dict, blank=True)
     params_hash = models.CharField(max_length=64, blank=True, default="")
     full_scan = models.BooleanField(default=False)

@@ -56,6 +56,9 @@ class RunPolicy:
     backoff: tuple[dt.timedelta, ...] = ()
     # After this many consecutive failed runs (of one schedulable unit) the connection is marked needs-reauth
     # and its schedules pause. An auth failure (401/403) marks it at once, whatever this says (the engine).
+    # Counts EVERY failed run, not only auth failures (an auth failure, 401/403/invalid_grant, marks needs-reauth
+    # at once whatever this says): for an upstream whose credentials never expire and whose removal may go
+    # unannounced, so that repeated failure means the access is gone (Tiendanube). Most connectors leave it None.
     reauth_after: int | None = None
     reauth_after_setting: str = ""  # a setting / environment variable that overrides reauth_after
     # At most this many runs of this kind at once (never the same connection twice). None = no cap.
@@ -71,8 +74,10 @@ class RunPolicy:
     after_run: str = ""
     # A run that has not succeeded for this long is stale (alerting); None = three times the interval.
     freshness: dt.timedelta | None = None
-    # Consecutive failed runs that make a failure streak (the signal alerting uses).
+    # Consecutive failed runs that make a failure streak (the signal alerting uses; an alert rule of a
+    # connection may override it).
     failure_streak: int = 3
+    failure_streak_setting: str = ""  # a setting / environment variable that overrides failure_streak
     # A boolean setting (a feature flag): when it is off, a run is not started; it is recorded as skipped
     # with the reason (MDM's MDM_INTEGRATION_ENABLED). Its schedules are registered paused too.
     enabled_setting: str = ""

@@ -74,6 +74,13 @@ def reauth_after(kind: str) -> int | None:
     return None if n is None else max(1, n)
 
 
+def failure_streak(kind: str) -> int:
+    """Failed runs in a row that make a failure streak for this kind (alerting, alerts/)."""
+    policy = policy_of(kind)
+    n = _override(policy.failure_streak_setting)
+    return max(1, policy.failure_streak if n is None else n)
+
+
 def backoff_delay(policy: RunPolicy, failures_in_row: int) -> dt.timedelta | None:
     """The wait after the n-th consecutive failure; the last step repeats. None: no backoff declared."""
     if not policy.backoff:
@@ -141,6 +148,11 @@ def _enabled(policy: RunPolicy) -> bool:
         for name in (policy.enabled_setting, policy.schedule_enabled_setting)
         if name
     )
+
+
+def policy_enabled(policy: RunPolicy) -> bool:
+    """Whether a policy's schedules run at all (alerting expects nothing from a kind switched off)."""
+    return _enabled(policy)
 
 
 def _interval(policy: RunPolicy, connection, sched: RunSchedule) -> dt.timedelta | None:

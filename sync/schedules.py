@@ -31,6 +31,8 @@ class ScheduleSpec:
 SYSTEM_SCHEDULES = [
     ScheduleSpec(name="synchub:reaper", func="sync.tasks.reap", schedule_type=Schedule.MINUTES, minutes=1),
     ScheduleSpec(name="synchub:purge", func="sync.tasks.purge", schedule_type=Schedule.DAILY),
+    # Failure streaks and staleness for every connection, in bulk (alerts/; a string: sync imports no app).
+    ScheduleSpec(name="synchub:alerts", func="alerts.tasks.evaluate", schedule_type=Schedule.MINUTES, minutes=5),
 ]
 
 

@@ -145,3 +145,38 @@ def make_connection(db):
         return conn
 
     return make
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """Stub resolver: ``dns({"shop.example": ["93.184.216.34"]})``. Names in the table resolve to their
+    addresses; IP literals and localhost go to the real resolver (sandboxes); any other name fails the test,
+    so a test also proves which names the code under test resolved. Returns the list of names looked up."""
+    table: dict[str, list[str]] = {}
+    looked_up: list[str] = []
+
+    def stub(host, port, family=0, type=0, proto=0, flags=0):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name in table:
+            looked_up.append(name)
+            out = []
+            for ip in table[name]:
+                if ":" in ip:
+                    out.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, port, 0, 0)))
+                else:
+                    out.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)))
+            return out
+        try:
+            ipaddress.ip_address(str(name).split("%", 1)[0])
+        except ValueError:
+            if name != "localhost":
+                pytest.fail(f"unexpected DNS lookup of {name!r}")
+        return _fenced_getaddrinfo(host, port, family, type, proto, flags)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stub)
+
+    def install(mapping: dict[str, list[str]]) -> list[str]:
+        table.update(mapping)
+        return looked_up
+
+    return install

@@ -30,7 +30,8 @@ connector = Connector(
         # Every resource of every active connection each LIGHTSPEED_SYNC_MINUTES (0: no timed syncs).
         schedule=Every(dt.timedelta(hours=1), interval_from="connectors.lightspeed.conf.sync_interval"),
         backoff=(dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(hours=1)),
-        reauth_after=5,
+        # No reauth_after: a 401/403 marks needs-reauth at once (the engine) and pauses every schedule of
+        # the connection; outages (5xx, timeouts) only back off, they never ask for new credentials.
         resource_order=("customer_groups", "customers", "products"),
     ),
     demo="connectors.lightspeed.demo.run",

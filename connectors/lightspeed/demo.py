@@ -45,9 +45,13 @@ def _point_oauth_at(ctx, base: str, sandbox: LightspeedSandbox) -> None:
     ctx.stack.callback(restore)
 
 
+# The demo plays the staff user's browser: start and callback share this stand-in session key.
+DEMO_SESSION = "lightspeed-demo-session"
+
+
 def _connect(ctx):
     authorize = services.oauth_start(
-        user=ctx.user, organization=ctx.organization, connection_name="Lightspeed demo store"
+        user=ctx.user, organization=ctx.organization, session_key=DEMO_SESSION, connection_name="Lightspeed demo store"
     )
     # The retailer's browser at the (sandbox) authorize page, clicking "Allow". A plain session: the
     # guarded one has max_redirects=0, which makes requests raise on any 3xx even without following it.
@@ -55,7 +59,11 @@ def _connect(ctx):
         answer = browser.get(authorize, allow_redirects=False, timeout=10)
     query = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
     return services.oauth_complete(
-        user=ctx.user, state=query.get("state"), code=query.get("code"), domain_prefix=query.get("domain_prefix")
+        user=ctx.user,
+        state=query.get("state"),
+        code=query.get("code"),
+        domain_prefix=query.get("domain_prefix"),
+        session_key=DEMO_SESSION,
     )
 
 

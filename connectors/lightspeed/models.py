@@ -11,12 +11,14 @@ from sync.records import SyncedRecord
 class OAuthState(models.Model):
     """One pending "connect a retailer" attempt. Only a SHA-256 of the random ``state`` is stored, so a
     database read cannot be replayed as a callback. Single use (``used_at``), bound to the user who
-    started it, and short-lived (``expires_at``)."""
+    started it and to that user's browser session (``session_hash``, a SHA-256 of the session key, so a
+    state link opened in another session of the same user is refused), and short-lived (``expires_at``)."""
 
     state_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     organization = models.ForeignKey("sync.Organization", on_delete=models.CASCADE, related_name="+")
     connection_name = models.CharField(max_length=200, blank=True, default="")
+    session_hash = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)

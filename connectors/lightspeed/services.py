@@ -42,10 +42,12 @@ def _state_hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-def oauth_start(*, user, organization, connection_name: str = "") -> str:
-    """Create a single-use state bound to ``user`` and return the Lightspeed authorize URL."""
+def oauth_start(*, user, organization, session_key: str, connection_name: str = "") -> str:
+    """Create a single-use, short-lived state bound to ``user`` and their session; return the authorize URL."""
     if not conf.client_id():
         raise OAuthFlowError("LIGHTSPEED_CLIENT_ID is not configured")
+    if not session_key:
+        raise OAuthFlowError("Start the connection from a signed-in browser session.")
     now = clock.now()
     OAuthState.objects.filter(expires_at__lt=now - dt.timedelta(days=1)).delete()  # keep the table small
     state = secrets.token_urlsafe(32)
@@ -54,6 +56,7 @@ def oauth_start(*, user, organization, connection_name: str = "") -> str:
         user=user,
         organization=organization,
         connection_name=connection_name[:200],
+        session_hash=_state_hash(session_key),
         created_at=now,
         expires_at=now + dt.timedelta(seconds=conf.state_ttl_seconds()),
     )
@@ -63,7 +66,7 @@ def oauth_start(*, user, organization, connection_name: str = "") -> str:
     return f"{conf.authorize_url()}?{query}"
 
 
-def oauth_state_consume(*, state: str | None, user) -> OAuthState:
+def oauth_state_consume(*, state: str | None, user, session_key: str | None) -> OAuthState:
     """Validate and burn a callback's state. Any problem raises OAuthFlowError with a clear message."""
     if not state:
         raise OAuthFlowError("The callback carries no state parameter; start the connection again.")
@@ -74,6 +77,8 @@ def oauth_state_consume(*, state: str | None, user) -> OAuthState:
         raise OAuthFlowError("This state was already used; each connect link works once. Start again.")
     if not getattr(user, "is_authenticated", False) or row.user_id != user.pk:
         raise OAuthFlowError("This connection was started by another user; sign in as that user or start again.")
+    if not session_key or not row.session_hash or row.session_hash != _state_hash(session_key):
+        raise OAuthFlowError("This connection was started in another browser session; start it again here.")
     now = clock.now()
     if row.expires_at <= now:
         raise OAuthFlowError("This connect link expired; start the connection again.")
@@ -84,11 +89,17 @@ def oauth_state_consume(*, state: str | None, user) -> OAuthState:
 
 
 def oauth_complete(
-    *, user, state: str | None, code: str | None, domain_prefix: str | None, error: str = ""
+    *,
+    user,
+    state: str | None,
+    code: str | None,
+    domain_prefix: str | None,
+    error: str = "",
+    session_key: str | None = None,
 ) -> Connection:
     """The callback: burn the state first (even on an error, so it cannot be replayed), then exchange the
     code and store the tokens encrypted on the retailer's Connection."""
-    row = oauth_state_consume(state=state, user=user)
+    row = oauth_state_consume(state=state, user=user, session_key=session_key)
     if error:
         raise OAuthFlowError(f"Lightspeed did not grant access: {error[:100]}")
     if not code:

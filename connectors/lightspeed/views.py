@@ -30,8 +30,15 @@ def oauth_start(request: HttpRequest) -> HttpResponse:
         org = orgs.first() if orgs.count() == 1 else None
     if org is None:
         return _problem(request, "Choose one of your organizations (?organization=<id>) to connect Lightspeed to.")
+    if not request.session.session_key:
+        request.session.save()
     try:
-        url = services.oauth_start(user=request.user, organization=org, connection_name=request.GET.get("name", ""))
+        url = services.oauth_start(
+            user=request.user,
+            organization=org,
+            session_key=request.session.session_key,
+            connection_name=request.GET.get("name", ""),
+        )
     except services.OAuthFlowError as exc:
         return _problem(request, str(exc))
     return HttpResponseRedirect(url)
@@ -47,6 +54,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
             code=request.GET.get("code"),
             domain_prefix=request.GET.get("domain_prefix"),
             error=request.GET.get("error", ""),
+            session_key=request.session.session_key,
         )
     except services.OAuthFlowError as exc:
         return _problem(request, str(exc), exc.http_status)

@@ -52,7 +52,6 @@ class ExportRunSerializer(serializers.ModelSerializer):
             "error_message",
             "skip_reason",
             "consecutive_failures",
-            "alert_sent",
         ]
         read_only_fields = fields
 

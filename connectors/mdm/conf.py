@@ -30,16 +30,13 @@ MDM_S3_SECRET_ACCESS_KEY = env("MDM_S3_SECRET_ACCESS_KEY", default="")
 MDM_S3_MAX_TRIES = env.int("MDM_S3_MAX_TRIES", default=4)
 MDM_S3_TIMEOUT = (env.float("MDM_S3_CONNECT_TIMEOUT", default=5.0), env.float("MDM_S3_READ_TIMEOUT", default=30.0))
 
-# Alert the organization's admins after this many consecutive failed runs.
-MDM_ALERT_AFTER_FAILURES = env.int("MDM_ALERT_AFTER_FAILURES", default=3)
-# A run still "running" after this long is considered dead (worker killed) and no longer blocks new runs.
-MDM_RUN_STALE_SECONDS = env.int("MDM_RUN_STALE_SECONDS", default=900)
+# MDM_ALERT_AFTER_FAILURES (default 3) is read by the run policy (connector.py: failure_streak_setting): the
+# generic alerts (alerts/) email the organization's admins after that many failed runs in a row.
 
 # Read path: load the items into each worker's memory when it starts; after a failed S3 load, serve the
 # last good copy and try S3 again only after this many seconds.
 MDM_CACHE_PRELOAD = env.bool("MDM_CACHE_PRELOAD", default=False)
 MDM_CACHE_RETRY_SECONDS = env.float("MDM_CACHE_RETRY_SECONDS", default=30.0)
 
-SCHEDULE_NAME = "synchub:mdm-ineligible-items-export"
 PAUSED_SETTING = "mdm_export_schedule_paused"
 VERSION_CACHE_KEY = "synchub:mdm:ineligible-items:version"

@@ -18,6 +18,8 @@ connector = Connector(
         schedule=Cron(setting="INELIGIBLE_ITEMS_SYNC_CRON_SCHEDULE"),
         schedule_enabled_setting="INELIGIBLE_ITEMS_SYNC_ENABLED",
         enabled_setting="MDM_INTEGRATION_ENABLED",
+        # The export's failure alert is the generic one (alerts/): N failed runs in a row, N from here.
+        failure_streak_setting="MDM_ALERT_AFTER_FAILURES",
     ),
     demo="connectors.mdm.demo.run",
     # Rows land in mdm.IneligibleItem; after a complete run they become ONE S3 object (services.write_document),

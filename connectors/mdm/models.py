@@ -1,5 +1,5 @@
 """MDM's tables: the ineligible items (the engine writes them) and the history of exports, one per engine
-run (what the admin, the API and the alert read)."""
+run (what the admin and the API read; the failure alert is the generic one, alerts/)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,6 @@ class ExportRun(models.Model):
     error_message = models.TextField(blank=True, default="")
     skip_reason = models.CharField(max_length=255, blank=True, default="")
     consecutive_failures = models.IntegerField(default=0)
-    alert_sent = models.BooleanField(default=False)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

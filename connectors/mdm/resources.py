@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from connectors.base import BadPage, FetchContext, MappingError, Page, Resource
 
 from . import conf
+
+log = logging.getLogger("synchub.mdm")
 
 
 class IneligibleItemsResource(Resource):
@@ -17,6 +21,8 @@ class IneligibleItemsResource(Resource):
 
     def fetch_page(self, ctx: FetchContext) -> Page:
         page = int(ctx.token or 1)
+        if page == 1:  # seed 004's first monitoring line (a resumed fetch does not start again)
+            log.info("Starting ineligible items sync from MDM", extra={"event": "mdm_sync_started"})
         payload, _ = ctx.client.get_json(
             "api/v1/ineligible-items", params={"page": page, "page_size": conf.MDM_PAGE_SIZE}
         )

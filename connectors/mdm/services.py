@@ -1,6 +1,7 @@
 """The MDM -> S3 export as an engine run of ``ineligible_items`` (the DocumentSink writes the S3 object after a
 complete run, see connectors/mdm/connector.py), its run history (ExportRun: one per engine run, a thin view),
-its alerting, and the schedule's pause/resume/show."""
+its monitoring log lines, and the schedule's pause/resume/show. Its failure alert is the generic one
+(alerts/: a failure streak of ``ineligible_items``, threshold MDM_ALERT_AFTER_FAILURES via the run policy)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ import json
 import logging
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
 
 from connectors.models import Connection
 from core import clock
 from core.redaction import redact
 from sync import services as sync_services
 from sync.activity import activity_record
-from sync.models import ActivityLevel, Membership, Organization, Origin, QueueState, SyncActivity
+from sync.models import ActivityLevel, Organization, Origin, QueueState, SyncActivity
 from sync.selectors import setting_get
 from sync.services import connection_record_result, setting_set
 from sync.sinks import SinkError
@@ -142,13 +141,29 @@ def write_document(connection: Connection, queue, rows: list[dict]) -> dict:
     """Write the complete export as one S3 object, then (only then) invalidate every reader's cache."""
     run, _ = ExportRun.objects.get_or_create(queue=queue, defaults=_run_defaults(queue))
     target = export_target(connection)
+    fields = {"run_id": run.pk, "queue_id": queue.pk}
+    _monitor(f"Fetched {len(rows)} ineligible items from MDM", "mdm_items_fetched", item_count=len(rows), **fields)
     try:
         etag = storage.put_json(target, render_document(rows))
     except storage.S3Error as exc:
         raise SinkError(str(exc), stage="s3", error_type=exc.error_type) from None
     ExportRun.objects.filter(pk=run.pk).update(etag=etag, s3_bucket=target.bucket, s3_key=target.key)
+    _monitor(
+        f"Uploaded ineligible items to S3: {target.uri} (ETag {etag})",
+        "mdm_s3_uploaded",
+        s3_location=target.uri,
+        etag=etag,
+        **fields,
+    )
     readcache.bump_version(f"{run.pk}:{etag}")
+    _monitor("Ineligible items cache invalidated", "mdm_cache_invalidated", version=f"{run.pk}:{etag}", **fields)
     return {"location": target.uri, "etag": etag}
+
+
+def _monitor(message: str, event: str, **fields) -> None:
+    """Seed 004's monitoring lines (start, fetched, uploaded, cache invalidated): plain text, and with
+    LOG_FORMAT=json the fields at the top level. Secrets are masked by the logging filter as everywhere."""
+    log.info(message, extra={"event": event, **fields})
 
 
 def record_outcome(connection, queue, skip_reason: str = "") -> ExportRun | None:
@@ -159,7 +174,7 @@ def record_outcome(connection, queue, skip_reason: str = "") -> ExportRun | None
         )
         return _skip(run, skip_reason, None)
     run, _ = ExportRun.objects.get_or_create(queue=queue, defaults=_run_defaults(queue))
-    if run.status in FINAL:
+    if run.status in FINAL and not _retried_since(run, queue):
         return run
     actor = run.actor
     target = export_target(connection)
@@ -175,6 +190,7 @@ def record_outcome(connection, queue, skip_reason: str = "") -> ExportRun | None
         return _skip(run, f"run #{queue.pk} was cancelled", actor)
     failure = SyncActivity.objects.filter(queue=queue, event="run.failed").order_by("-id").first()
     data = failure.data if failure is not None else {}
+    run.stack_trace = data.get("stack_trace", "")
     if failure is None:  # fetched completely, but records were rejected or lines force-finished
         stage, error_type = "mdm", "IncompleteRun"
         message = queue.last_error or f"run #{queue.pk} ended {queue.state}; the export was not written"
@@ -185,6 +201,13 @@ def record_outcome(connection, queue, skip_reason: str = "") -> ExportRun | None
     if stage == "mdm" and failure is not None:
         _record_connection(connection, ok=False, error=message)
     return _fail(run, stage, error_type, message, actor)
+
+
+def _retried_since(run: ExportRun, queue) -> bool:
+    """A failed run whose queue settled again after it was recorded (a retry): record the new outcome."""
+    return bool(
+        run.status == RunStatus.FAILED and queue.finished_at and run.finished_at and queue.finished_at > run.finished_at
+    )
 
 
 def _record_connection(connection: Connection, *, ok: bool, error: str = "") -> None:
@@ -212,6 +235,9 @@ def _payload(run: ExportRun) -> dict:
             error_type=run.error_type,
             error_message=run.error_message,
             consecutive_failures=run.consecutive_failures,
+            # Facts, not promises: this run wrote no S3 object and did not move the readers' cache version.
+            s3_data_preserved=not run.etag,
+            cache_unchanged=readcache.shared_version() != f"{run.pk}:{run.etag}",
         )
     if run.status == RunStatus.SKIPPED:
         data["reason"] = run.skip_reason
@@ -246,6 +272,7 @@ def _finish(run: ExportRun, actor, *, event: str, level: str, message: str) -> E
 def _succeed(run: ExportRun, actor) -> ExportRun:
     run.status = RunStatus.SUCCESS
     run.consecutive_failures = 0
+    run.error_stage = run.error_type = run.error_message = ""  # a retried run's earlier failure is over
     return _finish(
         run,
         actor,
@@ -274,8 +301,24 @@ def _fail(run: ExportRun, stage: str, error_type: str, message: str, actor) -> E
         level=ActivityLevel.ERROR,
         message=f"MDM export failed at {stage}: {error_type}: {run.error_message}",
     )
-    if run.consecutive_failures == conf.MDM_ALERT_AFTER_FAILURES:
-        _alert(run)
+    data = _payload(run)
+    # Seed 004's failure line: the stack trace (redacted) and whether S3 and the cache were left as they were.
+    log.error(
+        "Ineligible items sync failed: %s: %s",
+        run.error_type,
+        run.error_message,
+        extra={
+            "event": "mdm_sync_failed",
+            "run_id": run.pk,
+            "queue_id": run.queue_id,
+            "error_stage": run.error_stage,
+            "error_type": run.error_type,
+            "error_message": run.error_message,
+            "stack_trace": redact(getattr(run, "stack_trace", "") or ""),
+            "s3_data_preserved": data["s3_data_preserved"],
+            "cache_unchanged": data["cache_unchanged"],
+        },
+    )
     return run
 
 
@@ -284,44 +327,6 @@ def _consecutive_failures(run: ExportRun) -> int:
     previous = ExportRun.objects.filter(status__in=[RunStatus.SUCCESS, RunStatus.FAILED]).exclude(pk=run.pk)
     last = previous.order_by("-created_at", "-id").first()
     return last.consecutive_failures if last and last.status == RunStatus.FAILED else 0
-
-
-def alert_recipients(organization: Organization | None) -> list[str]:
-    if organization is not None:
-        qs = Membership.objects.filter(
-            organization=organization, role=Membership.Role.ADMIN, user__is_active=True
-        ).exclude(user__email="")
-        return sorted(set(qs.values_list("user__email", flat=True)))
-    users = get_user_model().objects.filter(is_superuser=True, is_active=True).exclude(email="")
-    return sorted(set(users.values_list("email", flat=True)))
-
-
-def _alert(run: ExportRun) -> None:
-    recipients = alert_recipients(run.organization)
-    if not recipients:
-        log.warning("mdm export: %s consecutive failures but nobody to alert", run.consecutive_failures)
-        return
-    subject = f"[SyncHub] MDM export failed {run.consecutive_failures} times in a row"
-    body = (
-        f"The ineligible-items export from MDM to {run.s3_location or 'S3'} has failed "
-        f"{run.consecutive_failures} consecutive times.\n\nLast run: #{run.pk} at {run.finished_at.isoformat()}\n"
-        f"Stage: {run.error_stage}\nError: {run.error_type}: {run.error_message}\n\n"
-        "The previous export in S3 is untouched and readers keep the last good copy."
-    )
-    try:
-        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-    except Exception as exc:  # a broken mail server must not turn a recorded failure into a crash
-        log.error("mdm export alert could not be sent: %s", exc.__class__.__name__)
-        return
-    ExportRun.objects.filter(pk=run.pk).update(alert_sent=True)
-    run.alert_sent = True
-    activity_record(
-        event="mdm.export.alert_sent",
-        level=ActivityLevel.WARNING,
-        organization=run.organization,
-        message=f"alert sent to {len(recipients)} admin(s) after {run.consecutive_failures} failures",
-        data={"run_id": run.pk, "recipients": len(recipients)},
-    )
 
 
 # --- Schedule (generic: sync.runpolicy registers one CRON schedule per MDM connection) ------------------------

@@ -19,3 +19,10 @@ TIMEOUT = (env.float("MULESOFT_CONNECT_TIMEOUT", default=5.0), env.float("MULESO
 MAX_TRIES = env.int("MULESOFT_MAX_TRIES", default=3)
 # A 429 whose window resets sooner than this is waited out inline; a longer one defers the next refresh.
 MAX_INLINE_RATE_LIMIT_WAIT = env.float("MULESOFT_MAX_INLINE_RATE_LIMIT_WAIT", default=5.0)
+
+# Push (MuleSoft posts tier changes to us, docs/connectors/mulesoft.md): the signed timestamp must be within
+# this many seconds of our clock; deliveries are remembered for twice that (dedupe), then purged.
+PUSH_TOLERANCE_SECONDS = env.int("MULESOFT_PUSH_TOLERANCE_SECONDS", default=300)
+PUSH_MAX_BYTES = env.int("MULESOFT_PUSH_MAX_BYTES", default=262_144)
+PUSH_MAX_DEPTH = env.int("MULESOFT_PUSH_MAX_DEPTH", default=20)
+PUSH_MAX_TIERS = env.int("MULESOFT_PUSH_MAX_TIERS", default=1000)

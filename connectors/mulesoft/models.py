@@ -30,3 +30,28 @@ class LoyaltyRefreshState(models.Model):
 
     def __str__(self) -> str:
         return f"loyalty refresh of org {self.organization_id}: {self.last_outcome or 'never'}"
+
+
+class PushDelivery(models.Model):
+    """One accepted push, remembered so that a repeat is dropped: by its delivery id when MuleSoft sends one,
+    and by the SHA-256 of its signed body always (a replay under a new or missing delivery id). Together with
+    the signed timestamp's window this makes any replay a no-op: within the window the row is here; past it
+    the timestamp is refused. Rows older than twice the window are purged daily."""
+
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+")
+    delivery_id = models.CharField(max_length=64, blank=True, default="")
+    body_hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    received_at = models.DateTimeField(db_index=True)
+    queue_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "delivery_id"], condition=~models.Q(delivery_id=""), name="uniq_mulesoft_push_id"
+            ),
+            models.UniqueConstraint(fields=["connection", "body_hash"], name="uniq_mulesoft_push_body"),
+        ]
+
+    def __str__(self) -> str:
+        return f"push {self.delivery_id or self.body_hash[:12]}"

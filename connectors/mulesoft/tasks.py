@@ -22,3 +22,14 @@ def refresh_loyalty_tiers(organization_id: int, origin: str = "schedule") -> str
     except Exception:
         log.exception("loyalty refresh of organization %s crashed", organization_id)
     return None
+
+
+def push_deliveries_purge() -> int:
+    """Daily housekeeping: forget pushes older than the dedupe window."""
+    from .push import push_deliveries_purge as purge
+
+    try:
+        return purge()
+    except Exception:
+        log.exception("mulesoft push deliveries purge failed")
+        return 0

@@ -127,6 +127,12 @@ class HealthView(APIView):
         return Response(report, status=200 if report.get("ok") else 503)
 
 
+class ClaimRequestSerializer(serializers.Serializer):
+    """Documents the body: the organization the store is claimed for (validated by OrganizationParamSerializer)."""
+
+    organization = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
 class PendingListView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
@@ -139,7 +145,7 @@ class PendingListView(APIView):
 
 
 class PendingClaimView(APIView):
-    @extend_schema(request=None, responses={200: dict})
+    @extend_schema(request=ClaimRequestSerializer, responses={200: dict})
     def post(self, request, pk: int):
         org_id = OrganizationParamSerializer.organization_id(request.data, required=True)
         pending = selectors.pending_install_list(user=request.user).filter(pk=pk, claimed_at__isnull=True).first()

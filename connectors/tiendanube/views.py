@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from core.errors import error_body
 from sync.api.converters import parse_id
 from sync.selectors import organization_list
 
@@ -76,13 +77,12 @@ def _webhook(request: HttpRequest, event: str | None) -> HttpResponse:
             body=request.body, signature=request.headers.get("X-Linkedstore-HMAC-SHA256"), event=event
         )
     except WebhookRejected as exc:
-        return JsonResponse({"error": exc.code, "detail": str(exc)}, status=exc.http_status)
+        return JsonResponse(error_body(exc.code, str(exc)), status=exc.http_status)
     except Exception as exc:
         if not isinstance(exc, TiendanubeError):
             log.exception("tiendanube webhook handling failed")
         response = JsonResponse(
-            {"error": "webhook_not_processed", "detail": "the delivery could not be processed; please redeliver"},
-            status=503,
+            error_body("webhook_not_processed", "the delivery could not be processed; please redeliver"), status=503
         )
         response["Retry-After"] = "60"
         return response

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 import logging
 
 from django.db import IntegrityError, transaction
@@ -21,6 +20,7 @@ from django_q.tasks import async_task
 from connectors.base import UpstreamError
 from connectors.models import Connection
 from core import clock
+from core.bodies import parse_json
 from sync import services as sync_services
 from sync.activity import activity_record
 from sync.models import ActivityLevel, RunSchedule
@@ -66,8 +66,8 @@ def _store_id(payload: dict) -> str:
 
 def _parse(body: bytes, event: str | None) -> tuple[dict, str, str]:
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = parse_json(body)  # bounded in size and depth (core.bodies): deep nesting is a 400, not a 503
+    except ValueError:  # core.bodies.BodyRejected is a ValueError
         raise WebhookRejected("malformed webhook body") from None
     if not isinstance(payload, dict):
         raise WebhookRejected("malformed webhook body")

@@ -16,3 +16,7 @@ CURSOR_OVERLAP_SECONDS: int = _env.int("WOOCOMMERCE_CURSOR_OVERLAP_SECONDS", def
 WEBHOOK_DEDUPE_DAYS: int = _env.int("WOOCOMMERCE_WEBHOOK_DEDUPE_DAYS", default=7)
 # Largest webhook body accepted (bytes); a Woo order with many lines is well under this.
 WEBHOOK_MAX_BODY: int = _env.int("WOOCOMMERCE_WEBHOOK_MAX_BODY", default=2_000_000)
+# Unsigned creation pings: the same webhook_id on a connection is recorded once per window; at most
+# PING_LIMIT distinct pings are recorded per connection and window (more still get 200, see services.py).
+PING_WINDOW_SECONDS: int = _env.int("WOOCOMMERCE_PING_WINDOW_SECONDS", default=3600)
+PING_LIMIT: int = _env.int("WOOCOMMERCE_PING_LIMIT", default=10)

@@ -22,7 +22,8 @@ connector = Connector(
         # Each connection chooses its interval (config sync_every_minutes; 0 or unset: no timed syncs).
         schedule=Every(dt.timedelta(hours=1), interval_from="connectors.woocommerce.selectors.sync_interval"),
         backoff=(dt.timedelta(minutes=5), dt.timedelta(minutes=15), dt.timedelta(hours=1)),
-        reauth_after=5,
+        # No reauth_after: a 401/403 marks needs-reauth at once (the engine) and pauses every schedule of
+        # the connection; outages (5xx, timeouts) only back off, they never ask for new credentials.
         resource_order=("products", "customers", "orders"),
         housekeeping=(
             Housekeeping(

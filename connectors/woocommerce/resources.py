@@ -12,7 +12,6 @@ speculatively in parallel and validate them in order.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +25,7 @@ from connectors.base import (
     Page,
     PaginationStalled,
     Resource,
+    parse_http_date,
     parse_upstream_datetime,
 )
 
@@ -69,17 +69,8 @@ def _address(value: Any) -> dict:
 
 def _server_time(value: str | None) -> str | None:
     """The response's Date header as ISO UTC, or None when absent or garbled."""
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    parsed = parse_http_date(value)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
 
 
 def _to_woo_time(value: str, minus_seconds: int) -> str:

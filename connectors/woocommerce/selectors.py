@@ -16,15 +16,6 @@ def webhook_connection(connection_id: int) -> Connection | None:
     )
 
 
-def scheduled_connections() -> list[Connection]:
-    """Active connections that asked for timed syncs (config ``sync_every_minutes`` > 0)."""
-    return [
-        c
-        for c in Connection.objects.filter(kind="woocommerce", is_active=True).order_by("pk")
-        if int(c.config.get("sync_every_minutes") or 0) > 0
-    ]
-
-
 def sync_interval(connection: Connection) -> dt.timedelta | None:
     """The run policy's interval for one connection (config ``sync_every_minutes``; None: not scheduled)."""
     minutes = int((connection.config or {}).get("sync_every_minutes") or 0)

@@ -26,13 +26,13 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django_q.tasks import async_task
@@ -40,6 +40,8 @@ from django_q.tasks import async_task
 from connectors.base import UpstreamError
 from connectors.models import Connection
 from core import clock
+from core.bodies import BodyRejected, BodyTooDeep, BodyTooLarge, parse_json
+from core.errors import error_body
 from sync.activity import activity_record
 from sync.models import ActivityLevel
 from sync.services import sync_enqueue_records
@@ -145,21 +147,49 @@ def _remember(connection, *, delivery_id: str, body_hash: str, resource: str, to
     return True
 
 
+def _error(status: int, code: str, message: str) -> WebhookResult:
+    return WebhookResult(status, error_body(code, message))
+
+
+def ping_receive(*, connection, webhook_id: str) -> WebhookResult:
+    """An unsigned creation ping. Anyone who can guess a connection id can send one, so pings are
+    deduplicated (one record per webhook_id and window) and rate-limited per connection: past
+    ``WOOCOMMERCE_PING_LIMIT`` distinct pings in a window nothing more is written. Every well-formed ping
+    still gets exactly 200, because a refused ping makes WooCommerce refuse to create the webhook, so a
+    429 would let a flood block the store owner's genuine webhook. The cost of a ping past the limit is
+    one counter update in the shared cache."""
+    window = int(clock.now().timestamp()) // conf.PING_WINDOW_SECONDS
+    counter = f"synchub:woo:pings:{connection.pk}:{window}"
+    ok = WebhookResult(200, {"ok": True, "webhook_id": webhook_id})
+    cache.add(counter, 0, timeout=conf.PING_WINDOW_SECONDS * 2)
+    try:
+        seen = cache.incr(counter)
+    except ValueError:  # evicted between add and incr
+        seen = 1
+    if seen > conf.PING_LIMIT:
+        if seen == conf.PING_LIMIT + 1:
+            log.warning("woocommerce connection %s: ping limit reached; further pings are not recorded", connection.pk)
+        return ok
+    if not cache.add(f"synchub:woo:ping:{connection.pk}:{window}:{webhook_id}", 1, timeout=conf.PING_WINDOW_SECONDS):
+        return WebhookResult(200, {"ok": True, "webhook_id": webhook_id, "duplicate": True})
+    activity_record(event="webhook.ping", connection=connection, message=f"WooCommerce webhook {webhook_id} created")
+    return ok
+
+
 def webhook_receive(*, connection_id: int, body: bytes, headers: Mapping[str, str]) -> WebhookResult:
     """Handle one delivery. Never raises for bad input: 404 unknown connection, 200 ping, 401 bad or
     missing signature; every signed delivery gets 200 (queued as a re-fetch, duplicate, or ignored)."""
     connection = selectors.webhook_connection(connection_id)
     if connection is None:
-        return WebhookResult(404, {"error": "unknown webhook endpoint"})
+        return _error(404, "not_found", "Unknown webhook endpoint.")
     if len(body) > conf.WEBHOOK_MAX_BODY:
-        return WebhookResult(413, {"error": "body too large"})
+        return _error(413, "payload_too_large", f"The body is larger than {conf.WEBHOOK_MAX_BODY} bytes.")
     signature = headers.get("X-WC-Webhook-Signature") or ""
     if not signature:
-        ping = _ping_id(body)
+        ping = _ping_id(body) if len(body) <= 64 else None  # "webhook_id=<digits>" is short
         if ping is not None:
-            activity_record(event="webhook.ping", connection=connection, message=f"WooCommerce webhook {ping} created")
-            return WebhookResult(200, {"ok": True, "webhook_id": ping})
-        return WebhookResult(401, {"error": "missing X-WC-Webhook-Signature"})
+            return ping_receive(connection=connection, webhook_id=ping[:20])
+        return _error(401, "not_authenticated", "Missing X-WC-Webhook-Signature.")
     if not signature_valid(body, connection.credentials.get("webhook_secret", ""), signature):
         activity_record(
             event="webhook.rejected",
@@ -168,15 +198,19 @@ def webhook_receive(*, connection_id: int, body: bytes, headers: Mapping[str, st
             message="webhook with an invalid signature rejected",
             data={"topic": (headers.get("X-WC-Webhook-Topic") or "")[:64]},
         )
-        return WebhookResult(401, {"error": "invalid signature"})
+        return _error(401, "authentication_failed", "Invalid X-WC-Webhook-Signature.")
 
     # Signed from here on. The headers below are unsigned: they name a resource, never an action.
     topic = (headers.get("X-WC-Webhook-Topic") or "").strip()[:64]
     delivery_id = (headers.get("X-WC-Webhook-Delivery-ID") or "").strip()[:64]
     body_hash = hashlib.sha256(body).hexdigest()
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        # Bounded like every body we accept (core.bodies): too large or too deep is a 4xx; a body that is
+        # merely not JSON is acknowledged below (a non-2xx pushes WooCommerce towards disabling the webhook).
+        payload = parse_json(body, limit_bytes=conf.WEBHOOK_MAX_BODY)
+    except (BodyTooLarge, BodyTooDeep) as exc:
+        return _error(exc.http_status, exc.code, str(exc))
+    except BodyRejected:
         payload = None
     record_id = _record_id(payload)
     subject, _, event = topic.partition(".")

@@ -20,8 +20,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from core.errors import AuthError, RateLimited, UpstreamError
-from core.redaction import redact
+from core.errors import AuthError, RateLimited, UpstreamError, error_body
 from sync.services import SyncServiceError
 
 log = logging.getLogger(__name__)
@@ -74,10 +73,6 @@ class PayloadTooLarge(ApiError):
     default_detail = "The request body is too large."
 
 
-def error_body(code: str, message: str, details: Any = None) -> dict:
-    return {"error": {"code": code, "message": redact(message), "details": details if details is not None else {}}}
-
-
 def _flatten_message(detail: Any) -> str:
     """A readable one-line summary of a DRF validation detail (the full detail goes in ``details``)."""
     if isinstance(detail, dict):
@@ -103,6 +98,10 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
 
     if isinstance(exc, SyncServiceError):
         code, message, details, status_code = exc.code, str(exc), {}, exc.http_status
+        if code == "unknown_resource":
+            # The resource is a path segment: a name the connection's kind lacks is "no such thing here"
+            # (404), not a malformed request (issue 17, schema fuzzing).
+            status_code = status.HTTP_404_NOT_FOUND
     elif isinstance(exc, UpstreamError):
         status_code = status.HTTP_502_BAD_GATEWAY
         code = {AuthError: "upstream_auth_failed", RateLimited: "upstream_rate_limited"}.get(

@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core import clock
+from core.http import outbound_url_validator
 from core.redaction import redact, redact_data
 from sync.models import (
     LineState,
@@ -148,6 +149,8 @@ class ConnectionSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = fields
+        # Read-only today; should base_url ever become writable, the outbound address rule applies at save.
+        extra_kwargs = {"base_url": {"validators": [outbound_url_validator]}}
 
     @extend_schema_field({"type": "object", "additionalProperties": True})
     def get_config(self, obj) -> dict:
@@ -397,9 +400,20 @@ class OrganizationParamSerializer(serializers.Serializer):
     organization = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
     @classmethod
-    def organization_id(cls, data, *, required: bool = False) -> int | None:
-        """Validate ``data`` (a QueryDict or a parsed body; a non-object body is a 400) and return the id."""
+    def organization_id(cls, data, *, required: bool = False, user=None) -> int | None:
+        """Validate ``data`` (a QueryDict or a parsed body; a non-object body is a 400) and return the id.
+        With ``user``, an organization that is not one of the caller's is a 404 (never an empty answer that
+        would confirm it exists, never a 403)."""
         ser = cls(data=data)
         ser.fields["organization"].required = required
         ser.is_valid(raise_exception=True)
-        return ser.validated_data.get("organization")
+        org_id = ser.validated_data.get("organization")
+        if org_id is not None and user is not None:
+            from django.http import Http404
+
+            from sync.selectors import organization_ids_for
+
+            allowed = organization_ids_for(user)
+            if allowed is not None and org_id not in allowed:
+                raise Http404("No such organization among yours.")
+        return org_id

@@ -22,3 +22,19 @@ class SyncTriggerThrottle(ScopedRateThrottle):
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class ApiUserThrottle(SyncTriggerThrottle):
+    """The default throttle of every API view (``DEFAULT_THROTTLE_CLASSES``): authenticated clients, token or
+    session, per user, scope "api-user" (env THROTTLE_API_USER). Anonymous calls never reach it: they are
+    refused with 401 first. A scope without a rate (tests that replace the rates) throttles nothing."""
+
+    def allow_request(self, request, view) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return True
+        self.scope = "api-user"
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super(ScopedRateThrottle, self).allow_request(request, view)

@@ -11,18 +11,20 @@ import re
 from contextlib import contextmanager
 
 from django.core.cache import cache
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core import clock
 from core.errors import AuthError, UpstreamError
 from core.redaction import redact
 from sync import selectors, services
-from sync.models import Origin, StatusState, SyncActivity, SyncQueueLine
+from sync.models import Origin, StatusState, SyncActivity, SyncQueue, SyncQueueLine
 
 from . import serializers as s
 from .exceptions import ApiError
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 IDEMPOTENCY_LOCK_SECONDS = 60
+REPLAY_HEADER = "Idempotent-Replayed"
+_REPLAYED_HEADERS = ("Location",)
 
 
 def idempotency_key(request) -> str:
@@ -330,6 +334,16 @@ class SyncTriggerView(ApiView):
                 description="The queue to poll (same as poll_url).",
             ),
             OpenApiParameter(
+                REPLAY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[202],
+                required=False,
+                enum=["true"],
+                description="Present (true) when this answer is the stored first response to the same "
+                "Idempotency-Key and body, repeated byte for byte.",
+            ),
+            OpenApiParameter(
                 "Retry-After",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
@@ -371,6 +385,15 @@ class SyncTriggerView(ApiView):
                 full_scan=full_scan,
                 params=body.validated_data["params"],
             )
+            if result.reason == "idempotent" and result.queue.idempotency_response:
+                return idempotent_replay(result.queue.idempotency_response)
+            # Rendered and stored while the key is still held, so no replay can find the key without it.
+            response = self._trigger_response(request, conn, result)
+            if key and result.created:
+                SyncQueue.objects.filter(pk=result.queue.pk).update(idempotency_response=response_record(response))
+        return response
+
+    def _trigger_response(self, request, conn, result) -> HttpResponse:
         queue = selectors.queue_get(user=request.user, queue_id=result.queue.pk)
         location = request.build_absolute_uri(reverse("api-queue-detail", kwargs={"queue_id": queue.pk}))
         data = {
@@ -383,9 +406,34 @@ class SyncTriggerView(ApiView):
             "resource": queue.resource,
             "poll_url": location,
         }
-        return Response(
-            s.TriggerResponseSerializer(data).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+        # Rendered here (always JSON) rather than content-negotiated, so a replay can repeat it byte for byte.
+        body = JSONRenderer().render(s.TriggerResponseSerializer(data).data)
+        return HttpResponse(
+            body, status=status.HTTP_202_ACCEPTED, content_type="application/json", headers={"Location": location}
         )
+
+
+# --- Idempotent replays (Stripe's contract: the same response, marked as a replay) -------------------------
+
+
+def response_record(response: HttpResponse) -> dict:
+    return {
+        "status": response.status_code,
+        "content_type": response["Content-Type"],
+        "headers": {h: response[h] for h in _REPLAYED_HEADERS if h in response},
+        "body": response.content.decode("utf-8"),
+    }
+
+
+def idempotent_replay(record: dict) -> HttpResponse:
+    response = HttpResponse(
+        record["body"].encode("utf-8"),
+        status=record["status"],
+        content_type=record["content_type"],
+        headers=record.get("headers") or {},
+    )
+    response[REPLAY_HEADER] = "true"
+    return response
 
 
 # --- Statuses ---------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def test_empty_secret_keeps_the_stored_value_and_a_new_one_replaces_it(staff_cli
     assert "brand-new-token" not in body
 
 
-def test_add_connection_encrypts_secrets(staff_client, org, with_secret_field):
+def test_add_connection_encrypts_secrets(staff_client, org, with_secret_field, dns):
+    dns({"shop.example": ["93.184.216.34"]})  # the address rule resolves the host at save
     response = staff_client.post(
         reverse("admin:connectors_connection_add"),
         {

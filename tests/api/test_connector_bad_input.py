@@ -52,7 +52,7 @@ def test_lightspeed_trigger_errors_use_the_error_shape(api, org, make_connection
     assert_error(api.post(f"/api/lightspeed/connections/{conn.pk}/customers/sync"), 409, "connection_unavailable")
     conn.needs_reauth = False
     conn.save()
-    error = assert_error(api.post(f"/api/lightspeed/connections/{conn.pk}/nope/sync"), 400, "unknown_resource")
+    error = assert_error(api.post(f"/api/lightspeed/connections/{conn.pk}/nope/sync"), 404, "unknown_resource")
     assert "customers" in error["message"]  # says which resources exist
 
 

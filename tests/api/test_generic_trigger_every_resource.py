@@ -42,6 +42,7 @@ def test_every_registered_resource_is_triggered_by_the_generic_route(api, org, m
 def test_unknown_resource_lists_what_the_registry_holds(api, org, make_connection, no_worker, kind):
     conn = make_connection(org, kind=kind, name=f"{kind} unknown", external_account_id=f"{kind}-2")
     response = api.post(f"/api/connections/{conn.pk}/resources/no_such_thing/sync", {}, format="json")
-    assert response.status_code == 400 and response.json()["error"]["code"] == "unknown_resource"
+    # 404 since issue 17 (a path segment naming nothing); 400 before.
+    assert response.status_code == 404 and response.json()["error"]["code"] == "unknown_resource"
     message = response.json()["error"]["message"]
     assert all(name in message for name in registry.get_connector(kind).resources), message

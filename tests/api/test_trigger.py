@@ -44,8 +44,21 @@ def test_same_idempotency_key_and_body_returns_same_queue(api, fake_conn, fake_k
     again = api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="key-1")
     assert first.status_code == again.status_code == 202
     assert first.json()["queue_id"] == again.json()["queue_id"]
-    assert again.json()["result"] == "idempotent" and again.json()["created"] is False
+    # Issue 17 (on purpose): the replay is the first response byte for byte, marked as a replay; it used to
+    # say result "idempotent" / created false.
+    assert again.content == first.content and again["Location"] == first["Location"]
+    assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
     assert SyncQueue.objects.filter(connection=fake_conn).count() == 1
+
+
+def test_replay_of_a_queue_without_a_stored_response_says_idempotent(api, fake_conn, fake_kind):
+    """Queues created before responses were stored (or by another door with a key) still answer."""
+    fake_kind.__init__(3)
+    first = api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="key-old")
+    SyncQueue.objects.filter(pk=first.json()["queue_id"]).update(idempotency_response=None)
+    again = api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="key-old")
+    assert again.status_code == 202 and again.json()["queue_id"] == first.json()["queue_id"]
+    assert again.json()["result"] == "idempotent" and again.json()["created"] is False
 
 
 def test_same_key_different_body_is_422(api, fake_conn):
@@ -78,8 +91,8 @@ def test_second_trigger_while_running_returns_the_running_queue(api, fake_conn):
     assert SyncQueue.objects.filter(connection=fake_conn, is_active=True).count() == 1
 
 
-def test_unknown_resource_is_400(api, fake_conn):
-    err = assert_error(api.post(url(fake_conn, "nope"), {}, format="json"), 400, "unknown_resource")
+def test_unknown_resource_is_404(api, fake_conn):  # was 400 before issue 17 (a path segment)
+    err = assert_error(api.post(url(fake_conn, "nope"), {}, format="json"), 404, "unknown_resource")
     assert "customers" in err["message"]  # names the resources that do exist
 
 
@@ -187,6 +200,5 @@ def test_idempotency_marker_is_released_after_an_error(api, fake_conn):
     assert_error(api.post(url(fake_conn), {}, format="json", HTTP_IDEMPOTENCY_KEY="k3"), 422)
     assert cache.get(idempotency_marker(fake_conn.organization_id, "k3")) is None
     # ...so the matching retry still gets its queue instead of a 409.
-    assert api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="k3").json()["result"] == (
-        "idempotent"
-    )
+    retry = api.post(url(fake_conn), {"full_scan": True}, format="json", HTTP_IDEMPOTENCY_KEY="k3")
+    assert retry.status_code == 202 and retry["Idempotent-Replayed"] == "true"  # the replay of the first (issue 17)

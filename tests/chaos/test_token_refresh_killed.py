@@ -112,12 +112,12 @@ def top_version(sb, collection: str) -> str:
 
 def reauthorise(sb, staff, org) -> Connection:
     """What the retailer does from the reconnect link: the OAuth flow against the sandbox."""
-    location = ls_services.oauth_start(user=staff, organization=org, connection_name="Main store")
+    location = ls_services.oauth_start(user=staff, organization=org, session_key="s1", connection_name="Main store")
     answer = requests.get(location, allow_redirects=False, timeout=5)
     assert answer.status_code == 302
     query = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
     return ls_services.oauth_complete(
-        user=staff, state=query["state"], code=query["code"], domain_prefix=query["domain_prefix"]
+        user=staff, state=query["state"], code=query["code"], domain_prefix=query["domain_prefix"], session_key="s1"
     )
 
 

@@ -55,7 +55,9 @@ def test_the_original_path_is_the_generic_view(client, staff, ls_conn, no_worker
     )
     alias = client.post(_url(ls_conn), content_type=JSON, HTTP_IDEMPOTENCY_KEY="same")
     assert generic.status_code == alias.status_code == 202
-    assert alias.json()["queue_id"] == generic.json()["queue_id"] and alias.json()["result"] == "idempotent"
+    # Issue 17: a replay is the first response byte for byte, marked (it said result "idempotent" before).
+    assert alias.json()["queue_id"] == generic.json()["queue_id"] and alias["Idempotent-Replayed"] == "true"
+    assert alias.content == generic.content
 
 
 def test_the_original_path_reaches_only_lightspeed(client, staff, org, make_connection, no_worker):
@@ -105,7 +107,7 @@ def test_other_organizations_run_is_404(client, staff, other_staff, ls_conn, no_
 def test_unknown_resource_and_needs_reauth(client, staff, ls_conn, no_worker):
     client.force_login(staff)
     bad = client.post(_url(ls_conn, "orders"), content_type=JSON)
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_resource"
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "unknown_resource"  # 400 before issue 17
     ls_conn.needs_reauth = True
     ls_conn.save()
     refused = client.post(_url(ls_conn), content_type=JSON)
@@ -128,7 +130,7 @@ def test_full_scan_in_the_query_is_the_body_parameter(client, staff, ls_conn, no
     )
     as_query = client.post(_url(ls_conn) + "?full_scan=true", content_type=JSON, HTTP_IDEMPOTENCY_KEY="k-2")
     assert as_body.status_code == as_query.status_code == 202
-    assert as_query.json()["result"] == "idempotent" and as_query.json()["queue_id"] == as_body.json()["queue_id"]
+    assert as_query["Idempotent-Replayed"] == "true" and as_query.content == as_body.content  # issue 17
     clash = client.post(_url(ls_conn) + "?full_scan=false", {"full_scan": True}, content_type="application/json")
     assert clash.status_code == 400 and clash.json()["error"]["code"] == "invalid"
 

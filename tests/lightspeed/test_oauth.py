@@ -122,7 +122,7 @@ def test_reconnect_clears_needs_reauth(client, staff, org, make_ls_connection, s
 def test_state_rows_expire(staff, org, sandbox, fake_clock):
     from connectors.lightspeed import services
 
-    services.oauth_start(user=staff, organization=org)
+    services.oauth_start(user=staff, organization=org, session_key="s1")
     row = OAuthState.objects.get()
     assert row.expires_at - row.created_at == dt.timedelta(seconds=600)
 

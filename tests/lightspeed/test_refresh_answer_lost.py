@@ -51,11 +51,11 @@ def _run(conn, resource="customers"):
 
 
 def _reauthorise(sandbox, user, organization) -> Connection:
-    location = ls_services.oauth_start(user=user, organization=organization)
+    location = ls_services.oauth_start(user=user, organization=organization, session_key="s1")
     answer = requests.get(location, allow_redirects=False, timeout=5)
     query = {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
     return ls_services.oauth_complete(
-        user=user, state=query["state"], code=query["code"], domain_prefix=query["domain_prefix"]
+        user=user, state=query["state"], code=query["code"], domain_prefix=query["domain_prefix"], session_key="s1"
     )
 
 

@@ -127,7 +127,15 @@ def test_disabled_integration_is_skipped_with_reason(s3, mdm, settings, fake_clo
     assert "disabled" in act.message and act.data["reason"] == run.skip_reason
 
 
-def test_alert_after_three_consecutive_failures(s3, mdm, org, staff, fake_clock):
+def test_alert_after_three_consecutive_failures(s3, mdm, org, staff, fake_clock, django_capture_on_commit_callbacks):
+    """MDM's alert is the generic failure-streak alert (alerts/): it moves on the run-finished signal, which
+    fires on commit, hence the captured callbacks; ``alert_sent`` on the run became an Incident row."""
+    from alerts.models import Incident
+
+    def export():
+        with django_capture_on_commit_callbacks(execute=True):
+            return services.mdm_export_run()
+
     staff.email = "alice@example.com"
     staff.save()
     from django.contrib.auth import get_user_model
@@ -135,18 +143,19 @@ def test_alert_after_three_consecutive_failures(s3, mdm, org, staff, fake_clock)
     member = get_user_model().objects.create_user("carol", email="carol@example.com", is_staff=True)
     Membership.objects.create(user=member, organization=org, role="member")  # not an admin: no mail
     mdm.faults.error_status = 500
-    runs = [services.mdm_export_run() for _ in range(2)]
+    runs = [export() for _ in range(2)]
     assert [r.consecutive_failures for r in runs] == [1, 2] and mail.outbox == []
-    third = services.mdm_export_run()
-    assert third.consecutive_failures == 3 and third.alert_sent
+    third = export()
+    incident = Incident.objects.get(connection=third.connection, resource="ineligible_items", state="open")
+    assert third.consecutive_failures == 3 and incident.alert_sent_at is not None
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["alice@example.com"]
     assert "3 times" in mail.outbox[0].subject and mdm.api_key not in mail.outbox[0].body
-    services.mdm_export_run()  # the 4th failure does not mail again
+    export()  # the 4th failure does not mail again
     assert len(mail.outbox) == 1
     mdm.faults.error_status = None
-    assert services.mdm_export_run().status == "success"
+    assert export().status == "success"
     mdm.faults.error_status = 500
-    assert services.mdm_export_run().consecutive_failures == 1  # a success resets the streak
+    assert export().consecutive_failures == 1  # a success resets the streak
 
 
 def test_task_never_raises(s3, mdm, fake_clock, monkeypatch):

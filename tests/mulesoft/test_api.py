@@ -5,7 +5,9 @@ def test_status_and_refresh_now(staff, org, other_org, endpoint, mulesoft, fake_
     c = Client()
     c.force_login(staff)
     assert c.get("/api/mulesoft/loyalty/status").json()["last_outcome"] == "never"
-    r = c.post("/api/mulesoft/loyalty/refresh")
+    # API bodies are JSON (docs/api.md); the test client's default empty multipart body is a 415 now.
+    assert c.post("/api/mulesoft/loyalty/refresh").status_code == 415
+    r = c.post("/api/mulesoft/loyalty/refresh", content_type="application/json")
     assert r.status_code == 202 and r.json()["enqueued"] is True
     body = c.get("/api/mulesoft/loyalty/status").json()
     assert body["last_outcome"] == "success" and body["tier_count"] == 3

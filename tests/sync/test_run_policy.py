@@ -54,12 +54,14 @@ def timed(org, make_connection, settings, monkeypatch):
     ("kind", "resource"), [("woocommerce", "orders"), ("lightspeed", "customers")], ids=["woocommerce", "lightspeed"]
 )
 def test_backoff_then_needs_reauth_from_the_declaration(timed, fake_clock, kind, resource):
+    """Outages back off along the declared steps and never ask for new credentials; an auth failure (the
+    engine marks needs-reauth on a 401) pauses every schedule of the connection until it is reconnected."""
     conn = timed(kind)
     runpolicy.schedules_register()
     policy = get_connector(kind).policy
-    assert policy.backoff and policy.reauth_after == 5
+    assert policy.backoff and policy.reauth_after is None
     name = f"{kind}:{conn.pk}:{resource}"
-    for n in range(1, policy.reauth_after):
+    for n in range(1, 8):
         finish(conn, resource, ok=False)
         sched = RunSchedule.objects.get(connection=conn, resource=resource)
         wait = policy.backoff[min(n, len(policy.backoff)) - 1]
@@ -67,7 +69,10 @@ def test_backoff_then_needs_reauth_from_the_declaration(timed, fake_clock, kind,
         assert sched.next_sync_at == fake_clock.now() + wait
         assert Schedule.objects.get(name=name).next_run == sched.next_sync_at
         fake_clock.advance(wait.total_seconds())
-    finish(conn, resource, ok=False)  # the 5th failure in a row
+    conn.refresh_from_db()
+    assert not conn.needs_reauth, "seven outages in a row are not a credentials problem"
+    type(conn).objects.filter(pk=conn.pk).update(needs_reauth=True)  # what the engine does on a 401
+    finish(conn, resource, ok=False, error="HTTP 401 from GET /orders: woocommerce_rest_cannot_view")
     conn.refresh_from_db()
     sched = RunSchedule.objects.get(connection=conn, resource=resource)
     assert conn.needs_reauth and sched.state == ScheduleState.NEEDS_REAUTH
