@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mdm', '0002_ineligible_items_and_export_queue'),
+        ('mdm', '0003_exportrun_alert_moves_to_alerts'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('lightspeed', '0001_initial'),
+        ('lightspeed', '0002_oauthstate_session_hash'),
     ]
 
     operations = [

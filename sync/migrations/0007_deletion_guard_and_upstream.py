@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sync", "0005_retire_mdm_global_schedule"),
+        ("sync", "0006_queue_idempotency_response"),
     ]
 
     operations = [
