@@ -6,7 +6,7 @@ from sync.records import SyncedRecord
 
 
 class Product(SyncedRecord):
-    name = models.CharField(max_length=500, blank=True, default="")
+    name = models.TextField(blank=True, default="")  # free text: kept whole
     sku = models.CharField(max_length=255, blank=True, default="", db_index=True)
     handle = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=32, blank=True, default="")

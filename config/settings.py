@@ -297,6 +297,11 @@ SYNC_RETENTION_DAYS = env.int("SYNC_RETENTION_DAYS", default=30)
 # once (so also per tick: the catch-up rate after an outage), selected and marked in chunks of SYNC_TICK_CHUNK.
 SYNC_TICK_MAX_ENQUEUE = env.int("SYNC_TICK_MAX_ENQUEUE", default=500)
 SYNC_TICK_CHUNK = env.int("SYNC_TICK_CHUNK", default=1000)
+# The mass-deletion guard: a full scan that would mark more than this many live rows deleted AND more than
+# this fraction of them stops before deleting anything and asks a person ("apply deletions"). A scan that
+# would mark every live row deleted (an upstream answering an empty list) always asks.
+SYNC_MASS_DELETE_MIN_ROWS = env.int("SYNC_MASS_DELETE_MIN_ROWS", default=50)
+SYNC_MASS_DELETE_FRACTION = env.float("SYNC_MASS_DELETE_FRACTION", default=0.10)
 SYNC_HTTP_TIMEOUT = (
     env.float("SYNC_HTTP_CONNECT_TIMEOUT", default=5.0),
     env.float("SYNC_HTTP_READ_TIMEOUT", default=30.0),

@@ -41,6 +41,12 @@ class ConnectionForm(forms.ModelForm):
 
     base_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
     clear_secrets = forms.BooleanField(required=False, help_text="Remove every stored secret of this connection.")
+    confirm_reset = forms.BooleanField(
+        required=False,
+        label="Confirm: this points the connection at another upstream",
+        help_text="Needed when the kind, base URL, store / account id or the account behind the credentials "
+        "changes: every cursor of the connection is reset and the next runs read from the beginning.",
+    )
 
     class Meta:
         model = Connection
@@ -57,6 +63,9 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # What the connection points at before this edit (invariant 18): compared in clean().
+        self.identity_before = services.upstream_identity(self.instance) if self.instance.pk else None
+        self.identity_changed: list[str] = []
         kind = self.instance.kind if self.instance.pk else None
         stored = set(self.instance.credentials) if self.instance.pk and self.instance.has_credentials else set()
         kind_choices = [(k, k) for k in KINDS]
@@ -79,13 +88,31 @@ class ConnectionForm(forms.ModelForm):
             if key.startswith(SECRET_PREFIX) and value
         }
 
-    def save(self, commit=True):
-        connection = super().save(commit=False)
+    def _apply_secrets(self, connection) -> None:
         if self.cleaned_data.get("clear_secrets"):
             connection.credentials = {}
         changes = self.secret_changes()
         if changes:
             connection.update_credentials(**changes)  # goes through the encrypted credentials setter
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self.identity_before is None or self.errors:
+            return
+        self._apply_secrets(self.instance)  # the instance as it would be saved, secrets included
+        self.identity_changed = services.identity_changes(self.identity_before, self.instance)
+        if self.identity_changed and not self.cleaned_data.get("confirm_reset"):
+            self.add_error(
+                "confirm_reset",
+                f"This changes which upstream the connection reads ({', '.join(self.identity_changed)}). Its "
+                "cursors will be reset and the next runs read everything again; rows of the old upstream not "
+                "found there are held by the mass-deletion guard. Tick the box to confirm.",
+            )
+
+    def save(self, commit=True):
+        connection = super().save(commit=False)
+        if self.identity_before is None:
+            self._apply_secrets(connection)  # (an edit applied them in _post_clean)
         if commit:
             connection.save()
         return connection
@@ -117,7 +144,18 @@ class ConnectionAdmin(OrgScopedAdmin):
         return [
             (
                 None,
-                {"fields": ["organization", "kind", "name", "base_url", "external_account_id", "config", "is_active"]},
+                {
+                    "fields": [
+                        "organization",
+                        "kind",
+                        "name",
+                        "base_url",
+                        "external_account_id",
+                        "config",
+                        "is_active",
+                        *(["confirm_reset"] if obj is not None else []),
+                    ]
+                },
             ),
             (
                 "Secrets (write-only)",
@@ -153,6 +191,16 @@ class ConnectionAdmin(OrgScopedAdmin):
             for n in secret_field_names(obj.kind if obj else None)
         }
         return type("ScopedConnectionForm", (form,), extra)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and getattr(form, "identity_changed", None):
+            services.connection_reset_cursors(
+                connection=obj,
+                actor=request.user,
+                reason=f"points at another upstream: {', '.join(form.identity_changed)}",
+            )
+            messages.warning(request, "The connection points at another upstream: its cursors were reset.")
 
     @admin.display(description="health", ordering="health")
     def health_badge(self, obj: Connection) -> str:

@@ -254,7 +254,9 @@ class Client:
         try:
             read_bounded(response, settings.SYNC_MAX_RESPONSE_BYTES)
         except requests.exceptions.RequestException:
-            raise TransientError(f"{self.kind or 'upstream'}: the connection broke while reading {_path(url)}") from None
+            raise TransientError(
+                f"{self.kind or 'upstream'}: the connection broke while reading {_path(url)}"
+            ) from None
         self.pace(response)
         verdict, wait = self.classify(response)
         if verdict is Verdict.RATE_LIMITED:
@@ -341,6 +343,31 @@ def _bounded_wait(wait: float | None) -> float:
     return min(float(wait), settings.SYNC_MAX_RATE_LIMIT_WAIT)
 
 
+def normalise_version(kind: str, value: Any, field: str = "version") -> str | None:
+    """See Resource.version. Text order equals the type's order, so the database compares it as text
+    (byte order, COLLATE "C" on PostgreSQL) and needs no per-resource column type."""
+    if value in (None, ""):
+        return None
+    if kind == "integer":
+        if isinstance(value, bool):
+            raise MappingError(f"{field} is not an integer: {value!r}")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise MappingError(f"{field} is not an integer: {str(value)[:40]!r}") from None
+        if number < 0 or number >= 10**30:
+            raise MappingError(f"{field} is out of range: {number}")
+        return f"{number:030d}"
+    if kind == "timestamp":
+        try:
+            parsed = parse_upstream_datetime(value)
+        except MappingError:
+            raise MappingError(f"{field} is not a timestamp: {str(value)[:40]!r}") from None
+        # isoformat pads the year to four digits (strftime's %Y does not, for years before 1000).
+        return parsed.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z" if parsed else None
+    raise ValueError(f"unknown version kind {kind!r} (integer or timestamp)")
+
+
 # --- Paging and resources --------------------------------------------------------------------------------
 class Resource:
     """Declarative description of one upstream resource.
@@ -358,6 +385,11 @@ class Resource:
     mark_missing_deleted: ClassVar[bool] = False
     # Fields of the model updated on conflict (default: every mapped field).
     update_fields: ClassVar[list[str] | None] = None
+    # The upstream field that orders this resource's snapshots (invariant 14) and its type: "integer" or
+    # "timestamp". An upsert never replaces a stored row with an older snapshot; "" = none declared (the
+    # content hash alone keeps an equal snapshot from writing).
+    version_field: ClassVar[str] = ""
+    version_kind: ClassVar[str] = ""
 
     def fetch_page(self, ctx: FetchContext) -> Page:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -395,6 +427,14 @@ class Resource:
         """Pure: no DB, no HTTP. Return model field values (without connection/organization/external_id).
         Raise MappingError with a clear message for a record that cannot be accepted."""
         raise NotImplementedError
+
+    def version(self, record: dict) -> str | None:
+        """The snapshot's order key as text that sorts as the declared type: a zero-padded integer, or an
+        ISO 8601 UTC time with microseconds. None when the record carries none. A value that is not of the
+        declared type raises MappingError (the record fails its own line)."""
+        if not self.version_field or not isinstance(record, dict):
+            return None
+        return normalise_version(self.version_kind, record.get(self.version_field), self.version_field)
 
     def record_cursor(self, record: dict) -> str | None:
         """The cursor value of one record (for timestamp/version cursors); None if not applicable."""

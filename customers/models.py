@@ -6,12 +6,14 @@ from sync.records import SyncedRecord
 
 
 class Customer(SyncedRecord):
-    first_name = models.CharField(max_length=255, blank=True, default="")
-    last_name = models.CharField(max_length=255, blank=True, default="")
+    # Names and free text have no natural bound upstream: TextField keeps them whole (issue 16: no silent
+    # truncation). Identifiers and codes keep a bound; a longer one fails its line naming the field.
+    first_name = models.TextField(blank=True, default="")
+    last_name = models.TextField(blank=True, default="")
     email = models.EmailField(max_length=254, blank=True, default="", db_index=True)
     username = models.CharField(max_length=255, blank=True, default="")
     phone = models.CharField(max_length=64, blank=True, default="")
-    company = models.CharField(max_length=255, blank=True, default="")
+    company = models.TextField(blank=True, default="")
     billing = models.JSONField(default=dict, blank=True)
     shipping = models.JSONField(default=dict, blank=True)
     is_paying_customer = models.BooleanField(default=False)
@@ -33,7 +35,7 @@ class LoyaltyTier(SyncedRecord):
     """A loyalty tier as MuleSoft serves it, stored for offline use."""
 
     code = models.CharField(max_length=64, blank=True, default="")
-    name = models.CharField(max_length=255)
+    name = models.TextField()
     rank = models.IntegerField(default=0)
     min_points = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     benefits = models.JSONField(default=list, blank=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet, Value
+from django.db.models import Q, QuerySet, TextField, Value
 from django.db.models.functions import Concat
 
 from sync.models import Organization
@@ -17,7 +17,7 @@ def customer_list(*, user, search: str = "", organization_id: int | None = None)
         qs = qs.filter(organization_id=organization_id)
     search = (search or "").strip()
     if search:
-        qs = qs.annotate(_full_name=Concat("first_name", Value(" "), "last_name")).filter(
+        qs = qs.annotate(_full_name=Concat("first_name", Value(" "), "last_name", output_field=TextField())).filter(
             Q(first_name__icontains=search)
             | Q(last_name__icontains=search)
             | Q(email__icontains=search)

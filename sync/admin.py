@@ -270,7 +270,12 @@ class SyncQueueAdmin(OrgScopedAdmin):
     list_filter = ["state", ConnectionSearchFilter, "resource", "origin", ActionRequiredFilter]
     search_fields = ["idempotency_key"]  # plus a line's external id: see get_search_results
     search_help_text = "Idempotency key (contains) or a line's exact external id."
-    actions = [_bulk_queue_action("retry"), _bulk_queue_action("force_done"), _bulk_queue_action("cancel")]
+    actions = [
+        _bulk_queue_action("retry"),
+        _bulk_queue_action("force_done"),
+        _bulk_queue_action("cancel"),
+        _bulk_queue_action("apply_deletions"),
+    ]
     list_per_page = 100
     show_full_result_count = False
     operator_can_change = True  # "change" = run actions; the queue page itself is not a form

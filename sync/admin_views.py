@@ -231,6 +231,7 @@ def queue_detail_context(request: HttpRequest, queue: SyncQueue) -> dict:
         # Force-done is hidden while lines are being processed (the service refuses it then anyway).
         "can_force_done": can_force_done(queue) is None,
         "can_cancel": can_cancel(queue) is None,
+        "can_apply_deletions": can_apply_deletions(queue) is None,
     }
 
 
@@ -253,6 +254,14 @@ def can_force_done(queue: SyncQueue) -> str | None:
         return "cancelled"
     if queue.state == QueueState.DONE and not queue.is_active:
         return "already done"
+    return None
+
+
+def can_apply_deletions(queue: SyncQueue) -> str | None:
+    if not queue.pending_deletions:
+        return "no deletions held"
+    if queue.is_active:
+        return "still running"
     return None
 
 
@@ -306,6 +315,17 @@ QUEUE_ACTIONS: dict[str, QueueAction] = {
         "Cancel {what}?",
         "Keep running",
         lambda q: can_cancel(q),
+    ),
+    "apply_deletions": QueueAction(
+        "apply_deletions",
+        "Apply deletions",
+        "had their held deletions applied",
+        lambda **kw: services.queue_apply_deletions(**kw),
+        "The records this full scan did not see upstream, held by the mass-deletion guard, are marked deleted. "
+        "Do this only if the upstream really lost them (not after an outage or a connection pointed elsewhere).",
+        "Apply the deletions the guard held back for {what}?",
+        "Keep them",
+        lambda q: can_apply_deletions(q),
     ),
 }
 

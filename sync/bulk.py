@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 from django.conf import settings
@@ -202,29 +203,68 @@ def _defaults(fields: list[models.Field]) -> list:
     ]
 
 
+def content_hash(values: dict) -> str:
+    """A stable hash of a record's mapped values (keys sorted; decimals and the like by their text): two
+    equal snapshots hash alike, so the upsert can skip a row whose content did not change."""
+    try:
+        blob = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # integers beyond 64 bits, non-string keys
+        blob = json.dumps(values, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The condition on the upsert's DO UPDATE (invariant 14): the stored row is replaced only by a snapshot
+    that is not older (``version``: text that sorts as the declared type; NULL on either side cannot be
+    ordered and does not block) and that differs from it (another version, another content ``hash``, or
+    the row is marked deleted in ``revive``)."""
+
+    version: str
+    hash: str
+    revive: str = ""
+
+
+def _guard_sql(model, guard: Guard, table_ref: str) -> str:
+    meta = model._meta
+    v, h = _qn(meta.get_field(guard.version).column), _qn(meta.get_field(guard.hash).column)
+    pg = db_connection.vendor == "postgresql"
+    # Byte order, whatever the database's collation (a locale collation may skip punctuation).
+    coll = ' COLLATE "C"' if pg else ""
+    distinct = "IS DISTINCT FROM" if pg else "IS NOT"
+    changed = [f"EXCLUDED.{v} {distinct} {table_ref}.{v}", f"EXCLUDED.{h} {distinct} {table_ref}.{h}"]
+    if guard.revive:
+        changed.append(f"{table_ref}.{_qn(meta.get_field(guard.revive).column)} IS NOT NULL")
+    older = f"COALESCE(EXCLUDED.{v}{coll} < {table_ref}.{v}{coll}, FALSE)"
+    return f"NOT {older} AND ({' OR '.join(changed)})"
+
+
 def upsert_rows(
     model: type[models.Model],
     rows: list[dict],
     *,
     unique_fields: Sequence[str],
     update_fields: Sequence[str],
-) -> None:
-    """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields. ``rows`` map field names (or
-    attnames) to values, missing fields take their defaults, keys must be distinct. Meant for a
+    guard: Guard | None = None,
+) -> int:
+    """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields [WHERE guard]. ``rows`` map field
+    names (or attnames) to values, missing fields take their defaults, keys must be distinct. Meant for a
     transaction. Rows are written in key order, so two writers upserting overlapping keys take the row
-    locks in the same order and cannot deadlock each other. Outside a transaction it opens its own."""
+    locks in the same order and cannot deadlock each other. Outside a transaction it opens its own.
+    Returns how many rows were inserted or updated (a row the guard kept is not counted)."""
     if not rows:
-        return
+        return 0
     if db_connection.vendor != "postgresql":
-        _upsert_executemany(model, rows, unique_fields=unique_fields, update_fields=update_fields)
-        return
+        if guard is None:
+            _upsert_executemany(model, rows, unique_fields=unique_fields, update_fields=update_fields)
+            return len(rows)
+        return _upsert_values(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
     if not db_connection.in_atomic_block:
         # In autocommit the COPY would commit on its own, and ON COMMIT DELETE ROWS would empty the staging
         # table before the INSERT..SELECT reads it: the rows would be dropped without an error.
         with transaction.atomic():
-            _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields)
-        return
-    _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields)
+            return _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
+    return _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
 
 
 def _tuples(model, rows: list[dict]):
@@ -287,7 +327,60 @@ def sqlite_datetime(value):
     return db_connection.ops.adapt_datetimefield_value(value)
 
 
-def _upsert_copy(model, rows: list[dict], *, unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
+def _row_tuples(model, rows: list[dict], prep_all: bool):
+    """Rows as tuples in the layout's column order, missing fields at their defaults, values prepared for
+    the database (all of them with ``prep_all``, else only those psycopg cannot write as they are)."""
+    fields, positions, prep = _layout(model)
+    if prep_all:
+        prep = [(i, functools.partial(_prep_django, f)) for i, f in enumerate(fields)]
+    defaults = _defaults(fields)
+    for row in rows:
+        out = list(defaults)
+        for key, value in row.items():
+            try:
+                position = positions[key]
+            except KeyError:
+                raise TypeError(f"{model.__name__} has no field named {key!r}") from None
+            if isinstance(value, models.Model):
+                value = value.pk  # a related object given by field name
+            out[position] = value
+        for position, to_db in prep:
+            out[position] = to_db(out[position])
+        yield tuple(out)
+
+
+def _upsert_values(model, rows, *, unique_fields, update_fields, guard: Guard) -> int:
+    """The guarded upsert where COPY does not exist (SQLite): INSERT ... VALUES ... ON CONFLICT DO UPDATE
+    ... WHERE, in chunks that fit the database's parameter limit. Same condition as on PostgreSQL."""
+    meta = model._meta
+    fields, _, _ = _layout(model)
+    columns = [f.column for f in fields]
+    table = _qn(meta.db_table)
+    keys = ", ".join(_qn(meta.get_field(name).column) for name in unique_fields)
+    sets = ", ".join(
+        f"{_qn(meta.get_field(n).column)} = EXCLUDED.{_qn(meta.get_field(n).column)}" for n in update_fields
+    )
+    limit = db_connection.features.max_query_params or 999
+    per = max(1, limit // len(columns))
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    ordered = sorted(rows, key=lambda r: tuple(str(r.get(n, r.get(f"{n}_id"))) for n in unique_fields))
+    written = 0
+    with db_connection.cursor() as cursor:
+        for start in range(0, len(ordered), per):
+            chunk = list(_row_tuples(model, ordered[start : start + per], prep_all=True))
+            sql = (
+                f"INSERT INTO {table} ({', '.join(_qn(c) for c in columns)}) VALUES "  # noqa: S608
+                + ", ".join([one] * len(chunk))
+                + f" ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {_guard_sql(model, guard, table)}"
+            )
+            cursor.execute(sql, [v for row in chunk for v in row])
+            written += max(cursor.rowcount, 0)
+    return written
+
+
+def _upsert_copy(
+    model, rows: list[dict], *, unique_fields: Sequence[str], update_fields: Sequence[str], guard: Guard | None
+) -> int:
     meta = model._meta
     fields = _layout(model)[0]
     columns = [f.column for f in fields]
@@ -318,5 +411,8 @@ def _upsert_copy(model, rows: list[dict], *, unique_fields: Sequence[str], updat
         f"INSERT INTO {_qn(table)} ({cols}) SELECT {cols} FROM staged ORDER BY {order} "
         f"ON CONFLICT ({order}) DO UPDATE SET {sets}"
     )
+    if guard is not None:
+        upsert_sql += f" WHERE {_guard_sql(model, guard, _qn(table))}"
     with db_connection.cursor() as cursor:
         cursor.execute(upsert_sql)
+        return max(cursor.rowcount, 0)

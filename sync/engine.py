@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import F, Min, Q, Value
+from django.db.models import CharField, F, Min, Q, Value
 from django.db.models.functions import Coalesce
 
 from core import clock
@@ -160,6 +160,13 @@ class QueueRunner:
         self._last_page_ids: list[str] | None = None
         self._check_queued = True  # look up "already in the queue?" per group (see fetch)
         self._ahead: tuple[str, int] | None = None  # (cursor_to, pages_fetched) of the groups prepared so far
+        # Bounded text columns of the domain model (CharField max_length), checked per record in _map.
+        self._bounds = {
+            f.name: f.max_length
+            for f in self.model._meta.concrete_fields
+            if isinstance(f, CharField) and f.max_length and f.name not in ("external_id", "sync_version", "sync_hash")
+        }
+        self.rows_written = 0  # rows the sink inserted or updated (unchanged or older snapshots are not)
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -585,11 +592,35 @@ class QueueRunner:
             values = self.resource.map(record)
             if not isinstance(values, dict):
                 raise MappingError("mapper returned no field values")
+            self._check_bounds(values)
+            values["sync_version"] = self.version_of(record, strict=True)
             return LineAction.UPSERT, values, None
         except MappingError as exc:
             return None, None, (f"rejected by mapper: {exc}", True)
         except Exception as exc:  # a mapper bug is still only this line's problem
             return None, None, (f"{exc.__class__.__name__}: {exc}", False)
+
+    def version_of(self, record, *, strict: bool = False) -> str | None:
+        """The record's snapshot version (Resource.version), None when it has none. ``strict``: a malformed
+        one raises MappingError (the record's line fails); otherwise it counts as none."""
+        version = getattr(self.resource, "version", None)
+        if version is None or not isinstance(record, dict):
+            return None
+        try:
+            return version(record)
+        except MappingError:
+            if strict:
+                raise
+            return None
+
+    def _check_bounds(self, values: dict) -> None:
+        """A text value longer than its column fails the record's own line, naming the field, on every
+        database (SQLite would store it whole, PostgreSQL would refuse the whole batch first): nothing is
+        cut short silently (issue 16)."""
+        for name, limit in self._bounds.items():
+            value = values.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                raise MappingError(f"{name} is {len(value)} characters long; at most {limit} fit")
 
     def _store_inline(
         self,

@@ -55,6 +55,9 @@ class SyncStatus(models.Model):
     state = models.CharField(max_length=16, choices=StatusState.choices, default=StatusState.IDLE)
     # Cursors are stored as text: Lightspeed versions outgrow JS numbers, timestamps are ISO 8601 UTC.
     cursor = models.CharField(max_length=255, blank=True, default="")
+    # Which upstream the cursor belongs to (sync.identity.upstream_fingerprint): a cursor is never used
+    # against another upstream (invariant 18). "" = not known yet (rows older than the field).
+    upstream = models.CharField(max_length=64, blank=True, default="")
     records_synced = models.BigIntegerField(default=0)
     records_failed = models.BigIntegerField(default=0)
     last_queue = models.ForeignKey("SyncQueue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -116,6 +119,11 @@ class SyncQueue(models.Model):
     params_hash = models.CharField(max_length=64, blank=True, default="")
     full_scan = models.BooleanField(default=False)
     action_required = models.BooleanField(default=False)
+    # A full scan whose mark-missing step the mass-deletion guard stopped: this many live rows were not seen
+    # and wait for a person ("apply deletions"). 0 once applied, or when nothing waits.
+    pending_deletions = models.IntegerField(default=0)
+    # The upstream fingerprint the run started against (its cursor is only kept for that upstream).
+    upstream = models.CharField(max_length=64, blank=True, default="")
     # Fetch progress: where paging stands (resumable after a crash) and the cursor range covered.
     fetch_done = models.BooleanField(default=False)
     fetch_token = models.JSONField(null=True, blank=True)

@@ -85,4 +85,8 @@ class RunPolicy:
     schedule_enabled_setting: str = ""
     # Connector-wide periodic tasks registered with the schedules.
     housekeeping: tuple[Housekeeping, ...] = ()
+    # Reconciliation (invariant 15): every incremental resource that marks missing rows deleted also gets a
+    # full scan this often per connection (a cursor cannot see deletions). A connection may set its own
+    # with config["reconcile_hours"] (0: none). None: no reconciliation schedule for this kind.
+    reconcile: dt.timedelta | None = dt.timedelta(days=1)
     extra: dict = field(default_factory=dict)

@@ -15,7 +15,15 @@ class SyncedRecord(models.Model):
     upstream_created_at = models.DateTimeField(null=True, blank=True)
     upstream_updated_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # When the row was last WRITTEN by a sync (an unchanged snapshot writes nothing, so it keeps its time).
     synced_at = models.DateTimeField(null=True, blank=True)
+    # The upstream's order of snapshots (Resource.version_field), normalised so that text order is the
+    # declared type's order (zero-padded integers, UTC timestamps of one format): an upsert never replaces
+    # a newer snapshot with an older one. NULL: the upstream gave none.
+    sync_version = models.CharField(max_length=64, null=True, blank=True)
+    # A hash of the mapped values: a snapshot equal to the stored one writes nothing.
+    # (A database default too: rows written by plain SQL, such as the bench's reference loop, stay valid.)
+    sync_hash = models.CharField(max_length=32, blank=True, default="", db_default="")
     # Vendor-specific fields a staff user may want but that have no column of their own.
     extra = models.JSONField(default=dict, blank=True)
 

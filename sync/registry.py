@@ -58,6 +58,11 @@ class Connector:
     policy: RunPolicy = field(default_factory=RunPolicy)
     # Where a run's records go; None is the table sink (upserts into each resource's domain model).
     sink: Any = None
+    # What says WHICH upstream account a connection reads, besides its kind, base URL and external account
+    # id (invariant 18): credential keys (WooCommerce's consumer key belongs to one store) and config keys
+    # (Lightspeed's domain prefix). Changing any of them resets the connection's cursors.
+    identity_credentials: tuple[str, ...] = ()
+    identity_config: tuple[str, ...] = ()
 
     def hook(self, name: str) -> Callable | None:
         """The callable behind one of the dotted-path fields above, or None when it is not declared."""

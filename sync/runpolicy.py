@@ -400,13 +400,78 @@ def connection_specs(kind: str) -> tuple[list[ScheduleSpec], list[str]]:
     return specs, gone
 
 
+RECONCILE_SUFFIX = ":reconcile"
+
+
+def reconcile_resources(kind: str) -> list[str]:
+    """Resources whose incremental runs cannot see deletions: a cursor, and missing rows to mark deleted."""
+    connector = get_connector(kind)
+    return [
+        name
+        for name, r in connector.resources.items()
+        if getattr(r, "cursor_kind", "none") != "none" and getattr(r, "mark_missing_deleted", False)
+    ]
+
+
+def reconcile_interval(connection, policy: RunPolicy | None = None) -> dt.timedelta | None:
+    """The connection's reconciliation interval: its config["reconcile_hours"], else the policy's."""
+    policy = policy or policy_of(connection.kind)
+    hours = (connection.config or {}).get("reconcile_hours")
+    if hours not in (None, ""):
+        try:
+            interval = dt.timedelta(hours=float(hours))
+        except (TypeError, ValueError):
+            interval = policy.reconcile
+    else:
+        interval = policy.reconcile
+    return interval if interval and interval.total_seconds() >= 60 else None
+
+
+def reconcile_specs(connection, policy: RunPolicy | None = None) -> tuple[list[ScheduleSpec], list[str]]:
+    """One full-scan schedule per incremental resource of the connection (``<kind>:<id>:<resource>:reconcile``,
+    ``start_scheduled_sync(id, resource, True)``), and the names that should not exist."""
+    policy = policy or policy_of(connection.kind)
+    interval = reconcile_interval(connection, policy)
+    paused = connection.needs_reauth or not connection.is_active or not _enabled(policy)
+    specs, gone = [], []
+    for resource in reconcile_resources(connection.kind):
+        name = schedule_name(connection.kind, connection.pk, resource) + RECONCILE_SUFFIX
+        if interval is None:
+            gone.append(name)
+            continue
+        specs.append(
+            ScheduleSpec(
+                name=name,
+                func=SCHEDULED_TASK,
+                schedule_type=Schedule.MINUTES,
+                minutes=max(1, int(interval.total_seconds() // 60)),
+                args=f"{connection.pk}, {resource!r}, True",
+                repeats=0 if paused else -1,
+            )
+        )
+    return specs, gone
+
+
+def reconcile_register(connection) -> RegisterReport:
+    """(Re)write one connection's reconciliation schedules (after it changed, paused or resumed)."""
+    specs, gone = reconcile_specs(connection)
+    report = schedules_apply(specs)
+    Schedule.objects.filter(name__in=gone).delete()
+    return report
+
+
 def schedules_register() -> RegisterReport:
-    """Every schedule the policies declare (housekeeping + per unit), in bulk, idempotently."""
+    """Every schedule the policies declare (housekeeping + per unit + reconciliation), in bulk, idempotently."""
     from .schedules import SYSTEM_SCHEDULES
 
     report = schedules_apply([*SYSTEM_SCHEDULES, *housekeeping_specs()])
     for kind in KINDS:
         specs, gone = connection_specs(kind)
+        policy = policy_of(kind)
+        for conn in connection_model().objects.filter(kind=kind).order_by("pk"):
+            more, less = reconcile_specs(conn, policy)
+            specs += more
+            gone += less
         schedules_apply(specs, report=report)
         for start in range(0, len(gone), 1000):
             chunk = gone[start : start + 1000]
@@ -434,6 +499,7 @@ def connection_pause(connection, *, state: str, reason: str) -> None:
         sched.last_error = redact(reason)[:2000]
         sched.save(update_fields=["state", "next_sync_at", "queued_at", "last_error"])
         schedule_mirror(sched, connection)
+    reconcile_register(connection)
 
 
 def connection_resume(connection, *, next_sync_at: dt.datetime | None = None) -> None:
@@ -450,6 +516,7 @@ def connection_resume(connection, *, next_sync_at: dt.datetime | None = None) ->
             sched.next_sync_at = next_sync_at or clock.now() + tier_interval(policy, sched.tier)
         sched.save()
         schedule_mirror(sched, connection)
+    reconcile_register(connection)
 
 
 def _connection_units(connection) -> list[RunSchedule]:

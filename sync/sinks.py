@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
@@ -44,6 +45,9 @@ class SinkError(Exception):
         super().__init__(message)
         self.stage = stage
         self.error_type = error_type or self.__class__.__name__
+
+
+ROW_GUARD = bulk.Guard(version="sync_version", hash="sync_hash", revive="deleted_at")
 
 
 class TableSink:
@@ -90,34 +94,64 @@ class TableSink:
                 row["external_id"] = line.external_id
                 row["synced_at"] = now
                 row.setdefault("deleted_at", None)
+                # The content hash (the version came with the values, from the engine's _map): an equal
+                # snapshot writes nothing, an older one never replaces a newer (bulk.Guard).
+                row["sync_hash"] = bulk.content_hash(values)
                 rows.append(row)
             fields = self.fields_to_update(run, upserts[0][1])
-            bulk.upsert_rows(model, rows, unique_fields=["connection", "external_id"], update_fields=fields)
+            written = bulk.upsert_rows(
+                model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
+            )
+            run.rows_written = getattr(run, "rows_written", 0) + (written or 0)
         if deletes:
-            model.objects.filter(
-                connection_id=connection.pk,
-                external_id__in=[line.external_id for line in deletes],
-                deleted_at__isnull=True,
-            ).update(deleted_at=now, synced_at=now)
+            self._delete(run, deletes, now)
+
+    def _delete(self, run: QueueRunner, deletes: list[SyncQueueLine], now) -> None:
+        """Tombstones set ``deleted_at``; one carrying a version (Lightspeed's deleted objects) deletes only
+        a row whose stored snapshot is not newer, and records that version."""
+        by_version: dict[str | None, list[str]] = {}
+        for line in deletes:
+            by_version.setdefault(run.version_of(line.payload), []).append(line.external_id)
+        for version, ids in sorted(by_version.items(), key=lambda kv: kv[0] or ""):
+            qs = run.model.objects.filter(connection_id=run.connection.pk, external_id__in=ids, deleted_at__isnull=True)
+            changes: dict = {"deleted_at": now, "synced_at": now}
+            if version is not None:
+                qs = qs.filter(Q(sync_version__isnull=True) | Q(sync_version__lte=version))
+                changes["sync_version"] = version
+            qs.update(**changes)
 
     def fields_to_update(self, run: QueueRunner, sample: dict) -> list[str]:
         cached = getattr(run, "_update_fields", None)
         if cached is None:
             names = list(run.resource.update_fields or sample.keys())
-            cached = sorted(set(names) | {"synced_at", "deleted_at", "organization"} - {"external_id", "connection"})
+            always = {"synced_at", "deleted_at", "organization", "sync_version", "sync_hash"}
+            cached = sorted(set(names) | always - {"external_id", "connection"})
             run._update_fields = cached
         return cached
 
     def mark_missing_deleted(self, run: QueueRunner) -> None:
-        now = clock.now()
-        seen = SyncQueueLine.objects.filter(queue=run.queue).values("external_id")
-        n = (
-            run.model.objects.filter(connection=run.connection, deleted_at__isnull=True)
-            # A row another lane (a webhook) wrote after this scan began is newer than the scan: keep it.
-            .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=run.queue.started_at))
-            .exclude(external_id__in=seen)
-            .update(deleted_at=now)
-        )
+        """After a complete full scan: the live rows it did not see are marked deleted, unless that many
+        would go that the mass-deletion guard holds them for a person (sync.services.queue_apply_deletions)."""
+        missing = missing_rows(run.model, run.queue)
+        n = missing.count()
+        if not n:
+            return
+        live = run.model.objects.filter(connection_id=run.queue.connection_id, deleted_at__isnull=True).count()
+        if deletion_held(n, live):
+            SyncQueue.objects.filter(pk=run.queue.pk).update(pending_deletions=n)
+            run.queue.pending_deletions = n
+            activity_record(
+                event="records.deletions_held",
+                queue=run.queue,
+                level=ActivityLevel.WARNING,
+                message=(
+                    f"{n} of {live} live {run.resource.name} record(s) were not seen by this full scan; nothing "
+                    "was deleted. If the upstream really lost them, apply the deletions on this queue"
+                ),
+                data={"count": n, "live": live, **deletion_thresholds()},
+            )
+            return
+        n = missing.update(deleted_at=clock.now())
         if n:
             activity_record(
                 event="records.marked_deleted",
@@ -129,6 +163,32 @@ class TableSink:
 
     def complete(self, run: QueueRunner) -> None:
         """Called once the runner has nothing left to do, before the queue settles. Tables need nothing."""
+
+
+def missing_rows(model, queue: SyncQueue):
+    """The live rows a full scan (``queue``) did not see: no line of the queue names them. Seen is decided by
+    the lines, not by ``synced_at`` (an unchanged snapshot no longer writes its row). A row written after the
+    scan began (a webhook's record, newer than the scan) is kept."""
+    seen = SyncQueueLine.objects.filter(queue=queue).values("external_id")
+    return (
+        model.objects.filter(connection_id=queue.connection_id, deleted_at__isnull=True)
+        .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=queue.started_at))
+        .exclude(external_id__in=seen)
+    )
+
+
+def deletion_thresholds() -> dict:
+    return {"min_rows": settings.SYNC_MASS_DELETE_MIN_ROWS, "fraction": settings.SYNC_MASS_DELETE_FRACTION}
+
+
+def deletion_held(n: int, live: int) -> bool:
+    """The mass-deletion guard: more than the row threshold AND more than the fraction of the live rows, or
+    every live row at once (an upstream glitch answering an empty list must never wipe a table)."""
+    if n <= 0:
+        return False
+    if n >= live:
+        return True
+    return n > settings.SYNC_MASS_DELETE_MIN_ROWS and n > settings.SYNC_MASS_DELETE_FRACTION * live
 
 
 def run_is_complete(queue_id: int) -> bool:
@@ -144,6 +204,7 @@ def run_is_complete(queue_id: int) -> bool:
             "failed_count",
             "cancelled_count",
             "is_active",
+            "pending_deletions",
         )
         .first()
     )
@@ -154,6 +215,8 @@ def run_is_complete(queue_id: int) -> bool:
         and not q["fetch_error"]
         and q["cancelled_at"] is None
         and not (q["draft_count"] or q["processing_count"] or q["failed_count"] or q["cancelled_count"])
+        # Deletions held by the guard: the data set is in doubt, the previous document stays.
+        and not q["pending_deletions"]
     )
 
 

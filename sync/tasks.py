@@ -46,11 +46,14 @@ def purge(days: int | None = None) -> int:
 
 
 def start_scheduled_sync(connection_id: int, resource: str, full_scan: bool = False) -> int | None:
-    """What a per-connection schedule calls: start a run (or join the running one). Never raises."""
+    """What a per-connection schedule calls: start a run (or join the running one). Never raises.
+    ``full_scan``: the reconciliation schedule (sync.runpolicy.reconcile_specs); never throttled."""
     Connection = connection_model()
     try:
         connection = Connection.objects.get(pk=connection_id)
-        result = services.sync_start(connection=connection, resource=resource, origin="schedule", full_scan=full_scan)
+        result = services.sync_start(
+            connection=connection, resource=resource, origin="schedule", full_scan=full_scan, force=full_scan
+        )
         return result.queue.pk
     except Connection.DoesNotExist:
         log.warning("scheduled sync: connection %s is gone", connection_id)

@@ -45,6 +45,13 @@ class FakeCustomers:
     cursor_kind = "version"
     mark_missing_deleted = False
     update_fields = None
+    version_field = "version"
+    version_kind = "integer"
+
+    def version(self, record):
+        from connectors.base import Resource
+
+        return Resource.version(self, record)  # type: ignore[arg-type]
 
     def iter_pages(self, ctx: FetchContext):
         from connectors.base import Resource
@@ -79,7 +86,7 @@ class FakeCustomers:
         return bool(record.get("deleted"))
 
     def record_cursor(self, record):
-        return str(record["version"])
+        return str(record["version"]) if "version" in record else None
 
     def map(self, record):
         if record.get("boom"):

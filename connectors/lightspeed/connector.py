@@ -22,6 +22,7 @@ connector = Connector(
     },
     secret_fields=("personal_token", "access_token", "refresh_token"),
     config_fields=("domain_prefix", "auth"),
+    identity_config=("domain_prefix",),
     reconnect_path=lambda conn: (
         f"/connectors/lightspeed/oauth/start/?organization={conn.organization_id}&name={quote(conn.name)}"
     ),

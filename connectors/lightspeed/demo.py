@@ -109,4 +109,35 @@ def run(ctx) -> list[dict]:
     sandbox.update("customers", first["id"], email="changed@example.com")
     sandbox.delete("customers", second["id"])
     rows.append(_sync(connection, "customers", full_scan=False, note="1 edited + 1 deleted upstream"))
+    ctx.upstreams["lightspeed"] = {"sandbox": sandbox, "connection": connection}
     return rows
+
+
+def converge(ctx) -> dict:
+    """Edits and deletions in every collection, then each resource's scheduled (incremental) run: Lightspeed
+    lists deleted objects with their version, so the version cursor alone converges."""
+    from sync.convergence import convergence_row, table_differences
+
+    sandbox, conn = ctx.upstreams["lightspeed"]["sandbox"], ctx.upstreams["lightspeed"]["connection"]
+    started = time.monotonic()
+    customers, products = sandbox.live("customers"), sandbox.live("products")
+    sandbox.update("customers", customers[0]["id"], email="converged@example.com")
+    sandbox.delete("customers", customers[1]["id"])
+    sandbox.update("products", products[0]["id"], name="Edited product")
+    sandbox.delete("products", products[1]["id"])
+    for name in RESOURCES:
+        _sync(conn, name, full_scan=False)
+    checked = {
+        "customers": table_differences(
+            conn, "customers", {r["id"]: {"email": r["email"]} for r in sandbox.live("customers")}
+        ),
+        "products": table_differences(
+            conn, "products", {r["id"]: {"name": r["name"]} for r in sandbox.live("products")}
+        ),
+        "customer_groups": table_differences(
+            conn, "customer_groups", {r["id"]: {} for r in sandbox.live("customer_groups")}
+        ),
+    }
+    row = convergence_row("lightspeed", checked, time.monotonic() - started, "2 edited, 2 deleted")
+    ctx.say(f"convergence: {row['note']}")
+    return row

@@ -33,7 +33,7 @@ class OAuthState(models.Model):
 class CustomerGroup(SyncedRecord):
     """A Lightspeed customer group (``/api/2.0/customer_groups``): the worked example of adding a resource."""
 
-    name = models.CharField(max_length=255, blank=True, default="")
+    name = models.TextField(blank=True, default="")  # free text: kept whole
     group_code = models.CharField(max_length=255, blank=True, default="")
     # Lightspeed versions are global integers that outgrow JavaScript numbers: kept as text.
     version = models.CharField(max_length=32, blank=True, default="")

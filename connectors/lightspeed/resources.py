@@ -38,6 +38,9 @@ class VersionedResource(Resource):
 
     collection: ClassVar[str] = ""
     cursor_kind = "version"
+    # Lightspeed's global, ever-growing integer: orders the snapshots (invariant 14).
+    version_field = "version"
+    version_kind = "integer"
 
     def fetch_page(self, ctx: FetchContext) -> Page:
         # token = version.max of the previous page; otherwise the committed cursor (none on a full scan).
@@ -82,14 +85,16 @@ class VersionedResource(Resource):
         }
 
 
-def _text(record: dict, key: str, limit: int = 255) -> str:
+def _text(record: dict, key: str, limit: int | None = 255) -> str:
+    """Text as sent; longer than ``limit`` (an identifier's bound) fails the record naming the field. Names
+    and free text take ``limit=None``: kept whole."""
     value = record.get(key)
     if value is None:
         return ""
     if not isinstance(value, (str, int, float)):
         raise MappingError(f"{key} is not text")
     text = str(value).strip()
-    if len(text) > limit:
+    if limit is not None and len(text) > limit:
         raise MappingError(f"{key} is longer than {limit} characters")
     return text
 
@@ -117,11 +122,11 @@ class Customers(VersionedResource):
         if balance is not None:
             balance = balance.quantize(Decimal("0.01"))
         return {
-            "first_name": _text(record, "first_name"),
-            "last_name": _text(record, "last_name"),
+            "first_name": _text(record, "first_name", None),
+            "last_name": _text(record, "last_name", None),
             "email": _text(record, "email", 254),
             "phone": _text(record, "phone", 64),
-            "company": _text(record, "company_name"),
+            "company": _text(record, "company_name", None),
             "customer_code": _text(record, "customer_code"),
             "customer_group_id": _text(record, "customer_group_id"),
             "loyalty_balance": balance,
@@ -141,7 +146,7 @@ class Products(VersionedResource):
             raise MappingError("active is not a boolean")
         price = _decimal(record, "price_including_tax")
         return {
-            "name": _text(record, "name", 500),
+            "name": _text(record, "name", None),
             "sku": _text(record, "sku"),
             "handle": _text(record, "handle"),
             "active": active,
@@ -166,7 +171,7 @@ class CustomerGroups(VersionedResource):
     collection = "customer_groups"
 
     def map(self, record: dict) -> dict:
-        name = _text(record, "name")
+        name = _text(record, "name", None)
         if not name:
             raise MappingError("a customer group needs a name")
         return {

@@ -82,9 +82,30 @@ def run(ctx) -> list[dict]:
             "note": note,
         }
     ]
+    ctx.upstreams["mdm"] = {"sandbox": sandbox, "connection": conn}
     if run.status == "success":
         readcache.ITEMS_CACHE.clear()
         items, snap = selectors.ineligible_items(sku="SKU-00007")
         ctx.say(f"read path: {snap.count} item(s) loaded from S3 into memory; SKU-00007 -> {items}")
         ctx.say(f"schedule: {services.schedule_show()}")
     return rows
+
+
+def converge(ctx) -> dict:
+    """Items changed and removed in MDM, then the scheduled export (a full engine run)."""
+    from sync.convergence import convergence_row, table_differences
+
+    sandbox, conn = ctx.upstreams["mdm"]["sandbox"], ctx.upstreams["mdm"]["connection"]
+    started = time.monotonic()
+    sandbox.items[0]["reason"] = "compliance-hold"
+    del sandbox.items[1:4]
+    services.mdm_export_run(actor=ctx.user, origin="schedule")
+    upstream = {i["sku"]: {"reason": i["reason"], "market": i["market"]} for i in sandbox.items}
+    row = convergence_row(
+        "mdm",
+        {"ineligible_items": table_differences(conn, "ineligible_items", upstream)},
+        time.monotonic() - started,
+        "1 changed, 3 removed",
+    )
+    ctx.say(f"convergence: {row['note']}")
+    return row

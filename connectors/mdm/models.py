@@ -14,7 +14,7 @@ class IneligibleItem(SyncedRecord):
     DocumentSink renders the non-deleted rows into the S3 export after each complete run)."""
 
     sku = models.CharField(max_length=255)
-    reason = models.CharField(max_length=255, blank=True, default="")
+    reason = models.TextField(blank=True, default="")  # free text: kept whole
     market = models.CharField(max_length=64, blank=True, default="")
     # As MDM sends it (the export repeats it verbatim), not parsed.
     item_updated_at = models.CharField(max_length=64, null=True, blank=True)

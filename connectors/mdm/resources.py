@@ -48,9 +48,9 @@ class IneligibleItemsResource(Resource):
         updated = record.get("updated_at") or None
         return {
             "sku": self.external_id(record),
-            "reason": str(record.get("reason") or "")[:255],
-            "market": str(record.get("market") or "")[:64],
-            "item_updated_at": str(updated)[:64] if updated is not None else None,
+            "reason": str(record.get("reason") or ""),
+            "market": str(record.get("market") or ""),
+            "item_updated_at": str(updated) if updated is not None else None,
         }
 
 

@@ -64,6 +64,7 @@ def run(ctx) -> list[dict]:
     ctx.say(f"refresh outcome: {outcome}; tiers stored: {', '.join(t.name for t in tiers)}")
     again = web.get("/api/customers")
     ctx.say(f"list opened again -> {again.status_code}; queued now: {len(_queued_refreshes(org.pk))} (throttled, 1/h)")
+    ctx.upstreams["mulesoft"] = {"sandbox": sandbox}
     return [
         {
             "connector": "mulesoft",
@@ -74,3 +75,27 @@ def run(ctx) -> list[dict]:
             "note": f"refreshed after GET /api/customers ({request_ms:.0f} ms, 0 MuleSoft calls in request)",
         }
     ]
+
+
+def converge(ctx) -> dict:
+    """A tier renamed and one retired in MuleSoft, then the (throttled, hourly) refresh run, forced."""
+    from connectors.models import Connection
+    from sync.convergence import convergence_row, table_differences
+    from sync.services import sync_start
+
+    sandbox = ctx.upstreams["mulesoft"]["sandbox"]
+    started = time.monotonic()
+    sandbox.tiers[0]["name"] = "Bronze Plus"
+    sandbox.tiers.pop()
+    conn = Connection.objects.filter(organization=ctx.organization, kind="mulesoft").first()
+    result = sync_start(connection=conn, resource=services.RESOURCE, origin="schedule", enqueue=False, force=True)
+    run_queue(result.queue.pk)
+    upstream = {t["id"]: {"name": t["name"]} for t in sandbox.tiers}
+    row = convergence_row(
+        "mulesoft",
+        {"loyalty_tiers": table_differences(conn, services.RESOURCE, upstream)},
+        time.monotonic() - started,
+        "1 renamed, 1 retired",
+    )
+    ctx.say(f"convergence: {row['note']}")
+    return row

@@ -65,8 +65,8 @@ class LoyaltyTiersResource(Resource):
         return {
             # Fields MuleSoft sends beyond ours, kept for staff (SyncedRecord.extra).
             "extra": {k: v for k, v in record.items() if k not in _MAPPED},
-            "code": str(record.get("code") or "")[:64],
-            "name": name[:255],
+            "code": str(record.get("code") or ""),
+            "name": name,
             "rank": rank,
             "min_points": min_points,
             "benefits": benefits,

@@ -91,6 +91,7 @@ def run(ctx) -> list[dict]:
                 }
             )
     rows[-1]["note"] = rows[-1]["note"] or f"429s seen: {sandbox.count_429}"
+    ctx.upstreams["tiendanube"] = {"sandbox": sandbox, "connections": conns}
     if os.environ.get("TIENDANUBE_DEMO_QCLUSTER", "true").lower() in ("1", "true", "yes"):
         rows.extend(_run_qcluster(ctx, conns))
     return rows
@@ -149,3 +150,38 @@ def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[d
             }
         )
     return rows
+
+
+def converge(ctx) -> dict:
+    """In the first store, a product renamed, a customer and an order deleted (deletions no incremental run can
+    see); then what the schedules run: the store's tiered sync, then each resource's reconciliation full scan."""
+    from sync.convergence import convergence_row, table_differences
+    from sync.engine import run_queue
+    from sync.services import sync_start
+
+    from .resources import RESOURCES, first_text
+
+    sandbox, conn = ctx.upstreams["tiendanube"]["sandbox"], ctx.upstreams["tiendanube"]["connections"][0]
+    store = sandbox.stores[conn.external_account_id]
+    started = time.monotonic()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    sandbox.touch(store.store_id, "products", store.data["products"][0]["id"], now, name={"es": "Editado"})
+    with sandbox.lock:
+        store.data["customers"].pop(1)
+        store.data["orders"].pop(2)
+    connection_sync(connection_id=conn.pk, origin="schedule")
+    for resource in RESOURCES:
+        result = sync_start(
+            connection=conn, resource=resource, origin="schedule", enqueue=False, full_scan=True, force=True
+        )
+        run_queue(result.queue.pk)
+    checked = {
+        "products": table_differences(
+            conn, "products", {str(r["id"]): {"name": first_text(r["name"])} for r in store.data["products"]}
+        ),
+        "customers": table_differences(conn, "customers", {str(r["id"]): {} for r in store.data["customers"]}),
+        "orders": table_differences(conn, "orders", {str(r["id"]): {} for r in store.data["orders"]}),
+    }
+    row = convergence_row("tiendanube", checked, time.monotonic() - started, "1 edited, 2 deleted")
+    ctx.say(f"convergence: {row['note']}")
+    return row

@@ -53,6 +53,11 @@ class TiendanubeResource(Resource):
     path: ClassVar[str] = ""
     cursor_kind = "timestamp"
     page_size = 200
+    # Deletions converge (issue 16): a full scan (the scheduled reconciliation, a forced one) marks the
+    # rows it did not see deleted; incremental runs cannot see deletions at all.
+    mark_missing_deleted = True
+    version_field = "updated_at"
+    version_kind = "timestamp"
 
     def record_cursor(self, record: dict) -> str | None:
         value = record.get("updated_at") if isinstance(record, dict) else None
@@ -172,9 +177,9 @@ class Products(TiendanubeResource):
         promo = decimal_or_none(first.get("promotional_price"))
         published = bool(record.get("published", True))
         return {
-            "name": first_text(record.get("name"))[:500],
-            "sku": str(first.get("sku") or "")[:255],
-            "handle": first_text(record.get("handle"))[:255],
+            "name": first_text(record.get("name")),
+            "sku": str(first.get("sku") or ""),
+            "handle": first_text(record.get("handle")),
             "status": "published" if published else "draft",
             "active": published,
             "price": promo if promo is not None else price,
@@ -214,13 +219,13 @@ class Orders(TiendanubeResource):
             if isinstance(p, dict)
         ]
         return {
-            "number": str(record.get("number") or "")[:64],
-            "status": str(record.get("status") or "")[:32],
-            "payment_status": str(record.get("payment_status") or "")[:32],
-            "currency": str(record.get("currency") or "")[:8],
+            "number": str(record.get("number") or ""),
+            "status": str(record.get("status") or ""),
+            "payment_status": str(record.get("payment_status") or ""),
+            "currency": str(record.get("currency") or ""),
             "total": decimal_or_none(record.get("total")),
             "customer_external_id": str(customer.get("id") or ""),
-            "email": str(record.get("contact_email") or customer.get("email") or "")[:254],
+            "email": str(record.get("contact_email") or customer.get("email") or ""),
             "line_items": items,
             **_times(record),
             "extra": {"shipping_status": record.get("shipping_status"), "gateway": record.get("gateway")},
@@ -240,10 +245,10 @@ class Customers(TiendanubeResource):
         }
         address = record.get("default_address") or {}
         return {
-            "first_name": first[:255],
-            "last_name": last[:255],
-            "email": str(record.get("email") or "")[:254],
-            "phone": str(record.get("phone") or "")[:64],
+            "first_name": first,
+            "last_name": last,
+            "email": str(record.get("email") or ""),
+            "phone": str(record.get("phone") or ""),
             "billing": billing,
             "shipping": address if isinstance(address, dict) else {},
             "is_paying_customer": decimal_or_none(record.get("total_spent")) not in (None, Decimal(0)),

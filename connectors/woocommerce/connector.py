@@ -16,6 +16,7 @@ connector = Connector(
     client_class=WooClient,
     resources=dict(RESOURCES),
     secret_fields=("consumer_key", "consumer_secret", "webhook_secret"),
+    identity_credentials=("consumer_key",),  # a REST key belongs to one store
     config_fields=("auth_in_query", "batch_size"),
     policy=RunPolicy(
         # Each connection chooses its interval (config sync_every_minutes; 0 or unset: no timed syncs).

@@ -55,7 +55,51 @@ def run(ctx) -> list[dict]:
         )
         ctx.say(f"{resource}: {queue.done_count} records, {queue.state}")
     rows.append(_webhooks(ctx, conn, sandbox, webhook_secret))
+    ctx.upstreams["woocommerce"] = {"sandbox": sandbox, "connection": conn}
     return rows
+
+
+def converge(ctx) -> dict:
+    """Edits, deletes and trashes in the store with no webhook reaching us, then what the schedules run:
+    each resource's interval run (incremental) and the daily reconciliation (a full scan)."""
+    from sync.convergence import convergence_row, table_differences
+
+    sandbox, conn = ctx.upstreams["woocommerce"]["sandbox"], ctx.upstreams["woocommerce"]["connection"]
+    started = time.monotonic()
+    sandbox.webhook_url = ""  # deliveries lost: only the schedules can converge
+    customers, orders, products = sandbox.ids("customers"), sandbox.ids("orders"), sandbox.ids("products")
+    sandbox.update("customers", customers[1], first_name="Edited")
+    sandbox.delete("customers", customers[2])
+    sandbox.update("orders", orders[0], status="completed")
+    sandbox.trash("orders", orders[1])
+    sandbox.delete("orders", orders[2])
+    sandbox.update("products", products[0], name="Edited product")
+    sandbox.trash("products", products[1])
+    for full_scan in (False, True):  # the interval schedules, then the reconciliation schedule
+        for resource in RESOURCES:
+            result = sync_start(
+                connection=conn, resource=resource, origin="schedule", enqueue=False, full_scan=full_scan, force=True
+            )
+            run_queue(result.queue.pk)
+
+    def live(name: str) -> list[dict]:
+        return [r for r in sandbox.data[name].values() if r.get("status") != "trash"]
+
+    checked = {
+        "customers": table_differences(
+            conn,
+            "customers",
+            {str(r["id"]): {"first_name": r["first_name"], "email": r["email"]} for r in live("customers")},
+        ),
+        "orders": table_differences(conn, "orders", {str(r["id"]): {"status": r["status"]} for r in live("orders")}),
+        "products": table_differences(conn, "products", {str(r["id"]): {"name": r["name"]} for r in live("products")}),
+        "coupons": table_differences(conn, "coupons", {str(r["id"]): {"code": r["code"]} for r in live("coupons")}),
+    }
+    row = convergence_row(
+        "woocommerce", checked, time.monotonic() - started, "3 edited, 2 deleted, 2 trashed, no webhooks"
+    )
+    ctx.say(f"convergence: {row['note']}")
+    return row
 
 
 def _row(resource: str, queue: SyncQueue, seconds: float, note: str) -> dict:

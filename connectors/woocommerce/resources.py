@@ -93,6 +93,9 @@ class WooResource(Resource):
     endpoint: ClassVar[str] = ""
     page_size: ClassVar[int] = PER_PAGE
     mark_missing_deleted: ClassVar[bool] = True
+    # Every WooCommerce object carries it (UTC, no zone): orders the snapshots (invariant 14).
+    version_field: ClassVar[str] = "date_modified_gmt"
+    version_kind: ClassVar[str] = "timestamp"
 
     # overridables ---------------------------------------------------------------------------------------
     def sort_key(self, record: dict) -> list:
@@ -105,15 +108,22 @@ class WooResource(Resource):
     def page_cursor(self, records: list[dict], token: dict) -> str | None:
         return None
 
+    def key_or_none(self, record) -> list | None:
+        """The record's sort key, or None for a record without a usable one (no id, an id that is not a
+        number, not an object): such a record fails its own line, and paging goes on by the others."""
+        try:
+            return self.sort_key(record) if isinstance(record, dict) else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
     # one HTTP page ---------------------------------------------------------------------------------------
     def _get(self, client, params: dict, offset: int) -> tuple[list[dict], int | None, str | None]:
         data, response = client.get_json(self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
-        if not isinstance(data, list) or not all(isinstance(r, dict) and "id" in r for r in data):
+        if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
-        try:
-            keys = [self.sort_key(r) for r in data]
-        except (KeyError, TypeError, ValueError):
-            raise BadPage(f"{self.name}: a record at offset {offset} has no usable sort key") from None
+        # The order is checked on the records that have a key; one without fails its own line (issue 16)
+        # instead of the whole page and the run.
+        keys = [k for k in (self.key_or_none(r) for r in data) if k is not None]
         if keys != sorted(keys):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         total = _int_or_none(response.headers.get("X-WP-Total"))
@@ -134,7 +144,8 @@ class WooResource(Resource):
             records, total, server_time = fetch(offset)
             if "started" in token and not token["started"]:
                 token["started"] = server_time or ""  # the store's clock, not ours: no skew
-            gap = last is not None and offset > 0 and (not records or self.sort_key(records[0]) > last)
+            keyed = [k for k in (self.key_or_none(r) for r in records) if k is not None]
+            gap = last is not None and offset > 0 and (not keyed or keyed[0] > last)
             if not gap:
                 break
             # Records behind us vanished (or moved): re-read further back until the page overlaps.
@@ -143,12 +154,26 @@ class WooResource(Resource):
             back *= 2
         else:
             raise PaginationStalled(f"{self.name}: could not re-anchor paging after {MAX_BACKOFFS} back-offs")
-        fresh = [r for r in records if last is None or self.sort_key(r) > last]
-        new_last = max([last, *[self.sort_key(r) for r in records]], key=lambda k: (k is not None, k or []))
+        fresh = self._fresh(records, last)
+        new_last = max([last, *keyed], key=lambda k: (k is not None, k or []))
         nxt = None
         if len(records) >= self.page_size:
             nxt = {**token, "offset": offset + len(records) - self.overlap, "last": new_last}
         return Page(records=fresh, next_token=nxt, cursor=self.page_cursor(fresh, token), total=total)
+
+    def _fresh(self, records: list, last: list | None) -> list:
+        """Records after ``last``. A record without a key is placed by the keyed record before it on the
+        page: new when that one is new (so the overlap with the previous page does not repeat it)."""
+        fresh, before = [], None
+        for record in records:
+            key = self.key_or_none(record)
+            if key is not None:
+                before = key
+                if last is None or key > last:
+                    fresh.append(record)
+            elif last is None or (before is not None and before > last):
+                fresh.append(record)
+        return fresh
 
     @property
     def overlap(self) -> int:
@@ -232,12 +257,12 @@ class Customers(WooResource):
         billing = _address(record.get("billing"))
         shipping = _address(record.get("shipping"))
         return {
-            "first_name": _str(record.get("first_name"))[:255],
-            "last_name": _str(record.get("last_name"))[:255],
+            "first_name": _str(record.get("first_name")),
+            "last_name": _str(record.get("last_name")),
             "email": email,
-            "username": _str(record.get("username"))[:255],
-            "phone": billing.get("phone", "")[:64],
-            "company": billing.get("company", "")[:255],
+            "username": _str(record.get("username")),
+            "phone": billing.get("phone", ""),
+            "company": billing.get("company", ""),
             "billing": billing,
             "shipping": shipping,
             "is_paying_customer": bool(record.get("is_paying_customer")),
@@ -314,13 +339,13 @@ class Orders(ModifiedResource):
         customer_id = _int_or_none(record.get("customer_id")) or 0
         items = record.get("line_items") if isinstance(record.get("line_items"), list) else []
         return {
-            "number": _str(record.get("number") or record.get("id"))[:64],
-            "status": _str(record.get("status"))[:32],
+            "number": _str(record.get("number") or record.get("id")),
+            "status": _str(record.get("status")),
             "payment_status": "paid" if _is_paid(record) else "unpaid",
-            "currency": _str(record.get("currency"))[:8],
+            "currency": _str(record.get("currency")),
             "total": _decimal(record.get("total"), "total"),
             "customer_external_id": str(customer_id) if customer_id else "",  # 0 = guest checkout
-            "email": billing.get("email", "")[:254],
+            "email": billing.get("email", ""),
             "line_items": [
                 {
                     "id": item.get("id"),
@@ -359,10 +384,10 @@ class Products(ModifiedResource):
         status = _str(record.get("status"))
         parent = _int_or_none(record.get("parent_id")) or 0
         return {
-            "name": name[:500],
-            "sku": _str(record.get("sku"))[:255],
-            "handle": _str(record.get("slug"))[:255],
-            "status": status[:32],
+            "name": name,
+            "sku": _str(record.get("sku")),
+            "handle": _str(record.get("slug")),
+            "status": status,
             "active": status == "publish",
             "price": _decimal(record.get("price"), "price"),
             "regular_price": _decimal(record.get("regular_price"), "regular_price"),
@@ -400,8 +425,8 @@ class Coupons(ModifiedResource):
         if not code:
             raise MappingError(f"coupon {record.get('id')} has no code")
         return {
-            "code": code[:255],
-            "discount_type": _str(record.get("discount_type"))[:32],
+            "code": code,
+            "discount_type": _str(record.get("discount_type")),
             "amount": _decimal(record.get("amount"), "amount"),
             "description": _str(record.get("description")),
             "expires_at": _gmt(record, "date_expires"),

@@ -234,6 +234,7 @@ class QueueSerializer(serializers.ModelSerializer):
             "state",
             "is_active",
             "action_required",
+            "pending_deletions",
             "full_scan",
             "total_count",
             "draft_count",

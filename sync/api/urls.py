@@ -39,5 +39,10 @@ urlpatterns = [
     path("queues/<sync_id:queue_id>/activity", views.QueueActivityView.as_view(), name="api-queue-activity"),
     path("queues/<sync_id:queue_id>/retry", views.QueueRetryView.as_view(), name="api-queue-retry"),
     path("queues/<sync_id:queue_id>/force-done", views.QueueForceDoneView.as_view(), name="api-queue-force-done"),
+    path(
+        "queues/<sync_id:queue_id>/apply-deletions",
+        views.QueueApplyDeletionsView.as_view(),
+        name="api-queue-apply-deletions",
+    ),
     path("queues/<sync_id:queue_id>/cancel", views.QueueCancelView.as_view(), name="api-queue-cancel"),
 ]

@@ -633,3 +633,15 @@ class QueueCancelView(QueueActionView):
 
     def perform(self, queue, user):
         return services.queue_cancel(queue=queue, actor=user)
+
+
+class QueueApplyDeletionsView(QueueActionView):
+    @_action_schema(
+        "Apply the deletions the mass-deletion guard held on a full scan",
+        "The queue holds no deletions, is still running, or a newer run of the resource exists.",
+    )
+    def post(self, request, queue_id: int):
+        return super().post(request, queue_id)
+
+    def perform(self, queue, user):
+        return services.queue_apply_deletions(queue=queue, actor=user)

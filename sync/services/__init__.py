@@ -10,16 +10,24 @@ import X``), which re-exports every public name:
 - ``state``: **where a line changes state**: ``lines_move`` / ``lines_insert`` move lines and update the
   queue's counters together; ``derive_queue_state`` reads the queue's state off those counters.
 - ``locks``: the queue row's lock (queue first, then its lines).
-- ``queue_actions``: retry, force done, cancel.
+- ``queue_actions``: retry, force done, cancel, apply the deletions the mass-deletion guard held.
 - ``settle``: ``queue_finalize`` (final state, SyncStatus, cursor, activity, signal), ``status_upsert``.
 - ``reaper``: expired leases back to draft, stalled queues resumed, old queues purged.
-- ``connections``: needs-reauth and the run result on the connection's health.
+- ``connections``: needs-reauth and the run result on the connection's health; the connection's upstream
+  identity (a cursor is bound to one upstream; ``connection_reset_cursors``).
 - ``system_settings``: ``setting_set``.
 """
 
 from __future__ import annotations
 
-from .connections import connection_mark_needs_reauth, connection_record_result
+from .connections import (
+    connection_mark_needs_reauth,
+    connection_record_result,
+    connection_reset_cursors,
+    identity_changes,
+    upstream_fingerprint,
+    upstream_identity,
+)
 from .errors import (
     ConnectionUnavailable,
     IdempotencyConflict,
@@ -32,7 +40,7 @@ from .errors import (
 )
 from .lines import Keyed, lines_add, record_key, retry_delay
 from .locks import is_postgres, lock_queue
-from .queue_actions import queue_cancel, queue_force_done, queue_retry
+from .queue_actions import queue_apply_deletions, queue_cancel, queue_force_done, queue_retry
 from .reaper import lines_reap, queues_purge, queues_resume_stalled
 from .runs import (
     IDEMPOTENCY_KEY_MAX,
@@ -73,6 +81,10 @@ __all__ = [
     "UnknownResourceError",
     "connection_mark_needs_reauth",
     "connection_record_result",
+    "connection_reset_cursors",
+    "identity_changes",
+    "upstream_fingerprint",
+    "upstream_identity",
     "current_cursor",
     "cursor_max",
     "derive_queue_state",
@@ -85,6 +97,7 @@ __all__ = [
     "lines_reap",
     "lock_queue",
     "params_fingerprint",
+    "queue_apply_deletions",
     "queue_cancel",
     "queue_finalize",
     "queue_force_done",

@@ -130,3 +130,45 @@ def queue_cancel(*, queue: SyncQueue, actor=None) -> SyncQueue:
         queue_finalize(queue=queue)
     queue.refresh_from_db()
     return queue
+
+
+def queue_apply_deletions(*, queue: SyncQueue, actor=None) -> SyncQueue:
+    """Apply the deletions the mass-deletion guard held on a finished full scan: the rows that scan did not
+    see are marked deleted, exactly as its mark-missing step would have. Only on the latest run of that
+    (connection, resource): a later run may have seen those records again."""
+    from django.apps import apps
+
+    from sync.registry import get_resource
+
+    from ..sinks import missing_rows
+
+    with transaction.atomic():
+        queue = SyncQueue.objects.select_for_update().select_related("connection").get(pk=queue.pk)
+        if not queue.pending_deletions:
+            raise InvalidQueueAction(f"queue #{queue.pk} holds no deletions")
+        if queue.is_active:
+            raise InvalidQueueAction(f"queue #{queue.pk} is still running; apply its deletions when it finishes")
+        newer = SyncQueue.objects.filter(
+            connection_id=queue.connection_id, resource=queue.resource, lane=queue.lane, pk__gt=queue.pk
+        ).exists()
+        if newer:
+            raise InvalidQueueAction(
+                f"a newer {queue.resource} run exists; queue #{queue.pk}'s view of the upstream is out of date "
+                "(run a full scan again)"
+            )
+        model = apps.get_model(get_resource(queue.connection.kind, queue.resource).model)
+        held = queue.pending_deletions
+        n = missing_rows(model, queue).update(deleted_at=clock.now())
+        queue.pending_deletions = 0
+        queue.action_required = queue.state in (QueueState.PARTIAL, QueueState.FAILED)
+        if not queue.action_required:
+            queue.last_error = ""
+        queue.save(update_fields=["pending_deletions", "action_required", "last_error", "updated_at"])
+        activity_record(
+            event="records.deletions_applied",
+            queue=queue,
+            actor=actor,
+            message=f"{n} {queue.resource} record(s) marked deleted ({held} were held by the mass-deletion guard)",
+            data={"count": n, "held": held},
+        )
+    return queue

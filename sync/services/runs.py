@@ -16,6 +16,7 @@ from core import clock
 
 from ..activity import activity_record
 from ..models import ActivityLevel, Lane, Origin, StatusState, SyncQueue
+from .connections import cursor_for_run
 from .errors import (
     ConnectionUnavailable,
     IdempotencyConflict,
@@ -23,7 +24,7 @@ from .errors import (
     RunSkipped,
     UnknownResourceError,
 )
-from .settle import current_cursor, status_upsert
+from .settle import status_upsert
 
 IDEMPOTENCY_KEY_MAX = 255
 
@@ -91,6 +92,7 @@ def sync_start(
     recent = throttled_by(connection, resource, policy, origin=origin, force=force)
     if recent is not None:
         return StartResult(recent, False, "throttled")
+    cursor, upstream = cursor_for_run(connection, resource)
     try:
         with transaction.atomic():
             queue = SyncQueue.objects.create(
@@ -104,7 +106,8 @@ def sync_start(
                 params_hash=fingerprint,
                 full_scan=full_scan,
                 created_by=actor if getattr(actor, "pk", None) else None,
-                cursor_from=current_cursor(connection, resource),
+                cursor_from=cursor,
+                upstream=upstream,
             )
             queue_touch(queue.pk)
             activity_record(

@@ -75,9 +75,9 @@ def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | Non
         q.state = state
         q.is_active = False
         q.finished_at = now
-        q.action_required = state in (QueueState.PARTIAL, QueueState.FAILED)
+        q.action_required = state in (QueueState.PARTIAL, QueueState.FAILED) or q.pending_deletions > 0
         if q.action_required and not q.last_error:
-            q.last_error = q.fetch_error or _first_line_error(q)
+            q.last_error = q.fetch_error or _first_line_error(q) or _held_error(q)
         q.save(update_fields=["state", "is_active", "finished_at", "action_required", "last_error", "updated_at"])
         if q.lane == Lane.RUN:
             _settle_status(q, state, now)
@@ -104,12 +104,18 @@ def queue_finalize(*, queue: SyncQueue, forced: bool = False) -> SyncQueue | Non
                 event="queue.action_required",
                 queue=q,
                 level=ActivityLevel.WARNING,
-                message=f"queue #{q.pk} needs action: "
-                + (
-                    "reconnect the connection (authentication refused), then resume the run"
-                    if q.connection.needs_reauth
-                    else "retry the failed lines or force it done"
+                message=(
+                    f"queue #{q.pk} needs action: {q.pending_deletions} deletion(s) held by the mass-deletion "
+                    "guard; apply them if the upstream really lost those records"
+                    if q.pending_deletions and state == QueueState.DONE
+                    else f"queue #{q.pk} needs action: "
+                    + (
+                        "reconnect the connection (authentication refused), then resume the run"
+                        if q.connection.needs_reauth
+                        else "retry the failed lines or force it done"
+                    )
                 ),
+                data={"pending_deletions": q.pending_deletions},
             )
         succeeded = state == QueueState.DONE
         transaction.on_commit(lambda: _send_finished(q, succeeded))
@@ -120,6 +126,12 @@ def _send_finished(queue: SyncQueue, succeeded: bool) -> None:
     for receiver, result in sync_run_finished.send_robust(sender=SyncQueue, queue=queue, succeeded=succeeded):
         if isinstance(result, Exception):
             log.error("sync_run_finished receiver %r failed: %s", receiver, redact(result))
+
+
+def _held_error(queue: SyncQueue) -> str:
+    if not queue.pending_deletions:
+        return ""
+    return f"{queue.pending_deletions} record(s) not seen upstream; deletions held by the mass-deletion guard"
 
 
 def _first_line_error(queue: SyncQueue) -> str:
@@ -137,10 +149,15 @@ def _settle_status(q: SyncQueue, state: str, now: dt.datetime) -> None:
     fields: dict = {"finished_at": now, "last_queue": q, "records_failed": q.failed_count}
     if state == QueueState.DONE:
         fields.update(state=StatusState.SUCCESS, last_success_at=now, last_error="", records_synced=q.done_count)
-        if q.cursor_to:
+        from .connections import upstream_fingerprint
+
+        if q.cursor_to and not (q.upstream and upstream_fingerprint(q.connection) != q.upstream):
+            # Only for the upstream the run read: a connection re-pointed meanwhile keeps its reset cursor.
             current = current_cursor(q.connection, q.resource)
             resource = get_resource(q.connection.kind, q.resource)
             fields["cursor"] = cursor_max(resource.cursor_kind, current, q.cursor_to)
+            if q.upstream:
+                fields["upstream"] = q.upstream
     elif state == QueueState.CANCELLED:
         fields.update(state=StatusState.IDLE, last_error=f"run #{q.pk} was cancelled")
     else:

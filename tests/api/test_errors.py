@@ -59,7 +59,7 @@ def test_engine_schema_validates_without_warnings():
     schema = SchemaGenerator(patterns=[path("api/", include("sync.api.urls"))]).get_schema(request=None, public=True)
     validate_schema(schema)
     assert not GENERATOR_STATS, (dict(GENERATOR_STATS._warn_cache), dict(GENERATOR_STATS._error_cache))
-    assert len([op for item in schema["paths"].values() for op in item]) == 15
+    assert len([op for item in schema["paths"].values() for op in item]) == 16
 
 
 @pytest.mark.parametrize("url", ["/api/queues/1/retry", "/api/connections/1/test"])

@@ -47,7 +47,7 @@ def fuzz_world(transactional_db, staff, fake_conn, fake_kind, settings):
 def test_fuzz_engine_endpoints(live_server, fuzz_world):
     schema = schemathesis.openapi.from_url(f"{live_server.url}/api/schema/?format=json").include(path_regex=OURS)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 15, [op.label for op in operations]
+    assert len(operations) == 16, [op.label for op in operations]
     for operation in operations:
         for mode, n in EXAMPLES.items():
             _fuzz(operation, mode, n, base_url=live_server.url, world=fuzz_world)

@@ -50,6 +50,7 @@ def test_every_route_is_listed():
         "api-queue-activity",
         "api-queue-retry",
         "api-queue-force-done",
+        "api-queue-apply-deletions",
         "api-queue-cancel",
     }
 
@@ -70,7 +71,7 @@ def test_org_a_sees_nothing_of_org_b(api, staff, b_data):
             else:
                 assert_error(r, 404, "not_found")
             checked += 1
-    assert checked == 15
+    assert checked == 16
     queue.refresh_from_db()
     conn.refresh_from_db()
     assert (queue.state, queue.failed_count, conn.needs_reauth) == before  # nothing was acted upon

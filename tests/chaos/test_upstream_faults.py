@@ -247,15 +247,19 @@ def test_unicode_and_10000_character_names(chaos_conn, upstream, fast_retries, f
 
     def names(records):
         records[6]["first_name"] = fancy  # customer 7
-        records[7]["last_name"] = "L" * 10_000  # customer 8: longer than the column
+        records[7]["last_name"] = "L" * 10_000  # customer 8: a name is kept whole (issue 16: TextField)
+        records[8]["username"] = "u" * 300  # customer 9: longer than its bounded column
         return records
 
     upstream.rewrite[1] = names
     conn = chaos_conn(N)
     queue = run(conn)
     assert Customer.objects.get(connection=conn, external_id="7").first_name == fancy
-    line = SyncQueueLine.objects.get(queue=queue, external_id="8")
-    assert line.state == LineState.FAILED and "database rejected the record" in line.last_error
+    assert Customer.objects.get(connection=conn, external_id="8").last_name == "L" * 10_000
+    line = SyncQueueLine.objects.get(queue=queue, external_id="9")
+    # Issue 16 changed this on purpose: the over-long value fails its own line naming the field (before the
+    # database sees it, on every database), instead of the database refusing the row.
+    assert line.state == LineState.FAILED and "username is 300 characters long; at most 255 fit" in line.last_error
     assert (queue.state, queue.done_count, queue.failed_count) == (QueueState.PARTIAL, N - 1, 1)
-    assert len(json.dumps(line.payload)) > 10_000, "the raw snapshot is kept for a retry"
+    assert len(json.dumps(line.payload)) > 300, "the raw snapshot is kept for a retry"
     assert status(conn).cursor == OLD_CURSOR

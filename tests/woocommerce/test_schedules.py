@@ -11,9 +11,15 @@ def test_specs_purge_and_per_connection_timers(org, make_connection):
     schedules_register_all()
     specs = {s.name: s for s in Schedule.objects.filter(name__startswith="woocommerce:")}
     assert "woocommerce:purge-webhook-deliveries" in specs
-    timed = [s for s in specs.values() if s.func == "sync.tasks.start_scheduled_sync"]
+    timed = [
+        s for s in specs.values() if s.func == "sync.tasks.start_scheduled_sync" and not s.name.endswith(":reconcile")
+    ]
     assert sorted(s.name.rsplit(":", 1)[1] for s in timed) == ["coupons", "customers", "orders", "products"]
     assert all(s.minutes == 15 for s in timed)
+    # Issue 16: every connection's incremental resources also get a daily reconciliation full scan.
+    reconcile = sorted(s.name.split(":")[2] for s in specs.values() if s.name.endswith(":reconcile"))
+    assert reconcile == ["coupons", "coupons", "orders", "orders", "products", "products"]
+    assert all(s.minutes == 24 * 60 for s in specs.values() if s.name.endswith(":reconcile"))
 
 
 def test_contributed_specs_register(org, make_connection):

@@ -36,6 +36,8 @@ class DemoContext:
     stack: contextlib.ExitStack
     stdout: object
     notes: list[str] = field(default_factory=list)
+    # kind -> what its demo left running (sandbox, connections), for the convergence step.
+    upstreams: dict = field(default_factory=dict)
 
     def say(self, message: str) -> None:
         self.stdout.write(f"  {message}")
@@ -100,6 +102,7 @@ class Command(BaseCommand):
                             "note": str(exc)[:200],
                         }
                     )
+            rows.extend(self._convergence(ctx, only))
             self._report(rows)
             if not no_serve:
                 schedules_register()  # what a deploy does: the reaper, purge and connector schedules
@@ -115,6 +118,37 @@ class Command(BaseCommand):
                 call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
         if any(r["state"] == "ERROR" for r in rows) and os.environ.get("DEMO_STRICT") == "1":
             raise SystemExit(1)
+
+    def _convergence(self, ctx: DemoContext, only) -> list[dict]:
+        """Issue 16's step: each connector whose demo module has ``converge(ctx) -> dict`` edits, deletes and
+        trashes records in its sandbox, runs what its schedules run (incremental runs, the reconciliation
+        full scan), and reports whether its tables equal the upstream."""
+        from django.utils.module_loading import import_string
+
+        rows: list[dict] = []
+        self.stdout.write(self.style.HTTP_INFO("[convergence]"))
+        for kind in KINDS:
+            path = get_connector(kind).demo
+            if (only and kind not in only) or not path or kind not in ctx.upstreams:
+                continue
+            try:
+                converge = import_string(path.rsplit(".", 1)[0] + ".converge")
+            except ImportError:
+                continue
+            try:
+                rows.append(converge(ctx))
+            except Exception as exc:  # one connector failing must not hide the others
+                rows.append(
+                    {
+                        "connector": kind,
+                        "resource": "convergence",
+                        "records": 0,
+                        "seconds": 0.0,
+                        "state": "ERROR",
+                        "note": str(exc)[:200],
+                    }
+                )
+        return rows
 
     def _start_worker(self, stack: contextlib.ExitStack) -> Path:
         """A qcluster beside the admin, so Sync now / Run export now / Refresh now are run, not just queued. It

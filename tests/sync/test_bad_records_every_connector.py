@@ -1,0 +1,80 @@
+"""Issue 16: on every connector, a record that cannot be identified, one the mapper refuses and one with a
+value longer than its column each fail their own line, naming the cause; the rest of the page lands."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+
+from core.paging import Page
+from sync import engine
+from sync.models import LineState, SyncQueue, SyncQueueLine
+from sync.registry import get_resource
+
+T = "2024-05-01T10:00:00+00:00"
+CASES = {
+    # kind, resource: (a good record, one without an id, one its mapper refuses, one with an over-long field)
+    ("woocommerce", "products"): (
+        {"id": 1, "name": "Mug", "sku": "M-1", "status": "publish", "date_modified_gmt": "2024-05-01T10:00:00"},
+        {"name": "no id", "date_modified_gmt": "2024-05-01T10:00:00"},
+        {"id": 3, "name": "", "date_modified_gmt": "2024-05-01T10:00:00"},
+        {"id": 4, "name": "Long sku", "sku": "S" * 300, "date_modified_gmt": "2024-05-01T10:00:00"},
+        "sku",
+    ),
+    ("lightspeed", "customers"): (
+        {"id": "c1", "version": 7, "first_name": "Ana", "email": "ana@example.com"},
+        {"version": 8, "first_name": "no id"},
+        {"id": "c3", "version": 9, "loyalty_balance": "lots"},
+        {"id": "c4", "version": 10, "customer_code": "C" * 300},
+        "customer_code",
+    ),
+    ("tiendanube", "orders"): (
+        {"id": 1, "number": 101, "status": "open", "currency": "ARS", "total": "10.00", "updated_at": T},
+        {"number": 102, "updated_at": T},
+        {"id": 3, "number": 103, "total": "ten", "updated_at": T},
+        {"id": 4, "number": 104, "currency": "X" * 20, "updated_at": T},
+        "currency",
+    ),
+    ("mulesoft", "loyalty_tiers"): (
+        {"id": "gold", "code": "GOLD", "name": "Gold", "rank": 2},
+        {"name": "no id nor code"},
+        {"id": "bronze", "name": ""},
+        {"id": "long", "code": "L" * 100, "name": "Long code"},
+        "code",
+    ),
+    ("mdm", "ineligible_items"): (
+        {"sku": "SKU-1", "reason": "recalled", "market": "AR"},
+        {"reason": "no sku"},
+        None,  # the MDM mapper refuses nothing but an unidentifiable item
+        {"sku": "SKU-4", "market": "M" * 100},
+        "market",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind,resource", list(CASES), ids=[k for k, _ in CASES])
+def test_a_bad_record_fails_only_its_own_line(kind, resource, org, make_connection):
+    good, no_id, refused, too_long, long_field = CASES[(kind, resource)]
+    conn = make_connection(org, kind=kind, external_account_id=f"{kind}-1")
+    queue = SyncQueue.objects.create(organization=org, connection=conn, resource=resource, full_scan=True)
+    runner = engine.QueueRunner(queue)
+    assert runner._take_fetch_lease()
+    records = [good, no_id, *([refused] if refused else []), too_long]
+    runner._store_pages([Page(records, next_token=None)])
+    model = apps.get_model(get_resource(kind, resource).model)
+    assert list(model.objects.filter(connection=conn).values_list("external_id", flat=True)) == [
+        get_resource(kind, resource).external_id(good)
+    ]
+    failed = {line.external_id: line.last_error for line in SyncQueueLine.objects.filter(queue=queue)}
+    assert all(
+        line.state == LineState.FAILED
+        for line in SyncQueueLine.objects.filter(queue=queue).exclude(
+            external_id=get_resource(kind, resource).external_id(good)
+        )
+    )
+    assert len(failed) == len(records)
+    assert any(ext.startswith("invalid:") and "cannot identify record" in err for ext, err in failed.items())
+    # Named, never cut short (the engine's column check, or the connector's own).
+    assert any(err.startswith(f"rejected by mapper: {long_field} is ") for err in failed.values()), failed
+    queue.refresh_from_db()
+    assert queue.failed_count == len(records) - 1 and queue.done_count == 1

@@ -1,0 +1,321 @@
+"""Issue 16, the engine's part: snapshots only move forward (invariant 14), an unchanged snapshot writes
+nothing, deletions converge but never by accident (invariant 15, the mass-deletion guard), a cursor belongs
+to one upstream (invariant 18), and a bad record fails only its own line. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.db import connection as db_connection
+
+from core.paging import Page
+from customers.models import Customer
+from sync import engine, services
+from sync.models import LineState, QueueState, SyncActivity, SyncQueueLine, SyncStatus
+from tests import fakes
+
+
+def run(conn, **kw):
+    queue = services.sync_start(connection=conn, resource="customers", **kw).queue
+    queue.refresh_from_db()
+    return queue
+
+
+def row(conn, ext) -> Customer:
+    return Customer.objects.get(connection=conn, external_id=str(ext))
+
+
+def live(conn) -> int:
+    return Customer.objects.filter(connection=conn, deleted_at__isnull=True).count()
+
+
+@pytest.fixture
+def marks_missing(monkeypatch):
+    """The fake resource marks missing rows deleted after a full scan, as every real table resource does."""
+    monkeypatch.setattr(fakes.FakeCustomers, "mark_missing_deleted", True)
+
+
+# --- versioned upserts -------------------------------------------------------------------------------------
+def test_an_older_snapshot_never_replaces_a_newer_one_on_the_claimed_path(claimed_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, first_name="New", version=5)]
+    assert run(claimed_conn, full_scan=True).state == QueueState.DONE
+    fake_kind.records = [fake_kind.make(1, first_name="Old", version=3)]  # an upstream replica lagging behind
+    q = run(claimed_conn, full_scan=True)
+    assert q.state == QueueState.DONE  # not an error: the older snapshot is simply not applied
+    stored = row(claimed_conn, 1)
+    assert (stored.first_name, stored.sync_version) == ("New", f"{5:030d}")
+
+
+def test_a_replayed_older_webhook_body_does_not_overwrite_newer_data(fake_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, first_name="New", version=9)]
+    run(fake_conn, full_scan=True)
+    hook = services.sync_enqueue_records(
+        connection=fake_conn,
+        resource="customers",
+        records=[fake_kind.make(1, first_name="Old", version=2)],
+        enqueue=False,
+    )
+    assert engine.run_queue(hook.pk) == QueueState.DONE
+    assert row(fake_conn, 1).first_name == "New"
+    # A newer one does land, and an equal version with other content too (the same instant, edited twice).
+    for first_name, version in (("Newer", 10), ("Same instant", 10)):
+        hook = services.sync_enqueue_records(
+            connection=fake_conn,
+            resource="customers",
+            records=[fake_kind.make(1, first_name=first_name, version=version)],
+            enqueue=False,
+        )
+        engine.run_queue(hook.pk)
+        assert row(fake_conn, 1).first_name == first_name
+
+
+def test_versions_compare_as_numbers_not_as_text(fake_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, first_name="ten", version=10)]
+    run(fake_conn, full_scan=True)
+    fake_kind.records = [fake_kind.make(1, first_name="nine", version=9)]  # "9" > "10" as text
+    run(fake_conn, full_scan=True)
+    assert row(fake_conn, 1).first_name == "ten"
+
+
+def test_a_record_without_a_version_still_lands_and_a_malformed_one_fails_its_line(fake_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, version=1)]
+    run(fake_conn, full_scan=True)
+    runner = engine.QueueRunner(run(fake_conn, enqueue=False))
+    assert runner._take_fetch_lease()
+    no_version = {k: v for k, v in fake_kind.make(1, first_name="unversioned").items() if k != "version"}
+    runner._store_pages([Page([no_version, fake_kind.make(2, version=-5)], next_token=None)])
+    assert row(fake_conn, 1).first_name == "unversioned"  # cannot be ordered: does not block
+    bad = SyncQueueLine.objects.get(queue=runner.queue, external_id="2")
+    assert bad.state == LineState.FAILED and "version is out of range" in bad.last_error
+
+
+# --- unchanged data costs no writes ------------------------------------------------------------------------
+def test_a_second_full_sync_of_unchanged_data_writes_no_row(fake_conn, fake_kind, fake_clock, marks_missing):
+    fake_kind.__init__(40)
+    first = run(fake_conn, full_scan=True)
+    assert first.state == QueueState.DONE and live(fake_conn) == 40
+    stamps = dict(Customer.objects.filter(connection=fake_conn).values_list("external_id", "synced_at"))
+    xmins = _xmins(fake_conn)
+    fake_clock.advance(3600)
+    second = run(fake_conn, full_scan=True)
+    assert second.state == QueueState.DONE and second.done_count == 40
+    after = dict(Customer.objects.filter(connection=fake_conn).values_list("external_id", "synced_at"))
+    assert after == stamps  # no row was written: synced_at is the first run's everywhere
+    assert _xmins(fake_conn) == xmins  # PostgreSQL: no new row version at all
+    # ...and mark-missing (decided by the run's lines, not by synced_at) deleted nothing.
+    assert live(fake_conn) == 40
+    assert not SyncActivity.objects.filter(queue=second, event="records.marked_deleted").exists()
+    # One upstream change: exactly that row is written.
+    fake_kind.records[4] = fake_kind.make(5, first_name="Changed", version=500)
+    fake_clock.advance(3600)
+    run(fake_conn, full_scan=True)
+    changed = {
+        ext
+        for ext, at in Customer.objects.filter(connection=fake_conn).values_list("external_id", "synced_at")
+        if at != stamps[ext]
+    }
+    assert changed == {"5"}
+
+
+def _xmins(conn) -> dict:
+    if db_connection.vendor != "postgresql":
+        return {}
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT external_id, xmin::text FROM customers_customer WHERE connection_id = %s", [conn.pk])
+        return dict(cursor.fetchall())
+
+
+def test_the_write_path_counts_only_rows_it_wrote(fake_conn, fake_kind):
+    fake_kind.__init__(10)
+    run(fake_conn, full_scan=True)
+    runner = engine.QueueRunner(run(fake_conn, enqueue=False, full_scan=True))
+    assert runner._take_fetch_lease()
+    records = [fake_kind.make(i) for i in range(1, 11)]
+    records[0] = fake_kind.make(1, first_name="Edited", version=100)
+    runner._store_pages([Page(records, next_token=None)])
+    assert runner.rows_written == 1  # the statement's own count: 9 equal snapshots skipped
+
+
+# --- deletions and the mass-deletion guard -----------------------------------------------------------------
+def test_a_full_scan_marks_a_few_missing_rows_deleted(fake_conn, fake_kind, marks_missing):
+    fake_kind.__init__(100)
+    run(fake_conn, full_scan=True)
+    fake_kind.records = fake_kind.records[5:]
+    q = run(fake_conn, full_scan=True)
+    assert q.state == QueueState.DONE and not q.action_required and q.pending_deletions == 0
+    assert live(fake_conn) == 95
+
+
+def test_an_upstream_answering_an_empty_list_never_wipes_the_table(fake_conn, fake_kind, marks_missing):
+    fake_kind.__init__(30)  # below the row threshold: only the "every live row" rule can hold this one
+    run(fake_conn, full_scan=True)
+    fake_kind.records = []  # the glitch
+    q = run(fake_conn, full_scan=True)
+    assert live(fake_conn) == 30
+    assert q.state == QueueState.DONE and q.action_required and q.pending_deletions == 30
+    held = SyncActivity.objects.get(queue=q, event="records.deletions_held")
+    assert held.data["count"] == 30 and held.data["live"] == 30
+    assert "held by the mass-deletion guard" in q.last_error
+
+
+def test_a_scan_over_the_threshold_stops_before_deleting_and_apply_deletions_applies_it(
+    fake_conn, fake_kind, marks_missing, staff
+):
+    fake_kind.__init__(200)
+    run(fake_conn, full_scan=True)
+    fake_kind.records = fake_kind.records[:140]  # 60 gone: more than 50 rows and more than 10 %
+    q = run(fake_conn, full_scan=True)
+    assert live(fake_conn) == 200 and q.pending_deletions == 60 and q.action_required
+    assert SyncStatus.objects.get(connection=fake_conn, resource="customers").state == "success"
+    q = services.queue_apply_deletions(queue=q, actor=staff)
+    assert live(fake_conn) == 140 and q.pending_deletions == 0 and not q.action_required
+    gone = set(
+        Customer.objects.filter(connection=fake_conn, deleted_at__isnull=False).values_list("external_id", flat=True)
+    )
+    assert gone == {str(i) for i in range(141, 201)}
+    assert SyncActivity.objects.get(queue=q, event="records.deletions_applied").data["count"] == 60
+    with pytest.raises(services.InvalidQueueAction, match="holds no deletions"):
+        services.queue_apply_deletions(queue=q)
+
+
+def test_thresholds_are_settings(fake_conn, fake_kind, marks_missing, settings):
+    settings.SYNC_MASS_DELETE_MIN_ROWS = 2
+    settings.SYNC_MASS_DELETE_FRACTION = 0.01
+    fake_kind.__init__(100)
+    run(fake_conn, full_scan=True)
+    fake_kind.records = fake_kind.records[3:]
+    assert run(fake_conn, full_scan=True).pending_deletions == 3 and live(fake_conn) == 100
+
+
+def test_held_deletions_of_an_older_scan_cannot_be_applied_after_a_newer_run(fake_conn, fake_kind, marks_missing):
+    fake_kind.__init__(40)
+    run(fake_conn, full_scan=True)
+    fake_kind.records = []
+    held = run(fake_conn, full_scan=True)
+    fake_kind.__init__(40)  # the upstream is back
+    run(fake_conn, full_scan=True)
+    with pytest.raises(services.InvalidQueueAction, match="newer"):
+        services.queue_apply_deletions(queue=held)
+    assert live(fake_conn) == 40
+
+
+def _held_queue(conn, upstream):
+    upstream.__init__(60)
+    run(conn, full_scan=True)
+    upstream.records = []
+    q = run(conn, full_scan=True)
+    assert q.pending_deletions == 60
+    return q
+
+
+def test_apply_deletions_from_the_cli(fake_conn, fake_kind, marks_missing):
+    q = _held_queue(fake_conn, fake_kind)
+    out = io.StringIO()
+    call_command("sync_apply_deletions", str(q.pk), stdout=out)
+    assert live(fake_conn) == 0 and f"#{q.pk}" in out.getvalue()
+
+
+def test_apply_deletions_from_the_api(fake_conn, fake_kind, marks_missing, staff):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    q = _held_queue(fake_conn, fake_kind)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=staff)[0].key}")
+    response = api.post(f"/api/queues/{q.pk}/apply-deletions")
+    assert response.status_code == 200, response.content
+    assert response.json()["pending_deletions"] == 0 and live(fake_conn) == 0
+    again = api.post(f"/api/queues/{q.pk}/apply-deletions")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "invalid_queue_action"
+
+
+def test_apply_deletions_from_the_admin(fake_conn, fake_kind, marks_missing, client, staff):
+    admin_client = client
+    admin_client.force_login(staff)
+    q = _held_queue(fake_conn, fake_kind)
+    page = admin_client.get(f"/admin/sync/syncqueue/{q.pk}/change/")
+    assert b"apply-deletions" in page.content and b"60 deletion(s) held" in page.content
+    confirm = admin_client.get(f"/admin/sync/syncqueue/{q.pk}/action/apply_deletions/")
+    assert confirm.status_code == 200 and live(fake_conn) == 60  # GET only asks
+    done = admin_client.post(f"/admin/sync/syncqueue/{q.pk}/action/apply_deletions/")
+    assert done.status_code == 302 and live(fake_conn) == 0
+
+
+# --- a cursor belongs to one upstream ----------------------------------------------------------------------
+def test_a_cursor_is_not_reused_against_another_upstream(fake_conn, fake_kind):
+    fake_kind.__init__(12)
+    run(fake_conn)
+    status = SyncStatus.objects.get(connection=fake_conn, resource="customers")
+    assert status.cursor == "12" and status.upstream
+    fake_conn.base_url = "http://127.0.0.1:10/another-store"  # changed behind the admin's back (a shell)
+    fake_conn.save()
+    q = run(fake_conn, enqueue=False)
+    assert q.cursor_from == ""  # reads the new upstream from the beginning
+    assert SyncActivity.objects.filter(connection=fake_conn, event="connection.cursors_reset").exists()
+    status.refresh_from_db()
+    assert status.cursor == "" and status.upstream == services.upstream_fingerprint(fake_conn)
+
+
+def test_a_run_on_the_old_upstream_settling_late_does_not_bind_its_cursor_to_the_new_one(fake_conn, fake_kind):
+    fake_kind.__init__(5)
+    q = run(fake_conn, enqueue=False)
+    fake_conn.base_url = "http://127.0.0.1:10/elsewhere"
+    fake_conn.save()
+    services.connection_reset_cursors(connection=fake_conn, reason="test")
+    engine.run_queue(q.pk)  # the run started against the old upstream finishes now
+    assert SyncStatus.objects.get(connection=fake_conn, resource="customers").cursor == ""
+
+
+def test_identity_covers_kind_url_account_and_declared_credentials(make_connection, org):
+    conn = make_connection(org, base_url="https://Shop.example.com/", credentials={"consumer_key": "ck_1"})
+    before = services.upstream_identity(conn)
+    conn.base_url = "https://shop.example.com"
+    assert services.identity_changes(before, conn) == []  # the same store written differently
+    conn.update_credentials(consumer_secret="cs_new")
+    assert services.identity_changes(before, conn) == []  # a rotated secret: the same account
+    conn.update_credentials(consumer_key="ck_other_store")
+    assert services.identity_changes(before, conn) == ["credential consumer_key"]
+    conn.external_account_id = "42"
+    assert "store / account id" in services.identity_changes(before, conn)
+    assert "ck_1" not in str(before)  # credential values only as hashes
+
+
+# --- a bad record fails its own line ----------------------------------------------------------------------
+def test_a_bad_record_fails_its_own_line_and_the_rest_of_the_page_lands(fake_conn, fake_kind):
+    fake_kind.__init__(5)
+    fake_kind.records.append({"email": "no-id@example.com", "version": 6})  # no id
+    fake_kind.records.append(fake_kind.make(7, email=""))  # the mapper refuses it
+    fake_kind.records.append(fake_kind.make(8, phone="x" * 70))  # ignored by the fake mapper: fine
+    fake_kind.records.append(fake_kind.make(9, email="a" * 250 + "@example.com"))  # over the column's 254
+    q = run(fake_conn, full_scan=True)
+    assert q.state == QueueState.PARTIAL and q.action_required
+    assert Customer.objects.filter(connection=fake_conn).count() == 6  # 1-5 and 8
+    errors = {line.external_id: line.last_error for line in SyncQueueLine.objects.filter(queue=q, state="failed")}
+    assert len(errors) == 3
+    assert errors["9"].startswith("rejected by mapper: email is 262 characters long; at most 254 fit")
+    assert "email is required" in errors["7"]
+    assert any("has no id" in e for e in errors.values())
+
+
+def test_long_names_are_kept_whole(fake_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, first_name="N" * 10_000)]
+    run(fake_conn, full_scan=True)
+    assert len(row(fake_conn, 1).first_name) == 10_000
+
+
+def test_a_tombstone_older_than_the_stored_snapshot_does_not_delete_it(fake_conn, fake_kind):
+    fake_kind.records = [fake_kind.make(1, version=20)]
+    run(fake_conn, full_scan=True)
+    for version, deleted in ((10, False), (30, True)):  # a stale tombstone, then a real one
+        hook = services.sync_enqueue_records(
+            connection=fake_conn,
+            resource="customers",
+            records=[fake_kind.make(1, version=version, deleted=True)],
+            enqueue=False,
+        )
+        engine.run_queue(hook.pk)
+        stored = row(fake_conn, 1)
+        assert (stored.deleted_at is not None) is deleted
+    assert stored.sync_version == f"{30:030d}"
