@@ -20,7 +20,8 @@ from connectors.models import Connection
 from connectors.sandbox.server import serve
 from core import clock
 from sync.connection_runs import connection_sync
-from sync.models import QueueState, SyncQueue
+from sync.models import QueueState, RunSchedule, SyncQueue
+from sync.runpolicy import tick_name
 
 from .sandbox import SANDBOX_SECRET, TiendanubeSandbox
 
@@ -106,7 +107,10 @@ def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[d
         if task.name() in names:
             task.delete()
     before = {c.pk: SyncQueue.objects.filter(connection=c, origin="schedule").count() for c in conns}
-    Schedule.objects.filter(name__in=[f"tiendanube:store:{c.pk}" for c in conns]).update(next_run=clock.now())
+    # The fleet tick (sync.scheduler) enqueues stores whose RunSchedule is due: make both due now.
+    now = clock.now()
+    RunSchedule.objects.filter(connection__in=conns, resource="").update(next_sync_at=now, queued_at=None)
+    Schedule.objects.filter(name=tick_name("tiendanube")).update(next_run=now)
     ctx.say("starting `manage.py qcluster` so the stores sync on their own (the scheduler ticks every ~30 s)")
     env = {**os.environ, "Q_WORKERS": "2"}
     started = time.monotonic()

@@ -56,6 +56,11 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    from playwright.sync_api import expect
+
+    # Assertions wait as long as actions: a loaded CI machine (two database legs, 2 cores) may need several
+    # 1-second polls of the live console before a change shows; 5 s (Playwright's default) was flaky there.
+    expect.set_options(timeout=15_000)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(15_000)
     pg = context.new_page()
