@@ -360,7 +360,7 @@ def normalise_version(kind: str, value: Any, field: str = "version") -> str | No
         return f"{number:030d}"
     if kind == "timestamp":
         try:
-            parsed = parse_upstream_datetime(value)
+            parsed = parse_upstream_datetime(value)  # cached per text: the mapper usually parsed it already
         except MappingError:
             raise MappingError(f"{field} is not a timestamp: {str(value)[:40]!r}") from None
         # isoformat pads the year to four digits (strftime's %Y does not, for years before 1000).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 from typing import Any
 
 from . import clock
@@ -42,17 +43,29 @@ def parse_http_date(value: str | None) -> dt.datetime | None:
 
 def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.datetime | None:
     """Parse an upstream timestamp to an aware UTC datetime (naive values are taken as UTC)."""
+    if value.__class__ is str and value:
+        # The common case (every record's times, parsed by the mapper and again for its version): cached.
+        return _parse_text(value, assume_utc)
     if value in (None, ""):
         return None
     if isinstance(value, dt.datetime):
-        parsed = value
-    else:
-        try:
-            parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise MappingError(f"not a timestamp: {str(value)[:40]!r}") from None
+        return _to_utc(value, assume_utc)
+    return _parse_text(str(value), assume_utc)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str, assume_utc: bool) -> dt.datetime:
+    # Bounded and keyed by the exact text: datetimes are immutable, so sharing one is safe.
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise MappingError(f"not a timestamp: {text[:40]!r}") from None
+    return _to_utc(parsed, assume_utc)
+
+
+def _to_utc(parsed: dt.datetime, assume_utc: bool) -> dt.datetime:
     if parsed.tzinfo is None:
         if not assume_utc:
             return parsed.astimezone(dt.UTC)
-        return parsed.replace(tzinfo=dt.UTC)  # already UTC: no conversion (runs twice per record mapped)
+        return parsed.replace(tzinfo=dt.UTC)  # already UTC: no conversion
     return parsed if parsed.tzinfo is dt.UTC else parsed.astimezone(dt.UTC)

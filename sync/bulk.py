@@ -45,29 +45,8 @@ def unstorable(record) -> bool:
     return db_connection.vendor == "postgresql" and "\\u0000" in json_text(record) and _has_nul(record)
 
 
-NUL_ESCAPE = b"\\u0000"  # how JSON writes U+0000; no record without it in its JSON holds a NUL
-FINGERPRINT_KEY = "__synchub_fingerprint__"
-
-
-def json_bytes(obj) -> bytes:
-    """The record's JSON as bytes (orjson, sorted keys so equal dicts give equal bytes; json.dumps for what
-    orjson refuses)."""
-    try:
-        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return json.dumps(obj, sort_keys=True, default=str).encode()
-
-
-def fingerprint(raw: bytes) -> dict:
-    """What a line stores instead of its payload when nothing will need the record again (written on the
-    fetch path, done): a SHA-256 prefix of its JSON, enough to tell an unchanged re-read from a newer one."""
-    return {FINGERPRINT_KEY: hashlib.sha256(raw).hexdigest()[:32]}
-
-
 def same_record(stored, record) -> bool:
-    """Is ``record`` the snapshot a line stored (its payload, or the fingerprint standing for it)?"""
-    if isinstance(stored, dict) and len(stored) == 1 and FINGERPRINT_KEY in stored:
-        return stored == fingerprint(json_bytes(record))
+    """Is ``record`` the snapshot a line stored? (A line done on the fetch path stores none: never equal.)"""
     return stored == record
 
 
@@ -246,25 +225,33 @@ def upsert_rows(
     unique_fields: Sequence[str],
     update_fields: Sequence[str],
     guard: Guard | None = None,
+    hash_fields: Sequence[str] = (),
 ) -> int:
     """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields [WHERE guard]. ``rows`` map field
     names (or attnames) to values, missing fields take their defaults, keys must be distinct. Meant for a
     transaction. Rows are written in key order, so two writers upserting overlapping keys take the row
     locks in the same order and cannot deadlock each other. Outside a transaction it opens its own.
-    Returns how many rows were inserted or updated (a row the guard kept is not counted)."""
+    Returns how many rows were inserted or updated (a row the guard kept is not counted).
+
+    ``hash_fields`` (with a guard, PostgreSQL only): the guard's hash column is computed by the database
+    as the md5 of those columns' row text (``db_content_hash``) instead of being given per row: the same
+    hash on every PostgreSQL path, and no Python work per record for it."""
     if not rows:
         return 0
+    if hash_fields and (guard is None or db_connection.vendor != "postgresql"):
+        raise ValueError("hash_fields needs a guard and PostgreSQL (elsewhere give the hash per row)")
     if db_connection.vendor != "postgresql":
-        if guard is None:
-            _upsert_executemany(model, rows, unique_fields=unique_fields, update_fields=update_fields)
-            return len(rows)
-        return _upsert_values(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
+        return _upsert_executemany(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
     if not db_connection.in_atomic_block:
         # In autocommit the COPY would commit on its own, and ON COMMIT DELETE ROWS would empty the staging
         # table before the INSERT..SELECT reads it: the rows would be dropped without an error.
         with transaction.atomic():
-            return _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
-    return _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
+            return _upsert_copy(
+                model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard, hash_fields=hash_fields
+            )
+    return _upsert_copy(
+        model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard, hash_fields=hash_fields
+    )
 
 
 def _tuples(model, rows: list[dict]):
@@ -289,21 +276,31 @@ def _tuples(model, rows: list[dict]):
         yield out
 
 
-def _upsert_executemany(model, rows, *, unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
+def _upsert_executemany(
+    model, rows, *, unique_fields: Sequence[str], update_fields: Sequence[str], guard: Guard | None = None
+) -> int:
     """SQLite: the same statement row by row through one executemany (Django's bulk_create builds a model
-    instance and compiles every value of every row in Python, which was most of a SQLite sync)."""
+    instance and compiles every value of every row in Python, which was most of a SQLite sync), with the
+    guard's condition on the DO UPDATE as on PostgreSQL. Returns the rows inserted or updated (SQLite
+    counts a row the guard kept as unchanged)."""
     meta = model._meta
     fields, _, _ = _layout(model)
     columns = [f.column for f in fields]
+    table = _qn(meta.db_table)
     keys = ", ".join(_qn(meta.get_field(name).column) for name in unique_fields)
     sets = ", ".join(f"{_qn(c)} = excluded.{_qn(c)}" for c in (meta.get_field(n).column for n in update_fields))
     sql = (
-        f"INSERT INTO {_qn(meta.db_table)} ({', '.join(_qn(c) for c in columns)}) "  # noqa: S608
+        f"INSERT INTO {table} ({', '.join(_qn(c) for c in columns)}) "  # noqa: S608
         f"VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT ({keys}) DO UPDATE SET {sets}"
     )
+    if guard is not None:
+        sql += f" WHERE {_guard_sql(model, guard, table)}"
+    # Key order, like the COPY path (harmless on SQLite, which locks the whole database).
+    ordered = sorted(rows, key=lambda r: tuple(str(r.get(n, r.get(f"{n}_id"))) for n in unique_fields))
     # One transaction like bulk_create's (in autocommit every row would commit alone).
     with transaction.atomic(savepoint=False), db_connection.cursor() as cursor:
-        cursor.executemany(sql, list(_tuples(model, rows)))
+        cursor.executemany(sql, list(_tuples(model, ordered)))
+        return max(cursor.rowcount, 0)
 
 
 def insert_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
@@ -327,59 +324,22 @@ def sqlite_datetime(value):
     return db_connection.ops.adapt_datetimefield_value(value)
 
 
-def _row_tuples(model, rows: list[dict], prep_all: bool):
-    """Rows as tuples in the layout's column order, missing fields at their defaults, values prepared for
-    the database (all of them with ``prep_all``, else only those psycopg cannot write as they are)."""
-    fields, positions, prep = _layout(model)
-    if prep_all:
-        prep = [(i, functools.partial(_prep_django, f)) for i, f in enumerate(fields)]
-    defaults = _defaults(fields)
-    for row in rows:
-        out = list(defaults)
-        for key, value in row.items():
-            try:
-                position = positions[key]
-            except KeyError:
-                raise TypeError(f"{model.__name__} has no field named {key!r}") from None
-            if isinstance(value, models.Model):
-                value = value.pk  # a related object given by field name
-            out[position] = value
-        for position, to_db in prep:
-            out[position] = to_db(out[position])
-        yield tuple(out)
-
-
-def _upsert_values(model, rows, *, unique_fields, update_fields, guard: Guard) -> int:
-    """The guarded upsert where COPY does not exist (SQLite): INSERT ... VALUES ... ON CONFLICT DO UPDATE
-    ... WHERE, in chunks that fit the database's parameter limit. Same condition as on PostgreSQL."""
-    meta = model._meta
-    fields, _, _ = _layout(model)
-    columns = [f.column for f in fields]
-    table = _qn(meta.db_table)
-    keys = ", ".join(_qn(meta.get_field(name).column) for name in unique_fields)
-    sets = ", ".join(
-        f"{_qn(meta.get_field(n).column)} = EXCLUDED.{_qn(meta.get_field(n).column)}" for n in update_fields
-    )
-    limit = db_connection.features.max_query_params or 999
-    per = max(1, limit // len(columns))
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    ordered = sorted(rows, key=lambda r: tuple(str(r.get(n, r.get(f"{n}_id"))) for n in unique_fields))
-    written = 0
-    with db_connection.cursor() as cursor:
-        for start in range(0, len(ordered), per):
-            chunk = list(_row_tuples(model, ordered[start : start + per], prep_all=True))
-            sql = (
-                f"INSERT INTO {table} ({', '.join(_qn(c) for c in columns)}) VALUES "  # noqa: S608
-                + ", ".join([one] * len(chunk))
-                + f" ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {_guard_sql(model, guard, table)}"
-            )
-            cursor.execute(sql, [v for row in chunk for v in row])
-            written += max(cursor.rowcount, 0)
-    return written
+def db_content_hash(model, hash_fields: Sequence[str], table_ref: str = "") -> str:
+    """SQL for the content hash PostgreSQL computes from a row's ``hash_fields``: md5 of their row text
+    (jsonb is rendered canonically, times in the session's zone, UTC under Django): 32 hex characters."""
+    prefix = f"{table_ref}." if table_ref else ""
+    cols = ", ".join(prefix + _qn(model._meta.get_field(name).column) for name in hash_fields)
+    return f"md5(ROW({cols})::text)"
 
 
 def _upsert_copy(
-    model, rows: list[dict], *, unique_fields: Sequence[str], update_fields: Sequence[str], guard: Guard | None
+    model,
+    rows: list[dict],
+    *,
+    unique_fields: Sequence[str],
+    update_fields: Sequence[str],
+    guard: Guard | None,
+    hash_fields: Sequence[str] = (),
 ) -> int:
     meta = model._meta
     fields = _layout(model)[0]
@@ -406,9 +366,16 @@ def _upsert_copy(
     copy_rows(stage, columns, _tuples(model, rows))
     order = ", ".join(_qn(c) for c in key_columns)
     sets = ", ".join(f"{_qn(c)} = EXCLUDED.{_qn(c)}" for c in update_columns)
+    select = cols
+    if hash_fields:
+        # The hash column of each staged row is the database's hash of its content (see upsert_rows).
+        hash_column = meta.get_field(guard.hash).column
+        select = ", ".join(
+            db_content_hash(model, hash_fields) if c == hash_column else _qn(c) for c in columns
+        )
     upsert_sql = (
         f"WITH staged AS (DELETE FROM {_qn(stage)} RETURNING {cols}) "  # noqa: S608
-        f"INSERT INTO {_qn(table)} ({cols}) SELECT {cols} FROM staged ORDER BY {order} "
+        f"INSERT INTO {_qn(table)} ({cols}) SELECT {select} FROM staged ORDER BY {order} "
         f"ON CONFLICT ({order}) DO UPDATE SET {sets}"
     )
     if guard is not None:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.apps import apps
 from django.conf import settings
@@ -40,6 +41,7 @@ from .activity import activity_record
 from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
 from .services import (
     Keyed,
+    LineBlock,
     NewLine,
     connection_mark_needs_reauth,
     cursor_max,
@@ -565,24 +567,23 @@ class QueueRunner:
                 unkeyed.append(keyed)  # lines_add records it as a failed, unidentifiable line
             else:
                 by_id[keyed.external_id] = keyed.record
-        ready: dict[str, tuple[dict, str, dict | None, dict]] = {}
+        ready: dict[str, tuple[dict, str, dict | None]] = {}
         failed: dict[str, tuple[dict, str, bool]] = {}
-        postgres = is_postgres()
+        # No per-record checks that PostgreSQL makes anyway: a value too long for its column or a NUL
+        # character makes the group's write fail, and the group is then stored as draft lines, where the
+        # claimed path names the field (_check_bounds) or the NUL (lines_add) on that record's own line.
+        bounds = not is_postgres()
         for ext, record in by_id.items():
-            # The record's one JSON encode: a NUL check on its bytes and the fingerprint its done line keeps
-            # instead of the payload (so an unchanged re-read is recognised, see lines_add).
-            raw = bulk.json_bytes(record)
-            if postgres and bulk.NUL_ESCAPE in raw and bulk.unstorable(record):
-                failed[ext] = (record, bulk.UNSTORABLE_ERROR, True)
-                continue
-            action, values, failure = self._map(record, check_deleted=True)
+            action, values, failure = self._map(record, check_deleted=True, check_bounds=bounds)
             if failure is None:
-                ready[ext] = (record, action, values, bulk.fingerprint(raw))
+                ready[ext] = (record, action, values)
             else:
                 failed[ext] = (record, *failure)
         return ready, failed, unkeyed
 
-    def _map(self, record, *, check_deleted: bool = False) -> tuple[str | None, dict | None, tuple[str, bool] | None]:
+    def _map(
+        self, record, *, check_deleted: bool = False, check_bounds: bool = True
+    ) -> tuple[str | None, dict | None, tuple[str, bool] | None]:
         """The one place a record is mapped: (action, values, None), values None for a deletion, or
         (None, None, (error, permanent)). A MappingError is the record's fault (the line fails for good);
         anything else may be our bug (retried with backoff)."""
@@ -592,7 +593,8 @@ class QueueRunner:
             values = self.resource.map(record)
             if not isinstance(values, dict):
                 raise MappingError("mapper returned no field values")
-            self._check_bounds(values)
+            if check_bounds:
+                self._check_bounds(values)
             values["sync_version"] = self.version_of(record, strict=True)
             return LineAction.UPSERT, values, None
         except MappingError as exc:
@@ -624,7 +626,7 @@ class QueueRunner:
 
     def _store_inline(
         self,
-        ready: dict[str, tuple[dict, str, dict | None, dict]],
+        ready: dict[str, tuple[dict, str, dict | None]],
         failed: dict[str, tuple[dict, str, bool]],
         rest: list[Keyed],
     ) -> int:
@@ -646,17 +648,24 @@ class QueueRunner:
             )
             rest = rest + [Keyed(ready.pop(ext)[0], ext) for ext in seen if ext in ready]
             rest += [Keyed(failed.pop(ext)[0], ext) for ext in seen if ext in failed]
-        # Done on the fetch path: nothing will ever need the record again (a retry starts from a draft or
-        # failed line, which keeps it), so the line stores no payload, only the record's fingerprint.
-        lines = [
-            NewLine(q.pk, ext, marker, LineState.DONE, action, attempts=1, updated_at=now)
-            for ext, (_, action, _, marker) in ready.items()
-        ]
         # One write for the group: it is already bounded (fetch_group_records) and is one transaction, and
         # each extra statement costs (measured: chunks of 50 ran at 0.63x the reference, one write 0.77x).
         # SYNC_BATCH_SIZE sizes the claimed batches: retries, webhook deliveries, resumed lines.
-        upserts = [(line, v) for line, (_, _, v, _) in zip(lines, ready.values(), strict=True) if v is not None]
-        self._write(upserts, [line for line in lines if line.action == LineAction.DELETE], now)
+        upserts: list = []
+        deletes: list = []
+        for ext, (record, _action, values) in ready.items():
+            if values is not None:
+                upserts.append((_Ref(ext, record), values))
+            else:
+                deletes.append(_Ref(ext, record))
+        self._write(upserts, deletes, now)
+        # Done on the fetch path: nothing will ever need the record again (a retry starts from a draft or
+        # failed line, which keeps it), so these lines store no payload (LineBlock).
+        blocks = [
+            LineBlock(q.pk, [ref.external_id for ref, _ in upserts], LineState.DONE, LineAction.UPSERT, 1, now),
+            LineBlock(q.pk, [ref.external_id for ref in deletes], LineState.DONE, LineAction.DELETE, 1, now),
+        ]
+        lines: list[NewLine] = []
         n_retry = 0
         for ext, (record, error, permanent) in failed.items():
             final = permanent or settings.SYNC_MAX_ATTEMPTS <= 1
@@ -673,8 +682,7 @@ class QueueRunner:
                 )
             )
             n_retry += not final
-        if lines:
-            lines_insert(lines)
+        lines_insert(lines, blocks)
         for line in lines:
             if line.state == LineState.FAILED:
                 line_failed_record(q, error=line.last_error, external_id=line.external_id, attempts=1)
@@ -844,6 +852,13 @@ class QueueRunner:
         if self.progress is not None:
             self.queue.refresh_from_db()
             self.progress(self.queue)
+
+
+class _Ref(NamedTuple):
+    """A record the fetcher writes itself, as the sink reads a line: its key and its snapshot."""
+
+    external_id: str
+    payload: dict
 
 
 @dataclass(slots=True)

@@ -59,6 +59,9 @@ class TableSink:
     given), by the runner in its own process and again by the ``sync_run_finished`` receiver for runs
     settled elsewhere (the reaper, force-done): it must be idempotent per queue."""
 
+    # Columns every synced row carries besides the mapped values: updated on every write, never hashed.
+    BOOKKEEPING = frozenset({"synced_at", "deleted_at", "organization", "sync_version", "sync_hash"})
+
     def __init__(self, *, outcome: str = "") -> None:
         self.outcome = outcome
 
@@ -85,22 +88,32 @@ class TableSink:
             )
         if upserts:
             rows = []
+            fields = self.fields_to_update(run, upserts[0][1])
+            # The content hash (the version came with the values, from the engine's _map): an equal
+            # snapshot writes nothing, an older one never replaces a newer (bulk.Guard). PostgreSQL
+            # computes it from the staged row (bulk.db_content_hash); elsewhere it is hashed here.
+            in_db = db_connection.vendor == "postgresql"
+            base = {
+                "organization_id": connection.organization_id,
+                "connection_id": connection.pk,
+                "synced_at": now,
+                "deleted_at": None,
+            }
             # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
             # take the rows' locks in the same order and cannot deadlock each other.
             for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
-                row = dict(values)  # the one-by-one fallback reuses the values: do not mutate them
-                row["organization_id"] = connection.organization_id
-                row["connection_id"] = connection.pk
-                row["external_id"] = line.external_id
-                row["synced_at"] = now
-                row.setdefault("deleted_at", None)
-                # The content hash (the version came with the values, from the engine's _map): an equal
-                # snapshot writes nothing, an older one never replaces a newer (bulk.Guard).
-                row["sync_hash"] = bulk.content_hash(values)
+                # A new dict: the one-by-one fallback reuses the values, do not mutate them.
+                row = {**base, **values, "external_id": line.external_id}
+                if not in_db:
+                    row["sync_hash"] = bulk.content_hash(values)
                 rows.append(row)
-            fields = self.fields_to_update(run, upserts[0][1])
             written = bulk.upsert_rows(
-                model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
+                model,
+                rows,
+                unique_fields=["connection", "external_id"],
+                update_fields=fields,
+                guard=ROW_GUARD,
+                hash_fields=[f for f in fields if f not in self.BOOKKEEPING] if in_db else (),
             )
             run.rows_written = getattr(run, "rows_written", 0) + (written or 0)
         if deletes:
@@ -124,8 +137,7 @@ class TableSink:
         cached = getattr(run, "_update_fields", None)
         if cached is None:
             names = list(run.resource.update_fields or sample.keys())
-            always = {"synced_at", "deleted_at", "organization", "sync_version", "sync_hash"}
-            cached = sorted(set(names) | always - {"external_id", "connection"})
+            cached = sorted(set(names) | self.BOOKKEEPING - {"external_id", "connection"})
             run._update_fields = cached
         return cached
 

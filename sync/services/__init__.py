@@ -54,6 +54,7 @@ from .runs import (
 from .settle import FINAL_STATES, current_cursor, cursor_max, queue_finalize, status_upsert
 from .state import (
     COUNTER_FIELDS,
+    LineBlock,
     NewLine,
     derive_queue_state,
     line_failed_record,
@@ -73,6 +74,7 @@ __all__ = [
     "InvalidIdempotencyKey",
     "InvalidQueueAction",
     "Keyed",
+    "LineBlock",
     "NewLine",
     "RunActive",
     "RunSkipped",

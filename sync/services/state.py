@@ -17,6 +17,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain
 
 from django.db import connection as db_connection
 from django.db import transaction
@@ -142,9 +143,7 @@ def _counters_add(queue_id: int, deltas: dict[str, int], *, flag: bool, now: dt.
 # --- New lines (a move from "nothing") ------------------------------------------------------------------------
 @dataclass(slots=True)
 class NewLine:
-    """A line to insert with lines_insert: the fields a new line sets, without a model instance's cost.
-    A line written done on the fetch path carries ``bulk.fingerprint`` of its record as its payload, not
-    the record: nothing will read it again but an "is this re-read the same snapshot?" check."""
+    """A line to insert with lines_insert: the fields a new line sets, without a model instance's cost."""
 
     queue_id: int
     external_id: str
@@ -155,6 +154,26 @@ class NewLine:
     next_attempt_at: dt.datetime | None = None
     last_error: str = ""
     updated_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class LineBlock:
+    """Many new lines of one queue that differ only in their external id: the lines the fetcher writes
+    done itself. They keep no payload (``{}``): nothing will read the record again, since a retry starts
+    from a draft or failed line, which keeps its record; a re-read of the same id within the run is
+    processed again and the guarded upsert makes an unchanged snapshot write nothing."""
+
+    queue_id: int
+    external_ids: list[str]
+    state: str
+    action: str
+    attempts: int
+    updated_at: dt.datetime
+
+    def rows(self, sqlite: bool) -> Iterable[tuple]:
+        q, action, state, attempts = self.queue_id, str(self.action), str(self.state), self.attempts
+        at = sqlite_datetime(self.updated_at) if sqlite else self.updated_at
+        return ((q, ext, action, "{}", state, attempts, None, "", "", at) for ext in self.external_ids)
 
 
 _LINE_COLUMNS = (
@@ -171,17 +190,21 @@ _LINE_COLUMNS = (
 )
 
 
-def lines_insert(lines: list[NewLine] | list[SyncQueueLine]) -> dict[int, Counter]:
+def lines_insert(lines: list[NewLine] | list[SyncQueueLine], blocks: list[LineBlock] = ()) -> dict[int, Counter]:
     """Insert new lines as they are (state, attempts, error, backoff) and count them into their queues'
     counters: one insert (COPY on PostgreSQL, see sync/bulk.py for why) and one counter update per queue,
-    in one transaction. Call under the queues' locks. Returns {queue id: Counter(state: lines)}."""
-    if not lines:
+    in one transaction. ``blocks`` add lines given as LineBlocks. Call under the queues' locks. Returns
+    {queue id: Counter(state: lines)}."""
+    blocks = [b for b in blocks if b.external_ids]
+    if not lines and not blocks:
         return {}
     per_queue: dict[int, Counter] = {}
     for line in lines:
         per_queue.setdefault(line.queue_id, Counter())[str(line.state)] += 1
+    for block in blocks:
+        per_queue.setdefault(block.queue_id, Counter())[str(block.state)] += len(block.external_ids)
     with transaction.atomic(savepoint=False):
-        _insert(lines)
+        _insert(lines, blocks)
         now = clock.now()
         for queue_id, counts in per_queue.items():
             deltas = {"total_count": sum(counts.values()), **_deltas(counts)}
@@ -189,48 +212,42 @@ def lines_insert(lines: list[NewLine] | list[SyncQueueLine]) -> dict[int, Counte
     return per_queue
 
 
-def _insert(lines) -> None:
+def _insert(lines, blocks: list[LineBlock] = ()) -> None:
     if not is_postgres():
         # executemany, not bulk_create: no model instance per line, no per-value compilation in Python.
-        insert_rows(
-            SyncQueueLine._meta.db_table,
-            _LINE_COLUMNS,
-            (
-                (
-                    line.queue_id,
-                    line.external_id,
-                    str(line.action),
-                    json_text(line.payload),
-                    str(line.state),
-                    line.attempts,
-                    sqlite_datetime(line.next_attempt_at),
-                    "",
-                    line.last_error,
-                    sqlite_datetime(line.updated_at),
-                )
-                for line in lines
-            ),
-        )
-        return
-    copy_rows(
-        SyncQueueLine._meta.db_table,
-        _LINE_COLUMNS,
-        (
+        rows = [
             (
                 line.queue_id,
                 line.external_id,
                 str(line.action),
-                payload_text(line.payload),
+                json_text(line.payload),
                 str(line.state),
                 line.attempts,
-                line.next_attempt_at,
+                sqlite_datetime(line.next_attempt_at),
                 "",
                 line.last_error,
-                line.updated_at,
+                sqlite_datetime(line.updated_at),
             )
             for line in lines
-        ),
+        ]
+        insert_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, chain(rows, *(b.rows(True) for b in blocks)))
+        return
+    rows = (
+        (
+            line.queue_id,
+            line.external_id,
+            str(line.action),
+            payload_text(line.payload),
+            str(line.state),
+            line.attempts,
+            line.next_attempt_at,
+            "",
+            line.last_error,
+            line.updated_at,
+        )
+        for line in lines
     )
+    copy_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, chain(rows, *(b.rows(False) for b in blocks)))
 
 
 # --- Repair and the failed-line record ----------------------------------------------------------------------

@@ -60,7 +60,10 @@ def test_a_bad_record_fails_only_its_own_line(kind, resource, org, make_connecti
     runner = engine.QueueRunner(queue)
     assert runner._take_fetch_lease()
     records = [good, no_id, *([refused] if refused else []), too_long]
-    runner._store_pages([Page(records, next_token=None)])
+    # On PostgreSQL the fetcher leaves the checks the database makes (length, NUL) to it: a refused group
+    # is stored as draft lines and the claimed path, which the run goes on to, isolates the bad record.
+    if runner._store_pages([Page(records, next_token=None)]):
+        runner.process_available()
     model = apps.get_model(get_resource(kind, resource).model)
     assert list(model.objects.filter(connection=conn).values_list("external_id", flat=True)) == [
         get_resource(kind, resource).external_id(good)

@@ -68,7 +68,9 @@ def test_a_group_mixing_repeats_deletes_and_failures_writes_each_record_once(fak
     before = Customer.objects.get(connection=fake_conn, external_id="1").synced_at
     runner._store_pages(group2)
     lines = lines_of(q)
-    assert (lines["1"].state, lines["1"].attempts) == (LineState.DONE, 1), "an unchanged re-read is not redone"
+    # Changed on purpose (issue 20): a line done on the fetch path keeps no payload, so a re-read of its id
+    # goes back to draft with the record; processing it again writes nothing when it is unchanged (below).
+    assert lines["1"].state == LineState.DRAFT and lines["1"].payload == make(1)
     assert Customer.objects.get(connection=fake_conn, external_id="1").synced_at == before
     assert lines["3"].state == LineState.DRAFT and lines["3"].payload["email"], "a newer snapshot goes back to draft"
     assert lines["2"].state == LineState.DRAFT and lines["2"].payload == make(2)
@@ -85,6 +87,7 @@ def test_a_group_mixing_repeats_deletes_and_failures_writes_each_record_once(fak
     assert sorted(rows.values_list("external_id", flat=True)) == ["1", "2", "3", "4", "5", "50"]
     assert rows.get(external_id="2").first_name == "First2"
     assert rows.get(external_id="3").email == "user3@example.com"
+    assert rows.get(external_id="1").synced_at == before, "an unchanged re-read, processed again, writes nothing"
 
 
 def test_a_delete_and_an_upsert_of_the_same_id_in_one_group_keep_the_last(fake_conn, fake_kind):
@@ -106,15 +109,20 @@ def test_a_delete_and_an_upsert_of_the_same_id_in_one_group_keep_the_last(fake_c
 @pytest.mark.postgres
 def test_a_record_postgresql_refuses_fails_alone_and_the_rest_of_its_group_is_written(fake_conn, fake_kind):
     """A NUL character is valid JSON and a valid Python string, but neither PostgreSQL text nor jsonb can
-    hold it: that record fails its own line at once (its payload kept with U+FFFD), the rest of the group
-    is written, and the run is not stuck on it."""
+    hold it: the group's write is refused, the group is stored as draft lines, where that record fails its
+    own line at once (its payload kept with U+FFFD); the rest of the group is written by the claimed path,
+    and the run is not stuck on it. (Changed on purpose, issue 20: the fetcher no longer JSON-encodes every
+    record to look for a NUL before writing; PostgreSQL's refusal is the check.)"""
     fake_kind.__init__(0)
     make = fake_kind.make
     q = start(fake_conn, enqueue=False)
     runner = runner_with_lease(q)
     drafts = runner._store_pages([Page([make(1), make(2, first_name="bad\x00name"), make(3)], next_token=None)])
-    assert drafts == 0
-    lines = lines_of(q)
+    assert drafts == 2
+    runner.process_available()
+    # lines_add names an unstorable record's line apart (unstorable:<random>:<id>), so a later good snapshot
+    # of the same id still gets a line of its own.
+    lines = {k.rsplit(":", 1)[-1]: v for k, v in lines_of(q).items()}
     assert {k: v.state for k, v in lines.items()} == {"1": "done", "2": "failed", "3": "done"}
     assert "NUL character" in lines["2"].last_error
     assert lines["2"].payload["first_name"] == "bad\ufffdname"
