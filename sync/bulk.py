@@ -182,9 +182,22 @@ def _defaults(fields: list[models.Field]) -> list:
     ]
 
 
+def source_hash(record, revision: bytes) -> str:
+    """The hash a synced row keeps of the snapshot it was written from: the record as the upstream sent it
+    (keys sorted) and the revision of the code that maps it. An equal hash means the row already holds
+    what mapping this record would give, so the fetcher skips mapping and writing it, and the guarded upsert
+    writes nothing (invariant 14). A new mapper revision (sync.engine.mapping_revision) rewrites every row
+    once."""
+    try:
+        blob = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits, non-string keys
+        blob = json.dumps(record, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(blob, digest_size=16, key=revision[:64]).hexdigest()
+
+
 def content_hash(values: dict) -> str:
-    """A stable hash of a record's mapped values (keys sorted; decimals and the like by their text): two
-    equal snapshots hash alike, so the upsert can skip a row whose content did not change."""
+    """A stable hash of a record's mapped values (keys sorted; decimals and the like by their text), for rows
+    written without their source record (source_hash is the engine's): equal values hash alike."""
     try:
         blob = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
     except TypeError:  # integers beyond 64 bits, non-string keys
@@ -225,33 +238,22 @@ def upsert_rows(
     unique_fields: Sequence[str],
     update_fields: Sequence[str],
     guard: Guard | None = None,
-    hash_fields: Sequence[str] = (),
 ) -> int:
     """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields [WHERE guard]. ``rows`` map field
     names (or attnames) to values, missing fields take their defaults, keys must be distinct. Meant for a
     transaction. Rows are written in key order, so two writers upserting overlapping keys take the row
     locks in the same order and cannot deadlock each other. Outside a transaction it opens its own.
-    Returns how many rows were inserted or updated (a row the guard kept is not counted).
-
-    ``hash_fields`` (with a guard, PostgreSQL only): the guard's hash column is computed by the database
-    as the md5 of those columns' row text (``db_content_hash``) instead of being given per row: the same
-    hash on every PostgreSQL path, and no Python work per record for it."""
+    Returns how many rows were inserted or updated (a row the guard kept is not counted)."""
     if not rows:
         return 0
-    if hash_fields and (guard is None or db_connection.vendor != "postgresql"):
-        raise ValueError("hash_fields needs a guard and PostgreSQL (elsewhere give the hash per row)")
     if db_connection.vendor != "postgresql":
         return _upsert_executemany(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
     if not db_connection.in_atomic_block:
         # In autocommit the COPY would commit on its own, and ON COMMIT DELETE ROWS would empty the staging
         # table before the INSERT..SELECT reads it: the rows would be dropped without an error.
         with transaction.atomic():
-            return _upsert_copy(
-                model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard, hash_fields=hash_fields
-            )
-    return _upsert_copy(
-        model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard, hash_fields=hash_fields
-    )
+            return _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
+    return _upsert_copy(model, rows, unique_fields=unique_fields, update_fields=update_fields, guard=guard)
 
 
 def _tuples(model, rows: list[dict]):
@@ -324,14 +326,6 @@ def sqlite_datetime(value):
     return db_connection.ops.adapt_datetimefield_value(value)
 
 
-def db_content_hash(model, hash_fields: Sequence[str], table_ref: str = "") -> str:
-    """SQL for the content hash PostgreSQL computes from a row's ``hash_fields``: md5 of their row text
-    (jsonb is rendered canonically, times in the session's zone, UTC under Django): 32 hex characters."""
-    prefix = f"{table_ref}." if table_ref else ""
-    cols = ", ".join(prefix + _qn(model._meta.get_field(name).column) for name in hash_fields)
-    return f"md5(ROW({cols})::text)"
-
-
 def _upsert_copy(
     model,
     rows: list[dict],
@@ -339,7 +333,6 @@ def _upsert_copy(
     unique_fields: Sequence[str],
     update_fields: Sequence[str],
     guard: Guard | None,
-    hash_fields: Sequence[str] = (),
 ) -> int:
     meta = model._meta
     fields = _layout(model)[0]
@@ -366,16 +359,9 @@ def _upsert_copy(
     copy_rows(stage, columns, _tuples(model, rows))
     order = ", ".join(_qn(c) for c in key_columns)
     sets = ", ".join(f"{_qn(c)} = EXCLUDED.{_qn(c)}" for c in update_columns)
-    select = cols
-    if hash_fields:
-        # The hash column of each staged row is the database's hash of its content (see upsert_rows).
-        hash_column = meta.get_field(guard.hash).column
-        select = ", ".join(
-            db_content_hash(model, hash_fields) if c == hash_column else _qn(c) for c in columns
-        )
     upsert_sql = (
         f"WITH staged AS (DELETE FROM {_qn(stage)} RETURNING {cols}) "  # noqa: S608
-        f"INSERT INTO {_qn(table)} ({cols}) SELECT {select} FROM staged ORDER BY {order} "
+        f"INSERT INTO {_qn(table)} ({cols}) SELECT {cols} FROM staged ORDER BY {order} "
         f"ON CONFLICT ({order}) DO UPDATE SET {sets}"
     )
     if guard is not None:

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import inspect
 import logging
 import queue as queue_mod
+import sys
 import threading
 import traceback
 import uuid
@@ -169,6 +172,10 @@ class QueueRunner:
             if isinstance(f, CharField) and f.max_length and f.name not in ("external_id", "sync_version", "sync_hash")
         }
         self.rows_written = 0  # rows the sink inserted or updated (unchanged or older snapshots are not)
+        self._revision = mapping_revision(self.resource)  # keys every row's source_hash (see _map)
+        # Does the connection have rows of this resource yet? (Read when the fetch starts.) If not, the
+        # fetcher does not look for unchanged records: none can be stored.
+        self._known_rows = True
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -305,6 +312,7 @@ class QueueRunner:
         # Lines of a queue that had none when this fetch took the lease were all inserted by this fetch:
         # no "already queued?" lookup per group then (the unique index is the backstop, see _store_inline).
         self._check_queued = SyncQueueLine.objects.filter(queue_id=q.pk).exists()
+        self._known_rows = self.model.objects.filter(connection_id=self.connection.pk).exists()
         writer = _GroupWriter(q.pk) if self._can_pipeline() else None
         pending = None  # the group the writer thread is committing while we prepare the next one
         try:
@@ -573,16 +581,50 @@ class QueueRunner:
         # character makes the group's write fail, and the group is then stored as draft lines, where the
         # claimed path names the field (_check_bounds) or the NUL (lines_add) on that record's own line.
         bounds = not is_postgres()
+        revision = self._revision
+        hashes = {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
+        # Records whose row already holds this very snapshot (same source hash, not deleted): nothing to map
+        # or write, only their done line (a full scan of unchanged data costs no domain writes).
+        unchanged = self._unchanged(hashes) if self._known_rows else set()
         for ext, record in by_id.items():
-            action, values, failure = self._map(record, check_deleted=True, check_bounds=bounds)
+            if ext in unchanged:
+                ready[ext] = (record, LineAction.UPSERT, _UNCHANGED)
+                continue
+            action, values, failure = self._map(record, check_deleted=True, check_bounds=bounds, source=hashes[ext])
             if failure is None:
                 ready[ext] = (record, action, values)
             else:
                 failed[ext] = (record, *failure)
         return ready, failed, unkeyed
 
+    def _unchanged(self, hashes: dict[str, str]) -> set[str]:
+        """The ids whose live row was written from the same snapshot (a read outside the group's transaction:
+        a row changed meanwhile by another writer is newer than this snapshot or deleted by a confirmed
+        delete, and skipping this snapshot is then right too; the guarded upsert would keep it as well)."""
+        # Plain SQL: the ORM compiles an IN list value by value, which cost more than the mapping it saves.
+        meta = self.model._meta
+        qn = db_connection.ops.quote_name
+        head = (
+            f"SELECT {qn('external_id')}, {qn(meta.get_field('sync_hash').column)} FROM {qn(meta.db_table)} "  # noqa: S608
+            f"WHERE {qn(meta.get_field('connection').column)} = %s AND {qn('deleted_at')} IS NULL AND {qn('external_id')} "
+        )
+        ids = list(hashes)
+        found: set[str] = set()
+        with db_connection.cursor() as cursor:
+            if is_postgres():
+                chunks = [(head + "= ANY(%s)", [self.connection.pk, ids])]
+            else:  # SQLite: an IN list, within its parameter limit
+                chunks = [
+                    (head + f"IN ({', '.join(['%s'] * len(part))})", [self.connection.pk, *part])
+                    for part in (ids[i : i + 500] for i in range(0, len(ids), 500))
+                ]
+            for sql_text, params in chunks:
+                cursor.execute(sql_text, params)
+                found.update(ext for ext, stored in cursor.fetchall() if stored == hashes[ext])
+        return found
+
     def _map(
-        self, record, *, check_deleted: bool = False, check_bounds: bool = True
+        self, record, *, check_deleted: bool = False, check_bounds: bool = True, source: str | None = None
     ) -> tuple[str | None, dict | None, tuple[str, bool] | None]:
         """The one place a record is mapped: (action, values, None), values None for a deletion, or
         (None, None, (error, permanent)). A MappingError is the record's fault (the line fails for good);
@@ -596,6 +638,7 @@ class QueueRunner:
             if check_bounds:
                 self._check_bounds(values)
             values["sync_version"] = self.version_of(record, strict=True)
+            values["sync_hash"] = source or bulk.source_hash(record, self._revision)
             return LineAction.UPSERT, values, None
         except MappingError as exc:
             return None, None, (f"rejected by mapper: {exc}", True)
@@ -653,16 +696,20 @@ class QueueRunner:
         # SYNC_BATCH_SIZE sizes the claimed batches: retries, webhook deliveries, resumed lines.
         upserts: list = []
         deletes: list = []
+        unchanged: list[str] = []
         for ext, (record, _action, values) in ready.items():
-            if values is not None:
+            if values is _UNCHANGED:
+                unchanged.append(ext)
+            elif values is not None:
                 upserts.append((_Ref(ext, record), values))
             else:
                 deletes.append(_Ref(ext, record))
         self._write(upserts, deletes, now)
         # Done on the fetch path: nothing will ever need the record again (a retry starts from a draft or
         # failed line, which keeps it), so these lines store no payload (LineBlock).
+        written = [ref.external_id for ref, _ in upserts] + unchanged
         blocks = [
-            LineBlock(q.pk, [ref.external_id for ref, _ in upserts], LineState.DONE, LineAction.UPSERT, 1, now),
+            LineBlock(q.pk, written, LineState.DONE, LineAction.UPSERT, 1, now),
             LineBlock(q.pk, [ref.external_id for ref in deletes], LineState.DONE, LineAction.DELETE, 1, now),
         ]
         lines: list[NewLine] = []
@@ -852,6 +899,31 @@ class QueueRunner:
         if self.progress is not None:
             self.queue.refresh_from_db()
             self.progress(self.queue)
+
+
+# The values of a record whose row already holds its snapshot (_plan_inline): no write, a done line.
+_UNCHANGED: dict = {}
+
+_REVISIONS: dict[type, bytes] = {}
+
+
+def mapping_revision(resource) -> bytes:
+    """What a row's source_hash is keyed with, so that new mapping code rewrites rows mapped by the old:
+    the resource's ``mapping_revision`` if it declares one, else a hash of the source of the module that
+    defines its class (a deploy that changes the connector's resources rewrites its rows once)."""
+    cls = type(resource)
+    cached = _REVISIONS.get(cls)
+    if cached is None:
+        declared = getattr(resource, "mapping_revision", None)
+        if declared:
+            text = f"{cls.__module__}.{cls.__qualname__}:{declared}"
+        else:
+            try:
+                text = inspect.getsource(sys.modules[cls.__module__])
+            except (OSError, TypeError, KeyError):  # no source at hand (a zipped or frozen module)
+                text = f"{cls.__module__}.{cls.__qualname__}"
+        cached = _REVISIONS[cls] = hashlib.blake2b(text.encode(), digest_size=32).digest()
+    return cached
 
 
 class _Ref(NamedTuple):

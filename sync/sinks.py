@@ -89,10 +89,8 @@ class TableSink:
         if upserts:
             rows = []
             fields = self.fields_to_update(run, upserts[0][1])
-            # The content hash (the version came with the values, from the engine's _map): an equal
-            # snapshot writes nothing, an older one never replaces a newer (bulk.Guard). PostgreSQL
-            # computes it from the staged row (bulk.db_content_hash); elsewhere it is hashed here.
-            in_db = db_connection.vendor == "postgresql"
+            # The version and the snapshot's hash came with the values (the engine's _map): an equal
+            # snapshot writes nothing, an older one never replaces a newer (bulk.Guard).
             base = {
                 "organization_id": connection.organization_id,
                 "connection_id": connection.pk,
@@ -104,16 +102,11 @@ class TableSink:
             for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
                 # A new dict: the one-by-one fallback reuses the values, do not mutate them.
                 row = {**base, **values, "external_id": line.external_id}
-                if not in_db:
+                if "sync_hash" not in values:  # values mapped elsewhere than the engine's _map
                     row["sync_hash"] = bulk.content_hash(values)
                 rows.append(row)
             written = bulk.upsert_rows(
-                model,
-                rows,
-                unique_fields=["connection", "external_id"],
-                update_fields=fields,
-                guard=ROW_GUARD,
-                hash_fields=[f for f in fields if f not in self.BOOKKEEPING] if in_db else (),
+                model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
             )
             run.rows_written = getattr(run, "rows_written", 0) + (written or 0)
         if deletes:

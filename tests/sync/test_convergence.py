@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection as db_connection
 
+from core import clock
 from core.paging import Page
 from customers.models import Customer
 from sync import engine, services
@@ -117,6 +118,44 @@ def test_a_second_full_sync_of_unchanged_data_writes_no_row(fake_conn, fake_kind
         if at != stamps[ext]
     }
     assert changed == {"5"}
+
+
+def test_unchanged_records_are_neither_mapped_nor_written_and_a_new_mapper_rewrites_once(
+    fake_conn, fake_kind, fake_clock, monkeypatch
+):
+    """The fetcher compares each record's source hash (the record as sent, keyed by the mapper's revision)
+    with the row's: an unchanged record is not even mapped (its line is still written, done), so a second
+    full scan of unchanged data costs no mapping and no domain write. New mapping code (another revision)
+    rewrites every row once, then they are unchanged again."""
+    fake_kind.__init__(30)
+    run(fake_conn, full_scan=True)
+    stamps = dict(Customer.objects.filter(connection=fake_conn).values_list("external_id", "synced_at"))
+    mapped = []
+    real_map = fakes.FakeCustomers.map
+    monkeypatch.setattr(
+        fakes.FakeCustomers, "map", lambda self, record: mapped.append(record["id"]) or real_map(self, record)
+    )
+    fake_clock.advance(60)
+    fake_kind.records[6] = fake_kind.make(7, first_name="Changed", version=700)
+    second = run(fake_conn, full_scan=True)
+    assert second.state == QueueState.DONE and second.done_count == 30
+    assert mapped == [7], "only the changed record was mapped"
+    assert SyncQueueLine.objects.filter(queue=second, state=LineState.DONE).count() == 30
+    after = dict(Customer.objects.filter(connection=fake_conn).values_list("external_id", "synced_at"))
+    assert {ext for ext, at in after.items() if at != stamps[ext]} == {"7"}
+
+    # A deploy that changes the mapping code: every row is mapped and written once more, then not again.
+    mapped.clear()
+    monkeypatch.setattr(fakes.FakeCustomers, "mapping_revision", "2", raising=False)
+    monkeypatch.setattr(engine, "_REVISIONS", {})
+    fake_clock.advance(60)
+    run(fake_conn, full_scan=True)
+    assert len(mapped) == 30
+    assert Customer.objects.filter(connection=fake_conn, synced_at=clock.now()).count() == 30
+    mapped.clear()
+    fake_clock.advance(60)
+    run(fake_conn, full_scan=True)
+    assert mapped == []
 
 
 def _xmins(conn) -> dict:
