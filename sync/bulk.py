@@ -326,6 +326,15 @@ def sqlite_datetime(value):
     return db_connection.ops.adapt_datetimefield_value(value)
 
 
+def insert_copy(model: type[models.Model], rows: list[dict]) -> int:
+    """PostgreSQL: COPY ``rows`` straight into the model's table (no staging, no ON CONFLICT), for rows known
+    to be new; a row that exists after all fails the whole COPY with an IntegrityError (the unique
+    constraint), rolling back the caller's transaction. Inside a transaction. Returns len(rows)."""
+    fields = _layout(model)[0]
+    copy_rows(model._meta.db_table, [f.column for f in fields], _tuples(model, rows))
+    return len(rows)
+
+
 def _upsert_copy(
     model,
     rows: list[dict],

@@ -174,8 +174,13 @@ class QueueRunner:
         self.rows_written = 0  # rows the sink inserted or updated (unchanged or older snapshots are not)
         self._revision = mapping_revision(self.resource)  # keys every row's source_hash (see _map)
         # Does the connection have rows of this resource yet? (Read when the fetch starts.) If not, the
-        # fetcher does not look for unchanged records: none can be stored.
+        # fetcher does not look for unchanged records (none can be stored), and on PostgreSQL it COPYs the
+        # rows of its groups straight into the table (``insert_only``, read by TableSink.write) instead of
+        # staging and upserting them: a first sync has nothing to merge with. A row that is there after
+        # all (a webhook's, a record re-read in a later group) makes the group's insert fail; the group is
+        # then written again with the upsert, which stays on (_store_retry).
         self._known_rows = True
+        self.insert_only = False
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -523,11 +528,13 @@ class QueueRunner:
 
     def _store_retry(self, prepared: _Prepared, exc: IntegrityError) -> int:
         """An inline write refused by a constraint: if we skipped the "already queued?" lookup, a record
-        seen in an earlier group of this fetch may be why (the lines' unique index said so); look it up
-        from now on and try the group again. Otherwise (or again) the group goes the draft way."""
-        if self._check_queued:
+        seen in an earlier group of this fetch may be why (the lines' unique index said so); if we inserted
+        rows without an upsert, a row already there may be why. Look up and upsert from now on and try the
+        group again. Otherwise (or again) the group goes the draft way."""
+        if self._check_queued and self._known_rows:
             return self._store_as_drafts(prepared, exc)
         self._check_queued = True
+        self._known_rows = True
         try:
             return self._store_page_lines(prepared.records, prepared.plan, prepared.updates)
         except (OperationalError, InterfaceError, RunAborted):
@@ -704,7 +711,11 @@ class QueueRunner:
                 upserts.append((_Ref(ext, record), values))
             else:
                 deletes.append(_Ref(ext, record))
-        self._write(upserts, deletes, now)
+        self.insert_only = not self._known_rows and is_postgres()
+        try:
+            self._write(upserts, deletes, now)
+        finally:
+            self.insert_only = False
         # Done on the fetch path: nothing will ever need the record again (a retry starts from a draft or
         # failed line, which keeps it), so these lines store no payload (LineBlock).
         written = [ref.external_id for ref, _ in upserts] + unchanged

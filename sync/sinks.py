@@ -105,9 +105,12 @@ class TableSink:
                 if "sync_hash" not in values:  # values mapped elsewhere than the engine's _map
                     row["sync_hash"] = bulk.content_hash(values)
                 rows.append(row)
-            written = bulk.upsert_rows(
-                model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
-            )
+            if getattr(run, "insert_only", False):
+                written = bulk.insert_copy(model, rows)  # the engine's first sync of a connection (PostgreSQL)
+            else:
+                written = bulk.upsert_rows(
+                    model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
+                )
             run.rows_written = getattr(run, "rows_written", 0) + (written or 0)
         if deletes:
             self._delete(run, deletes, now)
