@@ -155,12 +155,18 @@ def reset_tables() -> None:
         )
 
 
+last_rows_written = 0  # rows the last engine_run wrote
+
+
 def engine_run(conn, *, expect: int) -> float:
     """Trigger a run and work its queue to the end in this process; return the seconds. Checks the result."""
+    from core import clock
     from customers.models import Customer
     from sync.engine import run_queue
     from sync.services import sync_start
 
+    global last_rows_written
+    started = clock.now()
     t0 = time.perf_counter()
     result = sync_start(connection=conn, resource=RESOURCE, enqueue=False, full_scan=True)
     state = run_queue(result.queue.pk)
@@ -168,6 +174,8 @@ def engine_run(conn, *, expect: int) -> float:
     q = result.queue
     q.refresh_from_db()
     rows = Customer.objects.filter(connection=conn, deleted_at__isnull=True).count()
+    # Rows this run wrote (synced_at is when a row was last written): 0 for a run over unchanged data.
+    last_rows_written = Customer.objects.filter(connection=conn, synced_at__gte=started).count()
     if state != "done" or q.done_count != expect or rows != expect:
         raise RuntimeError(
             f"engine run wrong: state={state} done={q.done_count} rows={rows} expected={expect} "
