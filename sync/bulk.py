@@ -184,7 +184,8 @@ def _defaults(fields: list[models.Field]) -> list:
 
 def source_hash(record, revision: bytes) -> str:
     """The hash a synced row keeps of the snapshot it was written from: the record as the upstream sent it
-    (keys sorted) and the revision of the code that maps it. An equal hash means the row already holds
+    (keys sorted: a line's payload read back from jsonb comes in jsonb's key order and must hash like the
+    same record fetched) and the revision of the code that maps it. An equal hash means the row already holds
     what mapping this record would give, so the fetcher skips mapping and writing it, and the guarded upsert
     writes nothing (invariant 14). A new mapper revision (sync.engine.mapping_revision) rewrites every row
     once."""
