@@ -994,7 +994,3 @@ def _failure_data(exc: BaseException) -> dict:
         if exc.wait:
             data["wait"] = exc.wait
     return data
-
-
-def wait_seconds(until: dt.datetime) -> float:
-    return max((until - clock.now()).total_seconds(), 0.0)
