@@ -28,8 +28,8 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core import clock
@@ -66,24 +66,41 @@ def units(kind: str) -> QuerySet[RunSchedule]:
     return RunSchedule.objects.filter(connection__kind=kind, resource=WHOLE)
 
 
-def schedulable(qs: QuerySet[RunSchedule]) -> QuerySet[RunSchedule]:
-    return qs.filter(
+def schedulable_q() -> Q:
+    """Units the scheduler serves: active or backing off, on an active connection that needs no reconnect."""
+    return Q(
         state__in=(ScheduleState.ACTIVE, ScheduleState.BACKOFF),
         connection__is_active=True,
         connection__needs_reauth=False,
     )
 
 
+def schedulable(qs: QuerySet[RunSchedule]) -> QuerySet[RunSchedule]:
+    return qs.filter(schedulable_q())
+
+
+def running_connection_ids(now: dt.datetime) -> QuerySet:
+    """Connections holding a live run slot (a few rows: at most the parallel caps)."""
+    return RunSlot.objects.filter(connection__isnull=False, lease_until__gt=now).values("connection_id")
+
+
+def due_q(now: dt.datetime) -> Q:
+    """Due: schedulable, next run time come, not queued (or its mark is stale), not running. A Q, so that a
+    filter and a conditional aggregate (sync.policy_selectors.fleet_unit_counts) share one definition.
+    "Not running" is ``connection_id NOT IN (the live slots)``: PostgreSQL hashes the few slot rows once
+    instead of probing RunSlot per unit; the subquery never yields NULL (``connection__isnull=False``)."""
+    return (
+        schedulable_q()
+        & Q(next_sync_at__lte=now)
+        & (Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
+        & ~Q(connection_id__in=running_connection_ids(now))
+    )
+
+
 def due_units(kind: str, *, now: dt.datetime | None = None, queryset: QuerySet | None = None) -> QuerySet:
     """Units whose next run time has come, that are not queued (or whose mark is stale) and not running."""
     now = now or clock.now()
-    qs = schedulable(queryset if queryset is not None else units(kind))
-    running = RunSlot.objects.filter(connection_id=OuterRef("connection_id"), lease_until__gt=now)
-    return (
-        qs.filter(next_sync_at__lte=now)
-        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
-        .exclude(Exists(running))
-    )
+    return (queryset if queryset is not None else units(kind)).filter(due_q(now))
 
 
 def in_flight(kind: str, *, now: dt.datetime | None = None) -> int:
@@ -129,22 +146,11 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
             qs = due_units(kind, now=now).order_by("next_sync_at", "pk")
             if after is not None:
                 qs = qs.filter(Q(next_sync_at__gt=after[0]) | Q(next_sync_at=after[0], pk__gt=after[1]))
-            if is_postgres():
-                qs = qs.select_for_update(skip_locked=True, of=("self",))
-            rows = list(qs.values_list("pk", "connection_id", "next_sync_at")[:n])
+            rows = _claim_postgres(qs, n, now) if is_postgres() else _claim_cas(qs, n, now, stale)
             if not rows:
                 break
-            after = (rows[-1][2], rows[-1][0])
-            rows = [(pk, conn_id) for pk, conn_id, _ in rows]
-            pks = [pk for pk, _ in rows]
-            marked = (
-                RunSchedule.objects.filter(pk__in=pks)
-                .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
-                .update(queued_at=now)
-            )
-            if marked != len(rows):  # SQLite without row locks: re-read which ones we marked
-                rows = list(RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list("pk", "connection_id"))
-            enqueue_many(SYNC_TASK, [(conn_id, "schedule") for _, conn_id in rows], group=TICK_GROUP)
+            after = max((next_at, pk) for pk, _, next_at in rows)
+            enqueue_many(SYNC_TASK, [(conn_id, "schedule") for _, conn_id, _ in rows], group=TICK_GROUP)
         report.enqueued += len(rows)
         report.chunks += 1
         report.max_chunk_seconds = max(report.max_chunk_seconds, time.perf_counter() - started)
@@ -154,6 +160,42 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     if report.enqueued:
         log.info("scheduler tick %s: %s runs enqueued (%s were queued)", kind, report.enqueued, report.in_flight_before)
     return report
+
+
+def _claim_postgres(qs: QuerySet, n: int, now: dt.datetime) -> list[tuple]:
+    """ONE statement per chunk: ``UPDATE ... SET queued_at WHERE id IN (the oldest n due, FOR UPDATE SKIP
+    LOCKED) RETURNING``, instead of a SELECT ... FOR UPDATE and then an UPDATE of the ids it returned. The
+    subquery's row locks keep a concurrent tick off these rows until the chunk commits. Oldest first."""
+    from django.db import connection
+
+    sub = qs.select_for_update(skip_locked=True, of=("self",)).values("pk")[:n]
+    sql, params = sub.query.sql_with_params()
+    table = connection.ops.quote_name(RunSchedule._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Only the quoted table name and Django-compiled SQL are interpolated; values are bound parameters.
+            f"UPDATE {table} SET queued_at = %s WHERE id IN ({sql}) RETURNING id, connection_id, next_sync_at",  # noqa: S608
+            [now, *params],
+        )
+        rows = cursor.fetchall()
+    return sorted(rows, key=lambda r: (r[2], r[0]))
+
+
+def _claim_cas(qs: QuerySet, n: int, now: dt.datetime, stale: dt.datetime) -> list[tuple]:
+    """Without row locks (SQLite): read the oldest due, then mark them with a compare-and-set; when another
+    tick marked some in between, re-read which ones are ours."""
+    rows = list(qs.values_list("pk", "connection_id", "next_sync_at")[:n])
+    pks = [pk for pk, _, _ in rows]
+    marked = (
+        RunSchedule.objects.filter(pk__in=pks)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
+        .update(queued_at=now)
+    )
+    if marked != len(rows):
+        rows = list(
+            RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list("pk", "connection_id", "next_sync_at")
+        )
+    return rows
 
 
 # --- Bulk enqueue -------------------------------------------------------------------------------------------
@@ -200,9 +242,19 @@ def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
     if type(broker).__name__ == "ORM":
         from django_q.models import OrmQ
 
-        OrmQ.objects.using(Conf.ORM).bulk_create(
-            [OrmQ(key=broker.list_key or Conf.CLUSTER_NAME, payload=p, lock=now) for p in packs], batch_size=1000
-        )
+        from .services import is_postgres
+
+        key = broker.list_key or Conf.CLUSTER_NAME
+        if is_postgres() and Conf.ORM == DEFAULT_DB_ALIAS:
+            # COPY: a third of bulk_create's time for 1,000 rows (no model instances, no per-field prep, no
+            # array quoting of every payload). Same transaction, so still enqueued exactly when it commits.
+            from .bulk import copy_rows
+
+            copy_rows(OrmQ._meta.db_table, ("key", "payload", "lock"), ((key, p, now) for p in packs))
+        else:
+            OrmQ.objects.using(Conf.ORM).bulk_create(
+                [OrmQ(key=key, payload=p, lock=now) for p in packs], batch_size=1000
+            )
         return
 
     def push():
