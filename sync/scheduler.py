@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
@@ -127,8 +128,6 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     import time
 
     from . import runpolicy
-    from .connection_runs import SYNC_TASK
-    from .services import is_postgres
 
     report = TickReport(kind=kind)
     policy = runpolicy.policy_of(kind)
@@ -137,7 +136,6 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     now = now or clock.now()
     report.in_flight_before = in_flight(kind, now=now)
     report.room = max(0, (limit if limit is not None else max_enqueue()) - report.in_flight_before)
-    stale = now - queued_stale_after()
     after = None  # keyset: each chunk starts past the last one, so no chunk rescans the rows marked before it
     while report.enqueued < report.room:
         n = min(chunk_size(), report.room - report.enqueued)
@@ -146,11 +144,10 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
             qs = due_units(kind, now=now).order_by("next_sync_at", "pk")
             if after is not None:
                 qs = qs.filter(Q(next_sync_at__gt=after[0]) | Q(next_sync_at=after[0], pk__gt=after[1]))
-            rows = _claim_postgres(qs, n, now) if is_postgres() else _claim_cas(qs, n, now, stale)
+            rows = units_enqueue(qs, n=n, now=now, origin="schedule")
             if not rows:
                 break
-            after = max((next_at, pk) for pk, _, next_at in rows)
-            enqueue_many(SYNC_TASK, [(conn_id, "schedule") for _, conn_id, _ in rows], group=TICK_GROUP)
+            after = max((row.next_sync_at, row.pk) for row in rows)
         report.enqueued += len(rows)
         report.chunks += 1
         report.max_chunk_seconds = max(report.max_chunk_seconds, time.perf_counter() - started)
@@ -162,10 +159,34 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     return report
 
 
-def _claim_postgres(qs: QuerySet, n: int, now: dt.datetime) -> list[tuple]:
-    """ONE statement per chunk: ``UPDATE ... SET queued_at WHERE id IN (the oldest n due, FOR UPDATE SKIP
-    LOCKED) RETURNING``, instead of a SELECT ... FOR UPDATE and then an UPDATE of the ids it returned. The
-    subquery's row locks keep a concurrent tick off these rows until the chunk commits. Oldest first."""
+class Claimed(NamedTuple):
+    pk: int
+    connection_id: int
+    next_sync_at: dt.datetime | None
+    organization_id: int
+
+
+def units_enqueue(qs: QuerySet, *, n: int, now: dt.datetime, origin: str) -> list[Claimed]:
+    """Mark at most ``n`` units of ``qs`` (filtered and ordered by the caller: due, or stale for a login) queued
+    and enqueue their whole-connection runs with ``origin``, all in the caller's transaction: one claim
+    statement and one bulk enqueue whatever ``n``. A unit queued or locked by someone else is skipped.
+    Returns the units enqueued, in ``qs`` order as far as the claim keeps it."""
+    from .connection_runs import SYNC_TASK
+    from .services import is_postgres
+
+    rows = _claim_postgres(qs, n, now) if is_postgres() else _claim_cas(qs, n, now)
+    rows.sort(key=lambda r: (r.next_sync_at or now, r.pk))
+    enqueue_many(SYNC_TASK, [(row.connection_id, origin) for row in rows], group=TICK_GROUP)
+    return rows
+
+
+_CLAIMED = "id, connection_id, next_sync_at, organization_id"
+
+
+def _claim_postgres(qs: QuerySet, n: int, now: dt.datetime) -> list[Claimed]:
+    """ONE statement: ``UPDATE ... SET queued_at WHERE id IN (the first n of qs, FOR UPDATE SKIP LOCKED)
+    RETURNING``, instead of a SELECT ... FOR UPDATE and then an UPDATE of the ids it returned. The subquery's
+    row locks keep a concurrent tick (or login) off these rows until the caller's transaction commits."""
     from django.db import connection
 
     sub = qs.select_for_update(skip_locked=True, of=("self",)).values("pk")[:n]
@@ -174,27 +195,25 @@ def _claim_postgres(qs: QuerySet, n: int, now: dt.datetime) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(
             # Only the quoted table name and Django-compiled SQL are interpolated; values are bound parameters.
-            f"UPDATE {table} SET queued_at = %s WHERE id IN ({sql}) RETURNING id, connection_id, next_sync_at",  # noqa: S608
+            f"UPDATE {table} SET queued_at = %s WHERE id IN ({sql}) RETURNING {_CLAIMED}",  # noqa: S608
             [now, *params],
         )
-        rows = cursor.fetchall()
-    return sorted(rows, key=lambda r: (r[2], r[0]))
+        return [Claimed(*row) for row in cursor.fetchall()]
 
 
-def _claim_cas(qs: QuerySet, n: int, now: dt.datetime, stale: dt.datetime) -> list[tuple]:
-    """Without row locks (SQLite): read the oldest due, then mark them with a compare-and-set; when another
-    tick marked some in between, re-read which ones are ours."""
-    rows = list(qs.values_list("pk", "connection_id", "next_sync_at")[:n])
-    pks = [pk for pk, _, _ in rows]
+def _claim_cas(qs: QuerySet, n: int, now: dt.datetime) -> list[Claimed]:
+    """Without row locks (SQLite): read the first n, then mark them with a compare-and-set; when another tick
+    marked some in between, re-read which ones are ours."""
+    fields = ("pk", "connection_id", "next_sync_at", "organization_id")
+    rows = [Claimed(*row) for row in qs.values_list(*fields)[:n]]
+    pks = [row.pk for row in rows]
     marked = (
         RunSchedule.objects.filter(pk__in=pks)
-        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
         .update(queued_at=now)
     )
     if marked != len(rows):
-        rows = list(
-            RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list("pk", "connection_id", "next_sync_at")
-        )
+        rows = [Claimed(*row) for row in RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list(*fields)]
     return rows
 
 
