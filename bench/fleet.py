@@ -5,8 +5,10 @@
 With 10,000 connected Tiendanube stores with history (one finished run per store and resource): onboarding
 them (tiendanube_import's service), one scheduler tick with every store due (all of them, and the default
 per-tick cap), the scheduler-status API and admin page, the dashboard's first page, the queue list (the admin
-changelist with its filters, the REST list), and no-op tasks per second through the ORM and Redis brokers with 1,
-2 and 4 qcluster processes. Prints medians and the load."""
+changelist with its filters, the REST list), a staff login when every store is stale, and no-op tasks per second
+through the ORM and Redis brokers with 1, 2 and 4 qcluster processes (``--brokers orm,redis``; ``orm`` is the
+project's ORM broker, ops.broker.SkipLockedORM, and ``orm-django-q2`` django-q2's own dequeue for comparison).
+Prints medians and the load."""
 
 from __future__ import annotations
 
@@ -231,8 +233,32 @@ def fleet_phase(args) -> dict:
         out[f"{label} bytes"] = results[0][1]
         out[f"{label} queries"] = results[0][2]
         log(f"{label}: {results}")
+    out.update(login_with_every_store_stale(user))
     out["load at end"] = load()
     return out
+
+
+def login_with_every_store_stale(user) -> dict:
+    """A staff login when every store's last success is older than its tier (after an outage): the login sync
+    enqueues the stalest in bulk, at most SYNC_TICK_MAX_ENQUEUE, inside the login request."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django_q.models import OrmQ
+
+    from sync.models import RunSchedule
+
+    OrmQ.objects.all().delete()
+    RunSchedule.objects.filter(connection__kind=KIND, resource="").update(last_success_at=None, queued_at=None)
+    with CaptureQueriesContext(connection) as ctx:
+        started = time.perf_counter()
+        Client().force_login(user)
+        elapsed = time.perf_counter() - started
+    return {
+        "login, every store stale s": elapsed,
+        "login, every store stale queries": len(ctx.captured_queries),
+        "login, every store stale enqueued": OrmQ.objects.count(),
+    }
 
 
 # --- Brokers ----------------------------------------------------------------------------------------------------

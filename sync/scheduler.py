@@ -224,6 +224,7 @@ def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
     (``transaction.on_commit``), as does inline mode (Q_SYNC, tests).
     Task packages are built like django_q.tasks.async_task builds them (ids only in args, never secrets)."""
     from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
     from django_q.conf import Conf
     from django_q.signals import pre_enqueue
     from django_q.signing import SignedPackage
@@ -258,7 +259,7 @@ def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
         pre_enqueue.send(sender="django_q", task=task)
         packs.append(SignedPackage.dumps(task))
     broker = get_broker()
-    if type(broker).__name__ == "ORM":
+    if isinstance(broker, ORM):  # django-q2's or ops.broker's (a subclass): rows in the ORM's database
         from django_q.models import OrmQ
 
         from .services import is_postgres
