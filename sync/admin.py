@@ -13,13 +13,14 @@ import logging
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import Http404, HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import admin_views, selectors
+from .lookups import ILikeContains
 from .models import (
     Membership,
     Organization,
@@ -141,7 +142,7 @@ class ConnectionSearchFilter(admin.SimpleListFilter):
         if not value:
             return queryset
         value = value.strip()[:100]
-        q = Q(name__icontains=value) | Q(external_account_id=value)
+        q = Q(ILikeContains(F("name"), value)) | Q(external_account_id=value)
         if value.isdigit() and len(value) < 12:
             q |= Q(pk=int(value))
         matching = connection_model().objects.filter(q).values("pk")

@@ -290,6 +290,7 @@ def test_queue_list_filters_never_list_every_connection(fleet, staff, org):
     assert by_name == set(
         SyncQueue.objects.filter(connection__in=conns[10:20], resource="orders").values_list("pk", flat=True)
     )
+    assert listed_queue_ids(client.get(QUEUES, {"conn": "store_50%"}).content.decode()) == set()  # literal % and _
     assert listed_queue_ids(client.get(QUEUES, {"kind": "woocommerce"}).content.decode()) == set()
     assert (
         len(listed_queue_ids(client.get(QUEUES, {"kind": "tiendanube", "state__exact": "done"}).content.decode())) == 90
