@@ -7,11 +7,12 @@ state is already ours (RunSchedule.next_sync_at), so a tick is:
 - count what is queued and not started yet (``queued_at`` set) and enqueue at most ``SYNC_TICK_MAX_ENQUEUE``
   minus that: the broker never holds more than that many runs of a kind, so after an outage the backlog is
   worked off at a bounded rate (oldest due first) instead of flooding the broker;
-- in chunks of ``SYNC_TICK_CHUNK``, each its own short transaction: SELECT the oldest due units FOR UPDATE
-  SKIP LOCKED (two ticks never take the same unit; a unit being written elsewhere is left to the next tick),
-  one UPDATE marking them queued (``queued_at``, a compare-and-set that also holds on SQLite), one bulk INSERT
-  of the broker rows (ORM broker: in the same transaction, so a rolled-back chunk enqueues nothing; any
-  other broker: pushed after the commit).
+- in chunks of ``SYNC_TICK_CHUNK``, each its own short transaction (``units_enqueue``): on PostgreSQL ONE
+  statement marks the oldest due units queued, ``UPDATE ... SET queued_at WHERE id IN (SELECT ... FOR UPDATE
+  SKIP LOCKED) RETURNING`` (two ticks never take the same unit; a unit being written elsewhere is left to the
+  next tick); on SQLite a SELECT and then the UPDATE as a compare-and-set; then one bulk write of the broker
+  rows (ORM broker: COPY in the same transaction, so a rolled-back chunk enqueues nothing; any other broker:
+  pushed after the commit).
 The worker clears ``queued_at`` when the run starts (or defers), so a unit is never enqueued twice while
 queued, and a queued task that vanished (a broker restart) is re-enqueued once its mark is stale. One run per
 (connection, resource) and the parallel cap stay the RunSlot rows' job (sync.runpolicy.slot_acquire).
