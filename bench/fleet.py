@@ -4,8 +4,11 @@
 
 With 10,000 connected Tiendanube stores with history (one finished run per store and resource): onboarding
 them (tiendanube_import's service), one scheduler tick with every store due (all of them, and the default
-per-tick cap), the scheduler-status API and admin page, the dashboard's first page, and no-op tasks per
-second through the ORM and Redis brokers with 1, 2 and 4 qcluster processes. Prints medians and the load."""
+per-tick cap), the scheduler-status API and admin page, the dashboard's first page, the queue list (the admin
+changelist with its filters, the REST list), a staff login when every store is stale, and no-op tasks per second
+through the ORM and Redis brokers with 1, 2 and 4 qcluster processes (``--brokers orm,redis``; ``orm`` is the
+project's ORM broker, ops.broker.SkipLockedORM, and ``orm-django-q2`` django-q2's own dequeue for comparison).
+Prints medians and the load."""
 
 from __future__ import annotations
 
@@ -103,6 +106,21 @@ def add_history() -> None:
                 for res in ("products", "orders", "customers")
             ]
             SyncQueue.objects.bulk_create(queues, batch_size=2000)
+            # The per-resource failure streaks a finished run leaves (runpolicy.streak_record; alerting reads
+            # them): three more RunSchedule rows per store beside its whole-connection unit.
+            RunSchedule.objects.bulk_create(
+                [
+                    RunSchedule(
+                        organization_id=q.organization_id,
+                        connection_id=q.connection_id,
+                        resource=q.resource,
+                        last_sync_at=q.finished_at,
+                        last_success_at=q.finished_at,
+                    )
+                    for q in queues
+                ],
+                batch_size=2000,
+            )
             SyncStatus.objects.bulk_create(
                 [
                     SyncStatus(
@@ -120,12 +138,23 @@ def add_history() -> None:
                 batch_size=2000,
             )
         RunSchedule.objects.filter(connection__kind=KIND, resource="").update(
-            # Fresh successes: the staff login below must not trigger Tiendanube's login sync of 10,000 stores
-            # (it enqueues stale stores one by one in the login request: ~17 stores/s measured here).
+            # Fresh successes: the staff login below must not trigger Tiendanube's login sync of 10,000 stores.
             last_sync_at=now,
             last_success_at=now,
             tier="high",
         )
+    vacuum_analyze(vacuum=False)
+
+
+def vacuum_analyze(*, vacuum: bool = True) -> None:
+    """What autovacuum does on a real deployment within a minute or so of a bulk change: planner statistics
+    (ANALYZE) and, after the ticks' churn (every tick rewrites 10,000 unit rows), dead rows made reusable
+    (VACUUM). The bench's PostgreSQL runs with autovacuum off, so without this the pages are planned for
+    near-empty tables (0.1-0.3 s slower) and scan every dead row the ticks left."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE" if vacuum else "ANALYZE")
 
 
 def all_due() -> None:
@@ -171,6 +200,7 @@ def fleet_phase(args) -> dict:
     from django.test import Client
     from django_q.conf import Conf
 
+    from connectors.models import Connection
     from sync.models import Membership, Organization
 
     Conf.SYNC = False
@@ -192,13 +222,26 @@ def fleet_phase(args) -> dict:
         out[f"{label} enqueued"] = results[0][2]
         log(f"{label}: {results}")
     all_due()
+    vacuum_analyze()
     client = Client()
     client.force_login(user)
+    store = str(1_000_000 + args.stores // 2)  # a store id in the middle of the fleet
+    store_pk = Connection.objects.get(kind=KIND, external_account_id=store).pk
+    queues = "/admin/sync/syncqueue/"
     for label, url, repeat in (
         ("status API", "/api/tiendanube/scheduler/status/", args.repeat),
         ("status API late page", "/api/tiendanube/scheduler/status/?late=1", args.repeat),
         ("status admin", "/admin/tiendanube/storeschedule/", args.repeat),
+        ("status admin late", "/admin/tiendanube/storeschedule/?late=yes", args.repeat),
         ("dashboard first page", "/admin/sync-dashboard/", 1 if not args.dashboard_repeat else args.repeat),
+        # The queue list (3 queues of history per store): the admin changelist unfiltered, with its filters
+        # (state, kind, resource, one store by its id in the connection search box) and with a search that
+        # matches every store (the worst case of the box), and the REST list with filters.
+        ("queue list", queues, args.repeat),
+        ("queue list filtered", f"{queues}?state__exact=done&kind={KIND}&resource=orders&conn={store}", args.repeat),
+        ("queue list search matching every store", f"{queues}?conn=store", args.repeat),
+        ("queue API filtered", "/api/queues?state=done&resource=orders", args.repeat),
+        ("queue API one store", f"/api/queues?connection={store_pk}", args.repeat),
     ):
         if label.startswith("dashboard") and args.skip_dashboard:
             continue
@@ -207,8 +250,32 @@ def fleet_phase(args) -> dict:
         out[f"{label} bytes"] = results[0][1]
         out[f"{label} queries"] = results[0][2]
         log(f"{label}: {results}")
+    out.update(login_with_every_store_stale(user))
     out["load at end"] = load()
     return out
+
+
+def login_with_every_store_stale(user) -> dict:
+    """A staff login when every store's last success is older than its tier (after an outage): the login sync
+    enqueues the stalest in bulk, at most SYNC_TICK_MAX_ENQUEUE, inside the login request."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django_q.models import OrmQ
+
+    from sync.models import RunSchedule
+
+    OrmQ.objects.all().delete()
+    RunSchedule.objects.filter(connection__kind=KIND, resource="").update(last_success_at=None, queued_at=None)
+    with CaptureQueriesContext(connection) as ctx:
+        started = time.perf_counter()
+        Client().force_login(user)
+        elapsed = time.perf_counter() - started
+    return {
+        "login, every store stale s": elapsed,
+        "login, every store stale queries": len(ctx.captured_queries),
+        "login, every store stale enqueued": OrmQ.objects.count(),
+    }
 
 
 # --- Brokers ----------------------------------------------------------------------------------------------------

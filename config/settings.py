@@ -215,6 +215,9 @@ if Q_REDIS_URL:
     Q_CLUSTER["redis"] = Q_REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # django-q2's ORM broker, with a one-statement FOR UPDATE SKIP LOCKED dequeue on PostgreSQL so that several
+    # clusters do not all reach for the same queued task (ops/broker.py).
+    Q_CLUSTER["broker_class"] = "ops.broker.select"
 # Register every schedule after `migrate` and when a qcluster starts (ops/apps.py); false = only by
 # `manage.py sync_schedules`.
 SYNC_SCHEDULES_AUTOREGISTER = env.bool("SYNC_SCHEDULES_AUTOREGISTER", default=True)

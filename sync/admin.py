@@ -8,16 +8,19 @@ Django model permissions: being staff + member of an organization is what makes 
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib import admin
 from django.contrib.admin import RelatedOnlyFieldListFilter
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import F, Q
 from django.http import Http404, HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import admin_views, selectors
+from .lookups import ILikeContains
 from .models import (
     Membership,
     Organization,
@@ -30,6 +33,8 @@ from .models import (
 from .progress import run_progress
 from .registry import connection_model
 from .templatetags.sh_console import sh_time
+
+log = logging.getLogger(__name__)
 
 
 # --- Scoping -----------------------------------------------------------------------------------------------
@@ -129,16 +134,19 @@ class ConnectionSearchFilter(admin.SimpleListFilter):
     def has_output(self) -> bool:
         return True
 
-    def _q(self, value: str) -> Q:
-        value = value.strip()[:100]
-        q = Q(**{f"{self.field}__name__icontains": value}) | Q(**{f"{self.field}__external_account_id": value})
-        if value.isdigit() and len(value) < 12:
-            q |= Q(**{f"{self.field}_id": int(value)})
-        return q
-
     def queryset(self, request, queryset):
+        """``connection_id IN (the matching connections)``: the few matching ids are found first, then the rows
+        by their connection index. Joining every row to its connection to test the name scanned the whole
+        table (30,000 queues: ~110 ms for a page and its count)."""
         value = self.value()
-        return queryset.filter(self._q(value)) if value else queryset
+        if not value:
+            return queryset
+        value = value.strip()[:100]
+        q = Q(ILikeContains(F("name"), value)) | Q(external_account_id=value)
+        if value.isdigit() and len(value) < 12:
+            q |= Q(pk=int(value))
+        matching = connection_model().objects.filter(q).values("pk")
+        return queryset.filter(**{f"{self.field}_id__in": matching})
 
     def choices(self, changelist):
         yield {
@@ -146,6 +154,50 @@ class ConnectionSearchFilter(admin.SimpleListFilter):
             "query_string": changelist.get_query_string(remove=[self.parameter_name]),
             "display": "All",
         }
+
+
+class DeclaredChoicesFilter(admin.SimpleListFilter):
+    """A filter whose choices come from the connector declarations, not from the table: Django's filter on a
+    plain CharField runs SELECT DISTINCT over every row on each page view."""
+
+    lookup = ""
+
+    def choice_values(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def lookups(self, request, model_admin):
+        return [(v, v) for v in self.choice_values()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.lookup: self.value()}) if self.value() else queryset
+
+
+class ResourceFilter(DeclaredChoicesFilter):
+    title = "resource"
+    parameter_name = "resource"
+    lookup = "resource"
+
+    def choice_values(self) -> list[str]:
+        from .registry import KINDS, get_connector
+
+        names = set()
+        for kind in KINDS:
+            try:
+                names.update(get_connector(kind).resources)
+            except Exception:  # one broken declaration must not take the queue list down
+                log.exception("connector %s could not be loaded for the resource filter", kind)
+        return sorted(names)
+
+
+class KindFilter(DeclaredChoicesFilter):
+    title = "kind"
+    parameter_name = "kind"
+    lookup = "connection__kind"
+
+    def choice_values(self) -> list[str]:
+        from .registry import KINDS
+
+        return sorted(KINDS)
 
 
 # --- Organizations and settings ---------------------------------------------------------------------------
@@ -199,7 +251,7 @@ class SyncStatusAdmin(ReadOnlyScopedAdmin):
         "short_error",
     ]
     list_select_related = ["connection", "organization"]
-    list_filter = ["state", ConnectionSearchFilter, "resource"]
+    list_filter = ["state", KindFilter, ConnectionSearchFilter, ResourceFilter]
     search_fields = ["resource", "connection__name", "last_error"]
 
     @admin.display(description="last error")
@@ -267,7 +319,7 @@ class SyncQueueAdmin(OrgScopedAdmin):
     ]
     list_display_links = ["queue_id"]
     list_select_related = ["connection"]
-    list_filter = ["state", ConnectionSearchFilter, "resource", "origin", ActionRequiredFilter]
+    list_filter = ["state", KindFilter, ConnectionSearchFilter, ResourceFilter, "origin", ActionRequiredFilter]
     search_fields = ["idempotency_key"]  # plus a line's external id: see get_search_results
     search_help_text = "Idempotency key (contains) or a line's exact external id."
     actions = [

@@ -34,34 +34,54 @@ def is_stale(sched: RunSchedule, interval: dt.timedelta, *, now: dt.datetime | N
 
 
 # --- Fleet capacity (tiered kinds: sync.scheduler) -------------------------------------------------------------
-def fleet_capacity(kind: str, *, units_qs: QuerySet | None = None, now: dt.datetime | None = None) -> dict:
+def fleet_unit_counts(kind: str, *, units_qs: QuerySet | None = None, now: dt.datetime | None = None) -> dict:
+    """Per tier, in ONE pass over the kind's units (conditional aggregates, grouped by tier): ``units`` (all),
+    ``stores`` (schedulable), ``backlog`` and ``oldest`` (due: sync.scheduler.due_q), ``queued`` (schedulable,
+    queued and not stale) and ``pending`` (queued, or next run time come). The scheduler status used to run
+    one scan of every unit per figure; at 10,000 stores each scan costs 10-35 ms."""
+    from django.db.models import Count, Min, Q
+
+    from . import scheduler
+
+    now = now or clock.now()
+    qs = units_qs if units_qs is not None else scheduler.units(kind)
+    schedulable = scheduler.schedulable_q()
+    due = scheduler.due_q(now)
+    rows = (
+        qs.values("tier")
+        .annotate(
+            units=Count("pk"),
+            stores=Count("pk", filter=schedulable),
+            backlog=Count("pk", filter=due),
+            oldest=Min("next_sync_at", filter=due),
+            queued=Count("pk", filter=schedulable & Q(queued_at__gte=now - scheduler.queued_stale_after())),
+            pending=Count("pk", filter=Q(queued_at__isnull=False) | Q(next_sync_at__lte=now)),
+        )
+        .order_by()
+    )
+    return {row.pop("tier"): row for row in rows}
+
+
+def fleet_capacity(
+    kind: str, *, units_qs: QuerySet | None = None, now: dt.datetime | None = None, counts: dict | None = None
+) -> dict:
     """Per tier: stores, backlog (due and not running), lag (how late the oldest due store is), runs in the
     last hour; and for the kind: the parallel cap, the runs an hour the tiers need, the runs an hour the cap
-    can serve at the last hour's mean run time, and whether that keeps up. A constant number of queries
-    (aggregates), whatever the fleet size. ``units_qs`` narrows to the caller's organizations."""
-    from django.db.models import Count, Min, Sum
+    can serve at the last hour's mean run time, and whether that keeps up. Two queries (the units' counts,
+    unless ``counts`` from fleet_unit_counts is given, and the last hour's tallies), whatever the fleet size.
+    ``units_qs`` narrows to the caller's organizations."""
+    from django.db.models import Sum
 
-    from . import runpolicy, scheduler
+    from . import runpolicy
     from .models import RunTally
 
     now = now or clock.now()
     policy = runpolicy.policy_of(kind)
     tiers_decl = policy.schedule
-    qs = units_qs if units_qs is not None else scheduler.units(kind)
-    active = scheduler.schedulable(qs)
-    due = scheduler.due_units(kind, now=now, queryset=qs)
-    per_tier = {row["tier"]: row for row in active.values("tier").annotate(stores=Count("pk")).order_by()}
-    backlog = {
-        row["tier"]: row
-        for row in due.values("tier").annotate(backlog=Count("pk"), oldest=Min("next_sync_at")).order_by()
-    }
-    queued = dict(
-        active.filter(queued_at__gte=now - scheduler.queued_stale_after())
-        .values("tier")
-        .annotate(n=Count("pk"))
-        .order_by()
-        .values_list("tier", "n")
-    )
+    if counts is None:
+        counts = fleet_unit_counts(kind, units_qs=units_qs, now=now)
+    # A tier none of whose units is schedulable or due (all paused, say) is listed only if declared.
+    counts = {tier: c for tier, c in counts.items() if c["stores"] or c["backlog"]}
     hour = now - dt.timedelta(hours=1)
     tallies = {
         row["tier"]: row
@@ -71,15 +91,15 @@ def fleet_capacity(kind: str, *, units_qs: QuerySet | None = None, now: dt.datet
         .order_by()
     }
     names = list(tiers_decl.intervals) if hasattr(tiers_decl, "intervals") else [""]
-    names += [t for t in {*per_tier, *backlog, *tallies} if t not in names]
+    names += [t for t in {*counts, *tallies} if t not in names]
     rows, needed = [], 0.0
     for tier in names:
         interval = (
             runpolicy.tier_interval(policy, tier or tiers_decl.default) if hasattr(tiers_decl, "intervals") else None
         )
-        stores = per_tier.get(tier, {}).get("stores", 0)
-        b = backlog.get(tier, {})
-        lag = (now - b["oldest"]).total_seconds() if b.get("oldest") else 0.0
+        c = counts.get(tier, {})
+        stores = c.get("stores", 0)
+        lag = (now - c["oldest"]).total_seconds() if c.get("oldest") else 0.0
         need = stores * 3600 / interval.total_seconds() if interval else 0.0
         needed += need
         t = tallies.get(tier, {})
@@ -88,8 +108,8 @@ def fleet_capacity(kind: str, *, units_qs: QuerySet | None = None, now: dt.datet
                 "tier": tier,
                 "interval_seconds": int(interval.total_seconds()) if interval else None,
                 "stores": stores,
-                "backlog": b.get("backlog", 0),
-                "queued": queued.get(tier, 0),
+                "backlog": c.get("backlog", 0),
+                "queued": c.get("queued", 0),
                 "lag_seconds": round(max(lag, 0.0), 1),
                 "late": bool(interval and lag > interval.total_seconds()),
                 "runs_last_hour": t.get("runs") or 0,

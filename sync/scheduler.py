@@ -7,11 +7,12 @@ state is already ours (RunSchedule.next_sync_at), so a tick is:
 - count what is queued and not started yet (``queued_at`` set) and enqueue at most ``SYNC_TICK_MAX_ENQUEUE``
   minus that: the broker never holds more than that many runs of a kind, so after an outage the backlog is
   worked off at a bounded rate (oldest due first) instead of flooding the broker;
-- in chunks of ``SYNC_TICK_CHUNK``, each its own short transaction: SELECT the oldest due units FOR UPDATE
-  SKIP LOCKED (two ticks never take the same unit; a unit being written elsewhere is left to the next tick),
-  one UPDATE marking them queued (``queued_at``, a compare-and-set that also holds on SQLite), one bulk INSERT
-  of the broker rows (ORM broker: in the same transaction, so a rolled-back chunk enqueues nothing; any
-  other broker: pushed after the commit).
+- in chunks of ``SYNC_TICK_CHUNK``, each its own short transaction (``units_enqueue``): on PostgreSQL ONE
+  statement marks the oldest due units queued, ``UPDATE ... SET queued_at WHERE id IN (SELECT ... FOR UPDATE
+  SKIP LOCKED) RETURNING`` (two ticks never take the same unit; a unit being written elsewhere is left to the
+  next tick); on SQLite a SELECT and then the UPDATE as a compare-and-set; then one bulk write of the broker
+  rows (ORM broker: COPY in the same transaction, so a rolled-back chunk enqueues nothing; any other broker:
+  pushed after the commit).
 The worker clears ``queued_at`` when the run starts (or defers), so a unit is never enqueued twice while
 queued, and a queued task that vanished (a broker restart) is re-enqueued once its mark is stale. One run per
 (connection, resource) and the parallel cap stay the RunSlot rows' job (sync.runpolicy.slot_acquire).
@@ -26,10 +27,11 @@ import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core import clock
@@ -66,24 +68,41 @@ def units(kind: str) -> QuerySet[RunSchedule]:
     return RunSchedule.objects.filter(connection__kind=kind, resource=WHOLE)
 
 
-def schedulable(qs: QuerySet[RunSchedule]) -> QuerySet[RunSchedule]:
-    return qs.filter(
+def schedulable_q() -> Q:
+    """Units the scheduler serves: active or backing off, on an active connection that needs no reconnect."""
+    return Q(
         state__in=(ScheduleState.ACTIVE, ScheduleState.BACKOFF),
         connection__is_active=True,
         connection__needs_reauth=False,
     )
 
 
+def schedulable(qs: QuerySet[RunSchedule]) -> QuerySet[RunSchedule]:
+    return qs.filter(schedulable_q())
+
+
+def running_connection_ids(now: dt.datetime) -> QuerySet:
+    """Connections holding a live run slot (a few rows: at most the parallel caps)."""
+    return RunSlot.objects.filter(connection__isnull=False, lease_until__gt=now).values("connection_id")
+
+
+def due_q(now: dt.datetime) -> Q:
+    """Due: schedulable, next run time come, not queued (or its mark is stale), not running. A Q, so that a
+    filter and a conditional aggregate (sync.policy_selectors.fleet_unit_counts) share one definition.
+    "Not running" is ``connection_id NOT IN (the live slots)``: PostgreSQL hashes the few slot rows once
+    instead of probing RunSlot per unit; the subquery never yields NULL (``connection__isnull=False``)."""
+    return (
+        schedulable_q()
+        & Q(next_sync_at__lte=now)
+        & (Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
+        & ~Q(connection_id__in=running_connection_ids(now))
+    )
+
+
 def due_units(kind: str, *, now: dt.datetime | None = None, queryset: QuerySet | None = None) -> QuerySet:
     """Units whose next run time has come, that are not queued (or whose mark is stale) and not running."""
     now = now or clock.now()
-    qs = schedulable(queryset if queryset is not None else units(kind))
-    running = RunSlot.objects.filter(connection_id=OuterRef("connection_id"), lease_until__gt=now)
-    return (
-        qs.filter(next_sync_at__lte=now)
-        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
-        .exclude(Exists(running))
-    )
+    return (queryset if queryset is not None else units(kind)).filter(due_q(now))
 
 
 def in_flight(kind: str, *, now: dt.datetime | None = None) -> int:
@@ -110,8 +129,6 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     import time
 
     from . import runpolicy
-    from .connection_runs import SYNC_TASK
-    from .services import is_postgres
 
     report = TickReport(kind=kind)
     policy = runpolicy.policy_of(kind)
@@ -120,7 +137,6 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     now = now or clock.now()
     report.in_flight_before = in_flight(kind, now=now)
     report.room = max(0, (limit if limit is not None else max_enqueue()) - report.in_flight_before)
-    stale = now - queued_stale_after()
     after = None  # keyset: each chunk starts past the last one, so no chunk rescans the rows marked before it
     while report.enqueued < report.room:
         n = min(chunk_size(), report.room - report.enqueued)
@@ -129,22 +145,10 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
             qs = due_units(kind, now=now).order_by("next_sync_at", "pk")
             if after is not None:
                 qs = qs.filter(Q(next_sync_at__gt=after[0]) | Q(next_sync_at=after[0], pk__gt=after[1]))
-            if is_postgres():
-                qs = qs.select_for_update(skip_locked=True, of=("self",))
-            rows = list(qs.values_list("pk", "connection_id", "next_sync_at")[:n])
+            rows = units_enqueue(qs, n=n, now=now, origin="schedule")
             if not rows:
                 break
-            after = (rows[-1][2], rows[-1][0])
-            rows = [(pk, conn_id) for pk, conn_id, _ in rows]
-            pks = [pk for pk, _ in rows]
-            marked = (
-                RunSchedule.objects.filter(pk__in=pks)
-                .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale))
-                .update(queued_at=now)
-            )
-            if marked != len(rows):  # SQLite without row locks: re-read which ones we marked
-                rows = list(RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list("pk", "connection_id"))
-            enqueue_many(SYNC_TASK, [(conn_id, "schedule") for _, conn_id in rows], group=TICK_GROUP)
+            after = max((row.next_sync_at, row.pk) for row in rows)
         report.enqueued += len(rows)
         report.chunks += 1
         report.max_chunk_seconds = max(report.max_chunk_seconds, time.perf_counter() - started)
@@ -156,6 +160,64 @@ def tick(kind: str, *, now: dt.datetime | None = None, limit: int | None = None)
     return report
 
 
+class Claimed(NamedTuple):
+    pk: int
+    connection_id: int
+    next_sync_at: dt.datetime | None
+    organization_id: int
+
+
+def units_enqueue(qs: QuerySet, *, n: int, now: dt.datetime, origin: str) -> list[Claimed]:
+    """Mark at most ``n`` units of ``qs`` (filtered and ordered by the caller: due, or stale for a login) queued
+    and enqueue their whole-connection runs with ``origin``, all in the caller's transaction: one claim
+    statement and one bulk enqueue whatever ``n``. A unit queued or locked by someone else is skipped.
+    Returns the units enqueued, in ``qs`` order as far as the claim keeps it."""
+    from .connection_runs import SYNC_TASK
+    from .services import is_postgres
+
+    rows = _claim_postgres(qs, n, now) if is_postgres() else _claim_cas(qs, n, now)
+    rows.sort(key=lambda r: (r.next_sync_at or now, r.pk))
+    enqueue_many(SYNC_TASK, [(row.connection_id, origin) for row in rows], group=TICK_GROUP)
+    return rows
+
+
+_CLAIMED = "id, connection_id, next_sync_at, organization_id"
+
+
+def _claim_postgres(qs: QuerySet, n: int, now: dt.datetime) -> list[Claimed]:
+    """ONE statement: ``UPDATE ... SET queued_at WHERE id IN (the first n of qs, FOR UPDATE SKIP LOCKED)
+    RETURNING``, instead of a SELECT ... FOR UPDATE and then an UPDATE of the ids it returned. The subquery's
+    row locks keep a concurrent tick (or login) off these rows until the caller's transaction commits."""
+    from django.db import connection
+
+    sub = qs.select_for_update(skip_locked=True, of=("self",)).values("pk")[:n]
+    sql, params = sub.query.sql_with_params()
+    table = connection.ops.quote_name(RunSchedule._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Only the quoted table name and Django-compiled SQL are interpolated; values are bound parameters.
+            f"UPDATE {table} SET queued_at = %s WHERE id IN ({sql}) RETURNING {_CLAIMED}",  # noqa: S608
+            [now, *params],
+        )
+        return [Claimed(*row) for row in cursor.fetchall()]
+
+
+def _claim_cas(qs: QuerySet, n: int, now: dt.datetime) -> list[Claimed]:
+    """Without row locks (SQLite): read the first n, then mark them with a compare-and-set; when another tick
+    marked some in between, re-read which ones are ours."""
+    fields = ("pk", "connection_id", "next_sync_at", "organization_id")
+    rows = [Claimed(*row) for row in qs.values_list(*fields)[:n]]
+    pks = [row.pk for row in rows]
+    marked = (
+        RunSchedule.objects.filter(pk__in=pks)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queued_stale_after()))
+        .update(queued_at=now)
+    )
+    if marked != len(rows):
+        rows = [Claimed(*row) for row in RunSchedule.objects.filter(pk__in=pks, queued_at=now).values_list(*fields)]
+    return rows
+
+
 # --- Bulk enqueue -------------------------------------------------------------------------------------------
 def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
     """Enqueue ``func(*args)`` for each args in one go. The ORM broker gets one bulk INSERT in the current
@@ -163,6 +225,7 @@ def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
     (``transaction.on_commit``), as does inline mode (Q_SYNC, tests).
     Task packages are built like django_q.tasks.async_task builds them (ids only in args, never secrets)."""
     from django_q.brokers import get_broker
+    from django_q.brokers.orm import ORM
     from django_q.conf import Conf
     from django_q.signals import pre_enqueue
     from django_q.signing import SignedPackage
@@ -197,12 +260,22 @@ def enqueue_many(func: str, arg_list: list[tuple], *, group: str):
         pre_enqueue.send(sender="django_q", task=task)
         packs.append(SignedPackage.dumps(task))
     broker = get_broker()
-    if type(broker).__name__ == "ORM":
+    if isinstance(broker, ORM):  # django-q2's or ops.broker's (a subclass): rows in the ORM's database
         from django_q.models import OrmQ
 
-        OrmQ.objects.using(Conf.ORM).bulk_create(
-            [OrmQ(key=broker.list_key or Conf.CLUSTER_NAME, payload=p, lock=now) for p in packs], batch_size=1000
-        )
+        from .services import is_postgres
+
+        key = broker.list_key or Conf.CLUSTER_NAME
+        if is_postgres() and Conf.ORM == DEFAULT_DB_ALIAS:
+            # COPY: a third of bulk_create's time for 1,000 rows (no model instances, no per-field prep, no
+            # array quoting of every payload). Same transaction, so still enqueued exactly when it commits.
+            from .bulk import copy_rows
+
+            copy_rows(OrmQ._meta.db_table, ("key", "payload", "lock"), ((key, p, now) for p in packs))
+        else:
+            OrmQ.objects.using(Conf.ORM).bulk_create(
+                [OrmQ(key=key, payload=p, lock=now) for p in packs], batch_size=1000
+            )
         return
 
     def push():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 
 from connectors.models import Connection
 from core import clock
-from sync.models import RunSchedule, RunSlot, ScheduleState
+from sync.models import RunSchedule, RunSlot
 from sync.selectors import organization_ids_for, scope
 
 from .models import PendingInstall, Tier
@@ -109,38 +109,30 @@ def _row(conn: Connection, sched: RunSchedule | None, running: bool) -> dict:
 def scheduler_status(*, user, page: int = 1, page_size: int = PAGE_SIZE, late_only: bool = False) -> dict:
     """The original system's shape (running, total, active, pending, failed, stores) with the stores paginated,
     plus the fleet's capacity per tier (sync.policy_selectors.fleet_capacity) and the late stores (oldest
-    first). A constant number of queries whatever the number of stores."""
-    from sync.policy_selectors import fleet_capacity, late_units
+    first). A constant number of queries whatever the number of stores, and one pass over the units for every
+    count (sync.policy_selectors.fleet_unit_counts): no count scans the fleet twice."""
+    from sync.policy_selectors import fleet_capacity, fleet_unit_counts, late_units
+    from sync.scheduler import running_connection_ids
 
     now = clock.now()
     page_size = max(1, min(int(page_size or PAGE_SIZE), MAX_PAGE_SIZE))
     page = max(1, int(page or 1))
     stores = store_list(user=user)
     units = store_units(user=user)
-    whole = RunSchedule.objects.filter(connection=OuterRef("pk"), resource="")
-    counts = stores.aggregate(
-        total=Count("pk"),
-        failed=Count("pk", filter=Q(needs_reauth=True) | Q(Exists(whole.filter(failures_in_row__gt=0)))),
-    )
-    counts.update(
-        units.aggregate(
-            active=Count(
-                "pk",
-                filter=Q(
-                    state__in=(ScheduleState.ACTIVE, ScheduleState.BACKOFF),
-                    connection__is_active=True,
-                    connection__needs_reauth=False,
-                ),
-            ),
-            pending=Count("pk", filter=Q(queued_at__isnull=False) | Q(next_sync_at__lte=now)),
-        )
-    )
+    per_tier = fleet_unit_counts(KIND, units_qs=units, now=now)
+    # "failed": needs a reconnect, or its unit has a failure streak (a hashed subquery over the few failing
+    # units, served by the run_schedule_failing index).
+    failing = RunSchedule.objects.filter(resource="", failures_in_row__gt=0).values("connection_id")
+    counts = stores.aggregate(total=Count("pk"), failed=Count("pk", filter=Q(needs_reauth=True) | Q(pk__in=failing)))
+    counts["active"] = sum(c["stores"] for c in per_tier.values())
+    counts["pending"] = sum(c["pending"] for c in per_tier.values())
+    late_count = sum(c["backlog"] for c in per_tier.values())
+    running_ids = running_connection_ids(now).values_list("connection_id", flat=True)
     counts["syncing"] = RunSlot.objects.filter(connection__in=stores.values("pk"), lease_until__gt=now).count()
     late = late_units(KIND, units_qs=units, now=now)
     if late_only:
-        listed = late.values_list("connection_id", flat=True)
-        matching = late.count()
-        ids = list(listed[(page - 1) * page_size : page * page_size])
+        matching = late_count
+        ids = list(late.values_list("connection_id", flat=True)[(page - 1) * page_size : page * page_size])
         conns = {c.pk: c for c in stores.filter(pk__in=ids)}
         page_conns = [conns[i] for i in ids if i in conns]
     else:
@@ -148,9 +140,7 @@ def scheduler_status(*, user, page: int = 1, page_size: int = PAGE_SIZE, late_on
         page_conns = list(stores.order_by("organization_id", "name", "pk")[(page - 1) * page_size : page * page_size])
     ids = [c.pk for c in page_conns]
     scheds = {s.connection_id: s for s in RunSchedule.objects.filter(connection_id__in=ids, resource="")}
-    running = set(
-        RunSlot.objects.filter(connection_id__in=ids, lease_until__gt=now).values_list("connection_id", flat=True)
-    )
+    running = set(running_ids.filter(connection_id__in=ids))
     late_top = [
         {
             "id": s.connection_id,
@@ -159,13 +149,13 @@ def scheduler_status(*, user, page: int = 1, page_size: int = PAGE_SIZE, late_on
             "next_sync_at": s.next_sync_at,
             "late_seconds": round((now - s.next_sync_at).total_seconds(), 1),
         }
-        for s in late[:LATE_PREVIEW]
+        for s in late.only("connection_id", "tier", "next_sync_at", "connection__name")[:LATE_PREVIEW]
     ]
     return {
         "running": scheduler_alive(),
         **counts,
-        "capacity": fleet_capacity(KIND, units_qs=units, now=now),
-        "late_count": late.count() if not late_only else matching,
+        "capacity": fleet_capacity(KIND, units_qs=units, now=now, counts=per_tier),
+        "late_count": late_count,
         "late": late_top,
         "page": page,
         "page_size": page_size,

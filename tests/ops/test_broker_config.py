@@ -28,12 +28,13 @@ def settings_with(**env) -> dict:
 
 def test_orm_broker_by_default():
     got = settings_with()
-    assert got["broker"] == "ORM" and got["conf"]["orm"] == "default" and "redis" not in got["conf"]
+    assert got["broker"] == "SkipLockedORM" and got["conf"]["orm"] == "default" and "redis" not in got["conf"]
+    assert got["conf"]["broker_class"] == "ops.broker.select"  # django-q2's ORM broker, dequeue aside
 
 
 def test_redis_broker_when_a_url_is_set_with_timeouts_added():
     got = settings_with(Q_REDIS_URL="redis://:pw@127.0.0.1:6379/2", Q_CLUSTER_NAME="synchub-staging")
-    assert got["broker"] == "Redis" and "orm" not in got["conf"]
+    assert got["broker"] == "Redis" and "orm" not in got["conf"] and "broker_class" not in got["conf"]
     assert got["conf"]["redis"] == "redis://:pw@127.0.0.1:6379/2?socket_connect_timeout=5&socket_timeout=10"
     assert got["key"] == "django_q:synchub-staging:q"
 

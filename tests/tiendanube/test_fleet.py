@@ -248,6 +248,82 @@ def test_admin_shows_capacity_and_late_stores(fleet, staff):
     assert "store 5000" in html and "store 5001" in html and "store 5010" not in html
 
 
+# --- 2. The queue list ------------------------------------------------------------------------------------------
+QUEUES = "/admin/sync/syncqueue/"
+
+
+def history(org, conns, *, state="done"):
+    """One finished run per store and resource, as the fleet benchmark's history."""
+    SyncQueue.objects.bulk_create(
+        SyncQueue(
+            organization=org,
+            connection=c,
+            resource=r,
+            origin="schedule",
+            is_active=False,
+            state=state,
+            total_count=10,
+            done_count=10,
+        )
+        for c in conns
+        for r in ("products", "orders", "customers")
+    )
+
+
+def listed_queue_ids(html: str) -> set[int]:
+    import re
+
+    return {int(pk) for pk in re.findall(r">#(\d+)</a>", html)}
+
+
+def test_queue_list_filters_never_list_every_connection(fleet, staff, org):
+    conns = fleet(30)
+    history(org, conns)
+    client = api(staff)
+    html = client.get(QUEUES).content.decode()
+    assert 'data-testid="connection-filter"' in html  # a search box, not one link per connection
+    assert not any(f"conn={c.pk}" in html for c in conns)
+    assert "?resource=orders" in html and "?kind=tiendanube" in html  # choices from the declarations
+    by_store_id = listed_queue_ids(client.get(QUEUES, {"conn": "5007"}).content.decode())
+    assert by_store_id == set(SyncQueue.objects.filter(connection=conns[7]).values_list("pk", flat=True))
+    by_name = listed_queue_ids(client.get(QUEUES, {"conn": "STORE 501", "resource": "orders"}).content.decode())
+    assert by_name == set(
+        SyncQueue.objects.filter(connection__in=conns[10:20], resource="orders").values_list("pk", flat=True)
+    )
+    assert listed_queue_ids(client.get(QUEUES, {"conn": "store_50%"}).content.decode()) == set()  # literal % and _
+    assert listed_queue_ids(client.get(QUEUES, {"kind": "woocommerce"}).content.decode()) == set()
+    assert (
+        len(listed_queue_ids(client.get(QUEUES, {"kind": "tiendanube", "state__exact": "done"}).content.decode())) == 90
+    )
+    body = client.get("/api/queues", {"connection": conns[3].pk, "resource": "orders"}).json()
+    assert body["count"] == 1 and body["results"][0]["connection_id"] == conns[3].pk
+
+
+def test_queue_list_queries_do_not_grow_with_the_fleet(fleet, staff, org):
+    client = api(staff)
+    client.get(QUEUES)  # warm the session
+    filtered = {
+        "state__exact": "done",
+        "kind": KIND,
+        "conn": "store",
+        "resource": "orders",
+        "origin__exact": "schedule",
+    }
+
+    def count():
+        with CaptureQueriesContext(db_connection) as ctx:
+            assert client.get(QUEUES).status_code == 200
+            assert client.get(QUEUES, filtered).status_code == 200
+            assert client.get(QUEUES, {"action_required": "1", "conn": "5001"}).status_code == 200
+            assert client.get("/api/queues", {"state": "done", "resource": "orders"}).status_code == 200
+        return len(ctx.captured_queries)
+
+    history(org, fleet(3))
+    small = count()
+    history(org, fleet(60, start=100))
+    assert count() == small
+
+
 # --- 4. Bulk onboarding ------------------------------------------------------------------------------------------
 def rows(n, start=0):
     return [

@@ -33,30 +33,91 @@ def enqueued(monkeypatch):
     return calls
 
 
-def test_login_enqueues_only_stale_stores_once(
-    two_stores, staff, enqueued, django_capture_on_commit_callbacks, fake_clock
-):
+@pytest.fixture
+def broker_tasks(monkeypatch):
+    """The tasks put on the ORM broker (for real: tests run django-q2 inline otherwise), as sorted args."""
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+    def tasks():
+        return sorted(tuple(SignedPackage.loads(q.payload)["args"]) for q in OrmQ.objects.all())
+
+    return tasks
+
+
+def test_login_enqueues_only_stale_stores_once(two_stores, staff, broker_tasks, fake_clock):
     sb, stale, fresh = two_stores
     calls_before = sb.api_calls
-    with django_capture_on_commit_callbacks(execute=True):
-        assert Client().login(username="alice", password="pw-alice")
-    assert enqueued == [(stale.pk, "login")]
+    assert Client().login(username="alice", password="pw-alice")
+    assert broker_tasks() == [(stale.pk, "login")]
     assert sb.api_calls == calls_before  # enqueue only: no upstream call during the login
     assert (
         SyncActivity.objects.filter(event="tiendanube.login_sync", connection=stale, data__origin="login").count() == 1
     )
+    assert RunSchedule.objects.get(connection=stale, resource="").queued_at == fake_clock.now()
     fake_clock.advance(5)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert Client().login(username="alice", password="pw-alice")
-    assert enqueued == [(stale.pk, "login")]  # already queued: nothing new
+    assert Client().login(username="alice", password="pw-alice")
+    assert broker_tasks() == [(stale.pk, "login")]  # already queued: nothing new
 
 
-def test_login_skips_a_store_that_is_running(two_stores, staff, enqueued, django_capture_on_commit_callbacks):
+def test_login_skips_a_store_that_is_running_paused_or_needing_a_reconnect(
+    two_stores, staff, broker_tasks, org, make_connection, fake_clock
+):
     _, stale, _ = two_stores
     runpolicy.slot_acquire(stale)
-    with django_capture_on_commit_callbacks(execute=True):
-        Client().login(username="alice", password="pw-alice")
-    assert enqueued == []
+    old = fake_clock.now() - dt.timedelta(days=1)
+    paused = make_connection(org, kind="tiendanube", external_account_id="1003", name="paused")
+    reauth = make_connection(org, kind="tiendanube", external_account_id="1004", name="reauth", needs_reauth=True)
+    RunSchedule.objects.create(connection=paused, organization=org, tier="high", last_success_at=old, state="paused")
+    RunSchedule.objects.create(connection=reauth, organization=org, tier="high", last_success_at=old)
+    Client().login(username="alice", password="pw-alice")
+    assert broker_tasks() == []
+
+
+def test_login_enqueues_stalest_first_within_the_tick_room(
+    staff, broker_tasks, org, make_connection, fake_clock, settings
+):
+    now = fake_clock.now()
+    conns = []
+    # Tiers: "high" is stale after 5 min, "low" after 6 h; s4 never succeeded.
+    for i, (tier, ago) in enumerate([("high", 10), ("low", 7 * 60), ("high", 20), ("low", 60), ("high", None)]):
+        conn = make_connection(org, kind="tiendanube", external_account_id=str(1100 + i), name=f"s{i}")
+        last = None if ago is None else now - dt.timedelta(minutes=ago)
+        RunSchedule.objects.create(connection=conn, organization=org, tier=tier, last_success_at=last)
+        conns.append(conn)
+    fresh = make_connection(org, kind="tiendanube", external_account_id="1199", name="fresh")
+    RunSchedule.objects.create(connection=fresh, organization=org, tier="high", last_success_at=now)
+    # Stale: s4 (never), s1 (7 h > 6 h), s2 (20 min), s0 (10 min); s3 (low, 1 h) and "fresh" are not.
+    settings.SYNC_TICK_MAX_ENQUEUE = 3  # room for three: the stalest three
+    assert sorted(stores.login_sync(user=staff)) == sorted([conns[4].pk, conns[1].pk, conns[2].pk])
+    settings.SYNC_TICK_MAX_ENQUEUE = 10
+    assert stores.login_sync(user=staff) == [conns[0].pk]
+    assert broker_tasks() == sorted((conns[i].pk, "login") for i in (4, 1, 2, 0))
+
+
+def test_login_queries_do_not_grow_with_the_stale_stores(staff, broker_tasks, org, make_connection, fake_clock):
+    from django.db import connection as db_connection
+    from django.test.utils import CaptureQueriesContext
+
+    def stale_stores(n, start):
+        for i in range(start, start + n):
+            conn = make_connection(org, kind="tiendanube", external_account_id=str(1200 + i), name=f"s{i}")
+            RunSchedule.objects.create(connection=conn, organization=org, tier="high", last_success_at=None)
+
+    def measure():
+        with CaptureQueriesContext(db_connection) as ctx:
+            n = len(stores.login_sync(user=staff))
+        RunSchedule.objects.update(queued_at=None)
+        return n, len(ctx.captured_queries)
+
+    stale_stores(2, 0)
+    small = measure()
+    stale_stores(40, 100)
+    large = measure()
+    assert small[0] == 2 and large[0] == 42 and small[1] == large[1]
 
 
 def test_login_sync_runs_with_origin_login(two_stores, staff, django_capture_on_commit_callbacks):
