@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -369,6 +372,15 @@ def normalise_version(kind: str, value: Any, field: str = "version") -> str | No
 
 
 # --- Paging and resources --------------------------------------------------------------------------------
+def module_source_digest(module_name: str) -> bytes | None:
+    """BLAKE2b-256 of a module's source as inspect reads it now; None when there is none at hand."""
+    try:
+        text = inspect.getsource(sys.modules[module_name])
+    except (OSError, TypeError, KeyError):  # no source at hand (a zipped or frozen module)
+        return None
+    return hashlib.blake2b(text.encode(), digest_size=32).digest()
+
+
 class Resource:
     """Declarative description of one upstream resource.
 
@@ -390,6 +402,15 @@ class Resource:
     # content hash alone keeps an equal snapshot from writing).
     version_field: ClassVar[str] = ""
     version_kind: ClassVar[str] = ""
+    # The hash of the source of the module that defines the class, taken when the class is created (at
+    # import, so it is the code this process runs): sync.engine.mapping_revision keys the rows' hashes with
+    # it. Read later, the file would be whatever a deploy has checked out since, while this process still
+    # maps with the code it loaded (docs/deploy.md "Upgrades": new code on disk, then workers restarted).
+    source_digest: ClassVar[bytes | None] = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.source_digest = module_source_digest(cls.__module__)
 
     def fetch_page(self, ctx: FetchContext) -> Page:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -45,6 +45,20 @@ def unstorable(record) -> bool:
     return db_connection.vendor == "postgresql" and "\\u0000" in json_text(record) and _has_nul(record)
 
 
+# Such a record's line is named apart, ``unstorable:<random>:<external id>`` (sync.services.lines_add), so a
+# later good snapshot of the same id still gets a line of its own; a full scan still counts the id as seen.
+UNSTORABLE_LINE_PREFIX = "unstorable:"
+
+
+def unstorable_line_id(external_id: str, nonce: str) -> str:
+    return f"{UNSTORABLE_LINE_PREFIX}{nonce}:{external_id}"[:255]
+
+
+def unstorable_line_record_id(line_id: str) -> str:
+    """The external id of the record an unstorable line stands for (see unstorable_line_id)."""
+    return line_id.split(":", 2)[2]
+
+
 def same_record(stored, record) -> bool:
     """Is ``record`` the snapshot a line stored? (A line done on the fetch path stores none: never equal.)"""
     return stored == record

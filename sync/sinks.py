@@ -176,13 +176,22 @@ class TableSink:
 def missing_rows(model, queue: SyncQueue):
     """The live rows a full scan (``queue``) did not see: no line of the queue names them. Seen is decided by
     the lines, not by ``synced_at`` (an unchanged snapshot no longer writes its row). A row written after the
-    scan began (a webhook's record, newer than the scan) is kept."""
-    seen = SyncQueueLine.objects.filter(queue=queue).values("external_id")
-    return (
+    scan began (a webhook's record, newer than the scan) is kept. A record PostgreSQL cannot store (a NUL
+    character) failed on a line named apart (bulk.unstorable_line_id): it was seen all the same."""
+    lines = SyncQueueLine.objects.filter(queue=queue)
+    seen = lines.values("external_id")
+    unstorable = [
+        bulk.unstorable_line_record_id(line_id)
+        for line_id in lines.filter(external_id__startswith=bulk.UNSTORABLE_LINE_PREFIX).values_list(
+            "external_id", flat=True
+        )
+    ]
+    missing = (
         model.objects.filter(connection_id=queue.connection_id, deleted_at__isnull=True)
         .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=queue.started_at))
         .exclude(external_id__in=seen)
     )
+    return missing.exclude(external_id__in=unstorable) if unstorable else missing
 
 
 def deletion_thresholds() -> dict:

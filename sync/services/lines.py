@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from core import clock
 
-from ..bulk import UNSTORABLE_ERROR, same_record, unstorable, without_nul
+from ..bulk import UNSTORABLE_ERROR, same_record, unstorable, unstorable_line_id, without_nul
 from ..models import LineAction, LineState, SyncQueue, SyncQueueLine
 from .locks import lock_queue
 from .state import line_failed_record, lines_insert, lines_move
@@ -74,7 +74,7 @@ def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None =
             invalid.append(
                 SyncQueueLine(
                     queue=queue,
-                    external_id=f"unstorable:{uuid.uuid4().hex[:12]}:{ext}"[:255],
+                    external_id=unstorable_line_id(ext, uuid.uuid4().hex[:12]),
                     payload=without_nul(record),
                     state=LineState.FAILED,
                     attempts=1,
