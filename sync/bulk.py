@@ -344,7 +344,8 @@ def sqlite_datetime(value):
 def insert_copy(model: type[models.Model], rows: list[dict]) -> int:
     """PostgreSQL: COPY ``rows`` straight into the model's table (no staging, no ON CONFLICT), for rows known
     to be new; a row that exists after all fails the whole COPY with an IntegrityError (the unique
-    constraint), rolling back the caller's transaction. Inside a transaction. Returns len(rows)."""
+    constraint), rolling back the caller's transaction. Rows go in the order given (TableSink.write sorts them by key,
+    the byte order the upsert locks in). Inside a transaction. Returns len(rows)."""
     fields = _layout(model)[0]
     copy_rows(model._meta.db_table, [f.column for f in fields], _tuples(model, rows))
     return len(rows)
@@ -382,10 +383,19 @@ def _upsert_copy(
         cursor.execute(create)
     copy_rows(stage, columns, _tuples(model, rows))
     order = ", ".join(_qn(c) for c in key_columns)
+    # Rows are locked in byte order of their keys whatever the database's collation: the order Python sorts
+    # them in for insert_copy and TableSink.write, so a first sync's plain COPY and an upsert of the same new
+    # ids take their locks in one order and cannot deadlock each other.
+    text_keys = {
+        f.column
+        for f in (meta.get_field(n) for n in unique_fields)
+        if isinstance(f, (models.CharField, models.TextField))
+    }
+    by_bytes = ", ".join(_qn(c) + (' COLLATE "C"' if c in text_keys else "") for c in key_columns)
     sets = ", ".join(f"{_qn(c)} = EXCLUDED.{_qn(c)}" for c in update_columns)
     upsert_sql = (
         f"WITH staged AS (DELETE FROM {_qn(stage)} RETURNING {cols}) "  # noqa: S608
-        f"INSERT INTO {_qn(table)} ({cols}) SELECT {cols} FROM staged ORDER BY {order} "
+        f"INSERT INTO {_qn(table)} ({cols}) SELECT {cols} FROM staged ORDER BY {by_bytes} "
         f"ON CONFLICT ({order}) DO UPDATE SET {sets}"
     )
     if guard is not None:

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Collate
 from django.utils.module_loading import import_string
 
 from core import clock
@@ -83,7 +84,7 @@ class TableSink:
             list(
                 model.objects.select_for_update()
                 .filter(connection_id=connection.pk, external_id__in=keys)
-                .order_by("external_id")
+                .order_by(Collate("external_id", "C"))  # byte order, as the upsert (bulk._upsert_copy)
                 .values_list("id", flat=True)
             )
         if upserts:
