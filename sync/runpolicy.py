@@ -102,11 +102,6 @@ def is_tiered(kind: str) -> bool:
     return isinstance(policy_of(kind).schedule, Tiers)
 
 
-def unit_of(kind: str, resource: str) -> str:
-    """The schedulable unit a run of ``resource`` belongs to."""
-    return WHOLE if is_tiered(kind) else resource
-
-
 def tier_interval(policy: RunPolicy, tier: str) -> dt.timedelta:
     tiers = policy.schedule
     assert isinstance(tiers, Tiers)
