@@ -89,8 +89,11 @@ def database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def start_worker(queue_id: int, **env: str) -> subprocess.Popen:
+def start_worker(queue_id: int, *, app_name: str = "", **env: str) -> subprocess.Popen:
+    """``app_name``: the worker's PostgreSQL application_name (libpq's PGAPPNAME), so a test can find this
+    process's sessions in pg_stat_activity (e.g. which session blocks which, with pg_blocking_pids)."""
     full = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "DATABASE_URL": database_url(), **env}
+    full["PGAPPNAME"] = app_name or f"chaos-worker-q{queue_id}"
     return subprocess.Popen(
         [sys.executable, "-m", "tests.chaos.worker", str(queue_id)],
         cwd=ROOT,

@@ -289,12 +289,9 @@ def test_refresher_killed_while_another_waits_on_the_lock(
     assert sandbox.refresh_calls() == 2, "the reconnected token was used as issued"
 
 
-# Known flaky (failed 4 times in ~12 runs this wave, under load and once in a quiet CI-like run; older than
-# the wave: it failed on the untouched checkout too). The failure is always the same: right after B is seen
-# waiting on a lock, the sandbox has already counted one refresh. Suspected: _lock_waiters() counts any
-# backend waiting on a lock in the database, so it can see another session while B has not reached A's
-# lock yet. Rerun twice rather than hide it; the cause is open (see the wave's closing note).
-@pytest.mark.flaky(reruns=2)
+# Both SIGSTOP tests below were flaky under CPU load until the chaos worker froze itself with a
+# thread-directed signal (tests/chaos/worker.py _die): the refresh runs in the engine's prefetch thread, and
+# a process-directed SIGSTOP let that thread send A's token request before the process stopped.
 def test_frozen_refresher_holds_the_lock_others_wait_then_refresh_once(
     ls_conn, sandbox, fast_retries, jump_past_leases, tmp_path
 ):
@@ -305,19 +302,25 @@ def test_frozen_refresher_holds_the_lock_others_wait_then_refresh_once(
     conn = ls_conn(expired=True)
     a = services.sync_start(connection=conn, resource="products", enqueue=False).queue
     b = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
-    proc_a = start_worker(a.pk, CHAOS_KILL_AT="refresh-send:1", CHAOS_SIGNAL="SIGSTOP", **sandbox.env)
+    proc_a = start_worker(
+        a.pk, app_name="chaos-A", CHAOS_KILL_AT="refresh-send:1", CHAOS_SIGNAL="SIGSTOP", **sandbox.env
+    )
     try:
         deadline = time.monotonic() + 30
         while not _stopped(proc_a.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _stopped(proc_a.pid), "A froze at the refresh"
-        proc_b = start_worker(b.pk, **sandbox.env)
+        assert sandbox.refresh_calls() == 0, "A froze before its token request left"
+        proc_b = start_worker(b.pk, app_name="chaos-B", **sandbox.env)
         deadline = time.monotonic() + 30
-        while not _lock_waiters() and proc_b.poll() is None and time.monotonic() < deadline:
+        while not _waits_on_connection_lock("chaos-B", "chaos-A") and time.monotonic() < deadline:
+            if proc_b.poll() is not None:
+                break
             time.sleep(0.05)
-        assert _lock_waiters() == 1, "B waits on A's row lock"
+        assert _waits_on_connection_lock("chaos-B", "chaos-A"), ("B waits on A's row lock", _sessions())
         time.sleep(0.5)
-        assert proc_b.poll() is None and _lock_waiters() == 1 and sandbox.refresh_calls() == 0
+        assert proc_b.poll() is None and _waits_on_connection_lock("chaos-B", "chaos-A")
+        assert sandbox.refresh_calls() == 0
     finally:
         proc_a.kill()
         proc_a.wait(timeout=10)
@@ -331,10 +334,6 @@ def test_frozen_refresher_holds_the_lock_others_wait_then_refresh_once(
     assert sandbox.refresh_calls() == 1, "A's resumed run used B's token"
 
 
-# Known flaky like the test above (failed under load at the start of the wave, before any change, and once
-# in a CI-like run): B sometimes finds the refresh token already spent and ends needs-reauth. Same SIGSTOP
-# timing family; rerun twice, cause open (closing note).
-@pytest.mark.flaky(reruns=2)
 def test_refresher_hung_past_the_lock_limit_loses_the_lock_and_wakes_to_the_new_token(ls_conn, sandbox, fast_retries):
     """Worker A hangs (SIGSTOP) holding the row lock just before its token call, longer than
     LIGHTSPEED_REFRESH_LOCK_IDLE_SECONDS: PostgreSQL ends A's session, which frees the lock, and worker B
@@ -350,6 +349,7 @@ def test_refresher_hung_past_the_lock_limit_loses_the_lock_and_wakes_to_the_new_
         while not _stopped(proc_a.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _stopped(proc_a.pid), "A froze at the refresh"
+        assert sandbox.refresh_calls() == 0, "A froze before its token request left"
         # B finishing while A is still frozen proves the lock was released: A's session is gone.
         out_b, err_b = start_worker(b.pk, **env).communicate(timeout=60)
         assert "state=done" in out_b, err_b[-2000:]
@@ -368,11 +368,38 @@ def _stopped(pid: int) -> bool:
         return fh.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
-def _lock_waiters() -> int:
+def _waits_on_connection_lock(waiter: str, holder: str) -> bool:
+    """A session of the worker named ``waiter`` is blocked, locking a Connection row, by a session of the
+    worker named ``holder`` (application names given to start_worker; no other session counts)."""
     from django.db import connection
 
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM pg_stat_activity w
+                JOIN pg_stat_activity h ON h.pid = ANY (pg_blocking_pids(w.pid))
+                WHERE w.datname = current_database() AND w.application_name = %s AND h.application_name = %s
+                  AND w.wait_event_type = 'Lock'
+                  AND EXISTS (
+                      SELECT 1 FROM pg_locks l
+                      WHERE l.pid = w.pid AND l.locktype = 'tuple'
+                        AND l.relation = 'connectors_connection'::regclass
+                  )
+            )
+            """,
+            [waiter, holder],
         )
         return cur.fetchone()[0]
+
+
+def _sessions() -> list[tuple]:
+    """Every session of the test database, for an assertion message."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid, application_name, state, wait_event_type, pg_blocking_pids(pid), left(query, 80) "
+            "FROM pg_stat_activity WHERE datname = current_database() ORDER BY pid"
+        )
+        return cur.fetchall()

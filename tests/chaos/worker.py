@@ -27,13 +27,22 @@ import functools
 import os
 import signal
 import sys
+import threading
 import time
 
 
 def _die() -> None:
     sys.stdout.flush()
     # CHAOS_SIGNAL=SIGSTOP freezes the process instead (a hung worker, or a host gone silent).
-    os.kill(os.getpid(), getattr(signal, os.environ.get("CHAOS_SIGNAL") or "SIGKILL"))
+    sig = getattr(signal, os.environ.get("CHAOS_SIGNAL") or "SIGKILL")
+    # Signal this thread, not the process: the hook often fires in a thread other than the main one (the
+    # engine's page prefetcher does the token refresh). The kernel hands a process-directed SIGSTOP
+    # (os.kill(os.getpid(), ...)) to the main thread, and this thread kept running until the group stop
+    # caught up with it: under CPU load, long enough to send the very token request the freeze is meant to
+    # precede (the flaky SIGSTOP tests in test_token_refresh_killed.py). A thread-directed SIGSTOP stops
+    # this thread before the call returns, then the rest of the process; SIGKILL kills the whole process
+    # either way.
+    signal.pthread_kill(threading.get_ident(), sig)
 
 
 def install_kill(point: str, nth: int) -> None:
