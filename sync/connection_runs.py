@@ -40,8 +40,13 @@ class ConnectionRunResult:
     error: str = ""
 
 
+def run_task_name(connection_id: int) -> str:
+    """The broker task name of an enqueued whole-connection run (manual, login, connect)."""
+    return f"connection-run-{connection_id}"
+
+
 def _enqueue(connection_id: int, origin: str) -> None:
-    async_task(SYNC_TASK, connection_id, origin, task_name=f"connection-run-{connection_id}", group="connection-runs")
+    async_task(SYNC_TASK, connection_id, origin, task_name=run_task_name(connection_id), group="connection-runs")
 
 
 def is_queued_or_running(sched: RunSchedule, *, now: dt.datetime | None = None) -> bool:

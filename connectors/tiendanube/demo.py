@@ -19,9 +19,9 @@ from django_q.models import OrmQ, Schedule
 from connectors.models import Connection
 from connectors.sandbox.server import serve
 from core import clock
-from sync.connection_runs import connection_sync
+from sync.connection_runs import connection_sync, run_task_name
 from sync.models import QueueState, RunSchedule, SyncQueue
-from sync.runpolicy import tick_name
+from sync.runpolicy import resource_order, tick_name
 
 from .sandbox import SANDBOX_SECRET, TiendanubeSandbox
 
@@ -98,15 +98,26 @@ def run(ctx) -> list[dict]:
     return rows
 
 
-def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[dict]:
-    """Make the stores' schedules due, start a qcluster, wait until each store synced on its own."""
-    # The connect flow enqueued a first sync of each store; the report already ran it, so drop those
-    # (redundant) queued tasks and let the schedules alone drive the cluster.
-    names = {f"tiendanube-store-{c.pk}" for c in conns}
+def drop_enqueued_runs(conns: list[Connection]) -> int:
+    """The connect flow enqueued a first sync of each store; the report already ran it, so drop those
+    (redundant) broker tasks and let the schedules alone drive the cluster. Left queued, the cluster ran
+    them first (origin "manual"), each moved its store's next sync 5 minutes on, and the tick found nothing
+    due: the scheduled step then always said "not yet" (the names matched here had gone stale)."""
+    names = {run_task_name(c.pk) for c in conns}
+    dropped = 0
     for task in OrmQ.objects.all():
         if task.name() in names:
             task.delete()
-    before = {c.pk: SyncQueue.objects.filter(connection=c, origin="schedule").count() for c in conns}
+            dropped += 1
+    return dropped
+
+
+def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[dict]:
+    """Make the stores' schedules due, start a qcluster, wait until each store synced on its own."""
+    drop_enqueued_runs(conns)
+    # What the cluster runs from here on: queues newer than this one (ids, not clocks).
+    last_id = SyncQueue.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    resources = set(resource_order(conns[0].kind))  # what one tiered run of a store syncs
     # The fleet tick (sync.scheduler) enqueues stores whose RunSchedule is due: make both due now.
     now = clock.now()
     RunSchedule.objects.filter(connection__in=conns, resource="").update(next_sync_at=now, queued_at=None)
@@ -121,16 +132,24 @@ def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[d
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def scheduled(c: Connection) -> dict[str, SyncQueue]:
+        """The store's newest scheduled incremental queue of each resource since the cluster started (a
+        reconciliation full scan that happens to fall due meanwhile is not the tiered run we wait for)."""
+        newest: dict[str, SyncQueue] = {}
+        qs = SyncQueue.objects.filter(connection=c, origin="schedule", full_scan=False, id__gt=last_id)
+        for q in qs.order_by("id"):
+            newest[q.resource] = q
+        return newest
+
+    def settled(c: Connection) -> bool:
+        runs = scheduled(c)
+        return set(runs) >= resources and not any(q.is_active for q in runs.values())
+
     rows = []
     try:
         while time.monotonic() - started < timeout:
-            done = [
-                c
-                for c in conns
-                if SyncQueue.objects.filter(connection=c, origin="schedule", is_active=False).count()
-                >= before[c.pk] + 3
-            ]
-            if len(done) == len(conns):
+            if all(settled(c) for c in conns):
                 break
             time.sleep(1)
     finally:
@@ -141,15 +160,16 @@ def _run_qcluster(ctx, conns: list[Connection], timeout: float = 90.0) -> list[d
             proc.kill()
     seconds = round(time.monotonic() - started, 2)
     for c in conns:
-        queues = SyncQueue.objects.filter(connection=c, origin="schedule").order_by("-id")[:3]
-        ok = len(queues) == 3 and all(q.state == QueueState.DONE for q in queues)
+        queues = list(scheduled(c).values())
+        ok = settled(c) and all(q.state == QueueState.DONE for q in queues)
+        state = "done" if ok else "failed" if settled(c) else "not yet"
         rows.append(
             {
                 "connector": "tiendanube",
                 "resource": f"{c.external_account_id}/scheduled",
                 "records": sum(q.done_count for q in queues),
                 "seconds": seconds,
-                "state": "done" if ok else "not yet",
+                "state": state,
                 "note": "on its own under qcluster (incremental: overlap only)",
             }
         )
