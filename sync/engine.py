@@ -619,7 +619,18 @@ class QueueRunner:
         found: set[str] = set()
         with db_connection.cursor() as cursor:
             if is_postgres():
-                chunks = [(head + "= ANY(%s)", [self.connection.pk, ids])]
+                # One unique-index probe per id (LATERAL, LIMIT 1 so it is not flattened into a join): with
+                # "external_id = ANY(ids)" a planner that underestimates the connection's rows (a table loaded
+                # since its last ANALYZE) scans every row of the connection for every group instead, which
+                # made a 300,000-record rescan quadratic (176 s against 46 s for the first sync).
+                t, conn_col = qn(meta.db_table), qn(meta.get_field("connection").column)
+                sql_text = (
+                    f"SELECT r.{qn('external_id')}, r.{qn(meta.get_field('sync_hash').column)} "  # noqa: S608
+                    f"FROM unnest(%s::text[]) AS k(id), LATERAL (SELECT c.{qn('external_id')}, "
+                    f"c.{qn(meta.get_field('sync_hash').column)} FROM {t} c WHERE c.{conn_col} = %s "
+                    f"AND c.{qn('external_id')} = k.id AND c.{qn('deleted_at')} IS NULL LIMIT 1) AS r"
+                )
+                chunks = [(sql_text, [ids, self.connection.pk])]
             else:  # SQLite: an IN list, within its parameter limit
                 chunks = [
                     (head + f"IN ({', '.join(['%s'] * len(part))})", [self.connection.pk, *part])

@@ -10,7 +10,10 @@ class SyncedRecord(models.Model):
     connector. Deletions upstream set ``deleted_at``; rows are never hard-deleted by a sync."""
 
     organization = models.ForeignKey("sync.Organization", on_delete=models.CASCADE, related_name="+")
-    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the binding's unique index (connection, external_id) leads with it and serves every
+    # per-connection lookup. A second index cost every row insert, and gave the planner a worse choice for the
+    # engine's per-id probes (one probe became a scan of the connection's rows; tests/sync/test_convergence.py).
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+", db_index=False)
     external_id = models.CharField(max_length=255)
     upstream_created_at = models.DateTimeField(null=True, blank=True)
     upstream_updated_at = models.DateTimeField(null=True, blank=True)

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Collate
 from django.utils.module_loading import import_string
 
@@ -180,7 +180,9 @@ def missing_rows(model, queue: SyncQueue):
     scan began (a webhook's record, newer than the scan) is kept. A record PostgreSQL cannot store (a NUL
     character) failed on a line named apart (bulk.unstorable_line_id): it was seen all the same."""
     lines = SyncQueueLine.objects.filter(queue=queue)
-    seen = lines.values("external_id")
+    # NOT EXISTS, an anti-join on the lines' (queue, external_id) index: ``NOT IN (subquery)`` is hashed only
+    # while the queue's ids fit in work_mem, and past that PostgreSQL rescans the lines for every row.
+    seen = Exists(SyncQueueLine.objects.filter(queue=queue, external_id=OuterRef("external_id")))
     unstorable = [
         bulk.unstorable_line_record_id(line_id)
         for line_id in lines.filter(external_id__startswith=bulk.UNSTORABLE_LINE_PREFIX).values_list(
@@ -190,7 +192,7 @@ def missing_rows(model, queue: SyncQueue):
     missing = (
         model.objects.filter(connection_id=queue.connection_id, deleted_at__isnull=True)
         .filter(Q(synced_at__isnull=True) | Q(synced_at__lt=queue.started_at))
-        .exclude(external_id__in=seen)
+        .exclude(seen)
     )
     return missing.exclude(external_id__in=unstorable) if unstorable else missing
 
