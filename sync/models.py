@@ -204,7 +204,10 @@ class LineAction(models.TextChoices):
 class SyncQueueLine(models.Model):
     """A snapshot of one upstream record; the raw payload is kept so a retry needs no refetch."""
 
-    queue = models.ForeignKey(SyncQueue, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: uniq_line_per_queue (queue, external_id) leads with it and serves every lookup by
+    # queue. The extra index cost an insertion per line, and on a table planned without fresh statistics it
+    # was chosen for "these ids of this queue", scanning the queue's every line per group.
+    queue = models.ForeignKey(SyncQueue, on_delete=models.CASCADE, related_name="lines", db_index=False)
     external_id = models.CharField(max_length=255)
     action = models.CharField(max_length=8, choices=LineAction.choices, default=LineAction.UPSERT)
     payload = models.JSONField(default=dict)

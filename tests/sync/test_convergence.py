@@ -397,3 +397,22 @@ def test_a_tombstone_older_than_the_stored_snapshot_does_not_delete_it(fake_conn
         stored = row(fake_conn, 1)
         assert (stored.deleted_at is not None) is deleted
     assert stored.sync_version == f"{30:030d}"
+
+
+@pytest.mark.parametrize(
+    "model,column",
+    [("sync.SyncQueueLine", "queue_id"), ("customers.Customer", "connection_id"), ("commerce.Order", "connection_id")],
+)
+def test_no_single_column_index_competes_with_the_binding_index(db, model, column):
+    """The per-group look-ups ("these ids of this queue", "these ids of this connection") must be planned on
+    the composite unique index, one probe per id. A single-column index on the leading column was chosen
+    instead by a planner without fresh statistics, scanning every line of the queue (or row of the
+    connection) for every group; it also cost an index insertion per row written."""
+    from django.apps import apps
+
+    table = apps.get_model(model)._meta.db_table
+    with db_connection.cursor() as cursor:
+        constraints = db_connection.introspection.get_constraints(cursor, table)
+    single = [name for name, c in constraints.items() if c["index"] and c["columns"] == [column]]
+    assert single == [], f"{table} has an index on {column} alone: {single}"
+    assert any(c["unique"] and c["columns"][:1] == [column] and len(c["columns"]) == 2 for c in constraints.values())
