@@ -86,35 +86,37 @@ def bodies(url: str, *, key: str, secret: str, threads: int = 1) -> Iterator[byt
             yield from pool.map(get, rest)
 
 
+def _columns(r: dict) -> tuple:
+    """The COLUMNS of one customer, straight from the record (the JSON ones rendered with orjson)."""
+    billing = r["billing"]
+    return (
+        str(r["id"]),
+        r["email"],
+        r["first_name"],
+        r["last_name"],
+        r["username"],
+        billing["phone"],
+        billing["company"],
+        orjson.dumps(billing).decode(),
+        orjson.dumps(r["shipping"]).decode(),
+        r["is_paying_customer"],
+        r["date_created_gmt"] + "Z",  # _gmt fields are UTC without a zone
+        r["date_modified_gmt"] + "Z",
+        orjson.dumps({"role": r["role"], "avatar_url": r["avatar_url"]}).decode(),
+    )
+
+
 def run(
     base_url: str, dsn: str, *, organization_id: int, connection_id: int, key: str, secret: str, threads: int = 1
 ) -> tuple[float, int]:
     """Fetch, parse, COPY, upsert, commit; return (seconds, rows upserted)."""
-    dumps = orjson.dumps
     t0 = time.perf_counter()
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(STAGE)
         with cur.copy(f"COPY loop_stage ({COLUMNS}) FROM STDIN") as cp:
             for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
                 for r in json.loads(body):
-                    billing = r["billing"]
-                    cp.write_row(
-                        (
-                            str(r["id"]),
-                            r["email"],
-                            r["first_name"],
-                            r["last_name"],
-                            r["username"],
-                            billing["phone"],
-                            billing["company"],
-                            dumps(billing).decode(),
-                            dumps(r["shipping"]).decode(),
-                            r["is_paying_customer"],
-                            r["date_created_gmt"] + "Z",  # _gmt fields are UTC without a zone
-                            r["date_modified_gmt"] + "Z",
-                            dumps({"role": r["role"], "avatar_url": r["avatar_url"]}).decode(),
-                        )
-                    )
+                    cp.write_row(_columns(r))
         cur.execute(INSERT + " FROM loop_stage" + UPSERT_TAIL, (organization_id, connection_id))
         rows = cur.rowcount
         conn.commit()
@@ -127,7 +129,6 @@ def run_direct(
     """``run`` for a table known to hold none of the rows: COPY straight into ``customers_customer`` (no
     staging table, no ON CONFLICT), commit. The simplest fast program for a first sync; the engine takes
     the same shortcut for a connection's first sync, so B1 prints its ratio to this one too."""
-    dumps = orjson.dumps
     now = time.strftime("%Y-%m-%d %H:%M:%S+00", time.gmtime())
     cols = "organization_id, connection_id, synced_at, customer_code, customer_group_id, loyalty_tier, " + COLUMNS
     rows = 0
@@ -136,30 +137,7 @@ def run_direct(
         with cur.copy(f"COPY customers_customer ({cols}) FROM STDIN") as cp:
             for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
                 for r in json.loads(body):
-                    billing = r["billing"]
-                    cp.write_row(
-                        (
-                            organization_id,
-                            connection_id,
-                            now,
-                            "",
-                            "",
-                            "",
-                            str(r["id"]),
-                            r["email"],
-                            r["first_name"],
-                            r["last_name"],
-                            r["username"],
-                            billing["phone"],
-                            billing["company"],
-                            dumps(billing).decode(),
-                            dumps(r["shipping"]).decode(),
-                            r["is_paying_customer"],
-                            r["date_created_gmt"] + "Z",
-                            r["date_modified_gmt"] + "Z",
-                            dumps({"role": r["role"], "avatar_url": r["avatar_url"]}).decode(),
-                        )
-                    )
+                    cp.write_row((organization_id, connection_id, now, "", "", "", *_columns(r)))
                     rows += 1
         conn.commit()
     return time.perf_counter() - t0, rows
