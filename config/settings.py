@@ -292,6 +292,9 @@ SYNC_FETCH_GROUP_RECORDS = env.int("SYNC_FETCH_GROUP_RECORDS", default=1000)
 # PostgreSQL: a writer thread (its own connection) commits each group while the fetcher maps the next one.
 # Off by default: measured 2.5x SLOWER at 100,000 records on a loaded 2-core machine (docs/performance.md).
 SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
+# While a run is active, CPython's collector passes over young objects every this many allocations instead
+# of every 700 (core/gctune.py says why; 0 leaves the collector alone).
+SYNC_GC_THRESHOLD = env.int("SYNC_GC_THRESHOLD", default=50_000)
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)
 SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)

@@ -10,12 +10,12 @@ moves only in ``queue_finalize`` once the covered lines are committed.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
 import inspect
 import logging
-import queue as queue_mod
 import sys
 import threading
 import traceback
@@ -35,6 +35,7 @@ from django.db.models.functions import Coalesce
 
 from core import clock
 from core.errors import AuthError, BadPage, MappingError, PaginationStalled, UpstreamError
+from core.gctune import fewer_collections
 from core.paging import FetchContext, Page
 from core.redaction import redact
 from sync.registry import get_connector
@@ -69,7 +70,8 @@ MAX_INLINE_WAIT = 30.0
 # What a model field raises for a value it cannot convert before the database sees it (a decimal column
 # given a word): like a row the database rejects, that is one record's problem, isolated row by row.
 _VALUE_REFUSED = (ValidationError, ValueError, TypeError)
-PREFETCH_PAGES = 4
+# The most pages fetched ahead (whatever their size; _PageBuffer also bounds them by records).
+MAX_PREFETCH_PAGES = 32
 
 
 class RunAborted(Exception):
@@ -208,9 +210,10 @@ class QueueRunner:
             activity_record(event="queue.started", queue=q, message=f"run of {q.resource} started")
         try:
             self.client = self.connector.client(self.connection)
-            if not q.fetch_done:
-                self.fetch()
-            self.process_until_empty()
+            with fewer_collections(settings.SYNC_GC_THRESHOLD):
+                if not q.fetch_done:
+                    self.fetch()
+                self.process_until_empty()
             self.sink.complete(self)  # a document sink writes only after a complete run (sync.sinks)
         except AuthError as exc:
             connection_mark_needs_reauth(connection=self.connection, reason=str(exc))
@@ -325,17 +328,14 @@ class QueueRunner:
             # whenever the generator happens to be garbage-collected.
             with contextlib.closing(self._prefetched(ctx)) as groups:
                 for group in groups:
-                    prepared, error = self._prepare_pages(group)
+                    prepared = self._prepare_pages(group)
                     if pending is not None:
                         self._after_store(pending.result())
                         pending = None
-                    if prepared is not None:
-                        if writer is None or error is not None:
-                            self._after_store(self._store_pages(group, prepared=prepared))
-                        else:
-                            pending = writer.submit(self._store_pages, group, prepared=prepared)
-                    if error is not None:
-                        raise error
+                    if writer is None:
+                        self._after_store(self._store_pages(group, prepared=prepared))
+                    else:
+                        pending = writer.submit(self._store_pages, group, prepared=prepared)
                 if pending is not None:
                     self._after_store(pending.result())
                     pending = None
@@ -374,31 +374,28 @@ class QueueRunner:
 
     def _prefetched(self, ctx: FetchContext):
         """Fetch pages in a producer thread (HTTP only, no DB) so the network overlaps our writes. Yields
-        groups of consecutive pages: each one that is ready, up to ``fetch_group_records`` records."""
-        buf: queue_mod.Queue = queue_mod.Queue(maxsize=PREFETCH_PAGES)
+        groups of consecutive (page, keyed records): each one that is ready, up to ``fetch_group_records``
+        records. A page that fails its checks (_key_page) is raised after the pages before it were yielded,
+        so they are stored first."""
+        # Up to two groups' worth of records wait (at least one page): the fetchers keep going while a group
+        # is mapped and written, and memory stays bounded by records, not by pages of unknown size.
+        buf = _PageBuffer(max_records=2 * self.fetch_group_records, max_pages=MAX_PREFETCH_PAGES)
         stop = threading.Event()
         done = object()
-
-        def put(item) -> bool:
-            # Never block forever: once the consumer is gone (stop set), drop the item and exit.
-            while not stop.is_set():
-                try:
-                    buf.put(item, timeout=0.05)
-                    return True
-                except queue_mod.Full:
-                    continue
-            return False
 
         def produce():
             pages = None
             try:
                 pages = self.resource.iter_pages(ctx)
                 for page in pages:
-                    if not put(page):
+                    # Keyed and checked for a stalled paging loop here, as each page arrives: a loop is
+                    # caught at its second page, before the fetcher asks for the pages after it.
+                    keyed = self._key_page(page)
+                    if not buf.put((page, keyed), len(keyed), stop):
                         return
-                put(done)
+                buf.put(done, 0, stop)
             except BaseException as exc:  # handed to the consumer, raised there
-                put(exc)
+                buf.put(exc, 0, stop)
             finally:
                 close = getattr(pages, "close", None)
                 if close is not None:
@@ -415,17 +412,13 @@ class QueueRunner:
                 if isinstance(item, BaseException):
                     raise item
                 # Take the pages that are already waiting (never wait for more): one transaction for them.
-                group, size, item = [item], len(item.records) if isinstance(item.records, list) else 0, None
+                group, size, item = [item], len(item[1]), None
                 while size < self.fetch_group_records:
-                    try:
-                        item = buf.get_nowait()
-                    except queue_mod.Empty:
-                        item = None
-                        break
-                    if item is done or isinstance(item, BaseException):
+                    item = buf.get_nowait()
+                    if item is None or item is done or isinstance(item, BaseException):
                         break
                     group.append(item)
-                    size += len(item.records) if isinstance(item.records, list) else 0
+                    size += len(item[1])
                     item = None
                 yield group
                 if item is None:
@@ -434,46 +427,49 @@ class QueueRunner:
             stop.set()
             thread.join(timeout=5)
 
-    def _store_pages(self, pages: list[Page], *, prepared: _Prepared | None = None) -> int:
-        """Save a group of consecutive pages' lines and the fetch progress in one transaction; returns how
-        many lines it left in draft for the batch loop. The group is what the producer had ready (at least
-        one page, up to ``fetch_group_records`` records): a slow upstream gets each page written as it
-        arrives, a fast one gets fewer, larger transactions.
-
-        With ``process_on_fetch`` (the default) the fetcher also processes the group's new, mappable
-        records right here, in the same transaction: their rows are upserted and their lines inserted done
-        (attempt 1). A crash before the commit loses the group as a whole (the token did not move, so it
-        is fetched again); nothing is half-written. Everything else (records already in the queue, records
-        the mapper rejects) becomes a draft line and takes the claimed path, with its retries; a group the
-        database rejects is stored again all in draft, so the claimed path isolates the bad record."""
-        if prepared is None:
-            prepared, error = self._prepare_pages(pages)
-            if prepared is not None and error is not None:
-                self._store_prepared(prepared)  # the good pages before the bad one still count
-            if error is not None:
-                raise error
-        return self._store_prepared(prepared)
-
-    def _prepare_pages(self, pages: list[Page]) -> tuple[_Prepared | None, UpstreamError | None]:
-        """Everything about a group that needs no database: key each record once, check for a stalled
-        paging loop, compute the progress to save, plan (map) what the fetcher writes itself. A page that
-        fails its checks ends the group: the pages before it are returned with the error, to be stored
-        before it is raised. Runs ahead of the writer (``_ahead``: the progress of the groups prepared but
-        perhaps not yet committed)."""
-        keyed: list[list[Keyed]] = []  # each record keyed once, here; the rest of the path reads the key
-        error = None
-        for page in pages:
+    def _store_pages(self, group: list, *, prepared: _Prepared | None = None) -> int:
+        """Store a group of consecutive pages (see _prepare_pages) in one transaction; returns how many lines
+        it left in draft for the batch loop. ``group``: (page, keyed records) pairs as _prefetched yields
+        them, or plain pages (keyed here); ``prepared``: the group already prepared."""
+        if prepared is not None:
+            return self._store_prepared(prepared)
+        pairs, error = [], None
+        for item in group:
             try:
-                if not isinstance(page.records, list):
-                    raise BadPage(f"{self.resource.name}: page records are not a list")
-                page_keyed = [record_key(self.resource, record) for record in page.records]
-                self._check_stall(page, page_keyed)
+                pairs.append(item if isinstance(item, tuple) else (item, self._key_page(item)))
             except UpstreamError as exc:
-                error = exc
+                error = exc  # the pages before the bad one still count: stored, then the error raised
                 break
-            keyed.append(page_keyed)
-        if not keyed:
-            return None, error
+        drafts = self._store_prepared(self._prepare_pages(pairs)) if pairs else 0
+        if error is not None:
+            raise error
+        return drafts
+
+    def _key_page(self, page: Page) -> list[Keyed]:
+        """Key each record of a page once (the rest of the path reads the key) and check that paging moves
+        on: a page identical to the previous one while the token moves on raises PaginationStalled."""
+        if not isinstance(page.records, list):
+            raise BadPage(f"{self.resource.name}: page records are not a list")
+        keyed = [record_key(self.resource, record) for record in page.records]
+        self._check_stall(page, keyed)
+        return keyed
+
+    def _prepare_pages(self, group: list[tuple[Page, list[Keyed]]]) -> _Prepared:
+        """Everything about a group of consecutive pages that needs no database: the progress to save and the
+        plan (mapping) of what the fetcher writes itself. Runs ahead of the writer (``_ahead``: the progress
+        of the groups prepared but perhaps not yet committed).
+
+        The group is stored by _store_prepared in one transaction with the fetch progress; it is what the
+        producer had ready (at least one page, up to ``fetch_group_records`` records): a slow upstream gets
+        each page written as it arrives, a fast one gets fewer, larger transactions. With ``process_on_fetch``
+        (the default) the fetcher also processes the group's new, mappable records in that transaction: their
+        rows are upserted and their lines inserted done (attempt 1). A crash before the commit loses the
+        group as a whole (the token did not move, so it is fetched again); nothing is half-written.
+        Everything else (records already in the queue, records the mapper rejects) becomes a draft line and
+        takes the claimed path, with its retries; a group the database rejects is stored again all in
+        draft, so the claimed path isolates the bad record."""
+        pages = [page for page, _ in group]
+        keyed = [page_keyed for _, page_keyed in group]
         pages = pages[: len(keyed)]
         q = self.queue
         cursor_to, pages_fetched = self._ahead or (q.cursor_to, q.pages_fetched)
@@ -499,7 +495,7 @@ class QueueRunner:
         updates.update(fetch_token=pages[-1].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
         self._ahead = (cursor_to, pages_fetched)
         plan = self._plan_inline(records) if self.process_on_fetch else None
-        return _Prepared(records, plan, updates), error
+        return _Prepared(records, plan, updates)
 
     def _store_prepared(self, prepared: _Prepared) -> int:
         q = self.queue
@@ -1018,3 +1014,45 @@ def _failure_data(exc: BaseException) -> dict:
         if exc.wait:
             data["wait"] = exc.wait
     return data
+
+
+class _PageBuffer:
+    """Pages handed from the fetch thread to the fetcher, bounded by records and by pages. A page is always
+    let in when nothing waits (so one page larger than the bound still passes). ``put`` never blocks once
+    ``stop`` is set (the consumer is gone): it drops the item and returns False."""
+
+    def __init__(self, *, max_records: int, max_pages: int) -> None:
+        self._items: collections.deque = collections.deque()
+        self._records = 0
+        self._max_records, self._max_pages = max_records, max_pages
+        self._cond = threading.Condition()
+
+    def put(self, item, size: int, stop: threading.Event) -> bool:
+        with self._cond:
+            while self._items and (self._records >= self._max_records or len(self._items) >= self._max_pages):
+                if stop.is_set():
+                    return False
+                self._cond.wait(0.05)
+            if stop.is_set():
+                return False
+            self._items.append((item, size))
+            self._records += size
+            self._cond.notify_all()
+            return True
+
+    def get(self):
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            return self._take()
+
+    def get_nowait(self):
+        """The next item, or None when none is waiting."""
+        with self._cond:
+            return self._take() if self._items else None
+
+    def _take(self):
+        item, size = self._items.popleft()
+        self._records -= size
+        self._cond.notify_all()
+        return item

@@ -413,7 +413,8 @@ def test_purge_removes_old_finished_queues_only(fake_conn, fake_kind, fake_clock
 
 # --- the prefetch thread --------------------------------------------------------------------------------------
 def test_the_prefetch_thread_does_not_outlive_its_consumer(fake_conn, fake_kind, monkeypatch):
-    fake_kind.__init__(200)  # 20 pages, more than the prefetch buffer holds
+    # Pages of 10: many times what the prefetch buffer holds, so the producer is still fetching.
+    fake_kind.__init__(engine.MAX_PREFETCH_PAGES * 10 * 10)
     q = start(fake_conn, enqueue=False)
     runner = engine.QueueRunner(q)
     runner.client = runner.connector.client(fake_conn)
