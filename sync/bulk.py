@@ -161,6 +161,8 @@ def _layout_for(model: type[models.Model], vendor: str):
             prep.append((i, _prep_json(f)))
         elif sqlite and isinstance(f, models.DateTimeField):
             prep.append((i, _prep_sqlite_datetime(f)))  # stored as text there: Django's form, or comparisons break
+        elif isinstance(f, models.DateTimeField):
+            prep.append((i, _pg_datetime_text()))
         elif sqlite and isinstance(f, models.IntegerField):
             prep.append((i, functools.partial(_prep_django, f)))  # SQLite would keep a word in an integer column
         elif not isinstance(f, _AS_IS):
@@ -171,6 +173,26 @@ def _layout_for(model: type[models.Model], vendor: str):
 def _prep_sqlite_datetime(field: models.DateTimeField):
     def prep(value):
         return sqlite_datetime(value) if value is None or isinstance(value, dt.datetime) else _prep_django(field, value)
+
+    return prep
+
+
+def _pg_datetime_text():
+    """A datetime as ISO text for a COPY (PostgreSQL reads it as the column's type, a naive one in the
+    session's zone as before): psycopg's own datetime dumper cost about 4 us a value here, 4 values a record
+    (the row's times, synced_at, the line's updated_at), against well under 1 us for isoformat. The same
+    object given again (every row's synced_at) is formatted once: the last one is kept, as one tuple, so
+    threads sharing the layout never read a value with another's text."""
+    last: list = [(None, None)]
+
+    def prep(value):
+        if value.__class__ is not dt.datetime:
+            return value  # None, or a subclass left to psycopg
+        seen, text = last[0]
+        if seen is not value:
+            text = value.isoformat()
+            last[0] = (value, text)
+        return text
 
     return prep
 

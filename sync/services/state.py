@@ -172,7 +172,8 @@ class LineBlock:
 
     def rows(self, sqlite: bool) -> Iterable[tuple]:
         q, action, state, attempts = self.queue_id, str(self.action), str(self.state), self.attempts
-        at = sqlite_datetime(self.updated_at) if sqlite else self.updated_at
+        # Text once for the block (psycopg's datetime dumper costs ~4 us a value; sync/bulk.py).
+        at = sqlite_datetime(self.updated_at) if sqlite else self.updated_at.isoformat()
         return ((q, ext, action, "{}", state, attempts, None, "", "", at) for ext in self.external_ids)
 
 
