@@ -366,6 +366,11 @@ def normalise_version(kind: str, value: Any, field: str = "version") -> str | No
             parsed = parse_upstream_datetime(value)  # cached per text: the mapper usually parsed it already
         except MappingError:
             raise MappingError(f"{field} is not a timestamp: {str(value)[:40]!r}") from None
+        if value.__class__ is str and len(value) == 19 and value.isascii() and value[10] == "T":
+            # The common form (WooCommerce's *_gmt: UTC without a zone, to the second), valid since it
+            # parsed: the text below is what the isoformat would give, without building it.
+            if value[4] == value[7] == "-" and value[13] == value[16] == ":":
+                return value + ".000000Z"
         # isoformat pads the year to four digits (strftime's %Y does not, for years before 1000).
         return parsed.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z" if parsed else None
     raise ValueError(f"unknown version kind {kind!r} (integer or timestamp)")

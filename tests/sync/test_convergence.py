@@ -416,3 +416,34 @@ def test_no_single_column_index_competes_with_the_binding_index(db, model, colum
     single = [name for name, c in constraints.items() if c["index"] and c["columns"] == [column]]
     assert single == [], f"{table} has an index on {column} alone: {single}"
     assert any(c["unique"] and c["columns"][:1] == [column] and len(c["columns"]) == 2 for c in constraints.values())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-02-02T01:03:00",  # the fast path's form (WooCommerce *_gmt)
+        "0999-01-01T00:00:00",
+        "2024-02-29T23:59:59",
+        "2025-02-02T01:03+00",  # 19 characters too, but with a zone: the general path
+        "2025-02-02 01:03:00",
+        "2025-02-02T01:03:00.5Z",
+        "2025-02-02T03:03:00+02:00",
+    ],
+)
+def test_a_timestamp_version_is_the_same_text_on_every_path(text):
+    from connectors.base import normalise_version
+    from core.timestamps import parse_upstream_datetime
+
+    expected = parse_upstream_datetime(text).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    assert normalise_version("timestamp", text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2025-13-02T01:03:00", "2025-02-30T01:03:00", "2025-02-02T25:03:00", "2025-02-02T01:03:6\uff10"]
+)
+def test_an_impossible_timestamp_version_fails_its_record(text):
+    from connectors.base import normalise_version
+    from core.errors import MappingError
+
+    with pytest.raises(MappingError, match="is not a timestamp"):
+        normalise_version("timestamp", text)
