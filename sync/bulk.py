@@ -171,8 +171,18 @@ def _layout_for(model: type[models.Model], vendor: str):
 
 
 def _prep_sqlite_datetime(field: models.DateTimeField):
+    last: list = [(None, None)]  # the last datetime and its text (every row's synced_at is one object)
+
     def prep(value):
-        return sqlite_datetime(value) if value is None or isinstance(value, dt.datetime) else _prep_django(field, value)
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            return _prep_django(field, value)
+        seen, text = last[0]
+        if seen is not value:
+            text = sqlite_datetime(value)
+            last[0] = (value, text)
+        return text
 
     return prep
 
