@@ -61,7 +61,9 @@ def sqlite_inline_prefetch(monkeypatch):
 
     if connection.vendor == "sqlite":
         monkeypatch.setattr(
-            engine.QueueRunner, "_prefetched", lambda self, ctx: ([page] for page in self.resource.iter_pages(ctx))
+            engine.QueueRunner,
+            "_prefetched",
+            lambda self, ctx: ([(page, self._key_page(page))] for page in self.resource.iter_pages(ctx)),
         )
 
 

@@ -83,6 +83,8 @@ class WorkerDied(BaseException):
 
 def test_restart_with_the_same_idempotency_key_resumes(woo, monkeypatch, fake_clock, settings):
     sandbox, conn = woo(size=797)
+    # Groups of a page or two (the default, 1,000 records, would take all 9 pages in one group).
+    settings.SYNC_FETCH_GROUP_RECORDS = 100
     offsets: list[int] = []
     sandbox.on_list = lambda name, info: offsets.append(info["offset"])
     first = services.sync_start(connection=conn, resource="customers", idempotency_key="nightly-42", enqueue=False)
