@@ -64,7 +64,9 @@ def test_service_errors_become_messages_not_500(staff_client, partial_queue):
     response = _action(staff_client, "retry", [partial_queue], confirm=True)
     assert response.status_code == 200
     # the queue the retry cannot apply to is skipped and named, never a 500
-    assert f"Skipped 1 queue(s) this does not apply to: #{partial_queue.pk} (nothing failed)" in response.content.decode()
+    assert (
+        f"Skipped 1 queue(s) this does not apply to: #{partial_queue.pk} (nothing failed)" in response.content.decode()
+    )
 
 
 def test_queue_page_counts_lines_timeline_and_banner(staff_client, partial_queue):
