@@ -171,18 +171,12 @@ def _layout_for(model: type[models.Model], vendor: str):
 
 
 def _prep_sqlite_datetime(field: models.DateTimeField):
-    last: list = [(None, None)]  # the last datetime and its text (every row's synced_at is one object)
+    text = _last_formatted(sqlite_datetime)
 
     def prep(value):
         if value is None:
             return None
-        if not isinstance(value, dt.datetime):
-            return _prep_django(field, value)
-        seen, text = last[0]
-        if seen is not value:
-            text = sqlite_datetime(value)
-            last[0] = (value, text)
-        return text
+        return text(value) if isinstance(value, dt.datetime) else _prep_django(field, value)
 
     return prep
 
@@ -190,21 +184,29 @@ def _prep_sqlite_datetime(field: models.DateTimeField):
 def _pg_datetime_text():
     """A datetime as ISO text for a COPY (PostgreSQL reads it as the column's type, a naive one in the
     session's zone as before): psycopg's own datetime dumper cost about 4 us a value here, 4 values a record
-    (the row's times, synced_at, the line's updated_at), against well under 1 us for isoformat. The same
-    object given again (every row's synced_at) is formatted once: the last one is kept, as one tuple, so
-    threads sharing the layout never read a value with another's text."""
-    last: list = [(None, None)]
+    (the row's times, synced_at, the line's updated_at), against well under 1 us for isoformat."""
+    text = _last_formatted(dt.datetime.isoformat)
 
     def prep(value):
-        if value.__class__ is not dt.datetime:
-            return value  # None, or a subclass left to psycopg
+        return text(value) if value.__class__ is dt.datetime else value  # None, or a subclass left to psycopg
+
+    return prep
+
+
+def _last_formatted(to_text):
+    """``to_text`` that remembers the last datetime it was given: the same object again (every row's
+    synced_at) is formatted once. Kept as one tuple, so threads sharing a layout never read one value with
+    another's text."""
+    last: list = [(None, None)]
+
+    def formatted(value):
         seen, text = last[0]
         if seen is not value:
-            text = value.isoformat()
+            text = to_text(value)
             last[0] = (value, text)
         return text
 
-    return prep
+    return formatted
 
 
 def _prep_django(field: models.Field, value):

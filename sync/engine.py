@@ -468,14 +468,11 @@ class QueueRunner:
         Everything else (records already in the queue, records the mapper rejects) becomes a draft line and
         takes the claimed path, with its retries; a group the database rejects is stored again all in
         draft, so the claimed path isolates the bad record."""
-        pages = [page for page, _ in group]
-        keyed = [page_keyed for _, page_keyed in group]
-        pages = pages[: len(keyed)]
         q = self.queue
         cursor_to, pages_fetched = self._ahead or (q.cursor_to, q.pages_fetched)
         records: list[Keyed] = []
         updates: dict = {}
-        for page, page_keyed in zip(pages, keyed, strict=True):
+        for page, page_keyed in group:
             page_cursor = page.cursor
             if page_cursor is None:
                 cursors = [
@@ -491,8 +488,8 @@ class QueueRunner:
             if page.total is not None:
                 updates["expected_total"] = page.total
             records.extend(page_keyed)
-        pages_fetched += len(pages)
-        updates.update(fetch_token=pages[-1].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
+        pages_fetched += len(group)
+        updates.update(fetch_token=group[-1][0].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
         self._ahead = (cursor_to, pages_fetched)
         plan = self._plan_inline(records) if self.process_on_fetch else None
         return _Prepared(records, plan, updates)
