@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import orjson
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -601,38 +602,38 @@ class QueueRunner:
         """The ids whose live row was written from the same snapshot (a read outside the group's transaction:
         a row changed meanwhile by another writer is newer than this snapshot or deleted by a confirmed
         delete, and skipping this snapshot is then right too; the guarded upsert would keep it as well)."""
-        # Plain SQL: the ORM compiles an IN list value by value, which cost more than the mapping it saves.
+        # Plain SQL: the ORM compiles an IN list value by value, which cost more than the mapping it saves. The
+        # pairs go as one JSON object {id: hash} that the database unpacks, and only the ids whose stored hash
+        # is equal come back: psycopg builds a text[] parameter in Python (1,000 ids: 3.4 ms against 2.7 ms).
+        try:
+            pairs = orjson.dumps(hashes).decode()
+        except TypeError:  # an id orjson cannot encode (a lone surrogate): no row can hold it either
+            return set()
+        if "\\u0000" in pairs and is_postgres():  # PostgreSQL's text cannot hold U+0000: no row has such an id
+            pairs = orjson.dumps({ext: h for ext, h in hashes.items() if "\x00" not in ext}).decode()
         meta = self.model._meta
         qn = db_connection.ops.quote_name
-        head = (
-            f"SELECT {qn('external_id')}, {qn(meta.get_field('sync_hash').column)} FROM {qn(meta.db_table)} "  # noqa: S608
-            f"WHERE {qn(meta.get_field('connection').column)} = %s AND {qn('deleted_at')} IS NULL AND {qn('external_id')} "
-        )
-        ids = list(hashes)
-        found: set[str] = set()
+        t, conn_col = qn(meta.db_table), qn(meta.get_field("connection").column)
+        ext_col, hash_col, deleted_col = qn("external_id"), qn(meta.get_field("sync_hash").column), qn("deleted_at")
+        if is_postgres():
+            # One unique-index probe per id (LATERAL, LIMIT 1 so it is not flattened into a join): with
+            # "external_id = ANY(ids)" a planner that underestimates the connection's rows (a table loaded
+            # since its last ANALYZE) scans every row of the connection for every group instead, which
+            # made a 300,000-record rescan quadratic (176 s against 46 s for the first sync).
+            sql_text = (
+                f"SELECT k.id FROM json_each_text(%s::json) AS k(id, h), LATERAL (SELECT 1 FROM {t} c "  # noqa: S608
+                f"WHERE c.{conn_col} = %s AND c.{ext_col} = k.id AND c.{deleted_col} IS NULL "
+                f"AND c.{hash_col} = k.h LIMIT 1) AS r"
+            )
+        else:  # SQLite: json_each's rows drive probes of the (connection, external id) unique index; CROSS JOIN
+            # keeps that order (with a plain JOIN SQLite scanned the connection's rows and json_each for each)
+            sql_text = (
+                f"SELECT c.{ext_col} FROM json_each(%s) AS k CROSS JOIN {t} c ON c.{conn_col} = %s "  # noqa: S608
+                f"AND c.{ext_col} = k.key AND c.{deleted_col} IS NULL AND c.{hash_col} = k.value"
+            )
         with db_connection.cursor() as cursor:
-            if is_postgres():
-                # One unique-index probe per id (LATERAL, LIMIT 1 so it is not flattened into a join): with
-                # "external_id = ANY(ids)" a planner that underestimates the connection's rows (a table loaded
-                # since its last ANALYZE) scans every row of the connection for every group instead, which
-                # made a 300,000-record rescan quadratic (176 s against 46 s for the first sync).
-                t, conn_col = qn(meta.db_table), qn(meta.get_field("connection").column)
-                sql_text = (
-                    f"SELECT r.{qn('external_id')}, r.{qn(meta.get_field('sync_hash').column)} "  # noqa: S608
-                    f"FROM unnest(%s::text[]) AS k(id), LATERAL (SELECT c.{qn('external_id')}, "
-                    f"c.{qn(meta.get_field('sync_hash').column)} FROM {t} c WHERE c.{conn_col} = %s "
-                    f"AND c.{qn('external_id')} = k.id AND c.{qn('deleted_at')} IS NULL LIMIT 1) AS r"
-                )
-                chunks = [(sql_text, [ids, self.connection.pk])]
-            else:  # SQLite: an IN list, within its parameter limit
-                chunks = [
-                    (head + f"IN ({', '.join(['%s'] * len(part))})", [self.connection.pk, *part])
-                    for part in (ids[i : i + 500] for i in range(0, len(ids), 500))
-                ]
-            for sql_text, params in chunks:
-                cursor.execute(sql_text, params)
-                found.update(ext for ext, stored in cursor.fetchall() if stored == hashes[ext])
-        return found
+            cursor.execute(sql_text, [pairs, self.connection.pk])
+            return {row[0] for row in cursor.fetchall()}
 
     def _map(
         self, record, *, check_deleted: bool = False, check_bounds: bool = True, source: str | None = None

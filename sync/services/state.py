@@ -17,8 +17,8 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain
 
+import orjson
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Count, F, Q, sql
@@ -172,9 +172,37 @@ class LineBlock:
 
     def rows(self, sqlite: bool) -> Iterable[tuple]:
         q, action, state, attempts = self.queue_id, str(self.action), str(self.state), self.attempts
+        return ((q, ext, action, "{}", state, attempts, None, "", "", self._at(sqlite)) for ext in self.external_ids)
+
+    def _at(self, sqlite: bool) -> str:
         # Text once for the block (psycopg's datetime dumper costs ~4 us a value; sync/bulk.py).
-        at = sqlite_datetime(self.updated_at) if sqlite else self.updated_at.isoformat()
-        return ((q, ext, action, "{}", state, attempts, None, "", "", at) for ext in self.external_ids)
+        return sqlite_datetime(self.updated_at) if sqlite else self.updated_at.isoformat()
+
+    def insert(self) -> None:
+        """Insert the block's lines with one statement: the ids go as one JSON array, which the database
+        unpacks (json_array_elements_text on PostgreSQL, json_each on SQLite), and every other value once.
+        Measured for 1,000 ids: PostgreSQL 6.3 ms and 0.23 ms of our CPU against 8.5-10 ms and 1.6 ms for a
+        COPY of 1,000 tuples; SQLite 2.3 ms against 9.4 ms for executemany, which also hands the GIL back
+        and forth once per row. Ids orjson cannot encode (lone surrogates) take the row-by-row way, and fail
+        there as before."""
+        try:
+            ids = orjson.dumps(self.external_ids).decode()
+        except TypeError:
+            rows = self.rows(not is_postgres())
+            if is_postgres():
+                copy_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, rows)
+            else:
+                insert_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, rows)
+            return
+        qn = db_connection.ops.quote_name
+        each = "json_array_elements_text(%s::json) AS k(id)" if is_postgres() else "json_each(%s) AS k"
+        sql_text = (
+            f"INSERT INTO {qn(SyncQueueLine._meta.db_table)} ({', '.join(qn(c) for c in _LINE_COLUMNS)}) "  # noqa: S608
+            f"SELECT %s, {'k.id' if is_postgres() else 'k.value'}, %s, '{{}}', %s, %s, NULL, '', '', %s FROM {each}"
+        )
+        params = [self.queue_id, str(self.action), str(self.state), self.attempts, self._at(not is_postgres()), ids]
+        with db_connection.cursor() as cursor:
+            cursor.execute(sql_text, params)
 
 
 _LINE_COLUMNS = (
@@ -214,6 +242,10 @@ def lines_insert(lines: list[NewLine] | list[SyncQueueLine], blocks: list[LineBl
 
 
 def _insert(lines, blocks: list[LineBlock] = ()) -> None:
+    for block in blocks:
+        block.insert()
+    if not lines:
+        return
     if not is_postgres():
         # executemany, not bulk_create: no model instance per line, no per-value compilation in Python.
         rows = [
@@ -231,7 +263,7 @@ def _insert(lines, blocks: list[LineBlock] = ()) -> None:
             )
             for line in lines
         ]
-        insert_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, chain(rows, *(b.rows(True) for b in blocks)))
+        insert_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, rows)
         return
     rows = (
         (
@@ -248,7 +280,7 @@ def _insert(lines, blocks: list[LineBlock] = ()) -> None:
         )
         for line in lines
     )
-    copy_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, chain(rows, *(b.rows(False) for b in blocks)))
+    copy_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, rows)
 
 
 # --- Repair and the failed-line record ----------------------------------------------------------------------
