@@ -355,8 +355,10 @@ def _upsert_executemany(
     one = f"({', '.join(['?'] * len(columns))})"
     # One transaction like bulk_create's (in autocommit every row would commit alone). sqlite3's own execute
     # with "?" placeholders: Django's cursor would rewrite a statement of thousands of placeholders each time
-    # (and, in DEBUG, keep it in connection.queries with every value inlined); its error mapping stays.
+    # (and, in DEBUG, keep it in connection.queries with every value inlined); its error mapping stays. So
+    # these statements do not show in connection.queries, CaptureQueriesContext or execute_wrapper hooks.
     with transaction.atomic(savepoint=False), db_connection.cursor() as cursor, db_connection.wrap_database_errors:
+        db_connection.validate_no_broken_transaction()  # what Django's cursor would check before each statement
         raw = cursor.cursor
         for start, n in _value_chunks(len(values), len(columns), _sqlite_max_params()):
             statement = head + ", ".join([one] * n) + tail

@@ -184,6 +184,10 @@ class QueueRunner:
         # then written again with the upsert, which stays on (_store_retry).
         self._known_rows = True
         self.insert_only = False
+        # First sync only (see _map_early): {id(record): (record, source hash, _map's result)}, filled by the
+        # fetch thread, taken by _plan_inline.
+        self._map_ahead = False
+        self._early: dict[int, tuple[dict, str, tuple]] = {}
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -322,6 +326,7 @@ class QueueRunner:
         # no "already queued?" lookup per group then (the unique index is the backstop, see _store_inline).
         self._check_queued = SyncQueueLine.objects.filter(queue_id=q.pk).exists()
         self._known_rows = self.model.objects.filter(connection_id=self.connection.pk).exists()
+        self._map_ahead = self.process_on_fetch and not self._known_rows
         writer = _GroupWriter(q.pk) if self._can_pipeline() else None
         pending = None  # the group the writer thread is committing while we prepare the next one
         try:
@@ -344,6 +349,7 @@ class QueueRunner:
             if writer is not None:
                 writer.close(pending)
             self._ahead = None
+            self._early.clear()
         # Fetch complete: only if our lease still stands (else another worker finished/took it over).
         self._renew_fetch_lease()
         now = clock.now()
@@ -392,6 +398,8 @@ class QueueRunner:
                     # Keyed and checked for a stalled paging loop here, as each page arrives: a loop is
                     # caught at its second page, before the fetcher asks for the pages after it.
                     keyed = self._key_page(page)
+                    if self._map_ahead:
+                        self._map_early(keyed)
                     if not buf.put((page, keyed), len(keyed), stop):
                         return
                 buf.put(done, 0, stop)
@@ -454,6 +462,20 @@ class QueueRunner:
         keyed = [record_key(self.resource, record) for record in page.records]
         self._check_stall(page, keyed)
         return keyed
+
+    def _map_early(self, keyed: list[Keyed]) -> None:
+        """A first sync (no row to compare with, so every record will be mapped): hash and map each record in
+        the fetch thread as its page arrives. Mappers are pure, so the results are what _plan_inline would
+        compute; done here, that work runs while the main thread waits on the database (B1, 20,000 and
+        50,000 customers, interleaved A/B: 0.61 -> 0.68 and 0.62 -> 0.67 of the plain loop, the same CPU).
+        _plan_inline takes the results of the very record objects it plans (the entry holds its record, so
+        an id() is never reused while its entry exists) and drops the rest of the group's."""
+        bounds, revision, early = not is_postgres(), self._revision, self._early
+        for item in keyed:
+            if item.external_id is not None:
+                source = bulk.source_hash(item.record, revision)
+                result = self._map(item.record, check_deleted=True, check_bounds=bounds, source=source)
+                early[id(item.record)] = (item.record, source, result)
 
     def _prepare_pages(self, group: list[tuple[Page, list[Keyed]]]) -> _Prepared:
         """Everything about a group of consecutive pages that needs no database: the progress to save and the
@@ -583,7 +605,18 @@ class QueueRunner:
         # claimed path names the field (_check_bounds) or the NUL (lines_add) on that record's own line.
         bounds = not is_postgres()
         revision = self._revision
-        hashes = {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
+        hashes: dict[str, str] = {}
+        mapped: dict[str, tuple] = {}  # mapped in the fetch thread (_map_early)
+        early = self._early
+        for ext, record in by_id.items():
+            hit = early.get(id(record))
+            if hit is not None and hit[0] is record:
+                hashes[ext], mapped[ext] = hit[1], hit[2]
+            else:
+                hashes[ext] = bulk.source_hash(record, revision)
+        if early:
+            for keyed in records:  # every record of the group, a snapshot superseded by a later one included
+                early.pop(id(keyed.record), None)
         # Records whose row already holds this very snapshot (same source hash, not deleted): nothing to map
         # or write, only their done line (a full scan of unchanged data costs no domain writes).
         unchanged = self._unchanged(hashes) if self._known_rows else set()
@@ -591,7 +624,9 @@ class QueueRunner:
             if ext in unchanged:
                 ready[ext] = (record, LineAction.UPSERT, _UNCHANGED)
                 continue
-            action, values, failure = self._map(record, check_deleted=True, check_bounds=bounds, source=hashes[ext])
+            action, values, failure = mapped.get(ext) or self._map(
+                record, check_deleted=True, check_bounds=bounds, source=hashes[ext]
+            )
             if failure is None:
                 ready[ext] = (record, action, values)
             else:
@@ -609,7 +644,9 @@ class QueueRunner:
             pairs = orjson.dumps(hashes).decode()
         except TypeError:  # an id orjson cannot encode (a lone surrogate): no row can hold it either
             return set()
-        if "\\u0000" in pairs and is_postgres():  # PostgreSQL's text cannot hold U+0000: no row has such an id
+        # PostgreSQL's text cannot hold U+0000 and SQLite's json_each cuts a string short there: such an id is
+        # never taken for unchanged (its record is mapped again; the guarded upsert still writes nothing).
+        if "\\u0000" in pairs:
             pairs = orjson.dumps({ext: h for ext, h in hashes.items() if "\x00" not in ext}).decode()
         meta = self.model._meta
         qn = db_connection.ops.quote_name

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db.models import Q
 
 from core import clock
@@ -40,9 +41,13 @@ def record_key(resource, record) -> Keyed:
     if isinstance(record, Keyed):
         return record
     try:
-        return Keyed(record, resource.external_id(record))
+        ext = resource.external_id(record)
     except Exception as exc:  # a record we cannot even key fails on its own line (lines_add)
         return Keyed(record, None, str(exc))
+    if ext is not None and "\x00" in ext and db_connection.vendor == "postgresql":
+        # No line, row or error text can hold it there: before, it failed the whole run, not its own line.
+        return Keyed(record, None, "the external id contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    return Keyed(record, ext)
 
 
 def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None = None) -> int:
@@ -62,7 +67,7 @@ def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None =
                     queue=queue,
                     # Unique within the queue even for two deliveries at the same instant.
                     external_id=f"invalid:{index}:{uuid.uuid4().hex}",
-                    payload=record if isinstance(record, dict) else {"value": record},
+                    payload=without_nul(record) if isinstance(record, dict) else {"value": without_nul(record)},
                     state=LineState.FAILED,
                     attempts=1,
                     last_error=f"cannot identify record: {keyed.key_error}",

@@ -215,7 +215,9 @@ def test_the_unchanged_lookup_on_sqlite_probes_the_unique_index_per_id(fake_conn
     with db_connection.cursor() as cursor:
         cursor.execute("EXPLAIN QUERY PLAN " + query)
         plan = [row[-1] for row in cursor.fetchall()]
-    assert plan[0].startswith("SCAN k") and "USING INDEX" in plan[1] and "external_id=?" in plan[1], plan
+    # "SCAN k" ("SCAN TABLE k" before SQLite 3.36): json_each's rows outside, the customers index inside
+    assert plan[0].startswith(("SCAN k", "SCAN TABLE k")), plan
+    assert "USING INDEX" in plan[1] and "external_id=?" in plan[1], plan
 
 
 def _xmins(conn) -> dict:
