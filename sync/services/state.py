@@ -171,13 +171,8 @@ class LineBlock:
     updated_at: dt.datetime
 
     def rows(self, sqlite: bool) -> Iterable[tuple]:
-        q, action, state, attempts, at = (
-            self.queue_id,
-            str(self.action),
-            str(self.state),
-            self.attempts,
-            self._at(sqlite),
-        )
+        q, action, state, attempts = self.queue_id, str(self.action), str(self.state), self.attempts
+        at = self._at(sqlite)
         return ((q, ext, action, "{}", state, attempts, None, "", "", at) for ext in self.external_ids)
 
     def _at(self, sqlite: bool) -> str:
