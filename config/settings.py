@@ -291,6 +291,9 @@ SYNC_ASYNC_COMMIT = env.bool("SYNC_ASYNC_COMMIT", default=True)
 # costs a few round trips and a commit whatever its size: 2,000 ran B1 at 0.63x the plain loop against 0.58x
 # for 1,000 (20,000 customers, 5 interleaved rounds; docs/performance.md). Up to two groups wait in memory.
 SYNC_FETCH_GROUP_RECORDS = env.int("SYNC_FETCH_GROUP_RECORDS", default=2000)
+# PostgreSQL: COPY rows in binary format where every column of the model has one (sync/bulk.py,
+# copy_model_rows): no value rendered as text in Python nor parsed back by the server. Off: text COPY.
+SYNC_BINARY_COPY = env.bool("SYNC_BINARY_COPY", default=True)
 # PostgreSQL: a writer thread (its own connection) commits each group while the fetcher maps the next one.
 # Off by default: measured 2.5x SLOWER at 100,000 records on a loaded 2-core machine (docs/performance.md).
 SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
