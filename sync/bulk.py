@@ -151,19 +151,22 @@ def copy_rows(table: str, columns: Sequence[str], rows: Iterable[tuple], *, bina
 
 def copy_model_rows(model: type[models.Model], table: str, rows: list[dict]) -> None:
     """COPY ``rows`` (field name or attname -> value, as upsert_rows takes them) into ``table``, which has the
-    model's columns: in binary format when every column has a binary form here (_binary_plan), else in text.
+    model's columns: in binary format when every column has a binary form here (_binary_plan) and every value
+    is of the exact type that form takes as it is (_to_binary), else in text, as before.
 
     Why binary: no value is rendered as text in Python, and PostgreSQL parses none back (20,000 customer rows:
-    our CPU 4.7-5.8 against 8.9-12.7 us a row, the COPY's wall time 0.15-0.19 against 0.22-0.26 s). Every
-    check stays the server's: varchar lengths, numeric precision, JSON syntax and the NUL character fail
-    there as in text (tests/sync/test_binary_copy.py)."""
+    our CPU 4.7-5.8 against 8.9-12.7 us a row, the COPY's wall time 0.15-0.19 against 0.22-0.26 s). Any other
+    value (a str for a datetime, an int for a text column, a naive datetime, a decimal that is not finite...)
+    sends the whole call through text COPY, so its meaning stays the text path's: Django's preparation and
+    PostgreSQL's input parsing, and their errors (tests/sync/test_binary_copy.py)."""
     fields = _layout(model)[0]
     columns = [f.column for f in fields]
     plan = _binary_plan(model)
-    if plan is None:
-        copy_rows(table, columns, _tuples(model, rows))
+    merged = list(_merged(model, rows))
+    if plan is not None and _to_binary(merged, plan):
+        copy_rows(table, columns, merged, binary_types=[kind for kind, _ in plan])
     else:
-        copy_rows(table, columns, _binary_tuples(model, rows, plan), binary_types=[kind for kind, _ in plan])
+        copy_rows(table, columns, _prepared(model, merged))
 
 
 # Fields whose Python value psycopg already writes as the column expects; everything else (JSON, decimals,
@@ -341,8 +344,13 @@ def upsert_rows(
 
 def _tuples(model, rows: list[dict]):
     """Each row as the list of its column values in _layout's order, ready for the database."""
+    return _prepared(model, _merged(model, rows))
+
+
+def _prepared(model, merged: Iterable[list]):
+    """Rows as _merged gives them, their values prepared for the database (text COPY, SQLite)."""
     prep = _layout(model)[2]
-    for out in _merged(model, rows):
+    for out in merged:
         for position, to_db in prep:
             out[position] = to_db(out[position])
         yield out
@@ -385,7 +393,9 @@ def _binary_kind(field: models.Field) -> str | None:
         return "bytea" if field.encoder is None and db_type == "jsonb" else None
     if isinstance(field, models.DateTimeField) and db_type == "timestamp with time zone":
         return "timestamptz"
-    if isinstance(field, models.DecimalField) and db_type.startswith("numeric"):
+    if type(field) is models.DecimalField and db_type.startswith("numeric"):
+        # Exactly Django's: the text path prepares decimals with the field's own code, which a subclass may
+        # change; the binary path sends a Decimal as it is.
         return "numeric"
     if isinstance(field, models.BooleanField) and db_type == "boolean":
         return "bool"
@@ -414,35 +424,52 @@ def _binary_plan_for(model: type[models.Model]) -> list[tuple[str, models.Field]
     return plan
 
 
-# The Python class each binary kind takes as it is; any other value goes through its field's own preparation
-# (get_db_prep_save, as a save() would: "12" for a bigint, 5 for a text column, a float to Decimal). Datetimes
-# must be aware; text for one goes through the field's to_python.
-_BINARY_CLASS = {"int8": int, "bool": bool, "numeric": Decimal, _BINARY_TEXT: str}
+_INT8 = range(-(2**63), 2**63)
 
 
-def _binary_tuples(model, rows: list[dict], plan: list[tuple[str, models.Field]]):
-    """Each row as _merged gives it, its values as psycopg's binary dumpers of ``plan``'s types take them."""
-    checks = [(i, _BINARY_CLASS[kind], field) for i, (kind, field) in enumerate(plan) if kind in _BINARY_CLASS]
-    times = [(i, field) for i, (kind, field) in enumerate(plan) if kind == "timestamptz"]
+def _to_binary(merged: list[list], plan: list[tuple[str, models.Field]]) -> bool:
+    """Turn rows as _merged gives them into values psycopg's binary dumpers of ``plan``'s types take, in place;
+    or return False, the rows untouched, as soon as one value is not of the exact type its column's form takes
+    as it is: psycopg would convert it otherwise than the text path, or wrap it, or refuse it with another
+    error. Those exact types are what mappers give (str, a real bool, an aware datetime, a finite Decimal, an
+    int in int8's range, JSON-able values)."""
+    exact = [
+        (i, {"int8": int, "bool": bool, _BINARY_TEXT: str}[kind])
+        for i, (kind, _) in enumerate(plan)
+        if kind in ("int8", "bool", _BINARY_TEXT)
+    ]
+    int8 = [i for i, (kind, _) in enumerate(plan) if kind == "int8"]
+    times = [i for i, (kind, _) in enumerate(plan) if kind == "timestamptz"]
+    numerics = [i for i, (kind, _) in enumerate(plan) if kind == "numeric"]
     jsons = [(i, field) for i, (kind, field) in enumerate(plan) if kind == "bytea"]
-    for out in _merged(model, rows):
-        for position, cls, field in checks:
+    for out in merged:
+        for position, cls in exact:
             value = out[position]
             if value.__class__ is not cls and value is not None:
-                out[position] = field.get_db_prep_save(value, connection=db_connection)
-        for position, field in times:
+                return False
+        for position in int8:
+            if out[position] is not None and out[position] not in _INT8:
+                return False  # psycopg raises OverflowError; the text path gets PostgreSQL's DataError
+        for position in times:
+            # A naive datetime: the text path's ISO text is read in the session's zone.
             value = out[position]
             if value is not None and (value.__class__ is not dt.datetime or value.tzinfo is None):
-                if not isinstance(value, dt.datetime):
-                    value = field.to_python(value)
-                # A naive value is read as UTC, the session's zone, as the text COPY did.
-                out[position] = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+                return False
+        for position in numerics:
+            # Not NaN or infinite (Django's to_python refuses them on the text path); at most 16,383 places
+            # (psycopg's binary limit; the text path lets the server round them to the column's scale).
+            value = out[position]
+            if value is not None and not (
+                value.__class__ is Decimal and value.is_finite() and value.as_tuple().exponent >= -16383
+            ):
+                return False
+    for out in merged:
         for position, field in jsons:
             value = out[position]
             # None keeps Django's own meaning (SQL NULL or JSON null, per the field); the rest is jsonb's
-            # binary form: version 1, then the JSON text.
+            # binary form: version 1, then the JSON text (the text path's json_text, as bytes).
             out[position] = _prep_django(field, value) if value is None else b"\x01" + json_bytes(value)
-        yield out
+    return True
 
 
 def _upsert_executemany(

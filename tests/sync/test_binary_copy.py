@@ -11,7 +11,8 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from django.db import DataError, IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import DataError, transaction
 from django.forms.models import model_to_dict
 
 from customers.models import Customer, LoyaltyTier
@@ -46,17 +47,31 @@ def test_customers_copy_in_binary_and_a_model_with_an_int4_column_in_text(settin
     assert bulk._binary_plan(Customer) is None
 
 
-VALUES = {
+@pytest.fixture
+def forms(monkeypatch):
+    """The COPY form of every call: "binary" or "text"."""
+    seen: list[str] = []
+    real = bulk.copy_rows
+
+    def spy(table, columns, rows, *, binary_types=()):
+        seen.append("binary" if binary_types else "text")
+        return real(table, columns, rows, binary_types=binary_types)
+
+    monkeypatch.setattr(bulk, "copy_rows", spy)
+    return seen
+
+
+# What mappers give: every value of the exact type its column's binary form takes as it is.
+EXACT = {
     "email": "ñandú@example.com",
     "first_name": 'quote " backslash \\ tab\t newline\n and ümlaut',
     "last_name": "",
-    "username": 12345,  # not a str: the field's own preparation makes it "12345", as text COPY did
     "billing": {"city": "Ñuñoa", "n": 1, "nested": [None, True, 1.5, {"k": "v"}]},
     "shipping": [],
     "extra": {"big": 2**70, "s": "\\u0041 stays text"},  # 2**70: orjson refuses it, json.dumps takes over
-    "is_paying_customer": 1,  # not a bool
-    "loyalty_balance": 7.125,  # a float for a numeric(14, 2)
-    "upstream_created_at": dt.datetime(2024, 5, 1, 10, 0, 30, 123456),  # naive: read as UTC
+    "is_paying_customer": True,
+    "loyalty_balance": Decimal("7.125"),  # rounded by the server to the column's 2 places
+    "upstream_created_at": dt.datetime(2024, 5, 1, 10, 0, 30, 123456, tzinfo=dt.UTC),
     "upstream_updated_at": dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))),
     "sync_version": "2024-05-01T10:00:00",
     "sync_hash": "0" * 32,
@@ -64,53 +79,75 @@ VALUES = {
 
 
 @pytest.mark.parametrize("how", ["upsert", "insert"])
-def test_binary_and_text_copy_store_the_same_row(fake_conn, org, settings, how):
-    _write(how, fake_conn, org, "binary", VALUES)
+def test_binary_and_text_copy_store_the_same_row(fake_conn, org, settings, forms, how):
+    _write(how, fake_conn, org, "binary", EXACT)
     settings.SYNC_BINARY_COPY = False
-    _write(how, fake_conn, org, "text", VALUES)
+    _write(how, fake_conn, org, "text", EXACT)
+    assert forms == ["binary", "text"]
     binary, text = _stored(fake_conn, "binary"), _stored(fake_conn, "text")
     assert binary == text
-    assert binary["username"] == "12345" and binary["is_paying_customer"] is True
     assert binary["loyalty_balance"] == Decimal("7.13") and binary["extra"]["big"] == 2**70
-    assert binary["upstream_created_at"] == dt.datetime(2024, 5, 1, 10, 0, 30, 123456, tzinfo=dt.UTC)
     assert binary["upstream_updated_at"] == dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
 
 
-def test_text_for_a_datetime_and_nulls_are_stored_alike(fake_conn, org, settings):
-    values = {"email": "a@example.com", "upstream_created_at": "2024-05-01T10:00:00Z", "loyalty_balance": None}
-    _write("upsert", fake_conn, org, "binary", values)
-    settings.SYNC_BINARY_COPY = False
-    _write("upsert", fake_conn, org, "text", values)
-    binary = _stored(fake_conn, "binary")
-    assert binary == _stored(fake_conn, "text")
-    assert binary["upstream_created_at"] == dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
-    assert binary["loyalty_balance"] is None and binary["upstream_updated_at"] is None
-
-
-REFUSED = {
-    "a varchar too long": {"phone": "9" * 65},
-    "a NUL in text": {"first_name": "a\x00b"},
-    "a NUL in JSON": {"billing": {"city": "a\x00b"}},
-    "a numeric too large": {"loyalty_balance": Decimal("1e20")},
+# Values of another type: psycopg's binary dumpers would convert them otherwise than the text path (int()
+# truncates a float, str(True) is "True" where text COPY sends "t"), wrap or refuse them with another error.
+# Each sends its whole call through text COPY, so it means what it always meant.
+OTHER = {
+    "a str for a datetime": {"upstream_created_at": "2024-05-01T10:00:00.1234567Z"},
+    "a naive datetime": {"upstream_created_at": dt.datetime(2024, 5, 1, 10, 0)},
+    "an int for a text column": {"username": 12345},
+    "a bool for a text column": {"username": True},
+    "an int for a bool": {"is_paying_customer": 1},
+    "a float for a decimal": {"loyalty_balance": 7.125},
+    "a str for a decimal": {"loyalty_balance": "7.5"},
+    "a decimal too precise for binary": {"loyalty_balance": Decimal("1E-16384")},
+    "a str for a foreign key": {"organization_id": "ORG"},
 }
 
 
 @pytest.mark.parametrize("how", ["upsert", "insert"])
-@pytest.mark.parametrize("values", REFUSED.values(), ids=REFUSED.keys())
-def test_the_server_refuses_the_same_values_with_the_same_error(fake_conn, org, settings, how, values):
-    # Django's DataError both ways, which is what the engine acts on (the group goes the draft way and the
-    # record fails its own line). The NUL in text is refused by psycopg itself in text form, by the server in
-    # binary; every other refusal is the server's both ways.
+@pytest.mark.parametrize("values", OTHER.values(), ids=OTHER.keys())
+def test_a_value_of_another_type_takes_the_text_path_and_means_the_same(fake_conn, org, settings, forms, how, values):
+    values = {**values}
+    if values.get("organization_id") == "ORG":
+        values["organization_id"] = str(org.pk)
+    _write(how, fake_conn, org, "a", {"email": "a@example.com", **values})
+    settings.SYNC_BINARY_COPY = False
+    _write(how, fake_conn, org, "b", {"email": "a@example.com", **values})
+    assert forms == ["text", "text"]
+    assert _stored(fake_conn, "a") == _stored(fake_conn, "b")
+
+
+# (values, the form their COPY takes): the server's own refusals come in binary and must be the text path's.
+REFUSED = {
+    "a varchar too long": ({"phone": "9" * 65}, "binary"),
+    "a NUL in text": ({"first_name": "a\x00b"}, "binary"),
+    "a NUL in JSON": ({"billing": {"city": "a\x00b"}}, "binary"),
+    "a numeric too large": ({"loyalty_balance": Decimal("1e20")}, "binary"),
+    # Django's DecimalField refuses them on the text path, which they take
+    "NaN": ({"loyalty_balance": Decimal("NaN")}, "text"),
+    "sNaN": ({"loyalty_balance": Decimal("sNaN")}, "text"),
+    "Infinity": ({"loyalty_balance": Decimal("-Infinity")}, "text"),
+    # beyond int8: psycopg's binary dumper would raise OverflowError, the text path gets the server's error
+    "a bigint beyond 64 bits": ({"organization_id": 2**64}, "text"),
+}
+
+
+@pytest.mark.parametrize("how", ["upsert", "insert"])
+@pytest.mark.parametrize(("values", "form"), REFUSED.values(), ids=REFUSED.keys())
+def test_the_same_values_are_refused_with_the_same_error(fake_conn, org, settings, forms, how, values, form):
+    errors = []
     for binary in (True, False):
         settings.SYNC_BINARY_COPY = binary
-        with pytest.raises(DataError) as caught:
+        with pytest.raises(Exception) as caught:  # the point: both forms raise the same
             _write(how, fake_conn, org, f"refused-{binary}", {"email": "a@example.com", **values})
-        assert isinstance(caught.value.__cause__, psycopg.DataError)
+        errors.append(caught.value)
+    assert forms == [form, "text"]
+    assert type(errors[0]) is type(errors[1]), errors
+    assert isinstance(errors[0], (DataError, ValidationError)), errors[0]
+    if isinstance(errors[0], DataError):
+        # The NUL in text is refused by psycopg itself in text form, by the server in binary; every other
+        # refusal is the server's both ways. Django's DataError both ways is what the engine acts on.
+        assert isinstance(errors[0].__cause__, psycopg.DataError)
     assert not Customer.objects.filter(connection=fake_conn).exists()
-
-
-def test_a_bigint_beyond_64_bits_is_an_error_not_a_wrapped_value(fake_conn, org):
-    row = {"organization_id": org.pk, "connection_id": 2**64 + fake_conn.pk, "external_id": "x", "email": "a@b.c"}
-    with pytest.raises((OverflowError, DataError, IntegrityError)), transaction.atomic():
-        bulk.insert_copy(Customer, [row])
-    assert not Customer.objects.filter(external_id="x").exists()
