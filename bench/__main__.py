@@ -305,6 +305,25 @@ class Bench:
                 "met" if second >= 2 else "MISSED",
             )
         )
+        # The same two ratios taken round by round (each engine run beside the loop run just before it), then
+        # the median: this machine's speed drifts by tens of percent within minutes, which a ratio of medians
+        # taken from different minutes carries into the figure. Info only: the verdicts above keep their rule.
+        paired = [lp / en for lp, en in zip(t["loop1"], t["eng1"], strict=True)]
+        paired2 = [e1 / e2 for e1, e2 in zip(t["eng1"], t["eng2"], strict=True)]
+        for what, values in (
+            ("engine first run vs the loop, ratio per round (median of)", paired),
+            ("engine second run vs its first run, ratio per round (median of)", paired2),
+        ):
+            self.add(
+                Row(
+                    "B1",
+                    what,
+                    " / ".join(f"{v:.2f}" for v in values),
+                    "",
+                    f"{statistics.median(values):.2f}",
+                    "(info)",
+                )
+            )
         self.add(
             Row(
                 "B1",
