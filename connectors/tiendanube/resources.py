@@ -41,9 +41,12 @@ def decimal_or_none(value: Any) -> Decimal | None:
     if value in (None, ""):
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except InvalidOperation:
         raise MappingError(f"not a number: {str(value)[:30]!r}") from None
+    if not number.is_finite():  # "NaN", "Infinity": no price or total is that
+        raise MappingError(f"not a finite number: {str(value)[:30]!r}")
+    return number
 
 
 class TiendanubeResource(Resource):

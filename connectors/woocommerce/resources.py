@@ -48,9 +48,12 @@ def _decimal(value: Any, field: str) -> Decimal | None:
     if value in (None, ""):
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise MappingError(f"{field} is not a number: {str(value)[:40]!r}") from None
+    if not number.is_finite():  # "NaN", "Infinity": no price or total is that
+        raise MappingError(f"{field} is not a finite number: {str(value)[:40]!r}")
+    return number
 
 
 def _int_or_none(value: Any) -> int | None:

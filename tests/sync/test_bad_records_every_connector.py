@@ -81,3 +81,43 @@ def test_a_bad_record_fails_only_its_own_line(kind, resource, org, make_connecti
     assert any(err.startswith(f"rejected by mapper: {long_field} is ") for err in failed.values()), failed
     queue.refresh_from_db()
     assert queue.failed_count == len(records) - 1 and queue.done_count == 1
+
+
+NOT_FINITE = {
+    # kind, resource: (a good record, a record whose amount is not a finite number, the amount's name)
+    ("woocommerce", "orders"): (
+        {
+            "id": 1,
+            "number": "101",
+            "status": "processing",
+            "total": "10.00",
+            "date_modified_gmt": "2024-05-01T10:00:00",
+        },
+        {"id": 2, "number": "102", "status": "processing", "total": "NaN", "date_modified_gmt": "2024-05-01T10:00:00"},
+        "total",
+    ),
+    ("tiendanube", "orders"): (
+        {"id": 1, "number": 101, "status": "open", "currency": "ARS", "total": "10.00", "updated_at": T},
+        {"id": 2, "number": 102, "status": "open", "currency": "ARS", "total": "Infinity", "updated_at": T},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind,resource", list(NOT_FINITE), ids=[k for k, _ in NOT_FINITE])
+def test_an_amount_that_is_not_a_finite_number_fails_its_line_named_by_the_mapper(kind, resource, org, make_connection):
+    """ "NaN" parses as a Decimal; stored, it would be a price no shop has. The mapper refuses it, before the
+    write (on PostgreSQL a NaN Decimal would otherwise reach the binary COPY's rules)."""
+    good, bad, field = NOT_FINITE[(kind, resource)]
+    conn = make_connection(org, kind=kind, external_account_id=f"{kind}-nan")
+    queue = SyncQueue.objects.create(organization=org, connection=conn, resource=resource, full_scan=True)
+    runner = engine.QueueRunner(queue)
+    assert runner._take_fetch_lease()
+    if runner._store_pages([Page([good, bad], next_token=None)]):
+        runner.process_available()
+    model = apps.get_model(get_resource(kind, resource).model)
+    assert list(model.objects.filter(connection=conn).values_list("external_id", flat=True)) == ["1"]
+    line = SyncQueueLine.objects.get(queue=queue, external_id="2")
+    assert line.state == LineState.FAILED
+    assert line.last_error.startswith("rejected by mapper: "), line.last_error
+    assert "finite number" in line.last_error and (field is None or field in line.last_error), line.last_error
