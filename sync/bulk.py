@@ -373,14 +373,14 @@ def _merged(model, rows: list[dict]):
         yield out
 
 
-# The binary COPY form of a column, by the database type Django declares for its field: psycopg's type name for
-# set_types, and how a value becomes one psycopg dumps as that type. A type not listed (int4: psycopg's
-# binary int4 dumper wraps 2**40 to 0 without an error; uuid, arrays, ...) keeps the model on text COPY.
-# The kinds whose values must be of exactly this class (a subclass or another type takes the text path).
+# The binary kinds whose values must be of exactly this class (a subclass or another type takes the text path).
 _EXACT = {"int8": int, "bool": bool, "text": str}  # "text" covers varchar(n): the server checks its length
 
 
 def _binary_kind(field: models.Field) -> str | None:
+    """The binary COPY form of a column (psycopg's type name for set_types), by the database type Django
+    declares for its field. A type not listed (int4: psycopg's binary int4 dumper wraps 2**40 to 0 without an
+    error; uuid, arrays, ...) keeps the model on text COPY."""
     db_type = (field.db_type(db_connection) or "").lower()
     if field.is_relation:
         return "int8" if db_type == "bigint" else None
