@@ -292,11 +292,14 @@ class Guard:
     """The condition on the upsert's DO UPDATE (invariant 14): the stored row is replaced only by a snapshot
     that is not older (``version``: text that sorts as the declared type; NULL on either side cannot be
     ordered and does not block) and that differs from it (another version, another content ``hash``, or
-    the row is marked deleted in ``revive``)."""
+    the row is marked deleted in ``revive``). A row whose ``hash`` holds ``sealed`` is never replaced (a
+    record erased on request: sync.records.ERASED). Checked in the statement itself, so a seal committed
+    while a write waits for the row's lock still holds (PostgreSQL re-checks the condition on the locked row)."""
 
     version: str
     hash: str
     revive: str = ""
+    sealed: str = ""
 
 
 def _guard_sql(model, guard: Guard, table_ref: str) -> str:
@@ -310,7 +313,12 @@ def _guard_sql(model, guard: Guard, table_ref: str) -> str:
     if guard.revive:
         changed.append(f"{table_ref}.{_qn(meta.get_field(guard.revive).column)} IS NOT NULL")
     older = f"COALESCE(EXCLUDED.{v}{coll} < {table_ref}.{v}{coll}, FALSE)"
-    return f"NOT {older} AND ({' OR '.join(changed)})"
+    sql = f"NOT {older} AND ({' OR '.join(changed)})"
+    if guard.sealed:
+        if not guard.sealed.isalnum():  # a literal in the statement: our own constant, never data
+            raise ValueError(f"seal value must be alphanumeric, not {guard.sealed!r}")
+        sql = f"{table_ref}.{h} {distinct} '{guard.sealed}' AND {sql}"
+    return sql
 
 
 def upsert_rows(

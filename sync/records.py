@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from django.db import models
 
+# What ``sync_hash`` holds in a row erased on request (a privacy redact): the engine's guarded upsert never
+# writes that row again (bulk.Guard.sealed), whatever a later scan or webhook brings for its id. No source or
+# content hash can equal it (they are 32 hex digits).
+ERASED = "erased"
+
 
 class SyncedRecord(models.Model):
     """A local copy of one upstream record, keyed by (connection, external_id) - the binding of OCA's

@@ -30,6 +30,7 @@ from core import clock
 from . import bulk
 from .activity import activity_record
 from .models import ActivityLevel, SyncQueue, SyncQueueLine
+from .records import ERASED
 from .signals import sync_run_finished
 
 # ``run`` below is the sync.engine.QueueRunner working the queue (queue, connection, resource, model);
@@ -48,7 +49,7 @@ class SinkError(Exception):
         self.error_type = error_type or self.__class__.__name__
 
 
-ROW_GUARD = bulk.Guard(version="sync_version", hash="sync_hash", revive="deleted_at")
+ROW_GUARD = bulk.Guard(version="sync_version", hash="sync_hash", revive="deleted_at", sealed=ERASED)
 
 
 class TableSink:

@@ -20,6 +20,7 @@ from core import clock
 from sync import runpolicy
 from sync.activity import activity_record
 from sync.models import ActivityLevel, ScheduleState, SyncStatus
+from sync.records import ERASED
 
 from .errors import StoreCheckFailed, WebhookRejected
 from .models import PrivacyRequest
@@ -109,7 +110,11 @@ def _customer_id(payload: dict) -> str:
 
 
 def privacy_customer_redact(*, connection: Connection, payload: dict) -> str:
-    """customers/redact: anonymise the customer and the personal data on their orders."""
+    """customers/redact: anonymise the customer and the personal data on their orders, and seal those rows
+    (sync_hash ERASED): no later scan or webhook writes them again, even while the store still lists the
+    customer (the engine's guarded upsert skips a sealed row). A customer or order we have not synced yet
+    gets a sealed, empty row, so that a later first import cannot bring them in either. The price: a sealed
+    order no longer follows its status upstream (we chose the customer's erasure over that)."""
     _, Order, Customer = _models()
     customer_id = _customer_id(payload)
     order_ids = _ids(payload.get("orders_to_redact"))
@@ -125,11 +130,29 @@ def privacy_customer_redact(*, connection: Connection, payload: dict) -> str:
         shipping={},
         extra={"redacted": True},
         deleted_at=now,
+        sync_hash=ERASED,
     )
     n_orders = (
         Order.objects.filter(connection=connection)
         .filter(Q(customer_external_id=customer_id) | Q(external_id__in=order_ids))
-        .update(email="", customer_external_id="", extra={"redacted": True})
+        .update(email="", customer_external_id="", extra={"redacted": True}, sync_hash=ERASED)
+    )
+    sealed = {
+        "organization": connection.organization,
+        "connection": connection,
+        "sync_hash": ERASED,
+        "extra": {"redacted": True},
+    }
+    if not n_customers:
+        Customer.objects.bulk_create(
+            [Customer(external_id=customer_id, deleted_at=now, **sealed)], ignore_conflicts=True
+        )
+    held = set(
+        Order.objects.filter(connection=connection, external_id__in=order_ids).values_list("external_id", flat=True)
+    )
+    Order.objects.bulk_create(
+        [Order(external_id=oid, deleted_at=now, **sealed) for oid in order_ids if oid not in held],
+        ignore_conflicts=True,
     )
     result = {"customers": n_customers, "orders": n_orders}
     PrivacyRequest.objects.create(

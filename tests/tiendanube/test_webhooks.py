@@ -300,3 +300,69 @@ def test_replayed_uninstall_does_not_disconnect_an_installed_store(synced):
     conn.refresh_from_db()
     assert conn.is_active and conn.has_credentials and not conn.needs_reauth
     assert SyncActivity.objects.filter(event="tiendanube.uninstall_not_confirmed", connection=conn).exists()
+
+
+def _customer_redact(sb, cid: int, orders: list[int]):
+    body = json.dumps(
+        {"store_id": 1001, "event": "customers/redact", "customer": {"id": cid}, "orders_to_redact": orders}
+    )
+    assert post(body.encode(), sb.sign(body.encode())).status_code == 200
+
+
+def _full_scan(conn, resource: str):
+    from sync.engine import run_queue
+    from sync.services import sync_start
+
+    result = sync_start(connection=conn, resource=resource, enqueue=False, full_scan=True)
+    assert run_queue(result.queue.pk) == "done"
+
+
+def test_a_redacted_customer_stays_erased_when_the_store_still_lists_them(synced, django_capture_on_commit_callbacks):
+    """customers/redact erases the customer for good: neither a full scan that still finds them (changed
+    since, even) nor a customer/updated webhook writes their data back, and the same holds for the orders
+    named in the redact. The other customers still sync."""
+    from commerce.models import Order
+    from customers.models import Customer
+
+    sb, conn = synced
+    cid, other = 1001 * 100_000 + 2, 1001 * 100_000 + 3
+    _customer_redact(sb, cid, [cid])
+    later = dt.datetime(2027, 1, 2, tzinfo=dt.UTC)
+    sb.touch("1001", "customers", cid, later, name="Still Listed", email="still@listed.example")
+    sb.touch("1001", "customers", other, later, name="Renamed Other")
+    sb.touch("1001", "orders", cid, later, contact_email="still@listed.example")
+    _full_scan(conn, "customers")
+    _full_scan(conn, "orders")
+    body, headers = sb.webhook("1001", "customer/updated", cid)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(body, headers["X-Linkedstore-HMAC-SHA256"]).status_code == 200
+    c = Customer.objects.get(connection=conn, external_id=str(cid))
+    assert (c.first_name, c.last_name, c.email, c.extra) == ("", "", "", {"redacted": True})
+    assert c.deleted_at is not None
+    order = Order.objects.get(connection=conn, external_id=str(cid))
+    assert (order.email, order.customer_external_id, order.extra) == ("", "", {"redacted": True})
+    assert "still@listed.example" not in json.dumps(
+        list(Customer.objects.filter(connection=conn).values()) + list(Order.objects.filter(connection=conn).values()),
+        default=str,
+    )
+    renamed = Customer.objects.get(connection=conn, external_id=str(other))
+    assert "Renamed Other" in f"{renamed.first_name} {renamed.last_name}"
+
+
+def test_a_redact_before_the_first_sync_keeps_the_customer_out(tn_sandbox, store_conn):
+    """A redact for a customer (and an order) we never synced leaves sealed, empty rows: the first import
+    does not bring them in; the store's other records arrive as usual."""
+    from commerce.models import Order
+    from customers.models import Customer
+    from sync.connection_runs import connection_sync
+
+    sb = tn_sandbox(stores=1, records=4)
+    conn = store_conn(sb)
+    cid = 1001 * 100_000 + 2
+    _customer_redact(sb, cid, [cid])
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
+    c = Customer.objects.get(connection=conn, external_id=str(cid))
+    assert (c.email, c.first_name, c.deleted_at is not None) == ("", "", True)
+    assert Order.objects.get(connection=conn, external_id=str(cid)).email == ""
+    assert Customer.objects.filter(connection=conn, deleted_at__isnull=True).count() == 3
+    assert Order.objects.filter(connection=conn).exclude(email="").count() == 3
