@@ -109,51 +109,47 @@ def _customer_id(payload: dict) -> str:
     return str(customer["id"])
 
 
+# Cleared by customers/redact (billing and shipping too, to {}).
+_PERSONAL_CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone", "username", "company")
+
+
 def privacy_customer_redact(*, connection: Connection, payload: dict) -> str:
     """customers/redact: anonymise the customer and the personal data on their orders, and seal those rows
     (sync_hash ERASED): no later scan or webhook writes them again, even while the store still lists the
-    customer (the engine's guarded upsert skips a sealed row). A customer or order we have not synced yet
-    gets a sealed, empty row, so that a later first import cannot bring them in either. The price: a sealed
-    order no longer follows its status upstream (we chose the customer's erasure over that)."""
+    customer (the engine's guarded upsert skips a sealed row). A customer or listed order we have not synced
+    yet gets a sealed, blank row, so that a later first import cannot bring them in either. The price: a
+    sealed order no longer follows its status upstream (we chose the customer's erasure over that)."""
     _, Order, Customer = _models()
     customer_id = _customer_id(payload)
     order_ids = _ids(payload.get("orders_to_redact"))
     now = clock.now()
+    blank = {**dict.fromkeys(_PERSONAL_CUSTOMER_FIELDS, ""), "billing": {}, "shipping": {}}
+    erased = {"extra": {"redacted": True}, "sync_hash": ERASED}
     n_customers = Customer.objects.filter(connection=connection, external_id=customer_id).update(
-        first_name="",
-        last_name="",
-        email="",
-        phone="",
-        username="",
-        company="",
-        billing={},
-        shipping={},
-        extra={"redacted": True},
-        deleted_at=now,
-        sync_hash=ERASED,
+        **blank, **erased, deleted_at=now
     )
     n_orders = (
         Order.objects.filter(connection=connection)
         .filter(Q(customer_external_id=customer_id) | Q(external_id__in=order_ids))
-        .update(email="", customer_external_id="", extra={"redacted": True}, sync_hash=ERASED)
+        .update(email="", customer_external_id="", **erased)
     )
-    sealed = {
-        "organization": connection.organization,
-        "connection": connection,
-        "sync_hash": ERASED,
-        "extra": {"redacted": True},
-    }
-    if not n_customers:
-        Customer.objects.bulk_create(
-            [Customer(external_id=customer_id, deleted_at=now, **sealed)], ignore_conflicts=True
+    # The same blank, sealed rows written as upserts: they create the rows we never synced, and a sync that
+    # had inserted the customer (or a listed order) but not committed when the UPDATE above ran is blanked
+    # and sealed as soon as it commits (the insert waits for it, then takes the conflict's update).
+    owner = {"organization": connection.organization, "connection": connection, **erased}
+    Customer.objects.bulk_create(
+        [Customer(external_id=customer_id, deleted_at=now, **owner)],
+        update_conflicts=True,
+        unique_fields=["connection", "external_id"],
+        update_fields=[*blank, *erased, "deleted_at"],
+    )
+    if order_ids:
+        Order.objects.bulk_create(
+            [Order(external_id=oid, deleted_at=now, **owner) for oid in order_ids],
+            update_conflicts=True,
+            unique_fields=["connection", "external_id"],
+            update_fields=["email", "customer_external_id", *erased],
         )
-    held = set(
-        Order.objects.filter(connection=connection, external_id__in=order_ids).values_list("external_id", flat=True)
-    )
-    Order.objects.bulk_create(
-        [Order(external_id=oid, deleted_at=now, **sealed) for oid in order_ids if oid not in held],
-        ignore_conflicts=True,
-    )
     result = {"customers": n_customers, "orders": n_orders}
     PrivacyRequest.objects.create(
         event="customers/redact",
@@ -194,7 +190,10 @@ def privacy_data_request(*, connection: Connection, payload: dict) -> str:
         "drafts_orders_requested": _ids(payload.get("drafts_orders_requested")),
     }
     held = {
-        "customers": Customer.objects.filter(connection=connection, external_id=customer_id).count(),
+        # An erased customer's row holds nothing of them any more (a blank, sealed row): not counted.
+        "customers": Customer.objects.filter(connection=connection, external_id=customer_id)
+        .exclude(sync_hash=ERASED)
+        .count(),
         "orders": _orders_for(connection, customer_id, request["orders_requested"]).count(),
     }
     PrivacyRequest.objects.create(
@@ -239,7 +238,9 @@ def privacy_data_export(*, privacy_request: PrivacyRequest, actor=None) -> bytes
         "requested_at": privacy_request.created_at,
         "exported_at": clock.now(),
         "customer": list(
-            Customer.objects.filter(connection=connection, external_id=customer_id).values(*customer_fields)
+            Customer.objects.filter(connection=connection, external_id=customer_id)
+            .exclude(sync_hash=ERASED)
+            .values(*customer_fields)
         ),
         "orders": list(
             _orders_for(connection, customer_id, privacy_request.request.get("orders_requested") or [])

@@ -366,3 +366,7 @@ def test_a_redact_before_the_first_sync_keeps_the_customer_out(tn_sandbox, store
     assert Order.objects.get(connection=conn, external_id=str(cid)).email == ""
     assert Customer.objects.filter(connection=conn, deleted_at__isnull=True).count() == 3
     assert Order.objects.filter(connection=conn).exclude(email="").count() == 3
+    # A data request for them finds nothing of theirs: the sealed blank row is not "held" data.
+    body = json.dumps({"store_id": 1001, "event": "customers/data_request", "customer": {"id": cid}}).encode()
+    assert post(body, sb.sign(body)).status_code == 200
+    assert PrivacyRequest.objects.get(event="customers/data_request").result["held"]["customers"] == 0
