@@ -56,11 +56,13 @@ from .state import (
     COUNTER_FIELDS,
     LineBlock,
     NewLine,
+    counter_changes,
     derive_queue_state,
     line_failed_record,
     lines_insert,
     lines_move,
     queue_recount,
+    queue_update_with,
 )
 from .system_settings import setting_set
 from .webhooks import sync_enqueue_records
@@ -76,6 +78,7 @@ __all__ = [
     "Keyed",
     "LineBlock",
     "NewLine",
+    "counter_changes",
     "RunActive",
     "RunSkipped",
     "StartResult",
@@ -95,6 +98,7 @@ __all__ = [
     "line_failed_record",
     "lines_add",
     "lines_insert",
+    "queue_update_with",
     "lines_move",
     "lines_reap",
     "lock_queue",

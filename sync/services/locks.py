@@ -12,20 +12,28 @@ def is_postgres() -> bool:
     return db_connection.vendor == "postgresql"
 
 
-def lock_queue(queue_id: int, *, relaxed_commit: bool = False) -> None:
+def lock_queue(queue_id: int, *, relaxed_commit: bool = False, value: tuple[str, list] | None = None):
     """Take the queue row's lock. Lock order everywhere: the queue row first, then its lines; a
     transaction holding line locks and then waiting for the queue (or the reverse) would deadlock with
     cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers.
     ``relaxed_commit``: the engine's page and batch transactions also turn off the wait for the WAL flush
-    here, in the same round trip (sync/bulk.py relaxed_commit says why that is safe)."""
+    here, in the same round trip (sync/bulk.py relaxed_commit says why that is safe). ``value``: a scalar
+    subquery and its parameters, evaluated in the same statement once the lock is held; its result is
+    returned (PostgreSQL only: the caller runs it apart on SQLite)."""
     if not is_postgres():
-        return
-    if relaxed_commit and bulk_relaxed_allowed():
+        return None
+    relaxed = relaxed_commit and bulk_relaxed_allowed()
+    if relaxed or value is not None:
         table = SyncQueue._meta.db_table
+        columns, params = ["id"], []
+        if relaxed:
+            columns.append("set_config('synchronous_commit', 'off', true)")
+        if value is not None:
+            columns.append(f"({value[0]})")
+            params.extend(value[1])
         with db_connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id, set_config('synchronous_commit', 'off', true) FROM {table} WHERE id = %s FOR UPDATE",  # noqa: S608
-                [queue_id],
-            )
-        return
+            cursor.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE id = %s FOR UPDATE", [*params, queue_id])  # noqa: S608
+            row = cursor.fetchone()
+        return row[-1] if value is not None and row is not None else None
     SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("id", flat=True).first()
+    return None

@@ -106,7 +106,10 @@ def _move(queue_id: int, from_state: str, to_state: str, lines: Q | None, fields
     with transaction.atomic(savepoint=False):  # SQLite: an IMMEDIATE transaction is the queue's lock
         n = qs.update(state=to_state, **fields)
         if n:
-            _counters_add(queue_id, {name: d * n for name, d in per_line.items()}, flag=flag, now=now)
+            changes: dict = {name: F(name) + d * n for name, d in per_line.items()}
+            if flag:
+                changes["action_required"] = True
+            _counters_add(queue_id, changes, now=now)
     return n
 
 
@@ -133,11 +136,24 @@ def _move_one_statement(qs, queue_id: int, to_state: str, fields: dict, per_line
     return row[0] if row else 0
 
 
-def _counters_add(queue_id: int, deltas: dict[str, int], *, flag: bool, now: dt.datetime) -> None:
-    updates: dict = {name: F(name) + d for name, d in deltas.items() if d}
-    if flag:
-        updates["action_required"] = True
-    SyncQueue.objects.filter(pk=queue_id).update(**updates, updated_at=now)
+def queue_update_with(queryset, values: dict, statements: list[tuple[str, list]]) -> int:
+    """``queryset.update(**values)`` (a queryset of SyncQueue) with ``statements`` (INSERTs as (sql, params),
+    from lines_insert's ``defer``) run as data-modifying CTEs of the same statement: one round trip. Returns
+    the rows the UPDATE changed; the inserts happen whatever that count (the caller's transaction decides)."""
+    if not statements:
+        return queryset.update(**values)
+    query = queryset.query.chain(sql.UpdateQuery)
+    query.add_update_values(values)
+    update_sql, update_params = query.get_compiler(queryset.db).as_sql()
+    ctes = ", ".join(f"l{i} AS ({text})" for i, (text, _) in enumerate(statements))
+    params = [p for _, block_params in statements for p in block_params]
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} {update_sql}", [*params, *update_params])
+        return cursor.rowcount
+
+
+def _counters_add(queue_id: int, changes: dict, *, now: dt.datetime) -> None:
+    SyncQueue.objects.filter(pk=queue_id).update(**changes, updated_at=now)
 
 
 # --- New lines (a move from "nothing") ------------------------------------------------------------------------
@@ -187,17 +203,25 @@ class LineBlock:
         and forth once per row. Ids orjson cannot encode (lone surrogates) take the row-by-row way, and fail
         there as before; so do ids holding U+0000, which SQLite's json_each would cut short there (PostgreSQL
         refuses them either way)."""
-        try:
-            ids = orjson.dumps(self.external_ids).decode()
-        except TypeError:
-            ids = None
-        if ids is None or "\\u0000" in ids:
+        statement = self.statement()
+        if statement is None:
             rows = self.rows(not is_postgres())
             if is_postgres():
                 copy_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, rows)
             else:
                 insert_rows(SyncQueueLine._meta.db_table, _LINE_COLUMNS, rows)
             return
+        with db_connection.cursor() as cursor:
+            cursor.execute(*statement)
+
+    def statement(self) -> tuple[str, list] | None:
+        """The one INSERT of ``insert`` as (sql, params), or None for ids it cannot carry (see insert)."""
+        try:
+            ids = orjson.dumps(self.external_ids).decode()
+        except TypeError:
+            return None
+        if "\\u0000" in ids:
+            return None
         qn = db_connection.ops.quote_name
         each = "json_array_elements_text(%s::json) AS k(id)" if is_postgres() else "json_each(%s) AS k"
         sql_text = (
@@ -205,8 +229,7 @@ class LineBlock:
             f"SELECT %s, {'k.id' if is_postgres() else 'k.value'}, %s, '{{}}', %s, %s, NULL, '', '', %s FROM {each}"
         )
         params = [self.queue_id, str(self.action), str(self.state), self.attempts, self._at(not is_postgres()), ids]
-        with db_connection.cursor() as cursor:
-            cursor.execute(sql_text, params)
+        return sql_text, params
 
 
 _LINE_COLUMNS = (
@@ -223,11 +246,17 @@ _LINE_COLUMNS = (
 )
 
 
-def lines_insert(lines: list[NewLine] | list[SyncQueueLine], blocks: list[LineBlock] = ()) -> dict[int, Counter]:
+def lines_insert(
+    lines: list[NewLine] | list[SyncQueueLine], blocks: list[LineBlock] = (), *, defer: list | None = None
+) -> dict[int, Counter]:
     """Insert new lines as they are (state, attempts, error, backoff) and count them into their queues'
     counters: one insert (COPY on PostgreSQL, see sync/bulk.py for why) and one counter update per queue,
     in one transaction. ``blocks`` add lines given as LineBlocks. Call under the queues' locks. Returns
-    {queue id: Counter(state: lines)}."""
+    {queue id: Counter(state: lines)}.
+
+    ``defer`` (a list): the blocks' statements (PostgreSQL) are appended to it instead of being run, and no
+    counter is updated: the caller runs them and counts the lines (counter_changes) in its own statement of
+    the same transaction (the engine's fetcher: one round trip per group instead of three)."""
     blocks = [b for b in blocks if b.external_ids]
     if not lines and not blocks:
         return {}
@@ -237,12 +266,27 @@ def lines_insert(lines: list[NewLine] | list[SyncQueueLine], blocks: list[LineBl
     for block in blocks:
         per_queue.setdefault(block.queue_id, Counter())[str(block.state)] += len(block.external_ids)
     with transaction.atomic(savepoint=False):
+        if defer is not None and is_postgres():
+            statements = [block.statement() for block in blocks]
+            defer.extend(st for st in statements if st is not None)
+            blocks = [block for block, st in zip(blocks, statements, strict=True) if st is None]
         _insert(lines, blocks)
+        if defer is not None:
+            return per_queue
         now = clock.now()
         for queue_id, counts in per_queue.items():
-            deltas = {"total_count": sum(counts.values()), **_deltas(counts)}
-            _counters_add(queue_id, deltas, flag=bool(counts[LineState.FAILED]), now=now)
+            _counters_add(queue_id, counter_changes(counts), now=now)
     return per_queue
+
+
+def counter_changes(counts: Counter) -> dict:
+    """The queue field changes that count new lines (``counts``: state -> lines) into its counters."""
+    changes: dict = {
+        name: F(name) + d for name, d in {"total_count": sum(counts.values()), **_deltas(counts)}.items() if d
+    }
+    if counts[LineState.FAILED]:
+        changes["action_required"] = True
+    return changes
 
 
 def _insert(lines, blocks: list[LineBlock] = ()) -> None:

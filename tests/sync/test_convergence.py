@@ -197,6 +197,17 @@ def test_the_unchanged_lookup_probes_the_unique_index_per_id(fake_conn, fake_kin
     assert "Nested Loop" in plan and "Index Scan using uniq_customer_binding" in plan, plan
     assert "Bitmap Heap Scan" not in plan and "Seq Scan on customers_customer" not in plan, plan
 
+    # In a run the look-up is a subquery of the group's locking statement (one round trip): the same plan.
+    with CaptureQueriesContext(db_connection) as ctx:
+        assert engine.run_queue(runner.queue.pk) == "done"
+    (query,) = [q["sql"] for q in ctx.captured_queries if "json_each_text" in q["sql"]]
+    assert query.startswith('SELECT id, ') and query.endswith("FOR UPDATE"), query
+    with db_connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + query)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Nested Loop" in plan and "Index Scan using uniq_customer_binding" in plan, plan
+    assert "Bitmap Heap Scan" not in plan and "Seq Scan on customers_customer" not in plan, plan
+
 
 def test_the_unchanged_lookup_on_sqlite_probes_the_unique_index_per_id(fake_conn, fake_kind):
     """SQLite's planner put the table first for a plain JOIN with json_each: every row of the connection,

@@ -144,7 +144,8 @@ def test_a_move_is_one_statement_and_a_group_one_counter_update_on_postgresql(fa
     assert len(statements) == 1 and statements[0].startswith("WITH moved AS (UPDATE")
     assert_counters_match(q)
 
-    # The fetcher's group of 30 records: however many lines, one counter update for the queue.
+    # The fetcher's group of 30 records: however many lines, one statement inserts its done lines, counts
+    # them into the queue's counters and renews the fetch lease with the group's progress.
     fake_kind.__init__(30)
     run = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
     runner = engine.QueueRunner(run)
@@ -152,10 +153,12 @@ def test_a_move_is_one_statement_and_a_group_one_counter_update_on_postgresql(fa
     pages = [fake_kind_page(fake_kind, token) for token in range(3)]
     with CaptureQueriesContext(db_connection) as stored:
         runner._store_pages(pages)
-    counter_updates = [
-        s["sql"] for s in stored.captured_queries if s["sql"].startswith('UPDATE "sync_syncqueue" SET "total_count"')
-    ]
-    assert len(counter_updates) == 1
+    statements = [s["sql"] for s in stored.captured_queries]
+    queue_updates = [s for s in statements if 'UPDATE "sync_syncqueue" SET' in s]
+    assert len(queue_updates) == 1, queue_updates
+    assert queue_updates[0].startswith('WITH l0 AS (INSERT INTO "sync_syncqueueline"')
+    assert '"done_count" = ' in queue_updates[0] and '"fetch_lease_until" = ' in queue_updates[0]
+    assert not [s for s in statements if s.startswith('INSERT INTO "sync_syncqueueline"')]
     assert_counters_match(run)
     assert run.done_count == 30
 
