@@ -18,8 +18,9 @@ def lock_queue(queue_id: int, *, relaxed_commit: bool = False, value: tuple[str,
     cancel / force-done / webhook deliveries. On SQLite, IMMEDIATE transactions already serialise writers.
     ``relaxed_commit``: the engine's page and batch transactions also turn off the wait for the WAL flush
     here, in the same round trip (sync/bulk.py relaxed_commit says why that is safe). ``value``: a scalar
-    subquery and its parameters, evaluated in the same statement once the lock is held; its result is
-    returned (PostgreSQL only: the caller runs it apart on SQLite)."""
+    subquery and its parameters, evaluated in the same statement (a saved round trip, not a fresher read:
+    it sees the data as of the statement's start, even when the lock had to be waited for, and locks
+    nothing it reads); its result is returned. PostgreSQL only: on SQLite the caller runs it apart."""
     if not is_postgres():
         return None
     relaxed = relaxed_commit and bulk_relaxed_allowed()

@@ -136,10 +136,13 @@ def _move_one_statement(qs, queue_id: int, to_state: str, fields: dict, per_line
     return row[0] if row else 0
 
 
-def queue_update_with(queryset, values: dict, statements: list[tuple[str, list]]) -> int:
-    """``queryset.update(**values)`` (a queryset of SyncQueue) with ``statements`` (INSERTs as (sql, params),
-    from lines_insert's ``defer``) run as data-modifying CTEs of the same statement: one round trip. Returns
-    the rows the UPDATE changed; the inserts happen whatever that count (the caller's transaction decides)."""
+def queue_update_with(queryset, values: dict, statements: list[tuple[str, list]], counts: Counter) -> int:
+    """``queryset.update(**values)`` (a queryset of SyncQueue) that also counts ``counts`` (state -> new
+    lines, as lines_insert(defer=...) returned them) into the queue's counters, with ``statements`` (that
+    call's deferred INSERTs, PostgreSQL only) run as data-modifying CTEs of the same statement: one round
+    trip. Returns the rows the UPDATE changed; the inserts happen whatever that count (the caller's
+    transaction decides: a caller that finds 0 raises and rolls back)."""
+    values = {**values, **counter_changes(counts)}
     if not statements:
         return queryset.update(**values)
     query = queryset.query.chain(sql.UpdateQuery)
@@ -255,8 +258,8 @@ def lines_insert(
     {queue id: Counter(state: lines)}.
 
     ``defer`` (a list): the blocks' statements (PostgreSQL) are appended to it instead of being run, and no
-    counter is updated: the caller runs them and counts the lines (counter_changes) in its own statement of
-    the same transaction (the engine's fetcher: one round trip per group instead of three)."""
+    counter is updated: the caller hands them and the returned counts to queue_update_with in the same
+    transaction (the engine's fetcher: one round trip per group instead of three)."""
     blocks = [b for b in blocks if b.external_ids]
     if not lines and not blocks:
         return {}

@@ -201,7 +201,7 @@ def test_the_unchanged_lookup_probes_the_unique_index_per_id(fake_conn, fake_kin
     with CaptureQueriesContext(db_connection) as ctx:
         assert engine.run_queue(runner.queue.pk) == "done"
     (query,) = [q["sql"] for q in ctx.captured_queries if "json_each_text" in q["sql"]]
-    assert query.startswith('SELECT id, ') and query.endswith("FOR UPDATE"), query
+    assert query.startswith("SELECT id, ") and query.endswith("FOR UPDATE"), query
     with db_connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + query)
         plan = "\n".join(row[0] for row in cursor.fetchall())

@@ -216,3 +216,15 @@ def test_the_guard_sees_a_hand_written_increment(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     assert len(_hand_written(bad)) == 3
+
+
+def test_a_group_stored_without_a_fetch_lease_counts_its_lines_but_saves_no_progress(fake_conn, fake_kind):
+    """The lines a group inserts are counted whether or not the runner holds the fetch lease; the paging
+    progress (token, pages) is saved only with the lease."""
+    fake_kind.__init__(30)
+    run = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
+    runner = engine.QueueRunner(run)  # no _take_fetch_lease()
+    runner._store_pages([fake_kind_page(fake_kind, token) for token in range(3)])
+    run.refresh_from_db()
+    assert_counters_match(run)
+    assert run.done_count == 30 and run.pages_fetched == 0 and run.fetch_token in (None, "", {})
