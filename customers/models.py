@@ -28,7 +28,11 @@ class Customer(SyncedRecord):
         indexes = [models.Index(fields=["organization", "last_name", "first_name"])]
 
     def __str__(self) -> str:
-        return f"{self.first_name} {self.last_name} <{self.email}>".strip()
+        name = f"{self.first_name} {self.last_name}".strip()
+        if self.email:
+            return f"{name} <{self.email}>".strip()
+        # A customer erased on request (or one without name and email) is still a row staff can tell apart.
+        return name or f"customer {self.external_id}"
 
 
 class LoyaltyTier(SyncedRecord):

@@ -109,3 +109,19 @@ def test_clear_secrets_removes_every_stored_secret(staff_client, fake_conn, with
     conn = Connection.objects.get(pk=fake_conn.pk)
     assert conn.credentials == {}
     assert "Not set." in staff_client.get(url).content.decode()
+
+
+def test_an_erased_customer_is_marked_as_such_in_the_admin(staff_client, fake_conn, org):
+    """A customer erased on request (a privacy redact) is a blank row: the list says it was erased, and its
+    page is titled by its id, not by an empty name."""
+    from customers.models import Customer
+    from sync.records import ERASED
+
+    erased = Customer.objects.create(organization=org, connection=fake_conn, external_id="77", sync_hash=ERASED)
+    Customer.objects.create(organization=org, connection=fake_conn, external_id="78", first_name="Ana")
+    page = staff_client.get(reverse("admin:customers_customer_changelist")).content.decode()
+    assert '<td class="field-state">erased on request</td>' in page
+    assert '<td class="field-state">live</td>' in page
+    assert str(erased) == "customer 77"
+    detail = staff_client.get(reverse("admin:customers_customer_change", args=[erased.pk])).content.decode()
+    assert "customer 77" in detail

@@ -153,3 +153,29 @@ def test_staff_of_another_organization_sees_none_of_it(
     assert response.status == 404
     page.goto(f"{live_server.url}/admin/connectors/connection/")
     expect(page.locator("#content")).not_to_contain_text("Acme")
+
+
+def test_an_erased_customer_reads_as_erased_at_desktop_and_phone_widths(
+    live_server, login, page, screenshot, staff, fake_conn, org
+):
+    """A customer erased on request is a blank row: the customer list says so in its own column, on a
+    desktop and on a phone, and its page is titled by its id."""
+    from customers.models import Customer
+    from sync.records import ERASED
+
+    Customer.objects.create(organization=org, connection=fake_conn, external_id="77", sync_hash=ERASED)
+    Customer.objects.create(organization=org, connection=fake_conn, external_id="78", first_name="Ana")
+    login("alice", "pw-alice")
+    page.goto(f"{live_server.url}/admin/customers/customer/")
+    erased_row = page.locator("#result_list tbody tr", has_text="77")
+    expect(erased_row.locator("td.field-state")).to_have_text("erased on request")
+    expect(erased_row.locator("td.field-state")).to_be_in_viewport()
+    expect(page.locator("#result_list tbody tr", has_text="Ana").locator("td.field-state")).to_have_text("live")
+    screenshot("customers-erased-desktop")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(erased_row.locator("td.field-state")).to_be_in_viewport()  # next to the id, not scrolled away
+    screenshot("customers-erased-phone")
+    erased_row.locator("th a, td a").first.click()
+    expect(page.locator("#content h2, #content h1").first).to_be_visible()
+    expect(page.locator("#content")).to_contain_text("customer 77")
