@@ -56,6 +56,12 @@ def unstorable(record) -> bool:
 UNSTORABLE_LINE_PREFIX = "unstorable:"
 
 
+# A record the resource could not identify (no usable id) gets a failed line named ``invalid:<n>:<random>``
+# (sync.services.lines_add). A full scan that met one cannot tell which row it stood for, so it deletes
+# nothing by itself (sinks.TableSink.mark_missing_deleted holds its deletions for a person).
+UNIDENTIFIED_LINE_PREFIX = "invalid:"
+
+
 def unstorable_line_id(external_id: str, nonce: str) -> str:
     return f"{UNSTORABLE_LINE_PREFIX}{nonce}:{external_id}"[:255]
 

@@ -141,24 +141,35 @@ class TableSink:
 
     def mark_missing_deleted(self, run: QueueRunner) -> None:
         """After a complete full scan: the live rows it did not see are marked deleted, unless that many
-        would go that the mass-deletion guard holds them for a person (sync.services.queue_apply_deletions)."""
+        would go, or the scan met a record it could not identify, so that the mass-deletion guard holds them
+        for a person (sync.services.queue_apply_deletions)."""
         missing = missing_rows(run.model, run.queue)
         n = missing.count()
         if not n:
             return
         live = run.model.objects.filter(connection_id=run.queue.connection_id, deleted_at__isnull=True).count()
-        if deletion_held(n, live):
+        # A record fetched without a usable id may be one of the "missing" rows: this scan cannot tell them
+        # apart, so the guard holds its deletions as it holds a mass deletion (the operator applies them).
+        unidentified = SyncQueueLine.objects.filter(
+            queue=run.queue, external_id__startswith=bulk.UNIDENTIFIED_LINE_PREFIX
+        ).count()
+        if unidentified or deletion_held(n, live):
             SyncQueue.objects.filter(pk=run.queue.pk).update(pending_deletions=n)
             run.queue.pending_deletions = n
+            why = (
+                f"; {unidentified} record(s) it fetched could not be identified and may be among them"
+                if unidentified
+                else ""
+            )
             activity_record(
                 event="records.deletions_held",
                 queue=run.queue,
                 level=ActivityLevel.WARNING,
                 message=(
-                    f"{n} of {live} live {run.resource.name} record(s) were not seen by this full scan; nothing "
+                    f"{n} of {live} live {run.resource.name} record(s) were not seen by this full scan{why}; nothing "
                     "was deleted. If the upstream really lost them, apply the deletions on this queue"
                 ),
-                data={"count": n, "live": live, **deletion_thresholds()},
+                data={"count": n, "live": live, "unidentified": unidentified, **deletion_thresholds()},
             )
             return
         n = missing.update(deleted_at=clock.now())

@@ -13,7 +13,14 @@ from django.db.models import Q
 
 from core import clock
 
-from ..bulk import UNSTORABLE_ERROR, same_record, unstorable, unstorable_line_id, without_nul
+from ..bulk import (
+    UNIDENTIFIED_LINE_PREFIX,
+    UNSTORABLE_ERROR,
+    same_record,
+    unstorable,
+    unstorable_line_id,
+    without_nul,
+)
 from ..models import LineAction, LineState, SyncQueue, SyncQueueLine
 from .locks import lock_queue
 from .state import line_failed_record, lines_insert, lines_move
@@ -66,7 +73,7 @@ def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None =
                 SyncQueueLine(
                     queue=queue,
                     # Unique within the queue even for two deliveries at the same instant.
-                    external_id=f"invalid:{index}:{uuid.uuid4().hex}",
+                    external_id=f"{UNIDENTIFIED_LINE_PREFIX}{index}:{uuid.uuid4().hex}",
                     payload=without_nul(record) if isinstance(record, dict) else {"value": without_nul(record)},
                     state=LineState.FAILED,
                     attempts=1,

@@ -260,6 +260,19 @@ def test_a_full_scan_marks_a_few_missing_rows_deleted(fake_conn, fake_kind, mark
     assert live(fake_conn) == 95
 
 
+def test_a_full_scan_that_met_an_unidentifiable_record_deletes_nothing_by_itself(fake_conn, fake_kind, marks_missing):
+    """Record 5 comes back without its id: its row is among the "not seen" ones, and the scan cannot tell it
+    apart from a real deletion, so the guard holds the deletions (one row, far below its thresholds)."""
+    fake_kind.__init__(20)
+    run(fake_conn, full_scan=True)
+    del fake_kind.records[4]["id"]
+    q = run(fake_conn, full_scan=True)
+    assert live(fake_conn) == 20 and row(fake_conn, 5).deleted_at is None
+    assert q.pending_deletions == 1 and q.action_required and q.failed_count == 1
+    held = SyncActivity.objects.get(queue=q, event="records.deletions_held")
+    assert held.data["unidentified"] == 1 and "could not be identified" in held.message
+
+
 def test_an_upstream_answering_an_empty_list_never_wipes_the_table(fake_conn, fake_kind, marks_missing):
     fake_kind.__init__(30)  # below the row threshold: only the "every live row" rule can hold this one
     run(fake_conn, full_scan=True)
