@@ -57,7 +57,8 @@ def store_installed(connection: Connection) -> bool:
 
 def privacy_store_redact(*, store_id: str, connection: Connection | None, installed: bool = False) -> str:
     """store/redact (48 h after uninstall): delete everything we hold for the store and its credentials,
-    unless the store is installed again (``installed``: it accepts our token), which a replay would hit."""
+    unless the store is installed again (``installed``: it accepts our token), which a replay would hit.
+    The seals of customers erased on request stay (blank rows: their ids only)."""
     if connection is not None and installed:
         PrivacyRequest.objects.create(
             event="store/redact",
@@ -76,7 +77,10 @@ def privacy_store_redact(*, store_id: str, connection: Connection | None, instal
     counts = {}
     if connection is not None:
         for model in _models():
-            counts[model.__name__], _ = model.objects.filter(connection=connection).delete()
+            # Kept: the blank, sealed rows of customers (and their orders) erased on request, an id and nothing
+            # else, so that a store that installs the app again does not get them back with its first sync.
+            rows = model.objects.filter(connection=connection).exclude(sync_hash=ERASED)
+            counts[model.__name__], _ = rows.delete()
         Connection.objects.filter(pk=connection.pk).update(is_active=False, needs_reauth=True, credentials_encrypted="")
         # The data is gone, so are the cursors: a store that installs again gets a full first sync.
         SyncStatus.objects.filter(connection=connection).update(cursor="")

@@ -370,3 +370,37 @@ def test_a_redact_before_the_first_sync_keeps_the_customer_out(tn_sandbox, store
     body = json.dumps({"store_id": 1001, "event": "customers/data_request", "customer": {"id": cid}}).encode()
     assert post(body, sb.sign(body)).status_code == 200
     assert PrivacyRequest.objects.get(event="customers/data_request").result["held"]["customers"] == 0
+
+
+def test_a_store_redact_keeps_the_seals_so_a_reinstall_does_not_bring_erased_customers_back(synced):
+    """store/redact deletes the store's data but not the blank, sealed rows of customers erased on request:
+    when the store installs the app again (the same connection, store_connect), its first sync leaves them
+    erased while the store still lists them."""
+    from commerce.models import Order, Product
+    from connectors.tiendanube.oauth import store_connect
+    from customers.models import Customer
+    from sync.connection_runs import connection_sync
+
+    sb, conn = synced
+    cid = 1001 * 100_000 + 2
+    _customer_redact(sb, cid, [cid])
+    sb.uninstall("1001")
+    body, headers = sb.lgpd_webhook("store/redact", "1001")
+    r = Client().post(
+        URL + "store-redact/",
+        data=body,
+        content_type="application/json",
+        HTTP_X_LINKEDSTORE_HMAC_SHA256=headers["X-Linkedstore-HMAC-SHA256"],
+    )
+    assert r.json()["detail"] == "store redacted"
+    assert not Product.objects.filter(connection=conn).exists()
+    assert list(Customer.objects.filter(connection=conn).values_list("external_id", "email")) == [(str(cid), "")]
+    assert list(Order.objects.filter(connection=conn).values_list("external_id", "email")) == [(str(cid), "")]
+    st = sb.stores["1001"]
+    st.installed, st.token = True, "tok-1001-again"
+    store_connect(organization=conn.organization, store_id="1001", access_token=st.token)
+    assert connection_sync(connection_id=conn.pk).outcome == "success"
+    assert Customer.objects.filter(connection=conn, deleted_at__isnull=True).count() == 3
+    erased = Customer.objects.get(connection=conn, external_id=str(cid))
+    assert (erased.email, erased.first_name, erased.deleted_at is not None) == ("", "", True)
+    assert Order.objects.get(connection=conn, external_id=str(cid)).email == ""
