@@ -96,7 +96,7 @@ def progress_json(request: HttpRequest, queue_id: int) -> JsonResponse:
 # --- Dashboard -------------------------------------------------------------------------------------------
 def dashboard(request: HttpRequest, admin_site) -> TemplateResponse:
     query = DashboardQuery.from_params(request.GET)
-    page, rows = dashboard_page(request.user, query)
+    page, rows, version = dashboard_page(request.user, query)
     params = {k: v for k, v in (("q", query.q), ("kind", query.kind), ("tier", query.tier), ("show", query.show)) if v}
     context = {
         **admin_site.each_context(request),
@@ -107,6 +107,7 @@ def dashboard(request: HttpRequest, admin_site) -> TemplateResponse:
         "filter_params": urlencode(params),
         "kinds": sorted(KINDS),
         "filters": [("", "All"), ("needs_action", "Needs action"), ("failing", "Failing"), ("stale", "Stale")],
+        "watch_version": version,
         "state_url": reverse("admin:sync_dashboard_state")
         + "?"
         + urlencode({"ids": ",".join(str(r.connection.pk) for r in rows)}),

@@ -183,13 +183,17 @@ def _row_totals(kind_resources: dict[str, dict[str, str]], ids: list[int]) -> di
 
 
 def dashboard_page(user, query: DashboardQuery, *, per_page: int = PER_PAGE):
-    """(page, rows): the page object (for the paginator links) and its ConnectionRows."""
+    """(page, rows, version): the page object (for the paginator links), its ConnectionRows, and the
+    fingerprint (dashboard_version) of what they show, taken before the runs and statuses are read: the
+    page starts polling from it, so a change made while the page was on its way to the browser is seen by
+    the first poll (an extra refresh at worst, never a miss)."""
     from .recovery import reconnect_url
 
     paginator = Paginator(connections_filtered(user, query), per_page)
     page = paginator.get_page(query.page)
     conns = list(page.object_list)
     ids = [c.pk for c in conns]
+    version = dashboard_version(user, ids, loaded=conns)
     statuses = (
         {
             (s.connection_id, s.resource): s
@@ -256,19 +260,25 @@ def dashboard_page(user, query: DashboardQuery, *, per_page: int = PER_PAGE):
                 )
             )
         out.append(row)
-    return page, out
+    return page, out, version
 
 
-def dashboard_version(user, connection_ids: list[int]) -> str:
+def dashboard_version(user, connection_ids: list[int], *, loaded: list | None = None) -> str:
     """A cheap fingerprint of what the page shows (two aggregate queries): the page reloads its live regions
-    only when it changes."""
+    only when it changes. ``loaded``: the page's connections as it read them (their own ``updated_at``, not
+    a newer one read now, so a connection changed after the page read it still changes the fingerprint)."""
     ids = [i for i in connection_ids if isinstance(i, int)][:500]
-    allowed = list(selectors.connection_list(user=user).filter(pk__in=ids).values_list("pk", flat=True))
+    if loaded is not None:
+        allowed = [c.pk for c in loaded if c.pk in set(ids)]
+        conn_max = max((c.updated_at for c in loaded if c.updated_at is not None), default=None)
+    else:
+        allowed = list(selectors.connection_list(user=user).filter(pk__in=ids).values_list("pk", flat=True))
     if not allowed:
         return "empty"
     q = SyncQueue.objects.filter(connection_id__in=allowed).aggregate(
         m=Max("updated_at"), n=Count("pk", filter=Q(is_active=True))
     )
-    c = selectors.connection_list(user=user).filter(pk__in=allowed).aggregate(m=Max("updated_at"))
+    if loaded is None:
+        conn_max = selectors.connection_list(user=user).filter(pk__in=allowed).aggregate(m=Max("updated_at"))["m"]
     s = SyncStatus.objects.filter(connection_id__in=allowed).aggregate(m=Max("updated_at"))
-    return f"{q['m']}|{q['n']}|{c['m']}|{s['m']}"
+    return f"{q['m']}|{q['n']}|{conn_max}|{s['m']}"
