@@ -157,8 +157,8 @@ def test_customer_redact_and_data_request(synced):
     assert SyncActivity.objects.filter(event="tiendanube.customer_redacted", connection=conn).exists()
 
 
-def test_store_redact_deletes_local_data(synced):
-    sb, conn = synced
+def _uninstall_and_store_redact(sb):
+    """The merchant uninstalls store 1001; 48 h later Tiendanube sends store/redact, which we apply."""
     sb.uninstall("1001")
     body, headers = sb.lgpd_webhook("store/redact", "1001")
     r = Client().post(
@@ -168,6 +168,11 @@ def test_store_redact_deletes_local_data(synced):
         HTTP_X_LINKEDSTORE_HMAC_SHA256=headers["X-Linkedstore-HMAC-SHA256"],
     )
     assert r.status_code == 200 and r.json()["detail"] == "store redacted"
+
+
+def test_store_redact_deletes_local_data(synced):
+    sb, conn = synced
+    _uninstall_and_store_redact(sb)
     from commerce.models import Order, Product
     from customers.models import Customer
 
@@ -384,15 +389,7 @@ def test_a_store_redact_keeps_the_seals_so_a_reinstall_does_not_bring_erased_cus
     sb, conn = synced
     cid = 1001 * 100_000 + 2
     _customer_redact(sb, cid, [cid])
-    sb.uninstall("1001")
-    body, headers = sb.lgpd_webhook("store/redact", "1001")
-    r = Client().post(
-        URL + "store-redact/",
-        data=body,
-        content_type="application/json",
-        HTTP_X_LINKEDSTORE_HMAC_SHA256=headers["X-Linkedstore-HMAC-SHA256"],
-    )
-    assert r.json()["detail"] == "store redacted"
+    _uninstall_and_store_redact(sb)
     assert not Product.objects.filter(connection=conn).exists()
     assert list(Customer.objects.filter(connection=conn).values_list("external_id", "email")) == [(str(cid), "")]
     assert list(Order.objects.filter(connection=conn).values_list("external_id", "email")) == [(str(cid), "")]
