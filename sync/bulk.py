@@ -444,25 +444,40 @@ def _to_binary(merged: list[list], plan: list[tuple[str, models.Field]]) -> bool
     as it is: psycopg would convert it otherwise than the text path, or wrap it, or refuse it with another
     error. Those exact types are what mappers give (str, a real bool, an aware datetime, a finite Decimal, an
     int in int8's range, JSON-able values)."""
-    exact = [(i, _EXACT[kind]) for i, (kind, _) in enumerate(plan) if kind in _EXACT]
-    int8 = [i for i, (kind, _) in enumerate(plan) if kind == "int8"]
-    times = [i for i, (kind, _) in enumerate(plan) if kind == "timestamptz"]
-    numerics = [i for i, (kind, _) in enumerate(plan) if kind == "numeric"]
-    jsons = [(i, field) for i, (kind, field) in enumerate(plan) if kind == "bytea"]
+    checks = _binary_checks(tuple(plan))
+    if not all(checks.exact(out) for out in merged):
+        return False
     for out in merged:
-        for position, cls in exact:
+        checks.jsonb(out)
+    return True
+
+
+class _BinaryChecks:
+    """The per-row half of _to_binary for one binary plan: ``exact`` says whether every value of a row is of
+    the exact type its column's binary form takes as it is; ``jsonb`` turns the row's JSON values into
+    jsonb's binary form, in place."""
+
+    def __init__(self, plan: tuple[tuple[str, models.Field], ...]) -> None:
+        self.exact_types = [(i, _EXACT[kind]) for i, (kind, _) in enumerate(plan) if kind in _EXACT]
+        self.int8 = [i for i, (kind, _) in enumerate(plan) if kind == "int8"]
+        self.times = [i for i, (kind, _) in enumerate(plan) if kind == "timestamptz"]
+        self.numerics = [i for i, (kind, _) in enumerate(plan) if kind == "numeric"]
+        self.jsons = [(i, field) for i, (kind, field) in enumerate(plan) if kind == "bytea"]
+
+    def exact(self, out: list) -> bool:
+        for position, cls in self.exact_types:
             value = out[position]
             if value.__class__ is not cls and value is not None:
                 return False
-        for position in int8:
+        for position in self.int8:
             if out[position] is not None and out[position] not in _INT8:
                 return False  # psycopg raises OverflowError; the text path gets PostgreSQL's DataError
-        for position in times:
+        for position in self.times:
             # A naive datetime: the text path's ISO text is read in the session's zone.
             value = out[position]
             if value is not None and (value.__class__ is not dt.datetime or value.tzinfo is None):
                 return False
-        for position in numerics:
+        for position in self.numerics:
             # Not NaN or infinite (Django's to_python refuses them on the text path); at most 16,383 places
             # (psycopg's binary limit; the text path lets the server round them to the column's scale).
             value = out[position]
@@ -470,13 +485,98 @@ def _to_binary(merged: list[list], plan: list[tuple[str, models.Field]]) -> bool
                 value.__class__ is Decimal and value.is_finite() and value.as_tuple().exponent >= -16383
             ):
                 return False
-    for out in merged:
-        for position, field in jsons:
+        return True
+
+    def jsonb(self, out: list) -> None:
+        for position, field in self.jsons:
             value = out[position]
             # None keeps Django's own meaning (SQL NULL or JSON null, per the field); the rest is jsonb's
             # binary form: version 1, then the JSON text (the text path's json_text, as bytes).
             out[position] = _prep_django(field, value) if value is None else b"\x01" + json_bytes(value)
-    return True
+
+
+_binary_checks = functools.cache(_BinaryChecks)
+
+
+class RowEncoder:
+    """Encodes new rows of one model into binary COPY rows ahead of their write, in any thread (the engine's
+    fetch thread encodes a first sync's rows while the main thread waits on PostgreSQL; insert_encoded then
+    sends them as they are). A row is encoded exactly as copy_model_rows' binary path would send it, or not at
+    all: ``encode`` returns None for a row with a value of another type (that row's group then takes
+    copy_model_rows, and its text path). Build it in a thread that may use the database connection (it reads
+    the connection's adapters); one encoder per thread (psycopg's transformer keeps state)."""
+
+    @classmethod
+    def for_model(cls, model: type[models.Model]) -> RowEncoder | None:
+        """An encoder for ``model``, or None where copy_model_rows would not use binary COPY."""
+        plan = _binary_plan(model)
+        return cls(model, plan) if plan is not None else None
+
+    def __init__(self, model: type[models.Model], plan: list[tuple[str, models.Field]]) -> None:
+        from psycopg.adapt import AdaptersMap, Transformer
+        from psycopg.pq import Format
+        from psycopg.types.string import BytesBinaryDumper
+
+        fields, self._positions, _ = _layout(model)
+        self.columns = [f.column for f in fields]
+        self._defaults = _defaults(fields)
+        self._relations = [i for i, f in enumerate(fields) if f.is_relation]
+        self._checks = _binary_checks(tuple(plan))
+        db_connection.ensure_connection()
+        adapters = AdaptersMap(db_connection.connection.adapters)
+        # The jsonb values go as bytea (see _binary_kind): psycopg's own bytes dumper, in C, rather than the
+        # DB-API Binary wrapper's, a Python call per value, which is what bytea's type name finds by default.
+        adapters.register_dumper(bytes, BytesBinaryDumper)
+        self._types = [adapters.types.get_oid(kind) for kind, _ in plan]
+        # No connection in the context: text is encoded as UTF-8, the only client encoding Django uses.
+        self._tx = Transformer(adapters)
+        self._tx.set_dumper_types(self._types, Format.BINARY)
+        # The row formatter psycopg's own binary Copy.write_row uses (in C with psycopg[binary]); not exported,
+        # hence the pinned psycopg version and tests/sync/test_binary_copy.py comparing what gets stored.
+        from psycopg._copy_base import format_row_binary
+
+        self._format = format_row_binary
+
+    def encode(self, row: dict) -> bytes | None:
+        """``row`` (field name or attname -> value, as insert_copy takes them) as one binary COPY row."""
+        out = self._defaults.copy()
+        positions = self._positions
+        try:
+            for key, value in row.items():
+                out[positions[key]] = value
+        except KeyError as exc:
+            raise TypeError(f"no field named {exc.args[0]!r}") from None
+        for position in self._relations:
+            value = out[position]
+            if isinstance(value, models.Model):
+                out[position] = value.pk
+        if not self._checks.exact(out):
+            return None
+        self._checks.jsonb(out)
+        data = bytearray()
+        self._format(out, self._tx, data)
+        return bytes(data)
+
+
+def insert_encoded(model: type[models.Model], rows: list[bytes]) -> int:
+    """PostgreSQL: insert_copy for rows a RowEncoder of ``model`` encoded; in the order given. Inside a
+    transaction. Returns len(rows)."""
+    copy_encoded(model._meta.db_table, [f.column for f in _layout(model)[0]], rows)
+    return len(rows)
+
+
+# PostgreSQL's binary COPY file format (docs, "COPY", Binary Format): the 11-byte signature, flags (int32,
+# no OIDs) and header extension length (int32, none); the trailer is a field count of -1 (int16).
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_COPY_TRAILER = b"\xff\xff"
+
+
+def copy_encoded(table: str, columns: Sequence[str], rows: list[bytes]) -> None:
+    """COPY binary rows encoded beforehand (RowEncoder) into ``table``: one write of the whole stream."""
+    cols = ", ".join(_qn(c) for c in columns)
+    with db_connection.cursor() as cursor, db_connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {_qn(table)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(b"".join((_COPY_HEADER, *rows, _COPY_TRAILER)))
 
 
 def _upsert_executemany(

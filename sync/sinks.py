@@ -89,33 +89,61 @@ class TableSink:
                 .values_list("id", flat=True)
             )
         if upserts:
-            rows = []
-            fields = self.fields_to_update(run, upserts[0][1])
-            # The version and the snapshot's hash came with the values (the engine's _map): an equal
-            # snapshot writes nothing, an older one never replaces a newer (bulk.Guard).
-            base = {
-                "organization_id": connection.organization_id,
-                "connection_id": connection.pk,
-                "synced_at": now,
-                "deleted_at": None,
-            }
             # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
             # take the rows' locks in the same order and cannot deadlock each other.
-            for line, values in sorted(upserts, key=lambda pair: pair[0].external_id):
-                # A new dict: the one-by-one fallback reuses the values, do not mutate them.
-                row = {**base, **values, "external_id": line.external_id}
-                if "sync_hash" not in values:  # values mapped elsewhere than the engine's _map
-                    row["sync_hash"] = bulk.content_hash(values)
-                rows.append(row)
-            if getattr(run, "insert_only", False):
-                written = bulk.insert_copy(model, rows)  # the engine's first sync of a connection (PostgreSQL)
+            upserts = sorted(upserts, key=lambda pair: pair[0].external_id)
+            encoded = getattr(run, "encoded_rows", None) if getattr(run, "insert_only", False) else None
+            chunks = [encoded.get(line.external_id) for line, _ in upserts] if encoded else None
+            if chunks and None not in chunks:
+                written = bulk.insert_encoded(model, chunks)  # a first sync's rows, encoded by row_encoder
             else:
-                written = bulk.upsert_rows(
-                    model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
-                )
+                base = self._base(connection, now)
+                rows = [self._row(base, line.external_id, values) for line, values in upserts]
+                if getattr(run, "insert_only", False):
+                    written = bulk.insert_copy(model, rows)  # the engine's first sync of a connection (PostgreSQL)
+                else:
+                    fields = self.fields_to_update(run, upserts[0][1])
+                    written = bulk.upsert_rows(
+                        model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
+                    )
             run.rows_written = getattr(run, "rows_written", 0) + (written or 0)
         if deletes:
             self._delete(run, deletes, now)
+
+    @staticmethod
+    def _base(connection, now) -> dict:
+        return {
+            "organization_id": connection.organization_id,
+            "connection_id": connection.pk,
+            "synced_at": now,
+            "deleted_at": None,
+        }
+
+    @staticmethod
+    def _row(base: dict, external_id: str, values: dict) -> dict:
+        # A new dict: the one-by-one fallback reuses the values, do not mutate them. The version and the
+        # snapshot's hash came with the values (the engine's _map): an equal snapshot writes nothing, an
+        # older one never replaces a newer (bulk.Guard).
+        row = {**base, **values, "external_id": external_id}
+        if "sync_hash" not in values:  # values mapped elsewhere than the engine's _map
+            row["sync_hash"] = bulk.content_hash(values)
+        return row
+
+    def row_encoder(self, run: QueueRunner):
+        """For a connection's first sync on PostgreSQL (the rows ``write`` will insert_copy): a function
+        ``(external_id, values, now) -> bytes | None`` giving the binary COPY row ``write`` would send for
+        that record, for the engine to encode in its fetch thread (passed back to ``write`` as
+        ``run.encoded_rows``; a record encoded None sends its group the usual way). None when this model
+        has no binary COPY here. Call it in the thread that will use the function, with database access."""
+        encoder = bulk.RowEncoder.for_model(run.model)
+        if encoder is None:
+            return None
+        connection = run.connection
+
+        def encode(external_id: str, values: dict, now) -> bytes | None:
+            return encoder.encode(self._row(self._base(connection, now), external_id, values))
+
+        return encode
 
     def _delete(self, run: QueueRunner, deletes: list[SyncQueueLine], now) -> None:
         """Tombstones set ``deleted_at``; one carrying a version (Lightspeed's deleted objects) deletes only

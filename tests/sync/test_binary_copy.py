@@ -1,7 +1,8 @@
 """PostgreSQL's binary COPY (sync/bulk.py, copy_model_rows): the same rows and the same refusals as text COPY.
 
-Every test writes the same values twice, once with SYNC_BINARY_COPY on and once off, through the two COPY
-callers (bulk.upsert_rows' staging table and bulk.insert_copy, a first sync's plain COPY), and compares what
+Every test writes the same values twice, once with SYNC_BINARY_COPY on and once off, through the three COPY
+callers (bulk.upsert_rows' staging table, bulk.insert_copy, a first sync's plain COPY, and insert_encoded,
+the same with rows a RowEncoder encoded beforehand, or insert_copy where it refused to), and compares what
 the database then holds, or the error it raised."""
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def _write(how: str, conn, org, ext: str, values: dict) -> None:
     with transaction.atomic():
         if how == "insert":
             bulk.insert_copy(Customer, [row])
+        elif how == "encoded":
+            encoder = bulk.RowEncoder.for_model(Customer)  # None with SYNC_BINARY_COPY off: the text path
+            encoded = encoder.encode(row) if encoder is not None else None
+            if encoded is None:
+                bulk.insert_copy(Customer, [row])
+            else:
+                bulk.insert_encoded(Customer, [encoded])
         else:
             bulk.upsert_rows(Customer, [row], unique_fields=["connection", "external_id"], update_fields=sorted(values))
 
@@ -57,7 +65,13 @@ def forms(monkeypatch):
         seen.append("binary" if binary_types else "text")
         return real(table, columns, rows, binary_types=binary_types)
 
+    def encoded_spy(table, columns, rows):
+        seen.append("encoded")
+        return real_encoded(table, columns, rows)
+
+    real_encoded = bulk.copy_encoded
     monkeypatch.setattr(bulk, "copy_rows", spy)
+    monkeypatch.setattr(bulk, "copy_encoded", encoded_spy)
     return seen
 
 
@@ -78,12 +92,12 @@ EXACT = {
 }
 
 
-@pytest.mark.parametrize("how", ["upsert", "insert"])
+@pytest.mark.parametrize("how", ["upsert", "insert", "encoded"])
 def test_binary_and_text_copy_store_the_same_row(fake_conn, org, settings, forms, how):
     _write(how, fake_conn, org, "binary", EXACT)
     settings.SYNC_BINARY_COPY = False
     _write(how, fake_conn, org, "text", EXACT)
-    assert forms == ["binary", "text"]
+    assert forms == ["encoded" if how == "encoded" else "binary", "text"]
     binary, text = _stored(fake_conn, "binary"), _stored(fake_conn, "text")
     assert binary == text
     assert binary["loyalty_balance"] == Decimal("7.13") and binary["extra"]["big"] == 2**70
@@ -106,7 +120,7 @@ OTHER = {
 }
 
 
-@pytest.mark.parametrize("how", ["upsert", "insert"])
+@pytest.mark.parametrize("how", ["upsert", "insert", "encoded"])
 @pytest.mark.parametrize("values", OTHER.values(), ids=OTHER.keys())
 def test_a_value_of_another_type_takes_the_text_path_and_means_the_same(fake_conn, org, settings, forms, how, values):
     values = {**values}
@@ -134,9 +148,11 @@ REFUSED = {
 }
 
 
-@pytest.mark.parametrize("how", ["upsert", "insert"])
+@pytest.mark.parametrize("how", ["upsert", "insert", "encoded"])
 @pytest.mark.parametrize(("values", "form"), REFUSED.values(), ids=REFUSED.keys())
 def test_the_same_values_are_refused_with_the_same_error(fake_conn, org, settings, forms, how, values, form):
+    if how == "encoded" and form == "binary":
+        form = "encoded"
     errors = []
     for binary in (True, False):
         settings.SYNC_BINARY_COPY = binary

@@ -5,16 +5,19 @@ back exactly, on both databases."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
+from decimal import Decimal
 
 import pytest
 from django.db import connection as db_connection
+from django.forms.models import model_to_dict
 
 from customers.models import Customer
 from sync import bulk, engine, services
 from sync.engine import run_queue
 from sync.models import LineState, QueueState, SyncQueueLine
-from sync.sinks import ROW_GUARD
+from sync.sinks import ROW_GUARD, TableSink
 from tests import fakes
 from tests.sync.conftest import assert_counters_match
 
@@ -197,3 +200,80 @@ def test_an_id_holding_a_nul_keeps_its_whole_id_and_its_row_survives_the_next_fu
     )
     if db_connection.vendor == "sqlite":
         assert Customer.objects.get(connection=fake_conn, external_id=nul_id).deleted_at is None
+
+
+# --- a first sync's rows are encoded for COPY in the fetch thread (TableSink.row_encoder) --------------------
+def _rich(record: dict) -> dict:
+    """Values of every binary COPY form (text, bool, int8, numeric, timestamptz, jsonb)."""
+    n = int(record["id"])
+    return {
+        "email": record["email"],
+        "first_name": f'F{n} "quoted" \\ ñ',
+        "billing": {"city": "Ñuñoa", "n": n, "nested": [None, True, 1.5]},
+        "is_paying_customer": n % 2 == 0,
+        "loyalty_balance": Decimal(f"{n}.125"),
+        "upstream_created_at": dt.datetime(2024, 5, 1, n % 24, tzinfo=dt.UTC),
+    }
+
+
+@pytest.mark.postgres
+def test_a_first_sync_encodes_its_rows_in_the_fetch_thread_and_stores_what_the_main_thread_would(
+    org, make_connection, fake_kind, monkeypatch
+):
+    monkeypatch.setattr(fakes.FakeCustomers, "map", lambda self, record: _rich(record))
+    encoders, writes = [], []
+    real_for_model, real_insert = bulk.RowEncoder.for_model, bulk.insert_encoded
+
+    def for_model(model):
+        encoder = real_for_model(model)
+        real_encode = encoder.encode
+        encoder.encode = lambda row: encoders.append(threading.current_thread().name) or real_encode(row)
+        return encoder
+
+    monkeypatch.setattr(bulk.RowEncoder, "for_model", for_model)
+    monkeypatch.setattr(
+        bulk, "insert_encoded", lambda model, rows: writes.append(len(rows)) or real_insert(model, rows)
+    )
+    fake_kind.__init__(30)
+    encoded_conn = make_connection(org, kind="fake", name="encoded")
+    assert full_sync(encoded_conn).done_count == 30
+    assert len(encoders) == 30 and {name.split("-")[0] for name in encoders} == {"fetch"}, encoders
+    assert sum(writes) == 30, "every group went out as the rows encoded ahead"
+
+    # The same records without encoding ahead: the main thread's binary COPY (copy_model_rows).
+    monkeypatch.setattr(TableSink, "row_encoder", lambda self, run: None)
+    plain_conn = make_connection(org, kind="fake", name="plain")
+    assert full_sync(plain_conn).done_count == 30
+    assert sum(writes) == 30
+
+    def rows(conn):
+        return {
+            c.external_id: model_to_dict(c, exclude=("id", "connection", "synced_at"))
+            for c in Customer.objects.filter(connection=conn)
+        }
+
+    assert rows(encoded_conn) == rows(plain_conn)
+    assert rows(encoded_conn)["7"]["billing"] == {"city": "Ñuñoa", "n": 7, "nested": [None, True, 1.5]}
+
+
+@pytest.mark.postgres
+def test_a_group_holding_a_row_the_encoder_refuses_goes_the_main_threads_way(fake_conn, fake_kind, monkeypatch):
+    """A value of another type than the binary form takes (here a naive datetime, which the text path reads
+    in the session's zone) is not encoded ahead; its group takes copy_model_rows, and its text COPY."""
+
+    def mapper(self, record):
+        values = _rich(record)
+        if record["id"] == 5:
+            values["upstream_created_at"] = dt.datetime(2024, 5, 1, 10, 0)  # naive
+        return values
+
+    monkeypatch.setattr(fakes.FakeCustomers, "map", mapper)
+    inserted, encoded = [], []
+    real_insert, real_encoded = bulk.insert_copy, bulk.insert_encoded
+    monkeypatch.setattr(bulk, "insert_copy", lambda model, rows: inserted.append(len(rows)) or real_insert(model, rows))
+    monkeypatch.setattr(bulk, "insert_encoded", lambda model, r: encoded.append(len(r)) or real_encoded(model, r))
+    fake_kind.__init__(8)
+    assert full_sync(fake_conn).done_count == 8
+    assert sum(inserted) + sum(encoded) == 8 and sum(inserted) >= 1, (inserted, encoded)
+    row = Customer.objects.get(connection=fake_conn, external_id="5")
+    assert row.upstream_created_at == dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)  # the session's zone: UTC
