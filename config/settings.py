@@ -288,9 +288,14 @@ SYNC_PROCESS_ON_FETCH = env.bool("SYNC_PROCESS_ON_FETCH", default=True)
 # that is safe); the queue's settling always commits synchronously.
 SYNC_ASYNC_COMMIT = env.bool("SYNC_ASYNC_COMMIT", default=True)
 # Pages already fetched are stored in one transaction, up to this many records (1 = page by page). Each group
-# costs a few round trips and a commit whatever its size: 2,000 ran B1 at 0.63x the plain loop against 0.58x
-# for 1,000 (20,000 customers, 5 interleaved rounds; docs/performance.md). Up to two groups wait in memory.
-SYNC_FETCH_GROUP_RECORDS = env.int("SYNC_FETCH_GROUP_RECORDS", default=2000)
+# costs a few round trips and a commit whatever its size (each ~10 ms here: the main thread waits for the GIL
+# after every one): 3,000 ran a 50,000-customer first sync in 3.13 s against 3.47 s for 2,000 (4 interleaved
+# rounds; 2,000 had beaten 1,000 too), for +8 MiB of peak RSS at 100,000 (B4; docs/performance.md). Up to two
+# groups wait in memory (and at most MAX_PREFETCH_PAGES pages, sync/engine.py).
+SYNC_FETCH_GROUP_RECORDS = env.int("SYNC_FETCH_GROUP_RECORDS", default=3000)
+# How long the fetcher waits for more pages to fill a group before storing what it has (milliseconds; 0: never
+# waits). An unchanged 50,000-customer rescan: 2.71 -> 2.47 s with 100 (6 interleaved rounds).
+SYNC_FETCH_GROUP_WAIT_MS = env.int("SYNC_FETCH_GROUP_WAIT_MS", default=100)
 # PostgreSQL: COPY rows in binary format where every column of the model has one (sync/bulk.py,
 # copy_model_rows): no value rendered as text in Python nor parsed back by the server. Off: text COPY.
 SYNC_BINARY_COPY = env.bool("SYNC_BINARY_COPY", default=True)

@@ -18,6 +18,7 @@ import inspect
 import logging
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections import Counter
@@ -162,6 +163,7 @@ class QueueRunner:
         # Pages already fetched are stored together, up to this many records per transaction (1: each page
         # alone): fewer, larger transactions when the upstream is faster than we write.
         self.fetch_group_records = int(config.get("fetch_group_records") or settings.SYNC_FETCH_GROUP_RECORDS)
+        self.fetch_group_wait = settings.SYNC_FETCH_GROUP_WAIT_MS / 1000
         self.progress = progress
         self.client = None
         self.lease = dt.timedelta(seconds=settings.SYNC_LEASE_SECONDS)
@@ -435,10 +437,17 @@ class QueueRunner:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                # Take the pages that are already waiting (never wait for more): one transaction for them.
+                # Take the pages that are waiting, and those arriving within SYNC_FETCH_GROUP_WAIT of the first:
+                # one transaction for them. Each group costs a few round trips whatever its size, so when
+                # this thread is ahead of the fetchers (an unchanged later sync: 50,000 customers came in 58
+                # groups of ~860 records), a short wait for fuller groups costs less than the groups it saves.
                 group, size, item = [item], len(item[1]), None
+                until = time.monotonic() + self.fetch_group_wait
                 while size < self.fetch_group_records:
                     item = buf.get_nowait()
+                    if item is None:
+                        left = until - time.monotonic()
+                        item = buf.get(timeout=left) if left > 0 else None
                     if item is None or item is done or isinstance(item, BaseException):
                         break
                     group.append(item)
@@ -511,8 +520,9 @@ class QueueRunner:
         of the writer (``_ahead``: the progress of the groups prepared but perhaps not yet committed).
 
         The group is stored by _store_prepared in one transaction with the fetch progress; it is what the
-        producer had ready (at least one page, up to ``fetch_group_records`` records): a slow upstream gets
-        each page written as it arrives, a fast one gets fewer, larger transactions. With ``process_on_fetch``
+        producer had ready, or made ready within ``fetch_group_wait`` (at least one page, up to
+        ``fetch_group_records`` records): a slow upstream gets each page written within that wait of its
+        arrival, a fast one gets fewer, larger transactions. With ``process_on_fetch``
         (the default) the fetcher also processes the group's new, mappable records in that transaction: their
         rows are upserted and their lines inserted done (attempt 1). A crash before the commit loses the
         group as a whole (the token did not move, so it is fetched again); nothing is half-written.
@@ -1168,11 +1178,15 @@ class _PageBuffer:
             self._cond.notify_all()
             return True
 
-    def get(self):
+    def get(self, timeout: float | None = None):
+        """The next item; with ``timeout``, None when none came within that many seconds."""
         with self._cond:
-            while not self._items:
-                self._cond.wait()
-            return self._take()
+            if timeout is None:
+                while not self._items:
+                    self._cond.wait()
+            elif not self._items:
+                self._cond.wait_for(lambda: self._items, timeout)
+            return self._take() if self._items else None
 
     def get_nowait(self):
         """The next item, or None when none is waiting."""

@@ -277,3 +277,38 @@ def test_a_group_holding_a_row_the_encoder_refuses_goes_the_main_threads_way(fak
     assert sum(inserted) + sum(encoded) == 8 and sum(inserted) >= 1, (inserted, encoded)
     row = Customer.objects.get(connection=fake_conn, external_id="5")
     assert row.upstream_created_at == dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)  # the session's zone: UTC
+
+
+# --- the fetcher waits briefly for a group to fill (SYNC_FETCH_GROUP_WAIT_MS) ------------------------------
+@pytest.mark.parametrize(("wait_ms", "one_group"), [(0, False), (5000, True)])
+def test_pages_arriving_within_the_group_wait_are_stored_together(
+    fake_conn, fake_kind, monkeypatch, settings, wait_ms, one_group
+):
+    """Pages arriving 40 ms apart: without a wait the first is stored alone as soon as it arrives; with one,
+    every page of the run goes into one group (one transaction, one set of round trips)."""
+    import time
+
+    settings.SYNC_FETCH_GROUP_WAIT_MS = wait_ms
+    real_fetch = fakes.FakeCustomers.fetch_page
+
+    def slow(self, ctx):
+        time.sleep(0.04)
+        return real_fetch(self, ctx)
+
+    monkeypatch.setattr(fakes.FakeCustomers, "fetch_page", slow)
+    groups: list[int] = []
+    real_store = engine.QueueRunner._store_pages
+
+    def spy(self, group, **kwargs):
+        groups.append(sum(len(keyed) for _, keyed in group))
+        return real_store(self, group, **kwargs)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_pages", spy)
+    fake_kind.__init__(50)  # 5 pages of 10
+    queue = full_sync(fake_conn)
+    assert queue.state == QueueState.DONE and queue.done_count == 50
+    assert sum(groups) == 50
+    if one_group:
+        assert groups == [50], groups
+    else:
+        assert groups[0] == 10 and len(groups) > 1, groups
