@@ -260,8 +260,8 @@ def _prep_json(field: models.JSONField):
     return prep
 
 
-def _defaults(fields: list[models.Field]) -> list:
-    now = timezone.now()
+def _defaults(fields: list[models.Field], now: dt.datetime | None = None) -> list:
+    now = now or timezone.now()
     return [
         now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default() for f in fields
     ]
@@ -498,48 +498,21 @@ class _BinaryChecks:
 _binary_checks = functools.cache(_BinaryChecks)
 
 
-class RowEncoder:
-    """Encodes new rows of one model into binary COPY rows ahead of their write, in any thread (the engine's
-    fetch thread encodes a first sync's rows while the main thread waits on PostgreSQL; insert_encoded then
-    sends them as they are). A row is encoded exactly as copy_model_rows' binary path would send it, or not at
-    all: ``encode`` returns None for a row with a value of another type (that row's group then takes
-    copy_model_rows, and its text path). Build it in a thread that may use the database connection (it reads
-    the connection's adapters); one encoder per thread (psycopg's transformer keeps state)."""
+class _RowMerger:
+    """One row at a time, what _merged does for a list: the row's values in _layout's order, defaults filled
+    in (auto_now fields: the ``now`` given with the row; the template is rebuilt when another ``now`` comes)
+    and related objects as their keys."""
 
-    @classmethod
-    def for_model(cls, model: type[models.Model]) -> RowEncoder | None:
-        """An encoder for ``model``, or None where copy_model_rows would not use binary COPY."""
-        plan = _binary_plan(model)
-        return cls(model, plan) if plan is not None else None
+    def __init__(self, model: type[models.Model]) -> None:
+        self._fields, self._positions, _ = _layout(model)
+        self._relations = [i for i, f in enumerate(self._fields) if f.is_relation]
+        self._now: dt.datetime | None = None
+        self._template: list | None = None
 
-    def __init__(self, model: type[models.Model], plan: list[tuple[str, models.Field]]) -> None:
-        from psycopg.adapt import AdaptersMap, Transformer
-        from psycopg.pq import Format
-        from psycopg.types.string import BytesBinaryDumper
-
-        fields, self._positions, _ = _layout(model)
-        self.columns = [f.column for f in fields]
-        self._defaults = _defaults(fields)
-        self._relations = [i for i, f in enumerate(fields) if f.is_relation]
-        self._checks = _binary_checks(tuple(plan))
-        db_connection.ensure_connection()
-        adapters = AdaptersMap(db_connection.connection.adapters)
-        # The jsonb values go as bytea (see _binary_kind): psycopg's own bytes dumper, in C, rather than the
-        # DB-API Binary wrapper's, a Python call per value, which is what bytea's type name finds by default.
-        adapters.register_dumper(bytes, BytesBinaryDumper)
-        self._types = [adapters.types.get_oid(kind) for kind, _ in plan]
-        # No connection in the context: text is encoded as UTF-8, the only client encoding Django uses.
-        self._tx = Transformer(adapters)
-        self._tx.set_dumper_types(self._types, Format.BINARY)
-        # The row formatter psycopg's own binary Copy.write_row uses (in C with psycopg[binary]); not exported,
-        # hence the pinned psycopg version and tests/sync/test_binary_copy.py comparing what gets stored.
-        from psycopg._copy_base import format_row_binary
-
-        self._format = format_row_binary
-
-    def encode(self, row: dict) -> bytes | None:
-        """``row`` (field name or attname -> value, as insert_copy takes them) as one binary COPY row."""
-        out = self._defaults.copy()
+    def merged(self, row: dict, now: dt.datetime | None) -> list:
+        if self._template is None or now is not self._now:
+            self._template, self._now = _defaults(self._fields, now), now
+        out = self._template.copy()
         positions = self._positions
         try:
             for key, value in row.items():
@@ -550,11 +523,58 @@ class RowEncoder:
             value = out[position]
             if isinstance(value, models.Model):
                 out[position] = value.pk
-        if not self._checks.exact(out):
+        return out
+
+
+class RowEncoder(_RowMerger):
+    """Encodes new rows of one model into binary COPY rows ahead of their write, in any thread (the engine's
+    fetch thread encodes a first sync's rows while the main thread waits on PostgreSQL; insert_encoded then
+    sends them as they are). A row is encoded exactly as copy_model_rows' binary path would send it, or not at
+    all: ``encode`` returns None for a row with a value of another type, or one it cannot encode (that row's
+    group then takes copy_model_rows, and its text path, which raises what it always raised). Build it in a thread that may use the database connection (it reads
+    the connection's adapters); one encoder per thread (psycopg's transformer keeps state)."""
+
+    @classmethod
+    def for_model(cls, model: type[models.Model]) -> RowEncoder | None:
+        """An encoder for ``model``, or None where copy_model_rows would not use binary COPY (SQLite
+        included: preparing its upsert's values in the fetch thread was measured no faster, that thread
+        then being the one the run waits on)."""
+        plan = _binary_plan(model)
+        return cls(model, plan) if plan is not None else None
+
+    def __init__(self, model: type[models.Model], plan: list[tuple[str, models.Field]]) -> None:
+        from psycopg.adapt import AdaptersMap, Transformer
+        from psycopg.pq import Format
+        from psycopg.types.string import BytesBinaryDumper
+
+        super().__init__(model)
+        self.columns = [f.column for f in self._fields]
+        self._checks = _binary_checks(tuple(plan))
+        db_connection.ensure_connection()
+        adapters = AdaptersMap(db_connection.connection.adapters)
+        # The jsonb values go as bytea (see _binary_kind): psycopg's own bytes dumper, in C, rather than the
+        # DB-API Binary wrapper's, a Python call per value, which is what bytea's type name finds by default.
+        adapters.register_dumper(bytes, BytesBinaryDumper)
+        # No connection in the context: text is encoded as UTF-8, the only client encoding Django uses.
+        self._tx = Transformer(adapters)
+        self._tx.set_dumper_types([adapters.types.get_oid(kind) for kind, _ in plan], Format.BINARY)
+        # The row formatter psycopg's own binary Copy.write_row uses (in C with psycopg[binary]); not exported,
+        # hence the pinned psycopg version and tests/sync/test_binary_copy.py comparing what gets stored.
+        from psycopg._copy_base import format_row_binary
+
+        self._format = format_row_binary
+
+    def encode(self, row: dict, now: dt.datetime | None = None) -> bytes | None:
+        """``row`` (field name or attname -> value, as insert_copy takes them) as one binary COPY row."""
+        try:
+            out = self.merged(row, now)
+            if not self._checks.exact(out):
+                return None
+            self._checks.jsonb(out)
+            data = bytearray()
+            self._format(out, self._tx, data)
+        except Exception:  # the usual path meets the same value and raises where it always has
             return None
-        self._checks.jsonb(out)
-        data = bytearray()
-        self._format(out, self._tx, data)
         return bytes(data)
 
 
@@ -580,7 +600,12 @@ def copy_encoded(table: str, columns: Sequence[str], rows: list[bytes]) -> None:
 
 
 def _upsert_executemany(
-    model, rows, *, unique_fields: Sequence[str], update_fields: Sequence[str], guard: Guard | None = None
+    model,
+    rows,
+    *,
+    unique_fields: Sequence[str],
+    update_fields: Sequence[str],
+    guard: Guard | None = None,
 ) -> int:
     """SQLite: the same statement as on PostgreSQL with the guard's condition on the DO UPDATE, as multi-row
     VALUES statements (Django's bulk_create builds a model instance and compiles every value of every row in

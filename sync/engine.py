@@ -341,7 +341,7 @@ class QueueRunner:
         self._map_ahead = self.process_on_fetch and not self._known_rows
         # Made here, in the thread that owns the database connection (it reads the connection's adapters).
         row_encoder = getattr(self.sink, "row_encoder", None)
-        self._encode = row_encoder(self) if self._map_ahead and is_postgres() and row_encoder else None
+        self._encode = row_encoder(self) if self._map_ahead and row_encoder else None
         writer = _GroupWriter(q.pk) if self._can_pipeline() else None
         pending = None  # the group the writer thread is committing while we prepare the next one
         try:
@@ -843,7 +843,7 @@ class QueueRunner:
             else:
                 deletes.append(_Ref(ext, record))
         self.insert_only = not self._known_rows and is_postgres()
-        self.encoded_rows = plan.encoded if self.insert_only else None
+        self.encoded_rows = plan.encoded
         try:
             self._write(upserts, deletes, now)
         finally:

@@ -92,14 +92,15 @@ class TableSink:
             # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
             # take the rows' locks in the same order and cannot deadlock each other.
             upserts = sorted(upserts, key=lambda pair: pair[0].external_id)
-            encoded = getattr(run, "encoded_rows", None) if getattr(run, "insert_only", False) else None
+            insert_only = getattr(run, "insert_only", False)
+            encoded = getattr(run, "encoded_rows", None)
             chunks = [encoded.get(line.external_id) for line, _ in upserts] if encoded else None
-            if chunks and None not in chunks:
+            if chunks and None not in chunks and insert_only:
                 written = bulk.insert_encoded(model, chunks)  # a first sync's rows, encoded by row_encoder
             else:
                 base = self._base(connection, now)
                 rows = [self._row(base, line.external_id, values) for line, values in upserts]
-                if getattr(run, "insert_only", False):
+                if insert_only:
                     written = bulk.insert_copy(model, rows)  # the engine's first sync of a connection (PostgreSQL)
                 else:
                     fields = self.fields_to_update(run, upserts[0][1])
@@ -133,15 +134,15 @@ class TableSink:
         """For a connection's first sync on PostgreSQL (the rows ``write`` will insert_copy): a function
         ``(external_id, values, now) -> bytes | None`` giving the binary COPY row ``write`` would send for
         that record, for the engine to encode in its fetch thread (passed back to ``write`` as
-        ``run.encoded_rows``; a record encoded None sends its group the usual way). None when this model
-        has no binary COPY here. Call it in the thread that will use the function, with database access."""
+        ``run.encoded_rows``, used with ``insert_only``; a record encoded None sends its group the usual
+        way). None when this model has no binary COPY here (SQLite). Call it where the database may be used."""
         encoder = bulk.RowEncoder.for_model(run.model)
         if encoder is None:
             return None
         connection = run.connection
 
         def encode(external_id: str, values: dict, now) -> bytes | None:
-            return encoder.encode(self._row(self._base(connection, now), external_id, values))
+            return encoder.encode(self._row(self._base(connection, now), external_id, values), now)
 
         return encode
 

@@ -227,7 +227,7 @@ def test_a_first_sync_encodes_its_rows_in_the_fetch_thread_and_stores_what_the_m
     def for_model(model):
         encoder = real_for_model(model)
         real_encode = encoder.encode
-        encoder.encode = lambda row: encoders.append(threading.current_thread().name) or real_encode(row)
+        encoder.encode = lambda row, now=None: encoders.append(threading.current_thread().name) or real_encode(row, now)
         return encoder
 
     monkeypatch.setattr(bulk.RowEncoder, "for_model", for_model)
@@ -312,3 +312,28 @@ def test_pages_arriving_within_the_group_wait_are_stored_together(
         assert groups == [50], groups
     else:
         assert groups[0] == 10 and len(groups) > 1, groups
+
+
+@pytest.mark.postgres
+def test_a_value_the_encoder_cannot_encode_fails_its_own_line_as_before(fake_conn, fake_kind, monkeypatch):
+    """A lone surrogate cannot be encoded to UTF-8: encoding ahead gives up on the row (it does not stop the
+    fetch thread), and the group's usual path meets the value and fails that record's line alone."""
+
+    def mapper(self, record):
+        values = _rich(record)
+        if record["id"] == 2:
+            values["first_name"] = "bad \ud800 surrogate"
+        return values
+
+    monkeypatch.setattr(fakes.FakeCustomers, "map", mapper)
+    fake_kind.__init__(5)
+    queue = full_sync(fake_conn)
+    states = dict(SyncQueueLine.objects.filter(queue=queue).values_list("external_id", "state"))
+    assert states == {"1": "done", "2": "failed", "3": "done", "4": "done", "5": "done"}, states
+    assert queue.state == QueueState.PARTIAL
+    assert sorted(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == [
+        "1",
+        "3",
+        "4",
+        "5",
+    ]
