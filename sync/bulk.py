@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from django.conf import settings
 from django.db import connection as db_connection
 from django.db import models, transaction
 from django.utils import timezone
+
+log = logging.getLogger(__name__)
 
 
 def json_bytes(obj) -> bytes:
@@ -500,7 +503,8 @@ _binary_checks = functools.cache(_BinaryChecks)
 
 class _RowMerger:
     """One row at a time, what _merged does for a list: the row's values in _layout's order, defaults filled
-    in (auto_now fields: the ``now`` given with the row; the template is rebuilt when another ``now`` comes)
+    in (auto_now fields: the ``now`` given with the row, the template rebuilt when another ``now`` comes; with
+    none, the current time)
     and related objects as their keys."""
 
     def __init__(self, model: type[models.Model]) -> None:
@@ -510,7 +514,7 @@ class _RowMerger:
         self._template: list | None = None
 
     def merged(self, row: dict, now: dt.datetime | None) -> list:
-        if self._template is None or now is not self._now:
+        if self._template is None or now is None or now is not self._now:
             self._template, self._now = _defaults(self._fields, now), now
         out = self._template.copy()
         positions = self._positions
@@ -540,7 +544,15 @@ class RowEncoder(_RowMerger):
         included: preparing its upsert's values in the fetch thread was measured no faster, that thread
         then being the one the run waits on)."""
         plan = _binary_plan(model)
-        return cls(model, plan) if plan is not None else None
+        if plan is None:
+            return None
+        try:
+            encoder = cls(model, plan)
+        except Exception:  # e.g. a psycopg whose internals moved: the rows then go the usual way
+            log.warning("cannot encode %s rows ahead; they take the usual COPY", model.__name__, exc_info=True)
+            return None
+        # Text is encoded as UTF-8 (no connection in the transformer's context): only for a UTF-8 session.
+        return encoder if db_connection.connection.info.encoding in ("utf-8", "utf8") else None
 
     def __init__(self, model: type[models.Model], plan: list[tuple[str, models.Field]]) -> None:
         from psycopg.adapt import AdaptersMap, Transformer

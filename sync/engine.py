@@ -589,6 +589,7 @@ class QueueRunner:
             return self._store_as_drafts(prepared, exc)
         self._check_queued = True
         self._known_rows = True
+        self._encode = None  # rows are upserted from now on: encoding them ahead for a plain COPY is waste
         try:
             return self._store_page_lines(prepared.records, prepared.plan, prepared.updates)
         except (OperationalError, InterfaceError, RunAborted):

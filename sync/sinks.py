@@ -91,6 +91,7 @@ class TableSink:
         if upserts:
             # Sorted by key: two batches upserting overlapping rows (a run and the webhook lane) then
             # take the rows' locks in the same order and cannot deadlock each other.
+            sample = upserts[0][1]  # fields_to_update's sample: the first row given, as before the sort
             upserts = sorted(upserts, key=lambda pair: pair[0].external_id)
             insert_only = getattr(run, "insert_only", False)
             encoded = getattr(run, "encoded_rows", None)
@@ -103,7 +104,7 @@ class TableSink:
                 if insert_only:
                     written = bulk.insert_copy(model, rows)  # the engine's first sync of a connection (PostgreSQL)
                 else:
-                    fields = self.fields_to_update(run, upserts[0][1])
+                    fields = self.fields_to_update(run, sample)
                     written = bulk.upsert_rows(
                         model, rows, unique_fields=["connection", "external_id"], update_fields=fields, guard=ROW_GUARD
                     )
@@ -135,7 +136,8 @@ class TableSink:
         ``(external_id, values, now) -> bytes | None`` giving the binary COPY row ``write`` would send for
         that record, for the engine to encode in its fetch thread (passed back to ``write`` as
         ``run.encoded_rows``, used with ``insert_only``; a record encoded None sends its group the usual
-        way). None when this model has no binary COPY here (SQLite). Call it where the database may be used."""
+        way). None when this model has no binary COPY here (SQLite). Call it where the database may be used.
+        A subclass that changes the rows in ``write`` must change them here too (or return None)."""
         encoder = bulk.RowEncoder.for_model(run.model)
         if encoder is None:
             return None

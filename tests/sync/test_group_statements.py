@@ -236,7 +236,11 @@ def test_a_first_sync_encodes_its_rows_in_the_fetch_thread_and_stores_what_the_m
     )
     fake_kind.__init__(30)
     encoded_conn = make_connection(org, kind="fake", name="encoded")
-    assert full_sync(encoded_conn).done_count == 30
+    encoded_queue = full_sync(encoded_conn)
+    assert encoded_queue.done_count == 30
+    # synced_at: when the row's page was prepared, within the run
+    for synced_at in Customer.objects.filter(connection=encoded_conn).values_list("synced_at", flat=True):
+        assert encoded_queue.started_at <= synced_at <= encoded_queue.finished_at
     assert len(encoders) == 30 and {name.split("-")[0] for name in encoders} == {"fetch"}, encoders
     assert sum(writes) == 30, "every group went out as the rows encoded ahead"
 
