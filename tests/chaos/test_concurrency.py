@@ -98,7 +98,8 @@ def test_connection_dropped_while_storing_a_page_fails_safe_and_retry_completes(
     from sync import engine
 
     n = 300
-    conn = chaos_conn(n, process_on_fetch=inline)
+    # One page a group (the default groups would take all three pages in one transaction): page 2's own.
+    conn = chaos_conn(n, process_on_fetch=inline, fetch_group_records=1)
     services.status_upsert(connection=conn, resource="customers", cursor="2000-01-01T00:00:00Z")
     queue = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
     original = getattr(engine, store)  # what writes a page's lines on this path
