@@ -188,11 +188,11 @@ class QueueRunner:
         # then written again with the upsert, which stays on (_store_retry).
         self._known_rows = True
         self.insert_only = False
-        # First sync only (see _map_early): {id(record): (record, source hash, _map's result, encoded row)},
-        # filled by the fetch thread, taken by _plan_inline. ``encoded_rows``: the group's encoded rows while
-        # TableSink.write runs ({external id: bytes}, with ``insert_only``).
+        # First sync only (see _map_early): {id(a page's keyed records): its _PagePlan}, filled by the fetch
+        # thread, taken by _prepare_pages. ``encoded_rows``: the group's encoded rows while TableSink.write
+        # runs ({external id: bytes}, with ``insert_only``).
         self._map_ahead = False
-        self._early: dict[int, tuple[dict, str, tuple, bytes | None]] = {}
+        self._early: dict[int, _PagePlan] = {}
         self._encode = None
         self.encoded_rows: dict[str, bytes] | None = None
 
@@ -416,7 +416,7 @@ class QueueRunner:
                     # caught at its second page, before the fetcher asks for the pages after it.
                     keyed = self._key_page(page)
                     if self._map_ahead:
-                        self._map_early(keyed)
+                        self._map_early(page, keyed)
                     if not buf.put((page, keyed), len(keyed), stop):
                         return
                 buf.put(done, 0, stop)
@@ -487,32 +487,52 @@ class QueueRunner:
         self._check_stall(page, keyed)
         return keyed
 
-    def _map_early(self, keyed: list[Keyed]) -> None:
+    def _page_cursor(self, page: Page):
+        """The page's cursor: its own, or the greatest of its records' (None when it has none)."""
+        if page.cursor is not None:
+            return page.cursor
+        cursors = [c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c]
+        if not cursors:
+            return None
+        return max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c)
+
+    def _map_early(self, page: Page, keyed: list[Keyed]) -> None:
         """A first sync (no row to compare with, so every record will be mapped): hash and map each record in
         the fetch thread as its page arrives. Mappers are pure, so the results are what _plan_inline would
         compute; done here, that work runs while the main thread waits on the database (B1 at 50,000
         customers, 4 interleaved rounds: 5.42 -> 4.43 s, 0.54 -> 0.64 of the plain loop, the same CPU).
-        _plan_inline takes the results of the very record objects it plans (the entry holds its record, so
-        an id() is never reused while its entry exists) and drops the rest of the group's.
+        The page's share of the plan is made here too (_PagePlan: its ids' last snapshots, hashes, outcomes
+        and encoded rows, and its cursor), so the main thread merges a group's pages dict by dict instead of
+        record by record (_plan_inline). _prepare_pages takes the entry of the very list of keyed records it
+        plans (the entry holds that list, so an id() is never reused while its entry exists).
 
         On PostgreSQL each row is also encoded here for the sink's COPY (``self._encode``, the sink's
         row_encoder): the main thread then sends the group's rows as they are. With mapping done ahead, the
         main thread's remaining work is mostly its round trips (50,000 customers, 4 interleaved rounds:
         3.93 -> 3.46 s); that CPU runs while the main thread waits on PostgreSQL."""
-        bounds, revision, early, encode = not is_postgres(), self._revision, self._early, self._encode
+        bounds, revision, encode = not is_postgres(), self._revision, self._encode
         now = clock.now()  # the rows' synced_at: when their page was prepared, a moment before their commit
+        pp = _PagePlan(keyed, self._page_cursor(page))
         for item in keyed:
-            if item.external_id is not None:
-                source = bulk.source_hash(item.record, revision)
-                result = self._map(item.record, check_deleted=True, check_bounds=bounds, source=source)
-                # Encoded for the sink's COPY here too (TableSink.row_encoder): that CPU then leaves the main
-                # thread, whose database round trips are the run's critical path.
-                encoded = (
-                    encode(item.external_id, result[1], now)
-                    if encode is not None and result[0] == LineAction.UPSERT and result[1] is not None
-                    else None
-                )
-                early[id(item.record)] = (item.record, source, result, encoded)
+            ext, record = item.external_id, item.record
+            if ext is None:
+                pp.unkeyed.append(item)  # lines_add records it as a failed, unidentifiable line
+                continue
+            source = bulk.source_hash(record, revision)
+            action, values, failure = self._map(record, check_deleted=True, check_bounds=bounds, source=source)
+            pp.by_id[ext], pp.hashes[ext] = record, source  # the id's last snapshot in the page wins
+            pp.forget(ext)
+            if failure is not None:
+                pp.failed[ext] = (record, *failure)
+                continue
+            pp.ready[ext] = (record, action, values)
+            # Encoded for the sink's COPY here too (TableSink.row_encoder): that CPU then leaves the main
+            # thread, whose database round trips are the run's critical path.
+            if encode is not None and action == LineAction.UPSERT and values is not None:
+                encoded = encode(ext, values, now)
+                if encoded is not None:
+                    pp.encoded[ext] = encoded
+        self._early[id(keyed)] = pp
 
     def _prepare_pages(self, group: list[tuple[Page, list[Keyed]]]) -> _Prepared:
         """Everything about a group of consecutive pages that needs no database: the progress to save and the
@@ -533,17 +553,13 @@ class QueueRunner:
         cursor_to, pages_fetched = self._ahead or (q.cursor_to, q.pages_fetched)
         records: list[Keyed] = []
         updates: dict = {}
+        pages: list[_PagePlan | None] = []
         for page, page_keyed in group:
-            page_cursor = page.cursor
-            if page_cursor is None:
-                cursors = [
-                    c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c
-                ]
-                page_cursor = (
-                    max(cursors, key=lambda c: int(c) if self.resource.cursor_kind == "version" else c)
-                    if cursors
-                    else None
-                )
+            pp = self._early.pop(id(page_keyed), None)
+            if pp is not None and pp.keyed is not page_keyed:
+                pp = None  # not this page's (an id() reused): planned here instead
+            pages.append(pp)
+            page_cursor = pp.cursor if pp is not None else self._page_cursor(page)
             if page_cursor:
                 cursor_to = cursor_max(self.resource.cursor_kind, cursor_to, str(page_cursor))
             if page.total is not None:
@@ -552,7 +568,7 @@ class QueueRunner:
         pages_fetched += len(group)
         updates.update(fetch_token=group[-1][0].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
         self._ahead = (cursor_to, pages_fetched)
-        plan = self._plan_inline(records) if self.process_on_fetch else None
+        plan = self._plan_inline(records, pages) if self.process_on_fetch else None
         return _Prepared(records, plan, updates)
 
     def _store_prepared(self, prepared: _Prepared) -> int:
@@ -628,11 +644,14 @@ class QueueRunner:
             self._renew_fetch_lease(deferred, **updates)
         return drafts
 
-    def _plan_inline(self, records: list[Keyed]) -> _Plan:
+    def _plan_inline(self, records: list[Keyed], pages: list[_PagePlan | None] = ()) -> _Plan:
         """Plan what the fetcher writes itself of a group: each id's last snapshot (as in lines_add) with
         its source hash, and the records it cannot identify (for lines_add). A first sync (no row to
         compare with) is mapped here (_resolve); a later one is mapped by _store_inline once the group's
-        lock statement has said which records are unchanged (one round trip for both)."""
+        lock statement has said which records are unchanged (one round trip for both). ``pages``: the
+        group's pages as the fetch thread planned them (_map_early), None for a page it did not."""
+        if pages and None not in pages:
+            return self._merge_pages(pages)
         by_id: dict[str, dict] = {}
         unkeyed: list[Keyed] = []
         for keyed in records:
@@ -641,24 +660,40 @@ class QueueRunner:
             else:
                 by_id[keyed.external_id] = keyed.record
         revision = self._revision
-        hashes: dict[str, str] = {}
-        mapped: dict[str, tuple] = {}  # mapped in the fetch thread (_map_early)
-        encoded: dict[str, bytes] = {}  # and encoded there
-        early = self._early
-        for ext, record in by_id.items():
-            hit = early.get(id(record))
-            if hit is not None and hit[0] is record:
-                hashes[ext], mapped[ext] = hit[1], hit[2]
-                if hit[3] is not None:
-                    encoded[ext] = hit[3]
-            else:
-                hashes[ext] = bulk.source_hash(record, revision)
-        if early:
-            for keyed in records:  # every record of the group, a snapshot superseded by a later one included
-                early.pop(id(keyed.record), None)
-        plan = _Plan(by_id, hashes, mapped, unkeyed, encoded)
+        hashes = {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
+        plan = _Plan(by_id, hashes, {}, unkeyed, {})
         if not self._known_rows:
             self._resolve(plan, set())
+        return plan
+
+    def _merge_pages(self, pages: list[_PagePlan]) -> _Plan:
+        """_plan_inline for a group whose every page the fetch thread planned: its pages' dicts merged (in C),
+        a later page's snapshot of an id replacing an earlier one's with its outcome (as lines_add keeps the
+        last). Resolved for a first sync; with rows known meanwhile (a refused insert, _store_retry) left to
+        _store_inline's look-up, the mapping kept."""
+        by_id: dict[str, dict] = {}
+        hashes: dict[str, str] = {}
+        ready: dict[str, tuple] = {}
+        failed: dict[str, tuple] = {}
+        encoded: dict[str, bytes] = {}
+        unkeyed: list[Keyed] = []
+        for pp in pages:
+            for ext in by_id.keys() & pp.by_id.keys():  # seen on an earlier page: this page's outcome counts
+                ready.pop(ext, None)
+                failed.pop(ext, None)
+                encoded.pop(ext, None)
+            by_id.update(pp.by_id)
+            hashes.update(pp.hashes)
+            ready.update(pp.ready)
+            failed.update(pp.failed)
+            encoded.update(pp.encoded)
+            unkeyed.extend(pp.unkeyed)
+        if self._known_rows:
+            mapped = {ext: (action, values, None) for ext, (_, action, values) in ready.items()}
+            mapped.update({ext: (None, None, failure) for ext, (_, *failure) in failed.items()})
+            return _Plan(by_id, hashes, mapped, unkeyed, encoded)
+        plan = _Plan(by_id, hashes, {}, unkeyed, encoded)
+        plan.ready, plan.failed = ready, failed
         return plan
 
     def _resolve(self, plan: _Plan, unchanged: set[str]) -> None:
@@ -1095,6 +1130,30 @@ class _Prepared:
     records: list[Keyed]
     plan: _Plan | None
     updates: dict
+
+
+class _PagePlan:
+    """A page's share of a first sync's plan, made by the fetch thread (QueueRunner._map_early): its ids'
+    last snapshots ({external id: record}) with their source hashes, their outcomes (``ready``: (record,
+    action, values); ``failed``: (record, error, permanent)), their rows encoded for COPY, the records it
+    cannot identify, and the page's cursor. ``keyed``: the page's keyed records it was made from."""
+
+    __slots__ = ("by_id", "cursor", "encoded", "failed", "hashes", "keyed", "ready", "unkeyed")
+
+    def __init__(self, keyed: list[Keyed], cursor) -> None:
+        self.keyed, self.cursor = keyed, cursor
+        self.by_id: dict[str, dict] = {}
+        self.hashes: dict[str, str] = {}
+        self.ready: dict[str, tuple] = {}
+        self.failed: dict[str, tuple] = {}
+        self.encoded: dict[str, bytes] = {}
+        self.unkeyed: list[Keyed] = []
+
+    def forget(self, ext: str) -> None:
+        """Drop the outcome of an earlier snapshot of ``ext`` in this page (the later one replaces it)."""
+        self.ready.pop(ext, None)
+        self.failed.pop(ext, None)
+        self.encoded.pop(ext, None)
 
 
 class _Plan:

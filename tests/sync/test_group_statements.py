@@ -341,3 +341,40 @@ def test_a_value_the_encoder_cannot_encode_fails_its_own_line_as_before(fake_con
         "4",
         "5",
     ]
+
+
+def test_a_later_pages_snapshot_of_an_id_replaces_an_earlier_ones_outcome_in_a_first_sync(
+    fake_conn, fake_kind, settings, monkeypatch
+):
+    """The fetch thread plans each page (_PagePlan) and the main thread merges a group's pages: an id seen
+    again on a later page of the group keeps only the later snapshot's outcome, as lines_add keeps the last."""
+    settings.SYNC_FETCH_GROUP_WAIT_MS = 5000  # both pages in one group
+    merged: list[int] = []
+    real_merge = engine.QueueRunner._merge_pages
+    monkeypatch.setattr(
+        engine.QueueRunner, "_merge_pages", lambda self, pages: merged.append(len(pages)) or real_merge(self, pages)
+    )
+    refused: list[str] = []  # a group the database refused is stored again as drafts: right, but not this path
+    real_drafts = engine.QueueRunner._store_as_drafts
+    monkeypatch.setattr(
+        engine.QueueRunner,
+        "_store_as_drafts",
+        lambda self, prepared, exc: refused.append(repr(exc)) or real_drafts(self, prepared, exc),
+    )
+    fake_kind.__init__(12)  # pages of 10: ids 1-10, then 11, 12 and the two below
+    fake_kind.records[4] = {**fake_kind.make(5), "email": ""}  # id 5 refused on page 1...
+    fake_kind.records.append(fake_kind.make(5, first_name="Fixed", version=50))  # ...and fine on page 2
+    fake_kind.records.append({**fake_kind.make(3, version=51), "email": ""})  # id 3 fine on page 1, refused on 2
+    queue = services.sync_start(connection=fake_conn, resource="customers", enqueue=False, full_scan=True).queue
+    runner = engine.QueueRunner(queue)
+    runner.run()
+    queue.refresh_from_db()
+    lines = dict(SyncQueueLine.objects.filter(queue=queue).values_list("external_id", "state"))
+    assert lines["5"] == LineState.DONE and lines["3"] == LineState.FAILED, lines
+    assert Customer.objects.get(connection=fake_conn, external_id="5").first_name == "Fixed"
+    assert not Customer.objects.filter(connection=fake_conn, external_id="3").exists()
+    assert Customer.objects.filter(connection=fake_conn).count() == 11
+    assert runner._early == {}
+    assert merged == [2], merged
+    assert refused == [], refused
+    assert_counters_match(queue)
