@@ -201,23 +201,31 @@ class QueueRunner:
         q = self.queue
         now = clock.now()
         first_start = q.started_at is None
-        SyncQueue.objects.filter(pk=q.pk).update(
-            started_at=q.started_at or now,
-            active_since=Coalesce(F("active_since"), Value(now)),  # a joining worker keeps the session's start
-            process_runs=F("process_runs") + 1,
-            updated_at=now,
-            state=QueueState.PROCESSING if q.state == QueueState.DRAFT else q.state,
-        )
-        q.started_at = q.started_at or now
-        if q.lane == "run":
-            status_upsert(
-                connection=self.connection,
-                resource=q.resource,
-                state=StatusState.SYNCING,
-                started_at=now,
-                last_queue=q,
-                **({"last_error": ""} if first_start else {}),
+        # Under the queue row's lock, as queue_finalize settles it: a worker whose task arrives while another
+        # settles the queue either sees it settled here and leaves the status alone, or marks it syncing
+        # before the settle marks it done. (Checked before without the lock, a re-delivered task could write
+        # "syncing" over the settled status for good.)
+        with transaction.atomic():
+            row = SyncQueue.objects.select_for_update().filter(pk=q.pk).values_list("is_active", "state").first()
+            if row is None or not row[0]:
+                return row[1] if row is not None else None
+            SyncQueue.objects.filter(pk=q.pk).update(
+                started_at=q.started_at or now,
+                active_since=Coalesce(F("active_since"), Value(now)),  # a joining worker keeps the session's start
+                process_runs=F("process_runs") + 1,
+                updated_at=now,
+                state=QueueState.PROCESSING if q.state == QueueState.DRAFT else q.state,
             )
+            q.started_at = q.started_at or now
+            if q.lane == "run":
+                status_upsert(
+                    connection=self.connection,
+                    resource=q.resource,
+                    state=StatusState.SYNCING,
+                    started_at=now,
+                    last_queue=q,
+                    **({"last_error": ""} if first_start else {}),
+                )
         if first_start:
             activity_record(event="queue.started", queue=q, message=f"run of {q.resource} started")
         try:

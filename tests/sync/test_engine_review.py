@@ -465,3 +465,23 @@ def test_a_page_fetched_before_a_webhook_delivery_does_not_overwrite_its_newer_s
     engine.run_queue(hook.pk)  # ...the webhook lane wrote the newer snapshot meanwhile...
     runner._store_pages([Page([older], next_token=None)])  # ...then the run stored its page
     assert Customer.objects.get(connection=fake_conn, external_id="1").first_name == "New"
+
+
+def test_a_task_that_arrives_while_another_worker_settles_the_queue_leaves_its_status_alone(fake_conn, fake_kind):
+    """run_queue checks is_active before building its runner; another worker may settle the queue in between
+    (a re-delivered task, two clusters). The runner must then leave the settled status alone: before, it wrote
+    "syncing" over "success" for good (seen in CI: tests/chaos/test_two_qclusters.py)."""
+    from sync.models import QueueState, StatusState, SyncQueue, SyncStatus
+
+    fake_kind.__init__(3)
+    q = start(fake_conn, enqueue=False)
+    assert engine.run_queue(q.pk) == QueueState.DONE
+    status = SyncStatus.objects.get(connection=fake_conn, resource="customers")
+    assert status.state == StatusState.SUCCESS
+    # A second delivery that passed run_queue's is_active check before the settle committed:
+    stale = SyncQueue.objects.select_related("connection").get(pk=q.pk)
+    stale.is_active = True
+    assert engine.QueueRunner(stale).run() == QueueState.DONE
+    status.refresh_from_db()
+    assert status.state == StatusState.SUCCESS and status.last_queue_id == q.pk
+    assert SyncQueue.objects.get(pk=q.pk).process_runs == 1, "a settled queue is not worked again"
