@@ -372,22 +372,9 @@ def _prepared(model, merged: Iterable[list]):
 def _merged(model, rows: list[dict]):
     """Each row as the list of its column values in _layout's order (defaults for the fields it lacks,
     related objects as their keys), not yet prepared for the database."""
-    fields, positions, _ = _layout(model)
-    defaults = _defaults(fields)
-    # Relations may be given as objects (by field name): their positions, to turn them into keys.
-    relations = [i for i, f in enumerate(fields) if f.is_relation]
+    merger, now = _RowMerger(model), timezone.now()
     for row in rows:
-        out = defaults.copy()
-        try:
-            for key, value in row.items():
-                out[positions[key]] = value
-        except KeyError as exc:
-            raise TypeError(f"{model.__name__} has no field named {exc.args[0]!r}") from None
-        for position in relations:
-            value = out[position]
-            if isinstance(value, models.Model):
-                out[position] = value.pk  # a related object given by field name
-        yield out
+        yield merger.merged(row, now)
 
 
 # The binary kinds whose values must be of exactly this class (a subclass or another type takes the text path).
@@ -502,12 +489,12 @@ _binary_checks = functools.cache(_BinaryChecks)
 
 
 class _RowMerger:
-    """One row at a time, what _merged does for a list: the row's values in _layout's order, defaults filled
-    in (auto_now fields: the ``now`` given with the row, the template rebuilt when another ``now`` comes; with
-    none, the current time)
-    and related objects as their keys."""
+    """A row as the list of its column values in _layout's order: defaults filled in (auto_now fields take the
+    ``now`` given with the row; the template is rebuilt when another ``now`` comes, and with none each time)
+    and related objects given by field name turned into their keys."""
 
     def __init__(self, model: type[models.Model]) -> None:
+        self._model = model
         self._fields, self._positions, _ = _layout(model)
         self._relations = [i for i, f in enumerate(self._fields) if f.is_relation]
         self._now: dt.datetime | None = None
@@ -522,7 +509,7 @@ class _RowMerger:
             for key, value in row.items():
                 out[positions[key]] = value
         except KeyError as exc:
-            raise TypeError(f"no field named {exc.args[0]!r}") from None
+            raise TypeError(f"{self._model.__name__} has no field named {exc.args[0]!r}") from None
         for position in self._relations:
             value = out[position]
             if isinstance(value, models.Model):
@@ -535,8 +522,9 @@ class RowEncoder(_RowMerger):
     fetch thread encodes a first sync's rows while the main thread waits on PostgreSQL; insert_encoded then
     sends them as they are). A row is encoded exactly as copy_model_rows' binary path would send it, or not at
     all: ``encode`` returns None for a row with a value of another type, or one it cannot encode (that row's
-    group then takes copy_model_rows, and its text path, which raises what it always raised). Build it in a thread that may use the database connection (it reads
-    the connection's adapters); one encoder per thread (psycopg's transformer keeps state)."""
+    group then takes copy_model_rows, and its text path, which raises what it always raised). Build it in a
+    thread that may use the database connection (it reads the connection's adapters); one encoder per thread
+    (psycopg's transformer keeps state)."""
 
     @classmethod
     def for_model(cls, model: type[models.Model]) -> RowEncoder | None:
@@ -560,7 +548,6 @@ class RowEncoder(_RowMerger):
         from psycopg.types.string import BytesBinaryDumper
 
         super().__init__(model)
-        self.columns = [f.column for f in self._fields]
         self._checks = _binary_checks(tuple(plan))
         db_connection.ensure_connection()
         adapters = AdaptersMap(db_connection.connection.adapters)
@@ -612,12 +599,7 @@ def copy_encoded(table: str, columns: Sequence[str], rows: list[bytes]) -> None:
 
 
 def _upsert_executemany(
-    model,
-    rows,
-    *,
-    unique_fields: Sequence[str],
-    update_fields: Sequence[str],
-    guard: Guard | None = None,
+    model, rows, *, unique_fields: Sequence[str], update_fields: Sequence[str], guard: Guard | None = None
 ) -> int:
     """SQLite: the same statement as on PostgreSQL with the guard's condition on the DO UPDATE, as multi-row
     VALUES statements (Django's bulk_create builds a model instance and compiles every value of every row in
