@@ -120,17 +120,20 @@ class WooResource(Resource):
             return None
 
     # one HTTP page ---------------------------------------------------------------------------------------
-    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], int | None, str | None]:
+    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], list, int | None, str | None]:
+        """(records, each record's sort key or None, X-WP-Total, the store's clock) of the page at ``offset``.
+        The keys are made once here (in the fetch thread) for step and _fresh to read."""
         data, response = client.get_json(self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
         if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
         # The order is checked on the records that have a key; one without fails its own line (issue 16)
         # instead of the whole page and the run.
-        keys = [k for k in (self.key_or_none(r) for r in data) if k is not None]
-        if keys != sorted(keys):
+        keys = [self.key_or_none(r) for r in data]
+        present = [k for k in keys if k is not None]
+        if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         total = _int_or_none(response.headers.get("X-WP-Total"))
-        return data, total, _server_time(response.headers.get("Date"))
+        return data, keys, total, _server_time(response.headers.get("Date"))
 
     def _initial_token(self) -> dict:
         return {"offset": 0, "last": None}
@@ -144,10 +147,10 @@ class WooResource(Resource):
         offset, last = int(token["offset"]), token.get("last")
         back = self.page_size
         for _ in range(MAX_BACKOFFS):
-            records, total, server_time = fetch(offset)
+            records, keys, total, server_time = fetch(offset)
             if "started" in token and not token["started"]:
                 token["started"] = server_time or ""  # the store's clock, not ours: no skew
-            keyed = [k for k in (self.key_or_none(r) for r in records) if k is not None]
+            keyed = [k for k in keys if k is not None]
             gap = last is not None and offset > 0 and (not keyed or keyed[0] > last)
             if not gap:
                 break
@@ -157,19 +160,19 @@ class WooResource(Resource):
             back *= 2
         else:
             raise PaginationStalled(f"{self.name}: could not re-anchor paging after {MAX_BACKOFFS} back-offs")
-        fresh = self._fresh(records, last)
+        fresh = self._fresh(records, keys, last)
         new_last = max([last, *keyed], key=lambda k: (k is not None, k or []))
         nxt = None
         if len(records) >= self.page_size:
             nxt = {**token, "offset": offset + len(records) - self.overlap, "last": new_last}
         return Page(records=fresh, next_token=nxt, cursor=self.page_cursor(fresh, token), total=total)
 
-    def _fresh(self, records: list, last: list | None) -> list:
-        """Records after ``last``. A record without a key is placed by the keyed record before it on the
-        page: new when that one is new (so the overlap with the previous page does not repeat it)."""
+    def _fresh(self, records: list, keys: list, last: list | None) -> list:
+        """Records after ``last`` (``keys``: each record's key or None). A record without a key is placed by
+        the keyed record before it on the page: new when that one is new (so the overlap with the previous
+        page does not repeat it)."""
         fresh, before = [], None
-        for record in records:
-            key = self.key_or_none(record)
+        for record, key in zip(records, keys, strict=True):
             if key is not None:
                 before = key
                 if last is None or key > last:

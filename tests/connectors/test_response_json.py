@@ -1,0 +1,97 @@
+"""connectors.base.response_json: orjson where it reads a body exactly as ``Response.json()`` would, the
+standard library everywhere else (integers beyond 64 bits, NaN, other encodings, lone surrogates)."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+import pytest
+import requests
+
+from connectors import base
+from connectors.base import _long_integer, response_json
+
+
+def _response(body: bytes, content_type: str = "application/json; charset=UTF-8") -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response._content = body
+    response.headers["Content-Type"] = content_type
+    response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+    return response
+
+
+# (body, the value Response.json() gives); each must come out equal, and of the same types.
+CASES = [
+    (b'[{"id": 1, "email": "a@example.com", "total": "10.50", "paid": true, "note": null}]', None),
+    (b'{"id": 18446744073709551616}', None),  # 2**64: orjson would give a float
+    (b'{"id": -9223372036854775809}', None),  # below -2**63
+    (b"[1,\n  123456789012345678901234567890]", None),
+    (b"12345678901234567890123", None),  # the whole body
+    (b'{"a": 18446744073709551615, "b": -9223372036854775808}', None),  # the 64-bit limits, exact either way
+    (b'{"hash": "x/00000000000000000000000000000001", "frac": 0.1234567890123456789012}', None),
+    (b'{"a": 1.0, "b": -0.0, "c": 1e-7, "d": 2.5e300}', None),
+    (b'{"a": 1, "a": 2}', None),  # duplicate keys: the last wins in both
+    (b'{"s": "\\ud800"}', None),  # a lone surrogate: orjson refuses, json keeps it
+    (b"[NaN, Infinity]", None),
+    (b'{"big": 1e400}', None),
+    ('["\u00e9t\u00e9"]'.encode(), None),
+    ('["\u00e9"]'.encode("utf-16"), "application/json"),  # another encoding, with its BOM
+    (b'\xef\xbb\xbf{"bom": 1}', "application/json"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type"), CASES)
+def test_reads_every_body_as_response_json_does(body, content_type):
+    args = (body, content_type) if content_type else (body,)
+    try:
+        expected = _response(*args).json()
+    except ValueError:
+        with pytest.raises(ValueError):
+            response_json(_response(*args))
+        return
+    got = response_json(_response(*args))
+    assert got == expected or (json.dumps(got) == json.dumps(expected))  # NaN != NaN
+    assert json.dumps(got) == json.dumps(expected)  # same types: an int stays an int, not 1.8e19
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"<html>oops</html>", b'{"a": 1} x'])
+def test_malformed_bodies_still_raise_value_error(body):
+    with pytest.raises(ValueError):
+        response_json(_response(body))
+
+
+def test_an_ordinary_page_is_parsed_by_orjson(monkeypatch):
+    """The fast path is taken for a page like the WooCommerce sandbox's (digit runs inside strings only)."""
+    calls = []
+    real = orjson.loads
+    monkeypatch.setattr(base.orjson, "loads", lambda b: calls.append(len(b)) or real(b))
+    monkeypatch.setattr(requests.Response, "json", lambda self, **kw: pytest.fail("fell back to Response.json()"))
+    body = json.dumps(
+        [
+            {"id": i, "avatar_url": f"https://secure.gravatar.com/avatar/{i:032x}?s=96", "phone": "1234567890123"}
+            for i in range(1, 101)
+        ]
+    ).encode()
+    assert response_json(_response(body))[99]["id"] == 100
+    assert calls == [len(body)]
+
+
+@pytest.mark.parametrize(
+    ("body", "long"),
+    [
+        (b"1234567890123456789", True),
+        (b" -1234567890123456789", True),
+        (b'{"a":\t-1234567890123456789}', True),
+        (b"[0,1234567890123456789]", True),
+        (b'{"a": 123456789012345678}', False),  # 18 digits: orjson holds it exactly
+        (b'{"a": "1234567890123456789"}', False),  # a string
+        (b'{"a": "x-1234567890123456789"}', False),
+        (b'{"a": 0.1234567890123456789}', False),  # a fraction: a float either way
+        (b'{"a": "b:1234567890123456789"}', True),  # a false yes: only the slower parse
+        (b'{"u": "/00000000000000000000001", "n": 99999999999999999999}', True),  # the second run counts
+    ],
+)
+def test_long_integer(body, long):
+    assert _long_integer(body) is long
