@@ -2,9 +2,10 @@
 the engine (it imports nothing from sync/ or connectors/).
 
 ``run``: one ``requests.Session`` GETs ``page=1..N`` (``per_page=100``, ``role=all&orderby=id&order=asc``,
-the keys as query parameters) in order, ``json.loads`` each body (the standard library: the connector
-parses with ``Response.json()``, which is ``json.loads``), takes the columns ``customers_customer`` needs
-straight from each record (no mapper call; the JSON columns are rendered with orjson, as the engine's COPY
+the keys as query parameters) in order, parses each body with ``orjson.loads`` (the connector parses pages
+with orjson too, connectors.base.response_json; until 2026-12-03 both used the standard library's
+``json.loads``: ~1.1 ms a 100-customer page against ~0.5 ms), takes the columns ``customers_customer``
+needs straight from each record (no mapper call; the JSON columns are rendered with orjson, as the engine's COPY
 path renders them), COPYs every row into one TEMP table in a single COPY, then one
 ``INSERT ... SELECT ... ON CONFLICT (connection_id, external_id) DO UPDATE``, commit.
 ``threads=4``: the same with pages 2..N fetched by 4 threads (one session each), written in page order
@@ -24,7 +25,6 @@ are identical to the engine's), and none of it is where the time goes (a few sli
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -115,7 +115,7 @@ def run(
         cur.execute(STAGE)
         with cur.copy(f"COPY loop_stage ({COLUMNS}) FROM STDIN") as cp:
             for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
-                for r in json.loads(body):
+                for r in orjson.loads(body):
                     cp.write_row(_columns(r))
         cur.execute(INSERT + " FROM loop_stage" + UPSERT_TAIL, (organization_id, connection_id))
         rows = cur.rowcount
@@ -136,7 +136,7 @@ def run_direct(
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         with cur.copy(f"COPY customers_customer ({cols}) FROM STDIN") as cp:
             for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
-                for r in json.loads(body):
+                for r in orjson.loads(body):
                     cp.write_row((organization_id, connection_id, now, "", "", "", *_columns(r)))
                     rows += 1
         conn.commit()
@@ -195,7 +195,7 @@ def run_sqlite(
         conn.execute("BEGIN IMMEDIATE")
         for body in bodies(customers_url(base_url), key=key, secret=secret, threads=threads):
             batch = []
-            for r in json.loads(body):
+            for r in orjson.loads(body):
                 billing = r["billing"]
                 batch.append(
                     (
