@@ -1,7 +1,7 @@
 """``python -m bench.sqlite [--size N] [--repeat R] [--path FILE]``: B1 on SQLite, the embedded default.
 
 The engine (the real WooCommerce connector, default settings, on the project's SQLite settings: WAL,
-synchronous=NORMAL, IMMEDIATE transactions) against ``plain_loop.run_sqlite`` (sequential pages, ``json``,
+synchronous=NORMAL, IMMEDIATE transactions) against ``plain_loop.run_sqlite`` (sequential pages, ``orjson``,
 one ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE`` per page, one transaction), both first runs on
 an empty table, interleaved, against the pre-rendered upstream in its own process. The database file is
 DELETED and re-created (default: a file in the system's temporary directory). Prints medians and the

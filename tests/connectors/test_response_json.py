@@ -4,6 +4,7 @@ standard library everywhere else (integers beyond 64 bits, NaN, other encodings,
 from __future__ import annotations
 
 import json
+import types
 
 import orjson
 import pytest
@@ -13,7 +14,7 @@ from connectors import base
 from connectors.base import _long_integer, response_json
 
 
-def _response(body: bytes, content_type: str = "application/json; charset=UTF-8") -> requests.Response:
+def _response(body: bytes | None, content_type: str = "application/json; charset=UTF-8") -> requests.Response:
     response = requests.Response()
     response.status_code = 200
     response._content = body
@@ -39,6 +40,12 @@ CASES = [
     ('["\u00e9t\u00e9"]'.encode(), None),
     ('["\u00e9"]'.encode("utf-16"), "application/json"),  # another encoding, with its BOM
     (b'\xef\xbb\xbf{"bom": 1}', "application/json"),
+    # A declared charset other than UTF-8 is honoured as Response.json() honours it (the review's cases).
+    ('["\u00e9t\u00e9"]'.encode(), "application/json; charset=ISO-8859-1"),
+    ('["\u00e9t\u00e9"]'.encode(), "text/plain"),  # requests reads text/* without a charset as Latin-1
+    ('["\u00e9t\u00e9"]'.encode(), "application/json; charset=us-ascii"),
+    (b"[1, 2]", "application/json; charset=utf-16"),
+    ('["\u00e9"]'.encode(), "application/json; charset=utf8"),  # UTF-8 by another name: the fast path
 ]
 
 
@@ -56,7 +63,7 @@ def test_reads_every_body_as_response_json_does(body, content_type):
     assert json.dumps(got) == json.dumps(expected)  # same types: an int stays an int, not 1.8e19
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b"<html>oops</html>", b'{"a": 1} x'])
+@pytest.mark.parametrize("body", [b"", None, b"{", b"<html>oops</html>", b'{"a": 1} x'])
 def test_malformed_bodies_still_raise_value_error(body):
     with pytest.raises(ValueError):
         response_json(_response(body))
@@ -95,3 +102,11 @@ def test_an_ordinary_page_is_parsed_by_orjson(monkeypatch):
 )
 def test_long_integer(body, long):
     assert _long_integer(body) is long
+
+
+def test_a_body_nested_too_deeply_is_a_bad_page(monkeypatch):
+    """Deeper than the parser goes: RecursionError is the page's fault (BadPage), never a crash of the run."""
+    client = base.Client(types.SimpleNamespace(base_url="http://127.0.0.1:9/"))
+    monkeypatch.setattr(client, "request", lambda *a, **kw: _response(b"[" * 100_000 + b"]" * 100_000))
+    with pytest.raises(base.BadPage, match="nested too deeply"):
+        client.get_json("/items")
