@@ -178,7 +178,7 @@ class Bench:
     # -- the benchmarks ------------------------------------------------------------------------------------
     def b1(self) -> None:
         n, r = self.args.size, self.args.repeat
-        t = {k: [] for k in ("loop1", "loop2", "noparse", "direct", "eng1", "eng2", "big", "nopipe", "old")}
+        t = {k: [] for k in ("loop1", "loop2", "loop4", "noparse", "direct", "eng1", "eng2", "big", "nopipe", "old")}
         written2: list[int] = []  # domain rows each second run wrote (target 0)
         for i in range(r):  # interleaved: every figure sees the same machine state, run after run
             # Each "second run" right after its first run: any run with fresh=True empties every table, so a
@@ -191,6 +191,8 @@ class Bench:
             written2.append(scenario.last_rows_written)
             t["noparse"].append(self.loop(n, noparse=True))
             t["direct"].append(self.loop(n, direct=True))
+            # Like for like on fetching: the engine fetches WOOCOMMERCE_PAGE_CONCURRENCY pages at once.
+            t["loop4"].append(self.loop(n, threads=self.page_concurrency))
             if self.args.batch_variant:
                 t["big"].append(self.engine(n, batch_size=self.args.batch_variant))
             if self.args.pipeline_variant:
@@ -239,6 +241,17 @@ class Bench:
                 "1.00",
             )
         )
+        self.add(
+            Row(
+                "REF",
+                f"plain loop fetching with {self.page_concurrency} threads (as the engine fetches), {n:,} customers,"
+                " empty table",
+                f"{rps['loop4']:,.0f} rec/s ({sec['loop4']:.2f} s)",
+                f"{loop1:,.0f} rec/s",
+                f"{rps['loop4'] / loop1:.2f}",
+                "(info)",
+            )
+        )
         if "old" in rps:
             self.add(
                 Row(
@@ -269,6 +282,16 @@ class Bench:
                 f"{rps['eng1']:,.0f} rec/s",
                 f"{rps['noparse']:,.0f} rec/s",
                 f"{rps['eng1'] / rps['noparse']:.2f}",
+                "(info)",
+            )
+        )
+        self.add(
+            Row(
+                "B1",
+                f"engine first run against the loop fetching with {self.page_concurrency} threads",
+                f"{rps['eng1']:,.0f} rec/s",
+                f"{rps['loop4']:,.0f} rec/s",
+                f"{rps['eng1'] / rps['loop4']:.2f}",
                 "(info)",
             )
         )
