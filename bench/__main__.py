@@ -99,6 +99,7 @@ class Bench:
         if fresh:
             scenario.reset_tables()
         conn = scenario.make_connection(self.up, self.up.url(n, delay_ms), name=f"reference-{n}-{delay_ms}")
+        scenario.checkpoint()
         seconds, rows = reference.run(
             self.up.url(n, delay_ms),
             self.dsn,
@@ -131,6 +132,7 @@ class Bench:
         name = f"loop-{n}-{delay_ms}-{variant}"
         conn = scenario.make_connection(self.up, self.up.url(n, delay_ms), name=name)
         fn = plain_loop.run_noparse if noparse else plain_loop.run_direct if direct else plain_loop.run
+        scenario.checkpoint()
         seconds, rows = fn(
             self.up.url(n, delay_ms),
             self.dsn,
@@ -165,6 +167,7 @@ class Bench:
         )
         before = settings.SYNC_WRITE_PIPELINE
         settings.SYNC_WRITE_PIPELINE = before if pipeline is None else pipeline
+        scenario.checkpoint()
         try:
             with scenario.page_concurrency(fetch_concurrency or self.page_concurrency):
                 return scenario.engine_run(conn, expect=n)

@@ -107,6 +107,7 @@ def main() -> None:
                 if not second:  # the second run works on the rows the first one just wrote
                     scenario.reset_tables()
                     conn = scenario.make_connection(up, up.url(n), name=f"split-{what}")
+                scenario.checkpoint()
                 c0, u0, t0 = _cpu(me), _cpu(upstream), time.perf_counter()
                 if what.startswith("engine"):
                     with _Backends() as backends:
