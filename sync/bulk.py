@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import logging
+import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -616,9 +617,11 @@ def _upsert_executemany(
     tail = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
     if guard is not None:
         tail += f" WHERE {_guard_sql(model, guard, table)}"
-    # Key order, like the COPY path (harmless on SQLite, which locks the whole database).
-    ordered = sorted(rows, key=lambda r: tuple(str(r.get(n, r.get(f"{n}_id"))) for n in unique_fields))
-    values = list(_tuples(model, ordered))
+    # Rows in key order, like the COPY path (on SQLite, which locks the whole database, any fixed order would
+    # do): sorted as prepared, by the key columns' positions (a C itemgetter; a key built per row in Python
+    # took 7 % of a SQLite first sync's main thread).
+    positions = _layout(model)[1]
+    values = sorted(_tuples(model, rows), key=operator.itemgetter(*(positions[n] for n in unique_fields)))
     written = 0
     one = f"({', '.join(['?'] * len(columns))})"
     # One transaction like bulk_create's (in autocommit every row would commit alone). sqlite3's own execute
@@ -675,7 +678,8 @@ def sqlite_datetime(value):
     if value is None:
         return None
     if value.tzinfo is dt.UTC:
-        return str(value.replace(tzinfo=None))
+        # The naive value's str() ("YYYY-MM-DD HH:MM:SS[.ffffff]") without building it: 0.8 us less a value.
+        return value.isoformat(" ")[:-6]
     return db_connection.ops.adapt_datetimefield_value(value)
 
 
