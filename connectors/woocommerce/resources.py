@@ -116,7 +116,7 @@ class WooResource(Resource):
         number, not an object): such a record fails its own line, and paging goes on by the others."""
         try:
             return self.sort_key(record) if isinstance(record, dict) else None
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an id of 1e400 reads as inf
             return None
 
     # one HTTP page ---------------------------------------------------------------------------------------

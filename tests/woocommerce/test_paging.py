@@ -130,3 +130,15 @@ def test_customer_arriving_by_webhook_during_a_full_scan_is_not_marked_deleted(w
     monkeypatch.setattr(sinks.TableSink, "mark_missing_deleted", webhook_lands_first)
     services.sync_start(connection=conn, resource="customers")
     assert Customer.objects.get(connection=conn, external_id="9999").deleted_at is None
+
+
+def test_a_record_whose_id_is_not_a_finite_number_has_no_sort_key_and_the_page_pages_on():
+    """``1e400`` parses as inf (the stdlib parser, which response_json falls back to for it) and ``int(inf)``
+    raises OverflowError: that record has no usable sort key, like one whose id is not a number (before, the
+    OverflowError escaped _get and failed the whole run)."""
+    import types
+
+    records = [{"id": 1}, {"id": float("inf")}, {"id": float("nan")}, {"id": 4}]
+    client = types.SimpleNamespace(get_json=lambda *a, **kw: (records, types.SimpleNamespace(headers={})))
+    data, keys, _, _ = Customers()._get(client, {}, 0)
+    assert data == records and keys == [[1], None, None, [4]]
