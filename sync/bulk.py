@@ -621,7 +621,11 @@ def _upsert_executemany(
     # do): sorted as prepared, by the key columns' positions (a C itemgetter; a key built per row in Python
     # took 7 % of a SQLite first sync's main thread).
     positions = _layout(model)[1]
-    values = sorted(_tuples(model, rows), key=operator.itemgetter(*(positions[n] for n in unique_fields)))
+    values = list(_tuples(model, rows))
+    try:
+        values.sort(key=operator.itemgetter(*(positions[n] for n in unique_fields)))
+    except TypeError:  # keys of mixed types, or None: ordered by their text, as before (the database then judges)
+        values.sort(key=lambda row: tuple(str(row[positions[n]]) for n in unique_fields))
     written = 0
     one = f"({', '.join(['?'] * len(columns))})"
     # One transaction like bulk_create's (in autocommit every row would commit alone). sqlite3's own execute

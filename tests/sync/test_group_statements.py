@@ -129,6 +129,30 @@ def test_sqlite_upserts_split_into_chunks_keep_every_row_and_the_guard(fake_conn
     assert Customer.objects.get(connection=fake_conn, external_id="3").first_name == "Newer"
 
 
+def test_upsert_keys_of_mixed_types_are_written_or_refused_by_the_database_never_a_sort_error(fake_conn):
+    """The SQLite upsert sorts its prepared rows by the key columns (a C itemgetter); keys that do not compare
+    (an int next to a text, a missing one) fall back to their text, as before, and the database judges them:
+    two rows written, and a missing key refused by its constraint, not a TypeError from the sort."""
+    from django.db import IntegrityError, transaction
+
+    def row(ext):
+        return {
+            "organization_id": fake_conn.organization_id,
+            "connection_id": fake_conn.pk,
+            "external_id": ext,
+            "email": f"c{ext}@example.com",
+        }
+
+    def upsert(batch):
+        with transaction.atomic():
+            return bulk.upsert_rows(Customer, batch, unique_fields=["connection", "external_id"], update_fields=["email"])
+
+    assert upsert([row(5), row("6")]) == 2
+    assert sorted(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == ["5", "6"]
+    with pytest.raises(IntegrityError):
+        upsert([row(None), row("7")])
+
+
 # --- a first sync maps in the fetch thread (QueueRunner._map_early) ------------------------------------------
 def test_a_first_sync_maps_each_record_once_in_the_fetch_thread_and_a_later_sync_in_the_main_one(
     fake_conn, fake_kind, monkeypatch
