@@ -145,7 +145,9 @@ def test_upsert_keys_of_mixed_types_are_written_or_refused_by_the_database_never
 
     def upsert(batch):
         with transaction.atomic():
-            return bulk.upsert_rows(Customer, batch, unique_fields=["connection", "external_id"], update_fields=["email"])
+            return bulk.upsert_rows(
+                Customer, batch, unique_fields=["connection", "external_id"], update_fields=["email"]
+            )
 
     assert upsert([row(5), row("6")]) == 2
     assert sorted(Customer.objects.filter(connection=fake_conn).values_list("external_id", flat=True)) == ["5", "6"]
