@@ -112,8 +112,10 @@ class WooResource(Resource):
         return None
 
     def key_or_none(self, record) -> list | None:
-        """The record's sort key, or None for a record without a usable one (no id, an id that is not a
-        number, not an object): such a record fails its own line, and paging goes on by the others."""
+        """The record's sort key, or None for a record without a usable one (no id, an id that is not a finite
+        number, not an object): paging goes on by the others (_fresh places it by the keyed record before it),
+        and the engine judges the record by its id (``Resource.external_id``): without one it fails its own
+        line; one that is not a number ("abc") still identifies it."""
         try:
             return self.sort_key(record) if isinstance(record, dict) else None
         except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an id of 1e400 reads as inf
