@@ -550,6 +550,7 @@ class RowEncoder(_RowMerger):
 
         super().__init__(model)
         self._checks = _binary_checks(tuple(plan))
+        self._plans: dict[tuple, operator.itemgetter | bool] = {}
         db_connection.ensure_connection()
         adapters = AdaptersMap(db_connection.connection.adapters)
         # The jsonb values go as bytea (see _binary_kind): psycopg's own bytes dumper, in C, rather than the
@@ -567,14 +568,60 @@ class RowEncoder(_RowMerger):
     def encode(self, row: dict, now: dt.datetime | None = None) -> bytes | None:
         """``row`` (field name or attname -> value, as insert_copy takes them) as one binary COPY row."""
         try:
-            out = self.merged(row, now)
-            if not self._checks.exact(out):
-                return None
-            self._checks.jsonb(out)
-            data = bytearray()
-            self._format(out, self._tx, data)
+            return self._encoded(self.merged(row, now))
         except Exception:  # the usual path meets the same value and raises where it always has
             return None
+
+    def encode_parts(self, base: dict, values: dict, tail: dict, now: dt.datetime) -> bytes | None:
+        """``encode({**base, **values, **tail}, now)`` without building that dict or walking it: the row's
+        column list is gathered in C (operator.itemgetter) by a plan made once per shape of the three dicts
+        (their keys in order), which resolves once, as the dict and ``merged`` would for each row, which
+        value each column takes. 14.9 -> ~9 us a Woo customer (the engine's fetch thread encodes every row
+        of a first sync, and it is the thread that first sync waits on)."""
+        shape = (tuple(base), tuple(values), tuple(tail))
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plans[shape] = self._gather_plan(shape)
+        if plan is False:  # a key that is no field: encode's TypeError, so the usual path
+            return None
+        if self._template is None or now is None or now is not self._now:
+            self._template, self._now = _defaults(self._fields, now), now
+        try:
+            out = list(plan((*self._template, *base.values(), *values.values(), *tail.values())))
+            for position in self._relations:
+                if isinstance(out[position], models.Model):
+                    out[position] = out[position].pk
+            return self._encoded(out)
+        except Exception:
+            return None
+
+    def _gather_plan(self, shape: tuple[tuple, tuple, tuple]):
+        """For dicts of these keys: an itemgetter picking each column's value out of (template, *base values,
+        *values, *tail values), or False when a key is no field. Each source index is what the merged dict
+        (later dicts win, a repeated key keeps its first place) and then ``merged`` (later keys win a column,
+        a field's name and attname sharing one) leave in that column."""
+        sources = list(range(len(self._fields)))  # a column nobody sets keeps its template value
+        merged: dict[str, int] = {}
+        index = len(self._fields)
+        for keys in shape:
+            for key in keys:
+                merged[key] = index
+                index += 1
+        for key, source in merged.items():
+            position = self._positions.get(key)
+            if position is None:
+                return False
+            sources[position] = source
+        if len(sources) == 1:  # itemgetter of one index returns the item, not a tuple
+            return lambda values, pick=operator.itemgetter(sources[0]): (pick(values),)
+        return operator.itemgetter(*sources)
+
+    def _encoded(self, out: list) -> bytes | None:
+        if not self._checks.exact(out):
+            return None
+        self._checks.jsonb(out)
+        data = bytearray()
+        self._format(out, self._tx, data)
         return bytes(data)
 
 

@@ -144,7 +144,10 @@ class TableSink:
         connection = run.connection
 
         def encode(external_id: str, values: dict, now) -> bytes | None:
-            return encoder.encode(self._row(self._base(connection, now), external_id, values), now)
+            if "sync_hash" not in values:  # _row would add a content hash
+                return encoder.encode(self._row(self._base(connection, now), external_id, values), now)
+            # The row _row would build, without building it (bulk.RowEncoder.encode_parts).
+            return encoder.encode_parts(self._base(connection, now), values, {"external_id": external_id}, now)
 
         return encode
 

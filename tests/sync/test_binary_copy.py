@@ -167,3 +167,27 @@ def test_the_same_values_are_refused_with_the_same_error(fake_conn, org, setting
         # refusal is the server's both ways. Django's DataError both ways is what the engine acts on.
         assert isinstance(errors[0].__cause__, psycopg.DataError)
     assert not Customer.objects.filter(connection=fake_conn).exists()
+
+
+def test_encode_parts_gives_the_bytes_of_encode_for_every_shape(fake_conn, org):
+    """RowEncoder.encode_parts(base, values, tail, now) == encode({**base, **values, **tail}, now): for keys that
+    override one another across the dicts, a field given by name and by attname, a relation given as a model,
+    a key that is no field (None from both), and rows of another shape after the plan for one was made."""
+    now = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
+    encoder = bulk.RowEncoder.for_model(Customer)
+    base = {"organization_id": org.pk, "connection_id": fake_conn.pk, "synced_at": now, "deleted_at": None}
+    shapes = [
+        (base, {**EXACT, "sync_hash": "h"}, {"external_id": "1"}),
+        (base, {"synced_at": now + dt.timedelta(seconds=1), "email": "x@example.com"}, {"external_id": "2"}),
+        (base, {"connection": fake_conn, "email": "y@example.com"}, {"external_id": "3"}),  # a model: its pk
+        ({**base, "organization": org}, {"organization_id": org.pk, "first_name": "A"}, {"external_id": "4"}),
+        (base, {"email": "z@example.com", "external_id": "ignored"}, {"external_id": "5"}),
+        (base, {"no_such_field": 1}, {"external_id": "6"}),
+        (base, {"username": 12345}, {"external_id": "7"}),  # another type: None from both
+        (base, {}, {"external_id": "8"}),
+    ]
+    for _ in range(2):  # the second time round, every plan is made already
+        for b, values, tail in shapes:
+            assert encoder.encode_parts(b, values, tail, now) == encoder.encode({**b, **values, **tail}, now)
+    assert encoder.encode_parts(base, {"no_such_field": 1}, {"external_id": "6"}, now) is None
+    assert encoder.encode_parts(base, {"email": "a@example.com"}, {"external_id": "9"}, now) is not None

@@ -252,8 +252,13 @@ def test_a_first_sync_encodes_its_rows_in_the_fetch_thread_and_stores_what_the_m
 
     def for_model(model):
         encoder = real_for_model(model)
-        real_encode = encoder.encode
-        encoder.encode = lambda row, now=None: encoders.append(threading.current_thread().name) or real_encode(row, now)
+        real_parts = encoder.encode_parts  # what TableSink.row_encoder calls (encode for values without a hash)
+
+        def encode_parts(*args):
+            encoders.append(threading.current_thread().name)
+            return real_parts(*args)
+
+        encoder.encode_parts = encode_parts
         return encoder
 
     monkeypatch.setattr(bulk.RowEncoder, "for_model", for_model)
