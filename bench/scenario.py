@@ -139,19 +139,27 @@ def page_concurrency(n: int) -> Iterator[None]:
 
 
 def reset_tables() -> None:
-    """Empty the domain table and the engine's run tables (a 'first run' starts from nothing)."""
+    """Empty the domain table and the engine's run tables, page memos included (a 'first run' starts from
+    nothing)."""
     from django.db import connection
 
     with connection.cursor() as cur:
         if connection.vendor == "sqlite":
-            for table in ("mdm_exportrun", "customers_customer", "sync_syncqueueline", "sync_syncactivity"):
+            for table in (
+                "mdm_exportrun",
+                "customers_customer",
+                "sync_syncqueueline",
+                "sync_syncactivity",
+                "sync_pagememo",
+            ):
                 cur.execute(f"DELETE FROM {table}")
             cur.execute("DELETE FROM sync_syncstatus")
             cur.execute("DELETE FROM sync_syncqueue")
             return
         cur.execute(
             # CASCADE: other apps' tables point at queues (mdm_exportrun); the bench never fills them.
-            "TRUNCATE customers_customer, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue CASCADE"
+            "TRUNCATE customers_customer, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue, "
+            "sync_pagememo CASCADE"
         )
 
 

@@ -302,6 +302,9 @@ SYNC_BINARY_COPY = env.bool("SYNC_BINARY_COPY", default=True)
 # PostgreSQL: a writer thread (its own connection) commits each group while the fetcher maps the next one.
 # Off by default: measured 2.5x SLOWER at 100,000 records on a loaded 2-core machine (docs/performance.md).
 SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
+# Page memos (sync.services.pagememo): a page fetched again, byte for byte (core.paging.Page.digest), takes
+# its records' source hashes from the memo saved the last time instead of hashing each record again.
+SYNC_PAGE_MEMO = env.bool("SYNC_PAGE_MEMO", default=True)
 # While a run is active, CPython's collector passes over young objects every this many allocations instead
 # of every 700 (core/gctune.py says why; 0 leaves the collector alone).
 SYNC_GC_THRESHOLD = env.int("SYNC_GC_THRESHOLD", default=50_000)

@@ -12,6 +12,11 @@ class Page:
     next_token: Any = None  # JSON-serialisable; None means this was the last page
     cursor: str | None = None  # the cursor value this page's records reach (committed only after processing)
     total: int | None = None  # total records upstream says exist, when it says
+    # Optional: a digest of everything ``records`` was made from (the response body, and whatever picked the
+    # records out of it), so that two pages with equal digests hold equal records. The engine then reuses
+    # what it derived from those records the last time (sync.services.pagememo: their source hashes)
+    # instead of deriving it again. None (the default) promises nothing.
+    digest: bytes | None = None
 
 
 @dataclass

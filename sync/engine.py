@@ -58,6 +58,10 @@ from .services import (
     lines_insert,
     lines_move,
     lock_queue,
+    pagememo_key,
+    pagememo_lookup,
+    pagememo_prune,
+    pagememo_save,
     queue_finalize,
     queue_recount,
     queue_update_with,
@@ -195,6 +199,8 @@ class QueueRunner:
         self._early: dict[int, _PagePlan] = {}
         self._encode = None
         self.encoded_rows: dict[str, bytes] | None = None
+        # The memo keys of the pages this fetch saw (sync.services.pagememo); None while memos are off.
+        self._memo_seen: set[str] | None = None
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -347,6 +353,7 @@ class QueueRunner:
         self._check_queued = SyncQueueLine.objects.filter(queue_id=q.pk).exists()
         self._known_rows = self.model.objects.filter(connection_id=self.connection.pk).exists()
         self._map_ahead = self.process_on_fetch and not self._known_rows
+        self._memo_seen = set() if settings.SYNC_PAGE_MEMO and self.process_on_fetch else None
         # Made here, in the thread that owns the database connection (it reads the connection's adapters).
         row_encoder = getattr(self.sink, "row_encoder", None)
         self._encode = row_encoder(self) if self._map_ahead and row_encoder else None
@@ -381,6 +388,9 @@ class QueueRunner:
         )
         self._fetch_lease_until = None
         q.fetch_done = True
+        if self._memo_seen:  # a complete fetch: memos of pages upstream no longer serves go
+            pagememo_prune(self.connection.pk, self.resource.name, self._memo_seen)
+        self._memo_seen = None
         if self.resource.mark_missing_deleted and (q.full_scan or self.resource.cursor_kind == "none"):
             self.sink.mark_missing_deleted(self)
 
@@ -576,7 +586,8 @@ class QueueRunner:
         pages_fetched += len(group)
         updates.update(fetch_token=group[-1][0].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
         self._ahead = (cursor_to, pages_fetched)
-        plan = self._plan_inline(records, pages) if self.process_on_fetch else None
+        digested = [(page.digest, page_keyed) for page, page_keyed in group]
+        plan = self._plan_inline(records, pages, digested) if self.process_on_fetch else None
         return _Prepared(records, plan, updates)
 
     def _store_prepared(self, prepared: _Prepared) -> int:
@@ -652,14 +663,22 @@ class QueueRunner:
             self._renew_fetch_lease(deferred, **updates)
         return drafts
 
-    def _plan_inline(self, records: list[Keyed], pages: list[_PagePlan | None] = ()) -> _Plan:
+    def _plan_inline(
+        self,
+        records: list[Keyed],
+        pages: list[_PagePlan | None] = (),
+        digested: list[tuple[bytes | None, list[Keyed]]] = (),
+    ) -> _Plan:
         """Plan what the fetcher writes itself of a group: each id's last snapshot (as in lines_add) with
         its source hash, and the records it cannot identify (for lines_add). A first sync (no row to
         compare with) is mapped here (_resolve); a later one is mapped by _store_inline once the group's
         lock statement has said which records are unchanged (one round trip for both). ``pages``: the
-        group's pages as the fetch thread planned them (_map_early), None for a page it did not."""
+        group's pages as the fetch thread planned them (_map_early), None for a page it did not;
+        ``digested``: each page's (Page.digest, keyed records), for the page memos (_hashes)."""
         if pages and None not in pages:
-            return self._merge_pages(pages)
+            plan = self._merge_pages(pages)
+            self._remember(digested, [pp.hashes for pp in pages])
+            return plan
         by_id: dict[str, dict] = {}
         unkeyed: list[Keyed] = []
         for keyed in records:
@@ -667,12 +686,48 @@ class QueueRunner:
                 unkeyed.append(keyed)  # lines_add records it as a failed, unidentifiable line
             else:
                 by_id[keyed.external_id] = keyed.record
-        revision = self._revision
-        hashes = {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
+        hashes = self._hashes(by_id, digested)
         plan = _Plan(by_id, hashes, {}, unkeyed, {})
         if not self._known_rows:
             self._resolve(plan, set())
         return plan
+
+    def _hashes(self, by_id: dict[str, dict], digested: list[tuple[bytes | None, list[Keyed]]]) -> dict[str, str]:
+        """The source hash of each id's last snapshot in the group. A page fetched before (its memo key, the
+        page's digest with the mapping revision, in sync.services.pagememo) takes its hashes from its memo;
+        the others are hashed and their memos saved. An unchanged full scan of 50,000 WooCommerce customers
+        spent ~15 % of its time hashing (SHA-256 over each record's sorted JSON, ~5-7 us a record here).
+        Pages are merged in order, a later one's hash of an id replacing an earlier one's, as by_id keeps the
+        id's last snapshot; a memo whose ids are not the page's is not used."""
+        revision = self._revision
+        if self._memo_seen is None or not any(digest for digest, _ in digested):
+            return {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
+        keys = [pagememo_key(revision, digest) if digest else None for digest, _ in digested]
+        known = pagememo_lookup(self.connection.pk, self.resource.name, [k for k in keys if k])
+        hashes: dict[str, str] = {}
+        new: dict[str, dict[str, str]] = {}
+        for key, (_, keyed) in zip(keys, digested, strict=True):
+            page = known.get(key) if key else None
+            if page is None or page.keys() != {k.external_id for k in keyed if k.external_id is not None}:
+                # Hashed in page order, so an id twice on the page ends with its last snapshot's hash.
+                page = {k.external_id: bulk.source_hash(k.record, revision) for k in keyed if k.external_id is not None}
+                if key:
+                    new[key] = page
+            hashes.update(page)
+        self._save_memos(new, keys)
+        return hashes
+
+    def _remember(self, digested: list[tuple[bytes | None, list[Keyed]]], hashes: list[dict[str, str]]) -> None:
+        """Save the memos of pages the fetch thread hashed (a first sync's, _map_early)."""
+        if self._memo_seen is None or not digested:
+            return
+        keys = [pagememo_key(self._revision, digest) if digest else None for digest, _ in digested]
+        self._save_memos({key: page for key, page in zip(keys, hashes, strict=True) if key}, keys)
+
+    def _save_memos(self, new: dict[str, dict[str, str]], keys: list[str | None]) -> None:
+        if new:
+            pagememo_save(self.connection.pk, self.resource.name, new)
+        self._memo_seen.update(k for k in keys if k)
 
     def _merge_pages(self, pages: list[_PagePlan]) -> _Plan:
         """_plan_inline for a group whose every page the fetch thread planned: its pages' dicts merged (in C),

@@ -399,3 +399,24 @@ class RunTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.tier or '-'} {self.minute:%Y-%m-%d %H:%M}: {self.runs} runs"
+
+
+class PageMemo(models.Model):
+    """What the engine derived from one fetched page, keyed by the page's digest (core.paging.Page.digest,
+    taken with the mapping revision): each record's source hash by external id. A later run that fetches
+    the very same page again (an unchanged full scan of WooCommerce customers, which have no date filter)
+    reads the hashes here instead of hashing every record again. Pure memoisation: a memo says nothing
+    about any row (the look-up of unchanged rows still compares every hash with the row's), and a lost memo
+    costs only the hashing. Written by the fetch as it goes; a complete fetch deletes the resource's memos
+    of pages it did not see (sync.services.pagememo)."""
+
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+")
+    resource = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64)  # hex: SHA-256 of the memo version, mapping revision, Page.digest
+    hashes = models.TextField()  # JSON object {external id: source hash}
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["connection", "resource", "digest"], name="page_memo_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.resource} page {self.digest[:12]}"

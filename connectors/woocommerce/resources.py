@@ -12,6 +12,7 @@ speculatively in parallel and validate them in order.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -122,9 +123,9 @@ class WooResource(Resource):
             return None
 
     # one HTTP page ---------------------------------------------------------------------------------------
-    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], list, int | None, str | None]:
-        """(records, each record's sort key or None, X-WP-Total, the store's clock) of the page at ``offset``.
-        The keys are made once here (in the fetch thread) for step and _fresh to read."""
+    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], list, int | None, str | None, bytes]:
+        """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256) of the
+        page at ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read."""
         data, response = client.get_json(self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
         if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
@@ -135,7 +136,12 @@ class WooResource(Resource):
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         total = _int_or_none(response.headers.get("X-WP-Total"))
-        return data, keys, total, _server_time(response.headers.get("Date"))
+        # The body's digest, for the page's (step), with its Content-Type (whose charset says how the bytes
+        # read). hashlib lets go of the GIL over a body this size.
+        digest = hashlib.sha256(response.headers.get("Content-Type", "").encode("utf-8", "replace") + b"\n")
+        digest.update(response.content)
+        body = digest.digest()
+        return data, keys, total, _server_time(response.headers.get("Date")), body
 
     def _initial_token(self) -> dict:
         return {"offset": 0, "last": None}
@@ -149,7 +155,7 @@ class WooResource(Resource):
         offset, last = int(token["offset"]), token.get("last")
         back = self.page_size
         for _ in range(MAX_BACKOFFS):
-            records, keys, total, server_time = fetch(offset)
+            records, keys, total, server_time, body = fetch(offset)
             if "started" in token and not token["started"]:
                 token["started"] = server_time or ""  # the store's clock, not ours: no skew
             keyed = [k for k in keys if k is not None]
@@ -167,7 +173,9 @@ class WooResource(Resource):
         nxt = None
         if len(records) >= self.page_size:
             nxt = {**token, "offset": offset + len(records) - self.overlap, "last": new_last}
-        return Page(records=fresh, next_token=nxt, cursor=self.page_cursor(fresh, token), total=total)
+        # The records are the body's after ``last`` (_fresh): the body and ``last`` make them (Page.digest).
+        digest = hashlib.sha256(body + repr(last).encode()).digest()  # repr: keys may pass 64 bits
+        return Page(records=fresh, next_token=nxt, cursor=self.page_cursor(fresh, token), total=total, digest=digest)
 
     def _fresh(self, records: list, keys: list, last: list | None) -> list:
         """Records after ``last`` (``keys``: each record's key or None). A record without a key is placed by

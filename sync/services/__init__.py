@@ -15,6 +15,7 @@ import X``), which re-exports every public name:
 - ``reaper``: expired leases back to draft, stalled queues resumed, old queues purged.
 - ``connections``: needs-reauth and the run result on the connection's health; the connection's upstream
   identity (a cursor is bound to one upstream; ``connection_reset_cursors``).
+- ``pagememo``: page memos, the source hashes of a page's records by the page's digest (the engine's).
 - ``system_settings``: ``setting_set``.
 """
 
@@ -40,6 +41,7 @@ from .errors import (
 )
 from .lines import Keyed, lines_add, record_key, retry_delay
 from .locks import is_postgres, lock_queue
+from .pagememo import pagememo_key, pagememo_lookup, pagememo_prune, pagememo_save
 from .queue_actions import queue_apply_deletions, queue_cancel, queue_force_done, queue_retry
 from .reaper import lines_reap, queues_purge, queues_resume_stalled
 from .runs import (
@@ -100,6 +102,10 @@ __all__ = [
     "lines_move",
     "lines_reap",
     "lock_queue",
+    "pagememo_key",
+    "pagememo_lookup",
+    "pagememo_prune",
+    "pagememo_save",
     "params_fingerprint",
     "queue_apply_deletions",
     "queue_cancel",

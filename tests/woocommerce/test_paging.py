@@ -139,6 +139,7 @@ def test_a_record_whose_id_is_not_a_finite_number_has_no_sort_key_and_the_page_p
     import types
 
     records = [{"id": 1}, {"id": float("inf")}, {"id": float("nan")}, {"id": 4}]
-    client = types.SimpleNamespace(get_json=lambda *a, **kw: (records, types.SimpleNamespace(headers={})))
-    data, keys, _, _ = Customers()._get(client, {}, 0)
+    response = types.SimpleNamespace(headers={}, content=b"[...]")  # the body only goes into Page.digest
+    client = types.SimpleNamespace(get_json=lambda *a, **kw: (records, response))
+    data, keys, _, _, _ = Customers()._get(client, {}, 0)
     assert data == records and keys == [[1], None, None, [4]]
