@@ -413,7 +413,7 @@ class PageMemo(models.Model):
     connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+")
     resource = models.CharField(max_length=64)
     digest = models.CharField(max_length=64)  # hex: SHA-256 of the memo version, mapping revision, Page.digest
-    hashes = models.TextField()  # JSON object {external id: source hash}
+    hashes = models.BinaryField()  # the records' source hashes, 16 bytes each, in the page's order
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["connection", "resource", "digest"], name="page_memo_unique")]
