@@ -61,6 +61,7 @@ from .services import (
     pagememo_key,
     pagememo_lookup,
     pagememo_prune,
+    pagememo_revision,
     pagememo_save,
     queue_finalize,
     queue_recount,
@@ -204,6 +205,8 @@ class QueueRunner:
         # The memo keys of the pages this fetch saw (sync.services.pagememo); None while memos are off.
         self._memo_seen: set[str] | None = None
         self._memo_pending: dict[str, bytes] = {}  # memos not saved yet (_save_memos)
+        self._memo_prune = False
+        self._memo_revision = b""
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> str | None:
@@ -356,7 +359,7 @@ class QueueRunner:
         self._check_queued = SyncQueueLine.objects.filter(queue_id=q.pk).exists()
         self._known_rows = self.model.objects.filter(connection_id=self.connection.pk).exists()
         self._map_ahead = self.process_on_fetch and not self._known_rows
-        self._memo_seen = set() if settings.SYNC_PAGE_MEMO and self.process_on_fetch else None
+        self._memo_start(ctx)
         # Made here, in the thread that owns the database connection (it reads the connection's adapters).
         row_encoder = getattr(self.sink, "row_encoder", None)
         self._encode = row_encoder(self) if self._map_ahead and row_encoder else None
@@ -391,12 +394,9 @@ class QueueRunner:
         )
         self._fetch_lease_until = None
         q.fetch_done = True
-        if self._memo_seen:  # a complete fetch: memos of pages upstream no longer serves go
-            self._flush_memos()
-            pagememo_prune(self.connection.pk, self.resource.name, self._memo_seen)
-        self._memo_seen, self._memo_pending = None, {}
         if self.resource.mark_missing_deleted and (q.full_scan or self.resource.cursor_kind == "none"):
             self.sink.mark_missing_deleted(self)
+        self._memo_finish()
 
     def _after_store(self, drafts: int) -> None:
         # A cancel is seen by _store_pages: renewing the fetch lease fails once cancelled_at is set.
@@ -696,9 +696,48 @@ class QueueRunner:
             self._resolve(plan, set())
         return plan
 
+    # -- page memos (sync.services.pagememo) ----------------------------------------------------------------
+    def _memo_start(self, ctx: FetchContext) -> None:
+        """Memos serve full scans (an incremental run's pages are rarely the same twice; it neither reads,
+        saves nor prunes them). They are keyed with pagememo_revision: the mapping revision and the code and
+        libraries that make the records and their hashes. Pruned only after a fetch that began at the first
+        page (a resumed one has not seen the pages before its start)."""
+        q = self.queue
+        on = settings.SYNC_PAGE_MEMO and self.process_on_fetch and (q.full_scan or self.resource.cursor_kind == "none")
+        self._memo_seen, self._memo_pending = (set() if on else None), {}
+        self._memo_prune = on and not q.pages_fetched
+        self._memo_revision = pagememo_revision(self._revision, self.resource, ctx.client) if on else b""
+
+    def _memo_finish(self) -> None:
+        """A complete fetch: save what is pending; delete the memos of pages upstream no longer serves."""
+        if self._memo_seen is not None:
+            self._memo_call(self._flush_memos)
+        if self._memo_seen and self._memo_prune:
+            self._memo_call(pagememo_prune, self.connection.pk, self.resource.name, self._memo_seen)
+        self._memo_seen, self._memo_pending = None, {}
+
+    def _memo_call(self, fn, *args):
+        """A memo statement. Memos only save work: one that fails (a database error: say, workers started
+        before ``migrate`` made the table) is logged, memos are off for the rest of this fetch, and the run
+        goes on hashing (inside a caller's transaction, under a savepoint so that it stays usable)."""
+        try:
+            if db_connection.in_atomic_block:
+                with transaction.atomic():
+                    return fn(*args)
+            return fn(*args)
+        except DatabaseError as exc:
+            log.warning(
+                "queue %s: page memos off for this fetch (%s: %s)",
+                self.queue.pk,
+                exc.__class__.__name__,
+                redact(exc)[:200],
+            )
+            self._memo_seen, self._memo_pending = None, {}
+            return None
+
     def _hashes(self, by_id: dict[str, dict], digested: list[tuple[bytes | None, list[Keyed]]]) -> dict[str, str]:
         """The source hash of each id's last snapshot in the group. A page fetched before (its memo key, the
-        page's digest with the mapping revision, in sync.services.pagememo) takes its hashes from its memo;
+        page's digest with the memo revision, in sync.services.pagememo) takes its hashes from its memo;
         the others are hashed and their memos saved. An unchanged full scan of 50,000 WooCommerce customers
         spent ~15 % of its time hashing (SHA-256 over each record's sorted JSON, ~5-7 us a record here).
         Pages are merged in order, a later one's hash of an id replacing an earlier one's, as by_id keeps the
@@ -706,8 +745,8 @@ class QueueRunner:
         revision = self._revision
         if self._memo_seen is None or not any(digest for digest, _ in digested):
             return {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
-        keys = [pagememo_key(revision, digest) if digest else None for digest, _ in digested]
-        known = pagememo_lookup(self.connection.pk, self.resource.name, [k for k in keys if k])
+        keys = [pagememo_key(self._memo_revision, digest) if digest else None for digest, _ in digested]
+        known = self._memo_call(pagememo_lookup, self.connection.pk, self.resource.name, [k for k in keys if k]) or {}
         hashes: dict[str, str] = {}
         new: dict[str, bytes] = {}
         for key, (_, keyed) in zip(keys, digested, strict=True):
@@ -732,7 +771,7 @@ class QueueRunner:
         """Save the memos of pages the fetch thread hashed (a first sync's, _map_early)."""
         if self._memo_seen is None or not digested:
             return
-        keys = [pagememo_key(self._revision, digest) if digest else None for digest, _ in digested]
+        keys = [pagememo_key(self._memo_revision, digest) if digest else None for digest, _ in digested]
         new = {}
         for key, (_, keyed), page in zip(keys, digested, hashes, strict=True):
             blob = _memo_bytes([k.external_id for k in keyed if k.external_id is not None], page) if key else None
@@ -741,14 +780,16 @@ class QueueRunner:
         self._save_memos(new, keys)
 
     def _save_memos(self, new: dict[str, bytes], keys: list[str | None]) -> None:
-        """Memos are saved MEMO_SAVE_PAGES at a time (and when the fetch completes, _flush_memos): each
+        """Memos are saved MEMO_SAVE_PAGES at a time (and when the fetch completes, _memo_finish): each
         statement of this thread also waits for the GIL to come back from the fetch threads, so one per group
         cost a first sync of 50,000 customers ~0.3 s (18 ms a group, 2 of them our CPU). A crash loses at
         most the memos not yet saved, which only means hashing those pages once more."""
+        if self._memo_seen is None:  # turned off by a failed memo statement
+            return
         self._memo_pending.update(new)
         self._memo_seen.update(k for k in keys if k)
         if len(self._memo_pending) >= MEMO_SAVE_PAGES:
-            self._flush_memos()
+            self._memo_call(self._flush_memos)
 
     def _flush_memos(self) -> None:
         if self._memo_pending:

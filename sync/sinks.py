@@ -143,8 +143,10 @@ class TableSink:
             return None
         connection = run.connection
 
+        own_row = type(self)._row is TableSink._row and type(self)._base is TableSink._base
+
         def encode(external_id: str, values: dict, now) -> bytes | None:
-            if "sync_hash" not in values:  # _row would add a content hash
+            if not own_row or "sync_hash" not in values:  # a subclass's rows, or _row adds a content hash
                 return encoder.encode(self._row(self._base(connection, now), external_id, values), now)
             # The row _row would build, without building it (bulk.RowEncoder.encode_parts).
             return encoder.encode_parts(self._base(connection, now), values, {"external_id": external_id}, now)

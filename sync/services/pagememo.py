@@ -15,6 +15,9 @@ of ~30 pages of a first sync.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import sys
+from importlib import metadata
 
 import orjson
 from django.db import connection as db_connection
@@ -27,8 +30,44 @@ MEMO_VERSION = b"page-memo 2\n"  # part of every key: a change to what a memo ho
 
 
 def pagememo_key(revision: bytes, digest: bytes) -> str:
-    """The memo key of a page: its digest taken with the mapping revision (new mapping code, new hashes)."""
+    """The memo key of a page: its digest taken with the memo revision (pagememo_revision)."""
     return hashlib.sha256(MEMO_VERSION + revision + b"\n" + digest).hexdigest()
+
+
+# What turns a body into records and records into hashes besides the connector's own modules.
+_CODE = ("sync.bulk", "sync.services.lines", "sync.services.pagememo")
+_LIBRARIES = ("orjson", "requests", "urllib3", "charset-normalizer", "chardet")
+_REVISIONS: dict[tuple, bytes] = {}
+
+
+def pagememo_revision(mapping_revision: bytes, *parts: object) -> bytes:
+    """What a memo key is taken with: the mapping revision (sync.engine.mapping_revision, which covers the
+    resource's own module), and the source of every module that makes a page's records and their hashes:
+    the modules of the classes of ``parts`` (the resource and the client: connectors.base's parsing,
+    external ids, the connector's paging) with their bases, this engine's hashing and keying, and the
+    versions of the parsing libraries and of Python. Without it, a fix to any of those would leave rows
+    keyed by the old code's hashes looking unchanged (found by review: a parser change was masked). Read
+    once per process, from the modules as imported."""
+    classes = tuple(cls for part in parts for cls in type(part).__mro__ if cls.__module__ != "builtins")
+    cached = _REVISIONS.get((mapping_revision, classes))
+    if cached is not None:
+        return cached
+    digest = hashlib.blake2b(mapping_revision, digest_size=32)
+    for name in sorted({cls.__module__ for cls in classes} | set(_CODE)):
+        try:
+            text = inspect.getsource(sys.modules[name])
+        except (OSError, TypeError, KeyError):  # no source at hand: the name at least
+            text = name
+        digest.update(f"\n{name}\n".encode() + hashlib.blake2b(text.encode(), digest_size=32).digest())
+    for library in _LIBRARIES:
+        try:
+            version = metadata.version(library)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"\n{library} {version}".encode())
+    digest.update(f"\npython {sys.version}".encode())
+    _REVISIONS[(mapping_revision, classes)] = cached = digest.digest()
+    return cached
 
 
 def pagememo_lookup(connection_id: int, resource: str, keys: list[str]) -> dict[str, bytes]:

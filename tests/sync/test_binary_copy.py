@@ -191,3 +191,24 @@ def test_encode_parts_gives_the_bytes_of_encode_for_every_shape(fake_conn, org):
             assert encoder.encode_parts(b, values, tail, now) == encoder.encode({**b, **values, **tail}, now)
     assert encoder.encode_parts(base, {"no_such_field": 1}, {"external_id": "6"}, now) is None
     assert encoder.encode_parts(base, {"email": "a@example.com"}, {"external_id": "9"}, now) is not None
+
+
+def test_a_sink_whose_rows_differ_is_encoded_from_its_own_rows(fake_conn, org):
+    """TableSink.row_encoder gathers the row itself (encode_parts) only for TableSink's own _row/_base; a
+    subclass that changes them (as ``write`` will use them) is encoded from its own rows."""
+    import types
+
+    from sync.sinks import TableSink
+
+    class Upper(TableSink):
+        @staticmethod
+        def _row(base, external_id, values):
+            return {**TableSink._row(base, external_id, values), "first_name": values["first_name"].upper()}
+
+    now = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
+    run = types.SimpleNamespace(model=Customer, connection=fake_conn)
+    values = {"first_name": "ana", "email": "a@example.com", "sync_hash": "h"}
+    encoder = bulk.RowEncoder.for_model(Customer)
+    own = encoder.encode(Upper._row(Upper._base(fake_conn, now), "1", values), now)
+    assert Upper().row_encoder(run)("1", values, now) == own
+    assert TableSink().row_encoder(run)("1", values, now) != own

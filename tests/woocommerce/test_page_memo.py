@@ -166,3 +166,102 @@ def test_memos_saved_a_few_pages_at_a_time_are_all_there(woo, hashed, monkeypatc
     assert _memos(conn) == 3 and sum(saves) == 3 and len(saves) >= 1
     hashed["n"] = 0
     assert _run(conn).state == QueueState.DONE and hashed["n"] == 0
+
+
+# --- found by review ---------------------------------------------------------------------------------------
+def test_a_deploy_that_changes_how_bodies_become_records_misses_every_memo(woo, monkeypatch):
+    """connectors/base.py (parsing, external ids) is not the resource's module, so not in the mapping
+    revision; it is in the memo revision. Run 1 parses one customer wrongly; run 2 runs code whose
+    connectors/base.py source differs (a fix deployed): its memos miss and the row is corrected. (Before the
+    fix, run 2 took the old hashes from the memos, they equalled the row's, and the wrong name stayed.)"""
+    import inspect
+
+    import connectors.base as base
+    from sync.services import pagememo
+
+    sandbox, conn = woo(size=30)
+    cid = sandbox.ids("customers")[3]
+    real = base.response_json
+
+    def old_parse(response):
+        data = real(response)
+        for record in data:
+            if isinstance(record, dict) and record.get("id") == cid:
+                record["first_name"] = "OLD-PARSE"
+        return data
+
+    monkeypatch.setattr(base, "response_json", old_parse)
+    assert _run(conn).state == QueueState.DONE
+    assert Customer.objects.get(connection=conn, external_id=str(cid)).first_name == "OLD-PARSE"
+
+    monkeypatch.setattr(base, "response_json", real)
+    real_source = inspect.getsource
+    monkeypatch.setattr(pagememo, "_REVISIONS", {})  # a new process...
+    monkeypatch.setattr(
+        pagememo.inspect,
+        "getsource",
+        lambda module: real_source(module) + ("\n# fixed" if module is base else ""),  # ...with the fix
+    )
+    assert _run(conn).state == QueueState.DONE
+    assert Customer.objects.get(connection=conn, external_id=str(cid)).first_name != "OLD-PARSE"
+
+
+def test_the_memo_revision_follows_code_and_library_versions(woo, monkeypatch):
+    from sync.services import pagememo
+
+    sandbox, conn = woo(size=5)
+    resource, client = Customers(), object()
+    before = pagememo.pagememo_revision(b"rev", resource, client)
+    assert before == pagememo.pagememo_revision(b"rev", resource, client)
+    assert before != pagememo.pagememo_revision(b"another mapping", resource, client)
+    monkeypatch.setattr(pagememo, "_REVISIONS", {})
+    real_version = pagememo.metadata.version
+    monkeypatch.setattr(pagememo.metadata, "version", lambda name: "9.9" if name == "orjson" else real_version(name))
+    assert before != pagememo.pagememo_revision(b"rev", resource, client)
+
+
+@pytest.mark.parametrize("failing", ["pagememo_lookup", "pagememo_save", "pagememo_prune"])
+def test_a_failing_memo_statement_costs_the_memos_not_the_run(woo, monkeypatch, failing):
+    """Memos only save work: a database error in one of their statements (the table not migrated yet, a
+    statement timeout) turns them off for that fetch; the run finishes, deletions included."""
+    from django.db import OperationalError
+
+    sandbox, conn = woo(size=30)
+    assert _run(conn).state == QueueState.DONE
+    gone = sandbox.ids("customers")[0]
+    sandbox.delete("customers", gone)
+
+    def boom(*args, **kwargs):
+        raise OperationalError('relation "sync_pagememo" does not exist')
+
+    monkeypatch.setattr(engine, failing, boom)
+    q = _run(conn)
+    assert q.state == QueueState.DONE and q.done_count == 29
+    assert Customer.objects.get(connection=conn, external_id=str(gone)).deleted_at is not None
+
+
+def test_incremental_runs_leave_memos_alone(woo, hashed):
+    sandbox, conn = woo(size=150)
+    assert _run(conn, "orders", full_scan=True).state == QueueState.DONE  # the reconciliation scan keeps memos
+    scanned = set(PageMemo.objects.filter(connection=conn, resource="orders").values_list("digest", flat=True))
+    assert scanned
+    sandbox.update("orders", sandbox.ids("orders")[0], status="completed")
+    assert _run(conn, "orders").state == QueueState.DONE  # incremental: no look-up, no save, no prune
+    assert set(PageMemo.objects.filter(connection=conn, resource="orders").values_list("digest", flat=True)) == scanned
+
+
+def test_a_resumed_fetch_does_not_prune(woo, monkeypatch):
+    """A fetch that starts after page 1 (resumed after a crash) has not seen the pages before it."""
+    sandbox, conn = woo(size=250)
+    _run(conn)
+    real = engine.QueueRunner._memo_start
+
+    def resumed(self, ctx):
+        self.queue.pages_fetched = 5  # as a fetch that takes over after five pages finds it
+        real(self, ctx)
+
+    pruned = []
+    monkeypatch.setattr(engine.QueueRunner, "_memo_start", resumed)
+    monkeypatch.setattr(engine, "pagememo_prune", lambda *a: pruned.append(a))
+    _run(conn)
+    assert pruned == []
