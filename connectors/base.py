@@ -162,6 +162,13 @@ class Client:
 
     kind: ClassVar[str] = ""
     expects_json: ClassVar[bool] = True
+    # The digest of the source of the module defining the class, taken at import (as Resource.source_digest):
+    # page memos are keyed with the code that turned bodies into records (sync.services.pagememo_revision).
+    source_digest: ClassVar[bytes | None] = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.source_digest = module_source_digest(cls.__module__)
 
     def __init__(self, connection: Connection, *, session: requests.Session | None = None) -> None:
         self.connection = connection
@@ -518,3 +525,8 @@ class Resource:
     def record_cursor(self, record: dict) -> str | None:
         """The cursor value of one record (for timestamp/version cursors); None if not applicable."""
         return None
+
+
+# This module's own digest, taken now (at import), for the classes defined here: parsing (response_json),
+# external ids and paging helpers live here, and page memos are keyed with them (sync.services.pagememo).
+Resource.source_digest = Client.source_digest = module_source_digest(__name__)

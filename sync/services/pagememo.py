@@ -34,8 +34,18 @@ def pagememo_key(revision: bytes, digest: bytes) -> str:
     return hashlib.sha256(MEMO_VERSION + revision + b"\n" + digest).hexdigest()
 
 
-# What turns a body into records and records into hashes besides the connector's own modules.
-_CODE = ("sync.bulk", "sync.services.lines", "sync.services.pagememo")
+def _source_digest(name: str) -> bytes:
+    try:
+        text = inspect.getsource(sys.modules[name])
+    except (OSError, TypeError, KeyError):  # no source at hand: the name at least
+        text = name
+    return hashlib.blake2b(text.encode(), digest_size=32).digest()
+
+
+# What turns a body into records and records into hashes besides the connector's own modules, digested as
+# imported (sync.services imports lines, which imports bulk, before this module): a deploy that changes the
+# files on disk does not change the revision of a process still running the old code.
+_CODE = {name: _source_digest(name) for name in ("sync.bulk", "sync.services.lines", __name__)}
 _LIBRARIES = ("orjson", "requests", "urllib3", "charset-normalizer", "chardet")
 _REVISIONS: dict[tuple, bytes] = {}
 
@@ -46,19 +56,24 @@ def pagememo_revision(mapping_revision: bytes, *parts: object) -> bytes:
     the modules of the classes of ``parts`` (the resource and the client: connectors.base's parsing,
     external ids, the connector's paging) with their bases, this engine's hashing and keying, and the
     versions of the parsing libraries and of Python. Without it, a fix to any of those would leave rows
-    keyed by the old code's hashes looking unchanged (found by review: a parser change was masked). Read
-    once per process, from the modules as imported."""
+    keyed by the old code's hashes looking unchanged (found by review: a parser change was masked). The
+    digests are of the modules as imported where the classes carry one (``source_digest``: connectors.base's
+    Client and Resource and their subclasses) and for this engine's own; cached per process."""
     classes = tuple(cls for part in parts for cls in type(part).__mro__ if cls.__module__ != "builtins")
     cached = _REVISIONS.get((mapping_revision, classes))
     if cached is not None:
         return cached
+    modules = dict(_CODE)
+    for cls in classes:  # a module's digest as its first class here took it at import (source_digest)...
+        loaded = cls.__dict__.get("source_digest")
+        if isinstance(loaded, bytes):
+            modules.setdefault(cls.__module__, loaded)
+    for cls in classes:  # ...else its file as it is now
+        if cls.__module__ not in modules:
+            modules[cls.__module__] = _source_digest(cls.__module__)
     digest = hashlib.blake2b(mapping_revision, digest_size=32)
-    for name in sorted({cls.__module__ for cls in classes} | set(_CODE)):
-        try:
-            text = inspect.getsource(sys.modules[name])
-        except (OSError, TypeError, KeyError):  # no source at hand: the name at least
-            text = name
-        digest.update(f"\n{name}\n".encode() + hashlib.blake2b(text.encode(), digest_size=32).digest())
+    for name in sorted(modules):
+        digest.update(f"\n{name}\n".encode() + modules[name])
     for library in _LIBRARIES:
         try:
             version = metadata.version(library)

@@ -174,8 +174,6 @@ def test_a_deploy_that_changes_how_bodies_become_records_misses_every_memo(woo, 
     revision; it is in the memo revision. Run 1 parses one customer wrongly; run 2 runs code whose
     connectors/base.py source differs (a fix deployed): its memos miss and the row is corrected. (Before the
     fix, run 2 took the old hashes from the memos, they equalled the row's, and the wrong name stayed.)"""
-    import inspect
-
     import connectors.base as base
     from sync.services import pagememo
 
@@ -195,13 +193,10 @@ def test_a_deploy_that_changes_how_bodies_become_records_misses_every_memo(woo, 
     assert Customer.objects.get(connection=conn, external_id=str(cid)).first_name == "OLD-PARSE"
 
     monkeypatch.setattr(base, "response_json", real)
-    real_source = inspect.getsource
-    monkeypatch.setattr(pagememo, "_REVISIONS", {})  # a new process...
-    monkeypatch.setattr(
-        pagememo.inspect,
-        "getsource",
-        lambda module: real_source(module) + ("\n# fixed" if module is base else ""),  # ...with the fix
-    )
+    # A new process importing the fixed connectors/base.py: its classes carry the new file's digest.
+    monkeypatch.setattr(pagememo, "_REVISIONS", {})
+    for cls in (base.Resource, base.Client):
+        monkeypatch.setattr(cls, "source_digest", b"the fixed connectors/base.py")
     assert _run(conn).state == QueueState.DONE
     assert Customer.objects.get(connection=conn, external_id=str(cid)).first_name != "OLD-PARSE"
 
@@ -214,6 +209,18 @@ def test_the_memo_revision_follows_code_and_library_versions(woo, monkeypatch):
     before = pagememo.pagememo_revision(b"rev", resource, client)
     assert before == pagememo.pagememo_revision(b"rev", resource, client)
     assert before != pagememo.pagememo_revision(b"another mapping", resource, client)
+    # The code as imported, not as on disk now: a file changed by a deploy does not change a running
+    # process's revision (its classes' digests were taken at import)...
+    monkeypatch.setattr(pagememo, "_REVISIONS", {})
+    real_source = pagememo.inspect.getsource
+    monkeypatch.setattr(pagememo.inspect, "getsource", lambda module: real_source(module) + "\n# deployed")
+    assert before == pagememo.pagememo_revision(b"rev", resource, client)
+    monkeypatch.setattr(pagememo.inspect, "getsource", real_source)
+    # ...a process that imported other code has another one.
+    monkeypatch.setattr(pagememo, "_REVISIONS", {})
+    monkeypatch.setattr(Customers, "source_digest", b"other resources module")
+    assert before != pagememo.pagememo_revision(b"rev", resource, client)
+    monkeypatch.undo()
     monkeypatch.setattr(pagememo, "_REVISIONS", {})
     real_version = pagememo.metadata.version
     monkeypatch.setattr(pagememo.metadata, "version", lambda name: "9.9" if name == "orjson" else real_version(name))
