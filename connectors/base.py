@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import codecs
 import functools
-import hashlib
-import inspect
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +35,7 @@ from core.errors import (
 )
 from core.http import BlockedDestination, check_url, guarded_session
 from core.paging import FetchContext, Page
+from core.revisions import module_source_digest
 from core.signals import upstream_rate_limited
 from core.timestamps import parse_http_date, parse_retry_after, parse_upstream_datetime
 
@@ -437,15 +435,6 @@ def normalise_version(kind: str, value: Any, field: str = "version") -> str | No
 
 
 # --- Paging and resources --------------------------------------------------------------------------------
-def module_source_digest(module_name: str) -> bytes | None:
-    """BLAKE2b-256 of a module's source as inspect reads it now; None when there is none at hand."""
-    try:
-        text = inspect.getsource(sys.modules[module_name])
-    except (OSError, TypeError, KeyError):  # no source at hand (a zipped or frozen module)
-        return None
-    return hashlib.blake2b(text.encode(), digest_size=32).digest()
-
-
 class Resource:
     """Declarative description of one upstream resource.
 

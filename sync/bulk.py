@@ -576,8 +576,9 @@ class RowEncoder(_RowMerger):
         """``encode({**base, **values, **tail}, now)`` without building that dict or walking it: the row's
         column list is gathered in C (operator.itemgetter) by a plan made once per shape of the three dicts
         (their keys in order), which resolves once, as the dict and ``merged`` would for each row, which
-        value each column takes. 14.9 -> ~9 us a Woo customer (the engine's fetch thread encodes every row
-        of a first sync, and it is the thread that first sync waits on)."""
+        value each column takes. For a Woo customer, ~2.3 us against ~4.5 us for building the row dict and
+        ``merged`` (the engine's fetch thread encodes every row of a first sync, and that thread is the one
+        a first sync waits on)."""
         shape = (tuple(base), tuple(values), tuple(tail))
         plan = self._plans.get(shape)
         if plan is None:

@@ -14,9 +14,7 @@ import collections
 import contextlib
 import datetime as dt
 import hashlib
-import inspect
 import logging
-import sys
 import threading
 import time
 import traceback
@@ -41,6 +39,7 @@ from core.errors import AuthError, BadPage, MappingError, PaginationStalled, Ups
 from core.gctune import fewer_collections
 from core.paging import FetchContext, Page
 from core.redaction import redact
+from core.revisions import module_source_digest
 from sync.registry import get_connector
 
 from . import bulk
@@ -1235,12 +1234,11 @@ def mapping_revision(resource) -> bytes:
             ).digest()
         elif isinstance(loaded, bytes):
             cached = loaded  # the same digest of the same text as below, taken at import
-        else:
-            try:
-                text = inspect.getsource(sys.modules[cls.__module__])
-            except (OSError, TypeError, KeyError):  # no source at hand (a zipped or frozen module)
-                text = f"{cls.__module__}.{cls.__qualname__}"
-            cached = hashlib.blake2b(text.encode(), digest_size=32).digest()
+        else:  # no source at hand (a zipped or frozen module): the class's name
+            cached = (
+                module_source_digest(cls.__module__)
+                or hashlib.blake2b(f"{cls.__module__}.{cls.__qualname__}".encode(), digest_size=32).digest()
+            )
         _REVISIONS[cls] = cached
     return cached
 

@@ -15,13 +15,13 @@ of ~30 pages of a first sync.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import sys
 from importlib import metadata
 
 import orjson
 from django.db import connection as db_connection
 
+from core.revisions import module_source_digest
 from sync.models import PageMemo
 
 from .locks import is_postgres
@@ -35,11 +35,8 @@ def pagememo_key(revision: bytes, digest: bytes) -> str:
 
 
 def _source_digest(name: str) -> bytes:
-    try:
-        text = inspect.getsource(sys.modules[name])
-    except (OSError, TypeError, KeyError):  # no source at hand: the name at least
-        text = name
-    return hashlib.blake2b(text.encode(), digest_size=32).digest()
+    # No source at hand (a zipped or frozen module): the name at least.
+    return module_source_digest(name) or hashlib.blake2b(name.encode(), digest_size=32).digest()
 
 
 # What turns a body into records and records into hashes besides the connector's own modules, digested as

@@ -202,6 +202,7 @@ def test_a_deploy_that_changes_how_bodies_become_records_misses_every_memo(woo, 
 
 
 def test_the_memo_revision_follows_code_and_library_versions(woo, monkeypatch):
+    from core import revisions
     from sync.services import pagememo
 
     sandbox, conn = woo(size=5)
@@ -212,10 +213,10 @@ def test_the_memo_revision_follows_code_and_library_versions(woo, monkeypatch):
     # The code as imported, not as on disk now: a file changed by a deploy does not change a running
     # process's revision (its classes' digests were taken at import)...
     monkeypatch.setattr(pagememo, "_REVISIONS", {})
-    real_source = pagememo.inspect.getsource
-    monkeypatch.setattr(pagememo.inspect, "getsource", lambda module: real_source(module) + "\n# deployed")
+    real_source = revisions.inspect.getsource  # what reading a module's file "now" goes through
+    monkeypatch.setattr(revisions.inspect, "getsource", lambda module: real_source(module) + "\n# deployed")
     assert before == pagememo.pagememo_revision(b"rev", resource, client)
-    monkeypatch.setattr(pagememo.inspect, "getsource", real_source)
+    monkeypatch.setattr(revisions.inspect, "getsource", real_source)
     # ...a process that imported other code has another one.
     monkeypatch.setattr(pagememo, "_REVISIONS", {})
     monkeypatch.setattr(Customers, "source_digest", b"other resources module")
