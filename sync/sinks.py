@@ -144,12 +144,15 @@ class TableSink:
         connection = run.connection
 
         own_row = type(self)._row is TableSink._row and type(self)._base is TableSink._base
+        bases: list = [None, None]  # (now, its base): the engine passes one ``now`` per page; read-only
 
         def encode(external_id: str, values: dict, now) -> bytes | None:
             if not own_row or "sync_hash" not in values:  # a subclass's rows, or _row adds a content hash
                 return encoder.encode(self._row(self._base(connection, now), external_id, values), now)
+            if bases[0] is not now:
+                bases[:] = now, self._base(connection, now)
             # The row _row would build, without building it (bulk.RowEncoder.encode_parts).
-            return encoder.encode_parts(self._base(connection, now), values, {"external_id": external_id}, now)
+            return encoder.encode_parts(bases[1], values, {"external_id": external_id}, now)
 
         return encode
 

@@ -212,3 +212,22 @@ def test_a_sink_whose_rows_differ_is_encoded_from_its_own_rows(fake_conn, org):
     own = encoder.encode(Upper._row(Upper._base(fake_conn, now), "1", values), now)
     assert Upper().row_encoder(run)("1", values, now) == own
     assert TableSink().row_encoder(run)("1", values, now) != own
+
+
+def test_the_encoder_s_row_base_follows_each_now(fake_conn, org):
+    """TableSink.row_encoder keeps the base of the last ``now`` it was given (one per page): a record encoded
+    with another ``now`` gets that one as its synced_at, exactly as encode of the full row gives it."""
+    import types
+
+    from sync.sinks import TableSink
+
+    run = types.SimpleNamespace(model=Customer, connection=fake_conn)
+    encode = TableSink().row_encoder(run)
+    encoder = bulk.RowEncoder.for_model(Customer)
+    values = {"first_name": "Ana", "email": "a@example.com", "sync_hash": "h"}
+    t1 = dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC)
+    t2 = t1 + dt.timedelta(seconds=3)
+    for now in (t1, t1, t2, t1):
+        expected = encoder.encode(TableSink._row(TableSink._base(fake_conn, now), "1", values), now)
+        assert encode("1", values, now) == expected
+    assert encode("1", values, t1) != encode("1", values, t2)

@@ -1,0 +1,81 @@
+"""The per-record helpers a sync calls for every record, against their plain definitions: bulk.source_hash
+(SHA-256 of the revision and the record's sorted JSON, from a kept per-revision state) and
+core.timestamps.parse_upstream_datetime (a dict cache in front of the parse)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import orjson
+import pytest
+
+from core import timestamps
+from core.errors import MappingError
+from sync import bulk
+
+
+def _plain_hash(record, revision: bytes) -> str:
+    blob = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(revision + blob).hexdigest()[:32]
+
+
+def test_source_hash_is_sha256_of_revision_and_sorted_record_for_every_revision():
+    record = {"z": 1, "a": {"y": [1, 2, "é"], "b": None}, "m": "text"}
+    assert (
+        orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+        == json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    )
+    # More revisions than the kept states (64): each still hashes from its own revision, the same each time.
+    revisions = [f"rev-{i}".encode() for i in range(150)]
+    first = [bulk.source_hash(record, r) for r in revisions]
+    assert first == [_plain_hash(record, r) for r in revisions]
+    assert [bulk.source_hash(record, r) for r in reversed(revisions)] == first[::-1]
+    assert len(set(first)) == len(revisions)
+    assert bulk.source_hash({**record, "z": 2}, revisions[0]) != first[0]
+
+
+def test_source_hash_of_what_orjson_refuses_falls_back_to_the_standard_library():
+    record = {"id": 2**80, "name": "big"}
+    expected = hashlib.sha256(b"r" + json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    assert bulk.source_hash(record, b"r") == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2024-01-02T03:04:05", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
+        ("2024-01-02T03:04:05Z", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
+        ("2024-01-02T05:04:05+02:00", dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)),
+    ],
+)
+def test_parse_upstream_datetime_gives_aware_utc_the_same_each_time(text, expected):
+    for _ in range(2):  # the second call is served by the cache
+        parsed = timestamps.parse_upstream_datetime(text)
+        assert parsed == expected and parsed.tzinfo is dt.UTC
+
+
+def test_a_bad_timestamp_raises_every_time_and_is_not_cached():
+    for _ in range(2):
+        with pytest.raises(MappingError):
+            timestamps.parse_upstream_datetime("not a date")
+    assert "not a date" not in timestamps._utc_parsed
+
+
+def test_the_cache_stays_bounded_and_right(monkeypatch):
+    monkeypatch.setattr(timestamps, "_UTC_PARSED_MAX", 8)
+    monkeypatch.setattr(timestamps, "_utc_parsed", {})
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    for i in range(30):
+        when = base + dt.timedelta(minutes=i)
+        assert timestamps.parse_upstream_datetime(when.strftime("%Y-%m-%dT%H:%M:%S")) == when
+        assert len(timestamps._utc_parsed) <= 8
+
+
+def test_naive_text_in_the_local_zone_is_not_served_from_the_utc_cache():
+    text = "2024-06-01T12:00:00"
+    utc = timestamps.parse_upstream_datetime(text)
+    local = timestamps.parse_upstream_datetime(text, assume_utc=False)
+    assert local == dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+    assert utc == dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
