@@ -60,3 +60,15 @@ def test_product_fields():
     assert values["price"] == Decimal("9.90") and values["sale_price"] is None and values["active"] is True
     assert values["sku"] == record["sku"] and values["handle"] == record["slug"]
     assert Products().map(dict(record, status="draft"))["active"] is False
+
+
+def test_server_time_reads_the_date_header_the_same_when_cached():
+    """The store's Date header (RFC 9110 IMF-fixdate, as the example in RFC 9110 §5.6.7) as ISO UTC, the
+    same on a second page carrying the same header (cached by its text); absent or garbled: None."""
+    from connectors.woocommerce.resources import _server_time
+
+    for _ in range(2):
+        assert _server_time("Sun, 06 Nov 1994 08:49:37 GMT") == "1994-11-06T08:49:37Z"
+        assert _server_time("Sun, 06 Nov 1994 10:49:37 +0200") == "1994-11-06T08:49:37Z"
+        assert _server_time("not a date") is None
+        assert _server_time(None) is None
