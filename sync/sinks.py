@@ -144,7 +144,7 @@ class TableSink:
         connection = run.connection
 
         own_row = type(self)._row is TableSink._row and type(self)._base is TableSink._base
-        bases: list = [None, None]  # (now, its base): the engine passes one ``now`` per page; read-only
+        bases: list = [object(), None]  # (now, its base): the engine passes one ``now`` per page; read-only
 
         def encode(external_id: str, values: dict, now) -> bytes | None:
             if not own_row or "sync_hash" not in values:  # a subclass's rows, or _row adds a content hash

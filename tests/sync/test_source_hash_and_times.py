@@ -33,6 +33,7 @@ def test_source_hash_is_sha256_of_revision_and_sorted_record_for_every_revision(
     assert first == [_plain_hash(record, r) for r in revisions]
     assert [bulk.source_hash(record, r) for r in reversed(revisions)] == first[::-1]
     assert len(set(first)) == len(revisions)
+    assert len(bulk._REVISION_STATES) <= 64  # the kept states stay bounded
     assert bulk.source_hash({**record, "z": 2}, revisions[0]) != first[0]
 
 
@@ -73,9 +74,23 @@ def test_the_cache_stays_bounded_and_right(monkeypatch):
         assert len(timestamps._utc_parsed) <= 8
 
 
-def test_naive_text_in_the_local_zone_is_not_served_from_the_utc_cache():
-    text = "2024-06-01T12:00:00"
-    utc = timestamps.parse_upstream_datetime(text)
-    local = timestamps.parse_upstream_datetime(text, assume_utc=False)
-    assert local == dt.datetime.fromisoformat(text).astimezone(dt.UTC)
-    assert utc == dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
+def test_naive_text_in_the_local_zone_is_not_served_from_the_utc_cache(monkeypatch):
+    """``assume_utc=False`` reads a naive text in the process's local zone: with a zone other than UTC, the
+    answer differs from the cached UTC one (the settings' TIME_ZONE is UTC, so the zone is set here)."""
+    import time
+
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset is POSIX only")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    timestamps._parse_text.cache_clear()
+    try:
+        text = "2024-06-01T12:00:00"
+        utc = timestamps.parse_upstream_datetime(text)
+        local = timestamps.parse_upstream_datetime(text, assume_utc=False)
+        assert utc == dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
+        assert local == dt.datetime(2024, 6, 1, 16, tzinfo=dt.UTC)  # EDT is UTC-4 in June
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        timestamps._parse_text.cache_clear()
