@@ -207,7 +207,14 @@ class SyncQueueLine(models.Model):
     # No index of its own: uniq_line_per_queue (queue, external_id) leads with it and serves every lookup by
     # queue. The extra index cost an insertion per line, and on a table planned without fresh statistics it
     # was chosen for "these ids of this queue", scanning the queue's every line per group.
-    queue = models.ForeignKey(SyncQueue, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    # No database constraint either: PostgreSQL checked it once per inserted line (a query each, ~4.4 us;
+    # 0.22 s of every 50,000 lines' commit, on the path a first sync waits on; docs/performance.md). Every
+    # line is inserted under its queue's row lock (lock_queue, FOR UPDATE), so its queue exists and cannot
+    # be deleted meanwhile, and queues are deleted through the ORM (which deletes their lines first, as
+    # on_delete=CASCADE says) or by the purge, which deletes the lines itself (sync.services.reaper).
+    queue = models.ForeignKey(
+        SyncQueue, on_delete=models.CASCADE, related_name="lines", db_index=False, db_constraint=False
+    )
     external_id = models.CharField(max_length=255)
     action = models.CharField(max_length=8, choices=LineAction.choices, default=LineAction.UPSERT)
     payload = models.JSONField(default=dict)

@@ -411,6 +411,22 @@ def test_purge_removes_old_finished_queues_only(fake_conn, fake_kind, fake_clock
     assert SyncQueue.objects.filter(pk=active.pk).exists()
 
 
+def test_deleting_a_queue_or_its_connection_through_the_orm_deletes_its_lines(fake_conn, fake_kind, org):
+    """The lines' queue key has no database constraint (sync.models.SyncQueueLine says why): Django's
+    cascade is what deletes a deleted queue's lines, and a line cannot outlive its queue that way."""
+    from connectors.models import Connection
+
+    fake_kind.__init__(3)
+    first, second = start(fake_conn), start(fake_conn, enqueue=False, full_scan=True)
+    engine.run_queue(second.pk)
+    assert SyncQueueLine.objects.filter(queue_id=second.pk).count() == 3
+    SyncQueue.objects.get(pk=second.pk).delete()
+    assert not SyncQueueLine.objects.filter(queue_id=second.pk).exists()
+    assert SyncQueueLine.objects.filter(queue_id=first.pk).exists()
+    Connection.objects.get(pk=fake_conn.pk).delete()
+    assert not SyncQueueLine.objects.exists()
+
+
 # --- the prefetch thread --------------------------------------------------------------------------------------
 def test_the_prefetch_thread_does_not_outlive_its_consumer(fake_conn, fake_kind, monkeypatch):
     # Pages of 10: many times what the prefetch buffer holds, so the producer is still fetching.
