@@ -99,22 +99,16 @@ def pagememo_save(connection_id: int, resource: str, memos: dict[str, bytes]) ->
     if not memos:
         return
     table = db_connection.ops.quote_name(PageMemo._meta.db_table)
-    head = f"INSERT INTO {table} (connection_id, resource, digest, hashes) "
-    tail = " ON CONFLICT (connection_id, resource, digest) DO UPDATE SET hashes = excluded.hashes"
-    if is_postgres():
-        # One statement text whatever the number of memos, the keys and hashes as two arrays: psycopg parses
-        # a statement's placeholders in Python and caches only short statements, so the VALUES form (four
-        # per memo, 256 memos) was re-parsed on every save: ~40 ms of the fetching thread each.
-        unnest = "unnest(%s::text[], %s::bytea[]) AS m(digest, hashes)"
-        sql = head + f"SELECT %s, %s, m.digest, m.hashes FROM {unnest}"  # noqa: S608 (our own table)
-        params: list = [connection_id, resource, list(memos), list(memos.values())]
-    else:
-        sql = head + "VALUES " + ", ".join(["(%s, %s, %s, %s)"] * len(memos))
-        params = []
-        for key, hashes in memos.items():
-            params += [connection_id, resource, key, hashes]
+    values = ", ".join(["(%s, %s, %s, %s)"] * len(memos))
+    sql = (
+        f"INSERT INTO {table} (connection_id, resource, digest, hashes) VALUES {values} "  # noqa: S608 (our own table)
+        "ON CONFLICT (connection_id, resource, digest) DO UPDATE SET hashes = excluded.hashes"
+    )
+    params: list = []
+    for key, hashes in memos.items():
+        params += [connection_id, resource, key, hashes]
     with db_connection.cursor() as cursor:
-        cursor.execute(sql + tail, params)
+        cursor.execute(sql, params)
 
 
 def pagememo_prune(connection_id: int, resource: str, seen: set[str]) -> int:

@@ -40,25 +40,3 @@ def test_prune_keeps_the_pages_seen_of_that_resource_only(conn, org, make_connec
     assert pagememo_prune(conn.pk, "customers", {keys[1]}) == 2
     left = set(PageMemo.objects.values_list("connection_id", "resource", "digest"))
     assert left == {(conn.pk, "customers", keys[1]), (conn.pk, "orders", keys[0]), (other.pk, "customers", keys[0])}
-
-
-def test_a_save_of_many_memos_is_one_statement_whose_text_does_not_grow_on_postgres(conn):
-    """PostgreSQL: the memos go as two arrays, so the statement's text is the same for 3 memos and for
-    300 (psycopg parses a statement's placeholders in Python and caches only short ones); SQLite keeps
-    one VALUES row per memo. Every memo saved either way, its bytes intact."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    small = {pagememo_key(b"r", b"s%d" % i): bytes([i]) * 16 for i in range(3)}
-    large = {pagememo_key(b"r", b"l%d" % i): bytes([i % 256, 0, 255]) * 5 + b"\x00" for i in range(300)}
-    with CaptureQueriesContext(connection) as first:
-        pagememo_save(conn.pk, "customers", small)
-    with CaptureQueriesContext(connection) as second:
-        pagememo_save(conn.pk, "customers", large)
-    assert len(first.captured_queries) == len(second.captured_queries) == 1
-    if connection.vendor == "postgresql":
-        # The captured SQL has the values inlined; the statement's own text is what precedes them.
-        head = first.captured_queries[0]["sql"].split(" FROM unnest(")[0]
-        assert head == second.captured_queries[0]["sql"].split(" FROM unnest(")[0]
-        assert "VALUES" not in second.captured_queries[0]["sql"]
-    assert pagememo_lookup(conn.pk, "customers", list(small) + list(large)) == {**small, **large}
