@@ -208,10 +208,11 @@ class SyncQueueLine(models.Model):
     # queue. The extra index cost an insertion per line, and on a table planned without fresh statistics it
     # was chosen for "these ids of this queue", scanning the queue's every line per group.
     # No database constraint either: PostgreSQL checked it once per inserted line (a query each, ~4.4 us;
-    # 0.22 s of every 50,000 lines' commit, on the path a first sync waits on; docs/performance.md). Every
-    # line is inserted under its queue's row lock (lock_queue, FOR UPDATE), so its queue exists and cannot
-    # be deleted meanwhile, and queues are deleted through the ORM (which deletes their lines first, as
-    # on_delete=CASCADE says) or by the purge, which deletes the lines itself (sync.services.reaper).
+    # 0.22 s of every 50,000 lines' commit, on the path a first sync waits on; docs/performance.md). What
+    # holds instead: every line is inserted after lock_queue in the same transaction, which raises when the
+    # queue's row is gone; a queue's deletion (the ORM's cascade, or the purge under the queues' locks)
+    # deletes its lines, and then, in the same transaction, any committed since the cascade read them
+    # (sync.services.lines.lines_of_deleted_queue). Tests: tests/sync/test_line_queue_integrity.py.
     queue = models.ForeignKey(
         SyncQueue, on_delete=models.CASCADE, related_name="lines", db_index=False, db_constraint=False
     )

@@ -144,3 +144,13 @@ def lines_add(queue: SyncQueue, resource, records: list, *, action: str | None =
     for line in invalid:
         line_failed_record(queue, error=line.last_error)
     return len(new_lines) + reset
+
+
+def lines_of_deleted_queue(sender, instance: SyncQueue, **kwargs) -> None:
+    """post_delete of a SyncQueue (connected in SyncConfig.ready): delete the lines it still has. The lines'
+    key to their queue has no database constraint (sync.models.SyncQueueLine), and the ORM's cascade deletes
+    only the lines it read before its transaction: a group of lines committed in between (a worker holding
+    the queue's lock while the delete waited for it) would outlive the queue. This runs in the deleting
+    transaction, after the queue's row is gone, so it sees those lines; a worker that locks the queue later
+    finds no row (lock_queue raises) and inserts nothing."""
+    SyncQueueLine.objects.filter(queue_id=instance.pk).delete()

@@ -34,7 +34,10 @@ def lines_reap(*, now: dt.datetime | None = None) -> dict[str, int]:
     )
     for qid in expired_queues:
         with transaction.atomic():
-            lock_queue(qid)  # queue first, then lines (see lock_queue)
+            try:
+                lock_queue(qid)  # queue first, then lines (see lock_queue)
+            except SyncQueue.DoesNotExist:
+                continue  # deleted since the look-up above: its lines went with it (lines_of_deleted_queue)
             qs = SyncQueueLine.objects.filter(queue_id=qid, state=LineState.PROCESSING, lease_until__lt=now).order_by(
                 "id"
             )
@@ -119,10 +122,17 @@ def queues_purge(*, days: int | None = None) -> int:
     """Delete finished queues (with their lines and activity) older than the retention period."""
     days = settings.SYNC_RETENTION_DAYS if days is None else days
     cutoff = clock.now() - dt.timedelta(days=days)
-    ids = list(SyncQueue.objects.filter(is_active=False, finished_at__lt=cutoff).values_list("id", flat=True)[:10_000])
-    if not ids:
-        return 0
-    SyncStatus.objects.filter(last_queue_id__in=ids).update(last_queue=None)
-    SyncQueueLine.objects.filter(queue_id__in=ids).delete()
-    SyncQueue.objects.filter(id__in=ids).delete()
+    # One transaction holding the queues' locks (lock_queue's: taken by everyone who inserts lines): a queue
+    # retried meanwhile is skipped (locked) or waits and is gone, so no line is inserted for a queue being
+    # purged, and a queue is never deleted after it was made active again.
+    with transaction.atomic():
+        old = SyncQueue.objects.filter(is_active=False, finished_at__lt=cutoff)
+        if is_postgres():
+            old = old.select_for_update(skip_locked=True)
+        ids = list(old.values_list("id", flat=True)[:10_000])
+        if not ids:
+            return 0
+        SyncStatus.objects.filter(last_queue_id__in=ids).update(last_queue=None)
+        SyncQueueLine.objects.filter(queue_id__in=ids).delete()
+        SyncQueue.objects.filter(id__in=ids).delete()
     return len(ids)
