@@ -12,7 +12,7 @@ from core import clock
 
 from ..activity import activity_record
 from ..models import ActivityLevel, LineState, SyncQueue, SyncQueueLine, SyncStatus
-from .lines import retry_delay
+from .lines import lines_sweep_skipped, retry_delay
 from .locks import is_postgres, lock_queue
 from .runs import queue_is_stalled, run_enqueue
 from .settle import queue_finalize
@@ -134,5 +134,6 @@ def queues_purge(*, days: int | None = None) -> int:
             return 0
         SyncStatus.objects.filter(last_queue_id__in=ids).update(last_queue=None)
         SyncQueueLine.objects.filter(queue_id__in=ids).delete()
-        SyncQueue.objects.filter(id__in=ids).delete()
+        with lines_sweep_skipped():  # locked before their lines went: none can have come since
+            SyncQueue.objects.filter(id__in=ids).delete()
     return len(ids)
