@@ -598,9 +598,11 @@ class QueueRunner:
         records, plan, updates = prepared.records, prepared.plan, prepared.updates
         try:
             drafts = self._store_page_lines(records, plan, updates)
-        except (OperationalError, InterfaceError, RunAborted):
+        except (OperationalError, InterfaceError, RunAborted, SyncQueue.DoesNotExist):
             self._ahead = None
-            raise  # the database went away, or the fetch is no longer ours: the group is lost as a whole
+            # The database went away, the fetch is no longer ours, or the queue was deleted (lock_queue): the
+            # group is lost as a whole; as draft lines it would fail the same way.
+            raise
         except IntegrityError as exc:
             if plan is None:
                 self._ahead = None
@@ -630,7 +632,7 @@ class QueueRunner:
         self._encode = None  # rows are upserted from now on: encoding them ahead for a plain COPY is waste
         try:
             return self._store_page_lines(prepared.records, prepared.plan, prepared.updates)
-        except (OperationalError, InterfaceError, RunAborted):
+        except (OperationalError, InterfaceError, RunAborted, SyncQueue.DoesNotExist):
             self._ahead = None
             raise
         except Exception as again:

@@ -157,3 +157,32 @@ def test_the_reaper_skips_a_queue_that_is_gone(queue, fake_clock):
     assert result["returned"] == 1
     assert SyncQueueLine.objects.get(queue_id=queue.pk, external_id="b").attempts == 2
     assert SyncQueueLine.objects.get(pk=orphan.pk).state == LineState.PROCESSING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queue_deleted_during_its_fetch_is_not_retried_as_draft_lines(fake_conn, fake_kind, monkeypatch, caplog):
+    """The fetcher's next group finds the queue gone (lock_queue raises): the run stops there, without
+    trying the group again as draft lines (which would fail the same way), and leaves no line behind."""
+    import logging
+
+    from sync import engine, services
+
+    fake_kind.__init__(3000)
+    q = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
+    prepare, calls = engine.QueueRunner._prepare_pages, []
+
+    def deleting_prepare(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            SyncQueue.objects.get(pk=q.pk).delete()
+        return prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(engine.QueueRunner, "_prepare_pages", deleting_prepare)
+    caplog.set_level(logging.WARNING)
+    runner = engine.QueueRunner(SyncQueue.objects.get(pk=q.pk))
+    runner.client = runner.connector.client(fake_conn)
+    with pytest.raises(SyncQueue.DoesNotExist):
+        runner.fetch()
+    assert len(calls) == 2
+    assert not any("storing them as draft lines" in r.getMessage() for r in caplog.records)
+    assert not SyncQueueLine.objects.filter(queue_id=q.pk).exists()
