@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import operator
@@ -213,12 +214,18 @@ def _layout_for(model: type[models.Model], vendor: str):
 
 
 def _prep_sqlite_datetime(field: models.DateTimeField):
-    text = _last_formatted(sqlite_datetime)
+    last: list = [(None, None)]  # _last_formatted's memo, inlined: this runs for every time of every row
 
     def prep(value):
+        if value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+            seen, text = last[0]
+            if seen is not value:
+                text = value.isoformat(" ")[:-6]  # sqlite_datetime's UTC case
+                last[0] = (value, text)
+            return text
         if value is None:
             return None
-        return text(value) if isinstance(value, dt.datetime) else _prep_django(field, value)
+        return sqlite_datetime(value) if isinstance(value, dt.datetime) else _prep_django(field, value)
 
     return prep
 
@@ -259,8 +266,14 @@ def _prep_django(field: models.Field, value):
 
 def _prep_json(field: models.JSONField):
     def prep(value):
-        # None keeps Django's own meaning (SQL NULL or JSON null, per the field); the rest is plain JSON.
-        return _prep_django(field, value) if value is None else json_text(value)
+        # None keeps Django's own meaning (SQL NULL or JSON null, per the field); the rest is plain JSON
+        # (json_text, inlined: three values a customer row).
+        if value is None:
+            return _prep_django(field, value)
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:
+            return json.dumps(value)
 
     return prep
 
@@ -379,7 +392,9 @@ def _prepared(model, merged: Iterable[list]):
     prep = _layout(model)[2]
     for out in merged:
         for position, to_db in prep:
-            out[position] = to_db(out[position])
+            value = out[position]
+            if value is not None:  # every preparation gives None for None: no call for it
+                out[position] = to_db(value)
         yield out
 
 
@@ -698,7 +713,7 @@ def _upsert_executemany(
         raw = cursor.cursor
         for start, n in _value_chunks(len(values), len(columns), _sqlite_max_params()):
             statement = head + ", ".join([one] * n) + tail
-            sqlite3.Cursor.execute(raw, statement, [v for row in values[start : start + n] for v in row])
+            sqlite3.Cursor.execute(raw, statement, list(itertools.chain.from_iterable(values[start : start + n])))
             written += max(raw.rowcount, 0)
     return written
 
