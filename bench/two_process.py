@@ -3,11 +3,16 @@
 A prototype measurement, not the engine. A forked child runs the engine's own fetch side for a first sync
 (the Woo connector's ``iter_pages`` with its 4 page threads, then ``QueueRunner._key_page`` and
 ``_map_early``: parse, key, source hash, mapping, binary COPY encoding) and sends each page's encoded rows
-through a ``multiprocessing`` queue; the parent writes them in groups of ~3,000 as the engine's fetcher does
-(the queue row locked, one COPY of the rows, the done lines as one statement, the queue's counters, commit).
-What it leaves out of the engine (fetch lease, paging token, page memos, cancel checks) is a few statements a
-group. Rows: the engine as a user gets it, the two processes, the child alone (pages drained, nothing
-written), and the plain loop; interleaved, first runs on an empty table, against the pre-rendered upstream.
+through a ``multiprocessing`` queue; the parent writes them in groups of at least ~3,000 (the queue row locked
+with the engine's relaxed commit, one COPY of the rows, the done lines, the queue's counters, commit).
+Known differences from the engine, in both directions (an independent review listed them): the parent sends
+the done lines and the counters as two statements where the engine sends one; it always writes full groups
+(the engine takes what arrived within SYNC_FETCH_GROUP_WAIT_MS); the child may run 64 pages ahead (the engine
+32); the timed span leaves out ``sync_start``, the end of the run (mark_missing_deleted, finalize) and the
+engine main thread's per-record bookkeeping and page memos. Read its figures as a rough bound, not a verdict.
+Rows: the engine as a user gets it, the two processes, the child alone (pages drained, nothing written), and
+the plain loop; interleaved, first runs on an empty table, against the pre-rendered upstream. Not with
+DB_POOL on (a fork would inherit the pool).
 Uses the database in DATABASE_URL as it is (migrated; ``python -m bench --only B2 --repeat 1`` sets it up).
 """
 
@@ -32,21 +37,25 @@ def _child(queue_id: int, out, cpu) -> None:
     from sync.engine import QueueRunner
     from sync.models import SyncQueue
 
-    gc.set_threshold(50_000, 10, 10)  # as the engine's runs (core.gctune; a fork starts with the defaults)
+    gc.set_threshold(50_000, 10, 10)  # as during the engine's runs (core.gctune)
     c0 = time.process_time()
-    runner = QueueRunner(SyncQueue.objects.get(pk=queue_id))
-    runner.client = runner.connector.client(runner.connection)
-    runner._map_ahead = True
-    runner._encode = runner.sink.row_encoder(runner)
-    ctx = FetchContext(client=runner.client, cursor="", token=None, full_scan=True, params={})
-    for page in runner.resource.iter_pages(ctx):
-        keyed = runner._key_page(page)
-        runner._map_early(page, keyed)
-        plan = runner._early.pop(id(keyed))
-        out.put((list(plan.encoded), list(plan.encoded.values())))
-    out.put(None)
-    cpu.value = time.process_time() - c0
-    connections.close_all()
+    try:
+        runner = QueueRunner(SyncQueue.objects.get(pk=queue_id))
+        runner.client = runner.connector.client(runner.connection)
+        runner._map_ahead = True
+        runner._encode = runner.sink.row_encoder(runner)
+        ctx = FetchContext(client=runner.client, cursor="", token=None, full_scan=True, params={})
+        for page in runner.resource.iter_pages(ctx):
+            keyed = runner._key_page(page)
+            runner._map_early(page, keyed)
+            plan = runner._early.pop(id(keyed))
+            out.put((list(plan.encoded), list(plan.encoded.values())))
+    except BaseException as exc:  # the parent raises it instead of waiting for pages forever
+        out.put(RuntimeError(f"child failed: {exc.__class__.__name__}: {exc}"))
+    finally:
+        out.put(None)
+        cpu.value = time.process_time() - c0
+        connections.close_all()
 
 
 def two_processes(conn, n: int, *, write: bool = True) -> tuple[float, float]:
@@ -59,6 +68,7 @@ def two_processes(conn, n: int, *, write: bool = True) -> tuple[float, float]:
     from sync import bulk
     from sync.models import LineAction, LineState, SyncQueue
     from sync.services import sync_start
+    from sync.services.locks import lock_queue
     from sync.services.state import LineBlock
 
     queue_id = sync_start(connection=conn, resource=scenario.RESOURCE, enqueue=False, full_scan=True).queue.pk
@@ -73,7 +83,9 @@ def two_processes(conn, n: int, *, write: bool = True) -> tuple[float, float]:
         ids: list[str] = []
         rows: list[bytes] = []
         while len(ids) < GROUP:
-            item = out.get()
+            item = out.get(timeout=120)
+            if isinstance(item, Exception):
+                raise item
             if item is None:
                 finished = True
                 break
@@ -85,7 +97,7 @@ def two_processes(conn, n: int, *, write: bool = True) -> tuple[float, float]:
         order = sorted(range(len(ids)), key=ids.__getitem__)  # key order, as TableSink.write
         now = clock.now()
         with transaction.atomic():
-            list(SyncQueue.objects.select_for_update().filter(pk=queue_id).values_list("pk", flat=True))
+            lock_queue(queue_id, relaxed_commit=True)  # as the engine's fetcher (asynchronous commit)
             bulk.insert_encoded(Customer, [rows[i] for i in order])
             statement = LineBlock(queue_id, ids, LineState.DONE, LineAction.UPSERT, 1, now).statement()
             with connection.cursor() as cursor:
@@ -107,6 +119,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     scenario.setup_django(migrate=False)
+    from django.conf import settings
+
+    if settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
+        raise SystemExit("bench.two_process forks: run it with DB_POOL off")
     n = args.size
     up = scenario.Upstream("prerendered", stores=[(n, 0)])
     org = scenario.org()
