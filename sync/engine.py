@@ -541,8 +541,9 @@ class QueueRunner:
                 continue
             source = bulk.source_hash(record, revision)
             action, values, failure = self._map(record, check_deleted=True, check_bounds=bounds, source=source)
-            pp.by_id[ext], pp.hashes[ext] = record, source  # the id's last snapshot in the page wins
-            pp.forget(ext)
+            if ext in pp.by_id:  # an id twice in the page: its last snapshot wins
+                pp.forget(ext)
+            pp.by_id[ext], pp.hashes[ext] = record, source
             if failure is not None:
                 pp.failed[ext] = (record, *failure)
                 continue

@@ -11,6 +11,7 @@ speculatively in parallel and validate them in order.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import hashlib
@@ -126,6 +127,18 @@ class WooResource(Resource):
         except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: an id of 1e400 reads as inf
             return None
 
+    def page_keys(self, records: list) -> list:
+        """``key_or_none`` of each record of a page. The usual page (objects with an id, ``sort_key`` not
+        overridden) is keyed in one comprehension instead of two calls a record (~0.9 us a record in the page
+        threads every sync waits for); any record it cannot key sends the page the per-record way, which gives
+        the same keys wherever this one does (``int`` of the id)."""
+        if type(self).sort_key is WooResource.sort_key:
+            try:
+                return [[int(record["id"])] for record in records]
+            except (KeyError, TypeError, ValueError, OverflowError):
+                pass
+        return [self.key_or_none(record) for record in records]
+
     # one HTTP page ---------------------------------------------------------------------------------------
     def _get(self, client, params: dict, offset: int) -> tuple[list[dict], list, int | None, str | None, bytes]:
         """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256) of the
@@ -135,7 +148,7 @@ class WooResource(Resource):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
         # The order is checked on the records that have a key; one without fails its own line (issue 16)
         # instead of the whole page and the run.
-        keys = [self.key_or_none(r) for r in data]
+        keys = self.page_keys(data)
         present = [k for k in keys if k is not None]
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
@@ -173,7 +186,9 @@ class WooResource(Resource):
         else:
             raise PaginationStalled(f"{self.name}: could not re-anchor paging after {MAX_BACKOFFS} back-offs")
         fresh = self._fresh(records, keys, last)
-        new_last = max([last, *keyed], key=lambda k: (k is not None, k or []))
+        # The greatest key: the last one, as _get checked the order.
+        top = keyed[-1] if keyed else None
+        new_last = top if last is None or (top is not None and top > last) else last
         nxt = None
         if len(records) >= self.page_size:
             nxt = {**token, "offset": offset + len(records) - self.overlap, "last": new_last}
@@ -184,7 +199,11 @@ class WooResource(Resource):
     def _fresh(self, records: list, keys: list, last: list | None) -> list:
         """Records after ``last`` (``keys``: each record's key or None). A record without a key is placed by
         the keyed record before it on the page: new when that one is new (so the overlap with the previous
-        page does not repeat it)."""
+        page does not repeat it). ``keys`` are in order (_get checks it)."""
+        if last is None:
+            return list(records)
+        if None not in keys:  # the usual page: the records after ``last`` are its tail
+            return records[bisect.bisect_right(keys, last) :]
         fresh, before = [], None
         for record, key in zip(records, keys, strict=True):
             if key is not None:

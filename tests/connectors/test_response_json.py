@@ -98,6 +98,10 @@ def test_an_ordinary_page_is_parsed_by_orjson(monkeypatch):
         (b'{"a": 0.1234567890123456789}', False),  # a fraction: a float either way
         (b'{"a": "b:1234567890123456789"}', True),  # a false yes: only the slower parse
         (b'{"u": "/00000000000000000000001", "n": 99999999999999999999}', True),  # the second run counts
+        (b"\n\t 1234567890123456789", True),  # a number at the start, past blanks
+        (b'{"a": [1, -2, 3]}', False),  # short numbers do not add up across blanks and signs
+        (b'{"a": "b: 1234567890 123456789"}', True),  # a false yes: digits a string splits after a ":"
+        (b'[{"id": 1, "u": "/avatar/000000000000000000000000000001a3"}]', False),  # a zero-padded id in a URL
     ],
 )
 def test_long_integer(body, long):
