@@ -409,3 +409,35 @@ def test_a_later_pages_snapshot_of_an_id_replaces_an_earlier_ones_outcome_in_a_f
     assert merged == [2], merged
     assert refused == [], refused
     assert_counters_match(queue)
+
+
+def test_an_id_twice_on_one_page_keeps_only_the_later_snapshots_outcome_in_a_first_sync(
+    fake_conn, fake_kind, monkeypatch
+):
+    """The same within a page (_map_early): a snapshot refused and then a good one, or the other way round,
+    planned right the first time (a stale outcome would be caught by the lines' unique index and the group
+    stored again another way: right in the end, but not this path)."""
+    detours: list[str] = []
+    for name in ("_store_retry", "_store_as_drafts"):
+        real = getattr(engine.QueueRunner, name)
+        monkeypatch.setattr(
+            engine.QueueRunner,
+            name,
+            lambda self, prepared, exc, real=real, name=name: detours.append(name) or real(self, prepared, exc),
+        )
+    fake_kind.__init__(8)  # one page of 10: ids 1-8 and the two below
+    fake_kind.records[4] = {**fake_kind.make(5), "email": ""}  # id 5 refused...
+    fake_kind.records.append(fake_kind.make(5, first_name="Fixed", version=50))  # ...then fine, same page
+    fake_kind.records.append({**fake_kind.make(3, version=51), "email": ""})  # id 3 fine, then refused
+    queue = services.sync_start(connection=fake_conn, resource="customers", enqueue=False, full_scan=True).queue
+    runner = engine.QueueRunner(queue)
+    runner.run()
+    queue.refresh_from_db()
+    lines = dict(SyncQueueLine.objects.filter(queue=queue).values_list("external_id", "state"))
+    assert lines["5"] == LineState.DONE and lines["3"] == LineState.FAILED, lines
+    assert Customer.objects.get(connection=fake_conn, external_id="5").first_name == "Fixed"
+    assert not Customer.objects.filter(connection=fake_conn, external_id="3").exists()
+    assert Customer.objects.filter(connection=fake_conn).count() == 7
+    assert runner._early == {}
+    assert detours == [], detours
+    assert_counters_match(queue)

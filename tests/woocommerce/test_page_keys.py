@@ -69,3 +69,19 @@ def test_fresh_equals_the_per_record_rule():
         records = [{"n": n} for n in range(len(keys))]
         last = rng.choice([None, [0], [rng.randint(1, 60)], [99]])
         assert resource._fresh(records, keys, last) == _fresh_one_by_one(records, keys, last)
+
+
+def test_a_page_wholly_behind_the_last_key_keeps_it():
+    """A page re-read after a back-off whose records all sort at or before ``last``: nothing is fresh, and the
+    next token still carries ``last``, not the page's greatest key."""
+    from connectors.base import FetchContext
+
+    records = [{"id": i} for i in range(101, 201)]
+    keys = [[i] for i in range(101, 201)]
+    page = Customers().step(
+        FetchContext(client=None, cursor="", token=None, full_scan=True, params={}),
+        {"offset": 95, "last": [250]},
+        lambda offset: (records, keys, 1000, None, b""),
+    )
+    assert page.records == []
+    assert page.next_token["last"] == [250]
