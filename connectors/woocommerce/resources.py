@@ -71,7 +71,23 @@ def _gmt(record: dict, name: str) -> dt.datetime | None:
     return parse_upstream_datetime(record.get(f"{name}_gmt"))
 
 
+_strip = str.strip
+
+
 def _address(value: Any) -> dict:
+    """The address with text keys and stripped text values. One that is that already (what WooCommerce sends)
+    is returned as it is, not copied: the mapped row then shares the record's object, which nothing changes
+    afterwards (records and mapped values are only read: encoded, hashed, stored). In a first sync of 100,000
+    customers the two copies a customer cost 15 % of the process's CPU and 8 % of the wall time (5 interleaved
+    pairs, docs/performance.md); checked in C here (~0.7 us against ~1.1 us for the copy alone)."""
+    if value.__class__ is dict:
+        values = [*value.values()]
+        try:
+            "".join(value)  # a TypeError for a key that is not text
+            if [*map(_strip, values)] == values:
+                return value
+        except TypeError:  # a key or a value that is not text (None, a number): the copy below
+            pass
     if not isinstance(value, dict):
         return {}
     # _str inlined for string values (the hot path of every customer and order mapping).
