@@ -6,8 +6,10 @@ against the pre-rendered upstream:
 - ``engine``: the engine as a user gets it (``scenario.engine_run``).
 - ``urllib3``: the same run with the Woo resource's page fetch (``WooResource._get``) replaced by a bare
   ``urllib3`` GET (same URL, query and keys, same ``orjson`` parse, keys, order check and body digest), so
-  none of ``requests``, the ``Client``'s retries, URL check, bounded read or response checks runs. What a
-  leaner transport could save at most; the tests' ``responses`` mocks and the client's guarantees are gone.
+  none of ``requests``, the ``Client``'s retries, URL check, bounded read or response checks (status, Content-
+  Type) runs; urllib3's own defaults (its retries, redirects followed, no timeout) stand, and only the query
+  and headers the client adds are passed on (enough for the keys over loopback http). What a leaner transport
+  could save at most; the tests' ``responses`` mocks and the client's guarantees are gone.
 - ``cheapmap``: the run with ``Customers.map`` replaced by column extraction as the plain loop does it (no
   strip, no email check, no fallback; the timestamps still parsed, as the binary COPY needs them). Valid only
   on the generated store, where no value needs what the real mapper does (tests/bench checks that the plain
@@ -15,7 +17,9 @@ against the pre-rendered upstream:
 - ``both``: the two together. ``loop``: the plain loop (bench/plain_loop.py), the reference of B1.
 
 Every engine row is checked as ``engine_run`` checks it (queue done, as many rows as customers). Prints the
-medians and each row's ratio to the loop (loop wall / row wall). Uses the database in DATABASE_URL as it is
+medians and each row's ratio to the loop (loop wall / row wall). As in B1, the engine's time includes its
+``sync_start`` and the loop's its connect: the ratios to the loop carry that, the comparisons between the
+engine's rows do not. Uses the database in DATABASE_URL as it is
 (migrated; ``python -m bench --only B2 --repeat 1`` sets it up).
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import statistics
 import time
@@ -38,7 +43,7 @@ def _stand_ins():
     import orjson
     import urllib3
 
-    from connectors.base import BadPage
+    from connectors.base import BadPage, _long_integer
     from connectors.woocommerce import resources as woo
     from core.timestamps import parse_upstream_datetime as parse
 
@@ -51,7 +56,10 @@ def _stand_ins():
         url = client.url(self.endpoint) + "?" + urlencode(kwargs["params"])
         response = pool.request("GET", url, headers={"Accept": "application/json", **kwargs["headers"]})
         content = response.data
-        data = orjson.loads(content)
+        # The parse as response_json does it for a UTF-8 body: the long-integer guard, then orjson.
+        data = orjson.loads(content) if not _long_integer(content) else json.loads(content)
+        if not isinstance(data, list):
+            raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
         keys = self.page_keys(data)
         present = [k for k in keys if k is not None]
         if present != sorted(present):

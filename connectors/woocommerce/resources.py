@@ -79,7 +79,8 @@ def _address(value: Any) -> dict:
     is returned as it is, not copied: the mapped row then shares the record's object, which nothing changes
     afterwards (records and mapped values are only read: encoded, hashed, stored). In a first sync of 100,000
     customers the two copies a customer cost 15 % of the process's CPU and 8 % of the wall time (5 interleaved
-    pairs, docs/performance.md); checked in C here (~0.7 us against ~1.1 us for the copy alone)."""
+    pairs, docs/performance.md); checked in C here (~0.7 us against ~1.1 us for the copy alone). A subclass
+    of str (never what a JSON parser gives) is kept as it is rather than made plain text."""
     if value.__class__ is dict:
         values = [*value.values()]
         try:
