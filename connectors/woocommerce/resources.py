@@ -148,7 +148,8 @@ class WooResource(Resource):
         """``key_or_none`` of each record of a page. The usual page (objects with an id, ``sort_key`` not
         overridden) is keyed in one comprehension instead of two calls a record (~0.9 us a record in the page
         threads every sync waits for); any record it cannot key sends the page the per-record way, which gives
-        the same keys wherever this one does (``int`` of the id)."""
+        the same keys wherever this one does (``int`` of the id). A subclass that overrides ``key_or_none``
+        alone must override this too."""
         if type(self).sort_key is WooResource.sort_key:
             try:
                 return [[int(record["id"])] for record in records]
