@@ -50,7 +50,7 @@ def _stand_ins():
     pool = urllib3.PoolManager(maxsize=8)  # as many connections as the page threads (4) and more
     real_get, real_map = woo.WooResource._get, woo.Customers.map
 
-    def bare_get(self, client, params: dict, offset: int):
+    def bare_get(self, client, params: dict, offset: int, known=None):
         kwargs: dict = {"params": {**params, "offset": offset, "per_page": self.page_size}, "headers": {}}
         client.authenticate(kwargs)  # the keys, as the client adds them (query parameters over loopback)
         url = client.url(self.endpoint) + "?" + urlencode(kwargs["params"])
@@ -67,7 +67,7 @@ def _stand_ins():
         digest = hashlib.sha256(response.headers.get("Content-Type", "").encode() + b"\n")
         digest.update(content)
         total = woo._int_or_none(response.headers.get("X-WP-Total"))
-        return data, keys, total, woo._server_time(response.headers.get("Date")), digest.digest()
+        return data, keys, total, woo._server_time(response.headers.get("Date")), digest.digest(), None
 
     def columns_map(self, r: dict) -> dict:
         billing = r["billing"]

@@ -282,15 +282,20 @@ class Client:
 
     def get_json(self, path: str, *, params=None, headers=None) -> tuple[Any, requests.Response]:
         response = self.request("GET", path, params=params, headers=headers)
-        try:
-            return response_json(response), response
-        except ValueError:
-            raise BadPage(f"malformed JSON from {_path(response.url)}") from None
-        except RecursionError:  # nested deeper than the parser goes: the page's fault, not a crash
-            raise BadPage(f"JSON nested too deeply from {_path(response.url)}") from None
+        return page_json(response), response
 
     def close(self) -> None:
         self.session.close()
+
+
+def page_json(response: requests.Response) -> Any:
+    """The body of a page as JSON (response_json); a body that does not parse raises BadPage."""
+    try:
+        return response_json(response)
+    except ValueError:
+        raise BadPage(f"malformed JSON from {_path(response.url)}") from None
+    except RecursionError:  # nested deeper than the parser goes: the page's fault, not a crash
+        raise BadPage(f"JSON nested too deeply from {_path(response.url)}") from None
 
 
 def response_json(response: requests.Response) -> Any:

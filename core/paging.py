@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,37 @@ class Page:
     # what it derived from those records the last time (sync.services.pagememo: their source hashes)
     # instead of deriving it again. None (the default) promises nothing.
     digest: bytes | None = None
+    # Optional, for body memos (FetchContext.known_body): the digest of the response body alone, and the
+    # integer id of every record of that body in its order, as little-endian signed 64-bit integers (None when
+    # a record has no such id). The engine saves them so that a later full scan that gets the same body again
+    # need not parse it (KnownPage).
+    body_digest: bytes | None = None
+    body_ids: bytes | None = None
+
+
+class KnownPage(Page):
+    """A page made from a body the engine has seen before (FetchContext.known_body said its ids), so its body
+    was not parsed: ``known_ids`` are the external ids of its records, in order, and ``records`` parses the
+    body on first use (``load``; every code path that reads them still gets them). The engine reads only the
+    ids while nothing asks for a record (an unchanged record of a later full scan); a resource makes one only
+    where the records carry no cursor of their own (``cursor`` is the page's)."""
+
+    def __init__(self, *, known_ids: list[str], load: Callable[[], list[dict]], **fields) -> None:
+        object.__setattr__(self, "known_ids", known_ids)
+        object.__setattr__(self, "_load", load)
+        object.__setattr__(self, "_records", None)
+        super().__init__(records=None, **fields)
+
+    @property
+    def records(self) -> list[dict]:  # type: ignore[override]
+        if self._records is None:
+            object.__setattr__(self, "_records", self._load())
+        return self._records
+
+    @records.setter
+    def records(self, value) -> None:  # Page.__init__ sets it (to None): the records come from ``load``
+        if value is not None:
+            object.__setattr__(self, "_records", value)
 
 
 @dataclass
@@ -28,3 +60,6 @@ class FetchContext:
     token: Any
     full_scan: bool
     params: dict = field(default_factory=dict)
+    # Set by the engine for a later full scan with body memos (Page.body_ids): the ids saved for a body digest
+    # (Page.body_digest), or None. Called from fetch threads; a resource may make a KnownPage of such a body.
+    known_body: Callable[[bytes], list[int] | None] | None = None

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import struct
 import threading
 import time
 import traceback
@@ -37,7 +38,7 @@ from django.db.models.functions import Coalesce
 from core import clock
 from core.errors import AuthError, BadPage, MappingError, PaginationStalled, UpstreamError
 from core.gctune import fewer_collections
-from core.paging import FetchContext, Page
+from core.paging import FetchContext, KnownPage, Page
 from core.redaction import redact
 from core.revisions import module_source_digest
 from sync.registry import get_connector
@@ -57,6 +58,8 @@ from .services import (
     lines_insert,
     lines_move,
     lock_queue,
+    pagememo_bodies,
+    pagememo_body_key,
     pagememo_key,
     pagememo_lookup,
     pagememo_prune,
@@ -75,6 +78,9 @@ log = logging.getLogger(__name__)
 
 # Page memos are saved this many at a time (~1.6 kB each for pages of 100 records; see _save_memos).
 MEMO_SAVE_PAGES = 256
+# At most this many body memos are read at the start of a later full scan (~0.9 kB each for 100 records): a
+# resource with more pages parses every body, as without them (sync.services.pagememo_bodies).
+MAX_BODY_MEMOS = 50_000
 # Longest pause we take inside a task waiting for a line's backoff; longer waits are left to the reaper.
 MAX_INLINE_WAIT = 30.0
 # What a model field raises for a value it cannot convert before the database sees it (a decimal column
@@ -502,6 +508,10 @@ class QueueRunner:
     def _key_page(self, page: Page) -> list[Keyed]:
         """Key each record of a page once (the rest of the path reads the key) and check that paging moves
         on: a page identical to the previous one while the token moves on raises PaginationStalled."""
+        if isinstance(page, KnownPage):  # not parsed: its records are read only if asked for (_real)
+            keyed = [Keyed(_Later(page, i), ext) for i, ext in enumerate(page.known_ids)]
+            self._check_stall(page, keyed)
+            return keyed
         if not isinstance(page.records, list):
             raise BadPage(f"{self.resource.name}: page records are not a list")
         keyed = [record_key(self.resource, record) for record in page.records]
@@ -509,8 +519,9 @@ class QueueRunner:
         return keyed
 
     def _page_cursor(self, page: Page):
-        """The page's cursor: its own, or the greatest of its records' (None when it has none)."""
-        if page.cursor is not None:
+        """The page's cursor: its own, or the greatest of its records' (None when it has none). A KnownPage's
+        records carry none of their own (see there)."""
+        if page.cursor is not None or isinstance(page, KnownPage):
             return page.cursor
         cursors = [c for c in (self.resource.record_cursor(r) for r in page.records if isinstance(r, dict)) if c]
         if not cursors:
@@ -591,6 +602,7 @@ class QueueRunner:
         updates.update(fetch_token=group[-1][0].next_token, cursor_to=cursor_to, pages_fetched=pages_fetched)
         self._ahead = (cursor_to, pages_fetched)
         digested = [(page.digest, page_keyed) for page, page_keyed in group]
+        self._body_memos(group)
         plan = self._plan_inline(records, pages, digested) if self.process_on_fetch else None
         return _Prepared(records, plan, updates)
 
@@ -659,7 +671,7 @@ class QueueRunner:
         with transaction.atomic():
             if plan is None:
                 bulk.relaxed_commit()  # (the inline path does it with its queue lock)
-                drafts = lines_add(self.queue, self.resource, records)
+                drafts = lines_add(self.queue, self.resource, _materialized(records))
                 deferred = None
             else:
                 drafts, deferred = self._store_inline(plan)
@@ -709,6 +721,22 @@ class QueueRunner:
         self._memo_seen, self._memo_pending = (set() if on else None), {}
         self._memo_prune = on and not q.pages_fetched
         self._memo_revision = pagememo_revision(self._revision, self.resource, ctx.client) if on else b""
+        # Body memos (KnownPage): a later full scan whose rows the fetch compares (not a first sync, whose
+        # records are all mapped, nor a scan that stores every record as a draft line with its payload).
+        if on and self._known_rows and not self._map_ahead:
+            bodies = self._memo_call(pagememo_bodies, self.connection.pk, self.resource.name, MAX_BODY_MEMOS)
+            if bodies:
+                revision = self._memo_revision
+
+                def known_body(digest: bytes) -> list[int] | None:
+                    key = pagememo_body_key(revision, digest)
+                    memo = bodies.get(key)
+                    ids = memo[:-_BODY_CHECK] if memo is not None and len(memo) % 8 == _BODY_CHECK % 8 else None
+                    if ids is None or memo[-_BODY_CHECK:] != _body_check(key, ids):
+                        return None  # none, or not what was saved (a memo's ids decide the paging: no guess)
+                    return list(struct.unpack(f"<{len(ids) // 8}q", ids))
+
+                ctx.known_body = known_body
 
     def _memo_finish(self) -> None:
         """A complete fetch: save what is pending; delete the memos of pages upstream no longer serves."""
@@ -737,6 +765,23 @@ class QueueRunner:
             self._memo_seen, self._memo_pending = None, {}
             return None
 
+    def _body_memos(self, group: list[tuple[Page, list[Keyed]]]) -> None:
+        """Save the body memos of the group's parsed pages (Page.body_ids) and count every body it saw, known
+        or not, as seen (so pruning keeps its memo)."""
+        if self._memo_seen is None:
+            return
+        new: dict[str, bytes] = {}
+        keys: list[str | None] = []
+        for page, _ in group:
+            if page.body_digest is None:
+                continue
+            key = pagememo_body_key(self._memo_revision, page.body_digest)
+            keys.append(key)
+            if page.body_ids is not None and not isinstance(page, KnownPage):
+                new[key] = page.body_ids + _body_check(key, page.body_ids)
+        if keys:
+            self._save_memos(new, keys)
+
     def _hashes(self, by_id: dict[str, dict], digested: list[tuple[bytes | None, list[Keyed]]]) -> dict[str, str]:
         """The source hash of each id's last snapshot in the group. A page fetched before (its memo key, the
         page's digest with the memo revision, in sync.services.pagememo) takes its hashes from its memo;
@@ -746,7 +791,7 @@ class QueueRunner:
         id's last snapshot; a memo that does not hold one hash per identified record of its page is not used."""
         revision = self._revision
         if self._memo_seen is None or not any(digest for digest, _ in digested):
-            return {ext: bulk.source_hash(record, revision) for ext, record in by_id.items()}
+            return {ext: bulk.source_hash(_real(record), revision) for ext, record in by_id.items()}
         keys = [pagememo_key(self._memo_revision, digest) if digest else None for digest, _ in digested]
         known = self._memo_call(pagememo_lookup, self.connection.pk, self.resource.name, [k for k in keys if k]) or {}
         hashes: dict[str, str] = {}
@@ -760,7 +805,9 @@ class QueueRunner:
                 # zip in the page's order: an id twice on the page ends with its last snapshot's hash.
                 hashes.update(zip(ids, [text[i : i + step] for i in range(0, len(text), step)], strict=True))
                 continue
-            page = {k.external_id: bulk.source_hash(k.record, revision) for k in keyed if k.external_id is not None}
+            page = {
+                k.external_id: bulk.source_hash(_real(k.record), revision) for k in keyed if k.external_id is not None
+            }
             hashes.update(page)
             if key:
                 blob = _memo_bytes(ids, page)
@@ -844,6 +891,7 @@ class QueueRunner:
             if ext in unchanged:
                 ready[ext] = (record, LineAction.UPSERT, _UNCHANGED)
                 continue
+            record = _real(record)  # a changed record of a KnownPage: its page is parsed now
             action, values, failure = mapped.get(ext) or self._map(
                 record, check_deleted=True, check_bounds=bounds, source=hashes[ext]
             )
@@ -993,7 +1041,7 @@ class QueueRunner:
             if seen:
                 # New dicts, not pops: a group refused below is written again from the same plan
                 # (_store_retry), which must still hold these records.
-                rest = rest + [Keyed(ready[ext][0], ext) for ext in seen if ext in ready]
+                rest = rest + [Keyed(_real(ready[ext][0]), ext) for ext in seen if ext in ready]
                 rest += [Keyed(failed[ext][0], ext) for ext in seen if ext in failed]
                 ready = {ext: planned for ext, planned in ready.items() if ext not in seen}
                 failed = {ext: planned for ext, planned in failed.items() if ext not in seen}
@@ -1391,7 +1439,36 @@ class _PageBuffer:
         return item
 
 
-_MEMO_HASH_BYTES = 16  # a source hash is 32 hex digits (bulk.source_hash)
+class _Later:
+    """The record at ``index`` of a KnownPage, not parsed yet (_Keyed.record of such a page): _real reads it."""
+
+    __slots__ = ("index", "page")
+
+    def __init__(self, page: KnownPage, index: int) -> None:
+        self.page, self.index = page, index
+
+
+def _real(record):
+    """The record itself: a KnownPage's (_Later) is read from its page, which parses its body once."""
+    return record.page.records[record.index] if type(record) is _Later else record
+
+
+def _materialized(records: list[Keyed]) -> list[Keyed]:
+    """``records`` with every KnownPage record read (_real): for paths that store payloads (draft lines)."""
+    if not any(type(k.record) is _Later for k in records):
+        return records
+    return [k._replace(record=_real(k.record)) for k in records]
+
+
+_MEMO_HASH_BYTES = 16
+_BODY_CHECK = 8  # a body memo ends with a digest of its key and ids (_body_check)
+
+
+def _body_check(key: str, ids: bytes) -> bytes:
+    """What a body memo's ids end with: a memo cut short, garbled or moved to another key is not used."""
+    return hashlib.blake2b(
+        key.encode() + b"\n" + ids, digest_size=_BODY_CHECK
+    ).digest()  # a source hash is 32 hex digits (bulk.source_hash)
 
 
 def _memo_bytes(ids: list[str], page: dict[str, str]) -> bytes | None:

@@ -16,10 +16,12 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import struct
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from connectors.base import (
     BadPage,
@@ -28,9 +30,11 @@ from connectors.base import (
     Page,
     PaginationStalled,
     Resource,
+    page_json,
     parse_http_date,
     parse_upstream_datetime,
 )
+from core.paging import KnownPage
 
 from . import conf
 
@@ -115,6 +119,49 @@ def _to_woo_time(value: str, minus_seconds: int) -> str:
 
 
 # --- the paging core -------------------------------------------------------------------------------------
+_ID = struct.Struct("<q")
+
+
+def _packed_ids(records: list) -> bytes | None:
+    """The ids of a parsed body for its memo (Page.body_ids): each record's ``id`` when every one is an int of
+    64 bits (not a bool, a string or a float, whose external id would not be ``str`` of its key), else None."""
+    try:
+        ids = [record["id"] for record in records]
+    except (KeyError, TypeError):
+        return None
+    if not all(type(i) is int for i in ids):
+        return None
+    try:
+        return struct.pack(f"<{len(ids)}q", *ids)
+    except struct.error:  # beyond 64 bits
+        return None
+
+
+class _KnownBody:
+    """A body known from its memo (FetchContext.known_body): its ids, and the response to parse should a
+    record be asked for (KnownPage.records)."""
+
+    __slots__ = ("ids", "response")
+
+    def __init__(self, response, ids: list[int]) -> None:
+        self.response, self.ids = response, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, start: int) -> list[dict]:
+        """The records from ``start`` on, parsed as _get parses; checked against the ids the memo gave."""
+        data = page_json(self.response)
+        records = data[start:] if isinstance(data, list) else None
+        if records is None or _packed_ids(data) != struct.pack(f"<{len(self.ids)}q", *self.ids):
+            raise BadPage(f"a page read as known does not hold the records its memo says ({_path_of(self.response)})")
+        return records
+
+
+def _path_of(response) -> str:
+    return urlsplit(getattr(response, "url", "") or "").path
+
+
 class WooResource(Resource):
     endpoint: ClassVar[str] = ""
     page_size: ClassVar[int] = PER_PAGE
@@ -158,10 +205,28 @@ class WooResource(Resource):
         return [self.key_or_none(record) for record in records]
 
     # one HTTP page ---------------------------------------------------------------------------------------
-    def _get(self, client, params: dict, offset: int) -> tuple[list[dict], list, int | None, str | None, bytes]:
-        """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256) of the
-        page at ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read."""
-        data, response = client.get_json(self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
+    def _get(
+        self, client, params: dict, offset: int, known=None
+    ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None]:
+        """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256, the
+        body's ids for its memo) of the page at ``offset``. The keys are made once here (in the fetch thread)
+        for step and _fresh to read. ``known``: FetchContext.known_body; a body it knows is not parsed (its
+        records are a _KnownBody, its keys the ids it knew), for the resources that allow it (_body_memos)."""
+        response = client.request("GET", self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
+        # The body's digest, for the page's (step), with its Content-Type (whose charset says how the bytes
+        # read). hashlib lets go of the GIL over a body this size.
+        digest = hashlib.sha256(response.headers.get("Content-Type", "").encode("utf-8", "replace") + b"\n")
+        digest.update(response.content)
+        body = digest.digest()
+        total = _int_or_none(response.headers.get("X-WP-Total"))
+        server_time = _server_time(response.headers.get("Date"))
+        memos = self._body_memos()
+        ids = known(body) if memos and known is not None else None
+        if ids is not None:
+            # The same bytes parsed before, by the same code (the memo key holds its revision): the same ids,
+            # in the order checked then. Parsing them would be most of an unchanged full scan's work.
+            return _KnownBody(response, ids), [[i] for i in ids], total, server_time, body, None
+        data = page_json(response)
         if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
         # The order is checked on the records that have a key; one without fails its own line (issue 16)
@@ -170,13 +235,19 @@ class WooResource(Resource):
         present = [k for k in keys if k is not None]
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
-        total = _int_or_none(response.headers.get("X-WP-Total"))
-        # The body's digest, for the page's (step), with its Content-Type (whose charset says how the bytes
-        # read). hashlib lets go of the GIL over a body this size.
-        digest = hashlib.sha256(response.headers.get("Content-Type", "").encode("utf-8", "replace") + b"\n")
-        digest.update(response.content)
-        body = digest.digest()
-        return data, keys, total, _server_time(response.headers.get("Date")), body
+        return data, keys, total, server_time, body, _packed_ids(data) if memos else None
+
+    def _body_memos(self) -> bool:
+        """May pages be made from body memos (KnownPage)? Only where a record's key, id and cursor follow from
+        its integer id alone, as here: the default key, external id, page and record cursors."""
+        cls = type(self)
+        return (
+            cls.sort_key is WooResource.sort_key
+            and cls.page_keys is WooResource.page_keys
+            and cls.page_cursor is WooResource.page_cursor
+            and cls.record_cursor is Resource.record_cursor
+            and cls.external_id is Resource.external_id
+        )
 
     def _initial_token(self) -> dict:
         return {"offset": 0, "last": None}
@@ -186,11 +257,11 @@ class WooResource(Resource):
         """Fetch the page at ``token`` (backing off while a gap is possible) and say where to go next."""
         token = dict(token or self._initial_token())
         params = self.query_params(ctx)
-        fetch = fetch or (lambda offset: self._get(ctx.client, params, offset))
+        fetch = fetch or (lambda offset: self._get(ctx.client, params, offset, ctx.known_body))
         offset, last = int(token["offset"]), token.get("last")
         back = self.page_size
         for _ in range(MAX_BACKOFFS):
-            records, keys, total, server_time, body = fetch(offset)
+            records, keys, total, server_time, body, body_ids = fetch(offset)
             if "started" in token and not token["started"]:
                 token["started"] = server_time or ""  # the store's clock, not ours: no skew
             keyed = [k for k in keys if k is not None]
@@ -203,7 +274,6 @@ class WooResource(Resource):
             back *= 2
         else:
             raise PaginationStalled(f"{self.name}: could not re-anchor paging after {MAX_BACKOFFS} back-offs")
-        fresh = self._fresh(records, keys, last)
         # The greatest key: the last one, as _get checked the order.
         top = keyed[-1] if keyed else None
         new_last = top if last is None or (top is not None and top > last) else last
@@ -212,7 +282,26 @@ class WooResource(Resource):
             nxt = {**token, "offset": offset + len(records) - self.overlap, "last": new_last}
         # The records are the body's after ``last`` (_fresh): the body and ``last`` make them (Page.digest).
         digest = hashlib.sha256(body + repr(last).encode()).digest()  # repr: keys may pass 64 bits
-        return Page(records=fresh, next_token=nxt, cursor=self.page_cursor(fresh, token), total=total, digest=digest)
+        if isinstance(records, _KnownBody):  # every record keyed, in order: those after ``last`` are a tail
+            start = bisect.bisect_right(keys, last) if last is not None else 0
+            return KnownPage(
+                known_ids=[str(i) for i in records.ids[start:]],
+                load=functools.partial(records.load, start),
+                next_token=nxt,
+                total=total,
+                digest=digest,
+                body_digest=body,
+            )
+        fresh = self._fresh(records, keys, last)
+        return Page(
+            records=fresh,
+            next_token=nxt,
+            cursor=self.page_cursor(fresh, token),
+            total=total,
+            digest=digest,
+            body_digest=body,
+            body_ids=body_ids,
+        )
 
     def _fresh(self, records: list, keys: list, last: list | None) -> list:
         """Records after ``last`` (``keys``: each record's key or None). A record without a key is placed by
@@ -256,12 +345,12 @@ class WooResource(Resource):
         def fetch(offset: int):
             future = pending.pop(offset, None)
             if future is None:
-                return self._get(ctx.client, params, offset)
+                return self._get(ctx.client, params, offset, ctx.known_body)
             speculative["used"] = True
             return future.result()
 
         def fresh(offset: int):
-            return self._get(ctx.client, params, offset)
+            return self._get(ctx.client, params, offset, ctx.known_body)
 
         try:
             while True:
@@ -270,7 +359,7 @@ class WooResource(Resource):
                     for i in range(1, workers):
                         ahead = offset + i * stride
                         if ahead < total + self.page_size and ahead not in pending:
-                            pending[ahead] = pool.submit(self._get, ctx.client, params, ahead)
+                            pending[ahead] = pool.submit(self._get, ctx.client, params, ahead, ctx.known_body)
                 speculative["used"] = False
                 page = self.step(ctx, token, fetch)
                 if page.next_token is None and speculative["used"]:

@@ -41,7 +41,15 @@ from .errors import (
 )
 from .lines import Keyed, lines_add, record_key, retry_delay
 from .locks import is_postgres, lock_queue
-from .pagememo import pagememo_key, pagememo_lookup, pagememo_prune, pagememo_revision, pagememo_save
+from .pagememo import (
+    pagememo_bodies,
+    pagememo_body_key,
+    pagememo_key,
+    pagememo_lookup,
+    pagememo_prune,
+    pagememo_revision,
+    pagememo_save,
+)
 from .queue_actions import queue_apply_deletions, queue_cancel, queue_force_done, queue_retry
 from .reaper import lines_reap, queues_purge, queues_resume_stalled
 from .runs import (
@@ -102,6 +110,8 @@ __all__ = [
     "lines_move",
     "lines_reap",
     "lock_queue",
+    "pagememo_bodies",
+    "pagememo_body_key",
     "pagememo_key",
     "pagememo_lookup",
     "pagememo_prune",

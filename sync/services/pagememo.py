@@ -34,6 +34,29 @@ def pagememo_key(revision: bytes, digest: bytes) -> str:
     return hashlib.sha256(MEMO_VERSION + revision + b"\n" + digest).hexdigest()
 
 
+BODY_PREFIX = "~"  # body memos' keys begin with it (no page memo's key, a hex digest, does)
+
+
+def pagememo_body_key(revision: bytes, body_digest: bytes) -> str:
+    """The memo key of a response body (core.paging.Page.body_digest), whose memo holds the ids of its records
+    (Page.body_ids): a later full scan that gets the same bytes need not parse them (KnownPage)."""
+    return BODY_PREFIX + hashlib.sha256(MEMO_VERSION + b"body\n" + revision + b"\n" + body_digest).hexdigest()[1:]
+
+
+def pagememo_bodies(connection_id: int, resource: str, limit: int) -> dict[str, bytes] | None:
+    """Every body memo of the resource ({key: its ids}), read once at the start of a full scan for its fetch
+    threads (which touch no database); None when there are more than ``limit`` (memory stays bounded: such a
+    scan parses every page, as without memos)."""
+    rows = list(
+        PageMemo.objects.filter(
+            connection_id=connection_id, resource=resource, digest__startswith=BODY_PREFIX
+        ).values_list("digest", "hashes")[: limit + 1]
+    )
+    if len(rows) > limit:
+        return None
+    return {key: bytes(ids) for key, ids in rows}
+
+
 def _source_digest(name: str) -> bytes:
     # No source at hand (a zipped or frozen module): the name at least.
     return module_source_digest(name) or hashlib.blake2b(name.encode(), digest_size=32).digest()
