@@ -416,7 +416,8 @@ class PageMemo(models.Model):
     reads the hashes here instead of hashing every record again. Pure memoisation: a memo says nothing
     about any row (the look-up of unchanged rows still compares every hash with the row's), and a lost memo
     costs only the hashing. Written by the fetch as it goes; a complete fetch deletes the resource's memos
-    of pages it did not see (sync.services.pagememo)."""
+    of pages it did not see (sync.services.pagememo). Body memos share the table (keys beginning with "~"):
+    the ids of a response body's records, so a later full scan need not parse the same bytes again."""
 
     connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="+")
     resource = models.CharField(max_length=64)

@@ -6,6 +6,11 @@ whatever the number of pages: the look-up of a group's pages, the save of the on
 a complete fetch, the deletion of the resource's memos of pages that fetch did not see (so memos stay about
 one per page upstream has).
 
+Body memos (keys beginning with BODY_PREFIX) hold the integer ids of a response body's records, by the body's
+digest (core.paging.Page.body_digest / body_ids): read once at the start of a later full scan
+(pagememo_bodies), they let the fetch threads skip parsing a body seen before (core.paging.KnownPage). The
+engine appends a check to each (sync.engine._body_check); pruning treats both kinds alike.
+
 A memo is the page's hashes as raw bytes (16 each, in the order of the page's identified records; the ids
 come from the page itself): 1.6 kB for 100 records, under PostgreSQL's TOAST threshold. The first version
 kept a JSON object {id: hex hash} (4.5 kB, compressed and moved out of line), whose save took ~20 ms a group
