@@ -53,6 +53,12 @@ class BadPage(UpstreamError):
     verdict = Verdict.FAIL
 
 
+class KnownBodyMismatch(BadPage):
+    """A body read as known from its memo (core.paging.KnownPage) parsed to other records than the memo said
+    (a parser change its revision did not catch): the run fails as for a bad page, and the engine forgets the
+    resource's body memos so the next run parses every body."""
+
+
 class ResponseTooLarge(BadPage):
     """A response body over the cap (SYNC_MAX_RESPONSE_BYTES): refused while it streams in, so memory stays
     bounded; the page fails and the cursor stays."""

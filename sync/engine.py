@@ -36,7 +36,7 @@ from django.db.models import CharField, F, Min, Q, Value
 from django.db.models.functions import Coalesce
 
 from core import clock
-from core.errors import AuthError, BadPage, MappingError, PaginationStalled, UpstreamError
+from core.errors import AuthError, BadPage, KnownBodyMismatch, MappingError, PaginationStalled, UpstreamError
 from core.gctune import fewer_collections
 from core.paging import FetchContext, KnownPage, Page
 from core.redaction import redact
@@ -60,6 +60,7 @@ from .services import (
     lock_queue,
     pagememo_bodies,
     pagememo_body_key,
+    pagememo_forget_bodies,
     pagememo_key,
     pagememo_lookup,
     pagememo_prune,
@@ -386,6 +387,11 @@ class QueueRunner:
                 if pending is not None:
                     self._after_store(pending.result())
                     pending = None
+        except KnownBodyMismatch:
+            # The body memos cannot be trusted (their ids chose how this fetch paged): the run fails as for a
+            # bad page, with its token where the last stored group left it, and the next run parses every body.
+            self._memo_call(pagememo_forget_bodies, self.connection.pk, self.resource.name)
+            raise
         finally:
             if writer is not None:
                 writer.close(pending)
@@ -724,7 +730,9 @@ class QueueRunner:
         # Body memos (KnownPage): a later full scan whose rows the fetch compares (not a first sync, whose
         # records are all mapped, nor a scan that stores every record as a draft line with its payload).
         if on and self._known_rows and not self._map_ahead:
-            bodies = self._memo_call(pagememo_bodies, self.connection.pk, self.resource.name, MAX_BODY_MEMOS)
+            bodies = self._memo_call(
+                pagememo_bodies, self.connection.pk, self.resource.name, self._memo_revision, MAX_BODY_MEMOS
+            )
             if bodies:
                 revision = self._memo_revision
 

@@ -34,6 +34,7 @@ from connectors.base import (
     parse_http_date,
     parse_upstream_datetime,
 )
+from core.errors import KnownBodyMismatch
 from core.paging import KnownPage
 
 from . import conf
@@ -154,7 +155,9 @@ class _KnownBody:
         data = page_json(self.response)
         records = data[start:] if isinstance(data, list) else None
         if records is None or _packed_ids(data) != struct.pack(f"<{len(self.ids)}q", *self.ids):
-            raise BadPage(f"a page read as known does not hold the records its memo says ({_path_of(self.response)})")
+            raise KnownBodyMismatch(
+                f"a page read as known does not hold the records its memo says ({_path_of(self.response)})"
+            )
         return records
 
 
@@ -243,7 +246,10 @@ class WooResource(Resource):
         cls = type(self)
         return (
             cls.sort_key is WooResource.sort_key
+            and cls.key_or_none is WooResource.key_or_none
             and cls.page_keys is WooResource.page_keys
+            and cls._fresh is WooResource._fresh
+            and cls.step is WooResource.step
             and cls.page_cursor is WooResource.page_cursor
             and cls.record_cursor is Resource.record_cursor
             and cls.external_id is Resource.external_id
@@ -284,8 +290,9 @@ class WooResource(Resource):
         digest = hashlib.sha256(body + repr(last).encode()).digest()  # repr: keys may pass 64 bits
         if isinstance(records, _KnownBody):  # every record keyed, in order: those after ``last`` are a tail
             start = bisect.bisect_right(keys, last) if last is not None else 0
+            external_id = self.external_id  # what record_key would say of each (an int id: never a NUL)
             return KnownPage(
-                known_ids=[str(i) for i in records.ids[start:]],
+                known_ids=[external_id({"id": i}) for i in records.ids[start:]],
                 load=functools.partial(records.load, start),
                 next_token=nxt,
                 total=total,

@@ -44,6 +44,7 @@ from .locks import is_postgres, lock_queue
 from .pagememo import (
     pagememo_bodies,
     pagememo_body_key,
+    pagememo_forget_bodies,
     pagememo_key,
     pagememo_lookup,
     pagememo_prune,
@@ -112,6 +113,7 @@ __all__ = [
     "lock_queue",
     "pagememo_bodies",
     "pagememo_body_key",
+    "pagememo_forget_bodies",
     "pagememo_key",
     "pagememo_lookup",
     "pagememo_prune",

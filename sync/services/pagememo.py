@@ -42,19 +42,26 @@ def pagememo_key(revision: bytes, digest: bytes) -> str:
 BODY_PREFIX = "~"  # body memos' keys begin with it (no page memo's key, a hex digest, does)
 
 
+def _body_prefix(revision: bytes) -> str:
+    """BODY_PREFIX and 8 hex digits of the memo revision: a scan reads only its own revision's body memos."""
+    return BODY_PREFIX + hashlib.blake2b(MEMO_VERSION + revision, digest_size=4).hexdigest()
+
+
 def pagememo_body_key(revision: bytes, body_digest: bytes) -> str:
     """The memo key of a response body (core.paging.Page.body_digest), whose memo holds the ids of its records
     (Page.body_ids): a later full scan that gets the same bytes need not parse them (KnownPage)."""
-    return BODY_PREFIX + hashlib.sha256(MEMO_VERSION + b"body\n" + revision + b"\n" + body_digest).hexdigest()[1:]
+    prefix = _body_prefix(revision)
+    digest = hashlib.sha256(MEMO_VERSION + b"body\n" + revision + b"\n" + body_digest).hexdigest()
+    return prefix + digest[: 64 - len(prefix)]
 
 
-def pagememo_bodies(connection_id: int, resource: str, limit: int) -> dict[str, bytes] | None:
-    """Every body memo of the resource ({key: its ids}), read once at the start of a full scan for its fetch
-    threads (which touch no database); None when there are more than ``limit`` (memory stays bounded: such a
-    scan parses every page, as without memos)."""
+def pagememo_bodies(connection_id: int, resource: str, revision: bytes, limit: int) -> dict[str, bytes] | None:
+    """The resource's body memos of this memo revision ({key: its ids}), read once at the start of a full scan
+    for its fetch threads (which touch no database); None when there are more than ``limit`` (memory stays
+    bounded: such a scan parses every page, as without memos)."""
     rows = list(
         PageMemo.objects.filter(
-            connection_id=connection_id, resource=resource, digest__startswith=BODY_PREFIX
+            connection_id=connection_id, resource=resource, digest__startswith=_body_prefix(revision)
         ).values_list("digest", "hashes")[: limit + 1]
     )
     if len(rows) > limit:
@@ -137,6 +144,13 @@ def pagememo_save(connection_id: int, resource: str, memos: dict[str, bytes]) ->
         params += [connection_id, resource, key, hashes]
     with db_connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def pagememo_forget_bodies(connection_id: int, resource: str) -> int:
+    """Delete the resource's body memos (one did not match its body: sync.engine, KnownBodyMismatch)."""
+    return PageMemo.objects.filter(
+        connection_id=connection_id, resource=resource, digest__startswith=BODY_PREFIX
+    ).delete()[0]
 
 
 def pagememo_prune(connection_id: int, resource: str, seen: set[str]) -> int:
