@@ -186,3 +186,50 @@ def test_a_body_memo_that_passes_its_check_but_lies_fails_the_run_once_and_is_fo
     assert q.state == QueueState.DONE and q.done_count == 250 and parsed["n"] >= 3
     assert Customer.objects.filter(connection=conn, deleted_at__isnull=True).count() == 250
     assert not Customer.objects.filter(connection=conn, external_id=str(10**9)).exists()
+
+
+def test_an_id_already_queued_is_stored_with_its_record_read_from_a_known_page(woo, parsed, monkeypatch):
+    """The "already queued?" path (a resumed fetch, an id met twice) stores the record as a draft line's
+    payload: the record of a page read as known is parsed for it, never a placeholder (from the review)."""
+    from sync.models import LineState
+
+    sandbox, conn = woo(size=250)
+    _run(conn)
+    cid = sandbox.ids("customers")[120]
+    real_fetch = engine.QueueRunner.fetch
+
+    def fetch_after_a_line(self):  # as if an earlier fetch of this queue had queued that id
+        SyncQueueLine.objects.create(
+            queue=self.queue, external_id=str(cid), payload={"id": cid}, state=LineState.DONE, action="upsert"
+        )
+        return real_fetch(self)
+
+    monkeypatch.setattr(engine.QueueRunner, "fetch", fetch_after_a_line)
+    added = []
+    real_add = engine.lines_add
+
+    def spy(queue, resource, records, **kw):
+        added.extend(k.record for k in records)
+        return real_add(queue, resource, records, **kw)
+
+    monkeypatch.setattr(engine, "lines_add", spy)
+    parsed["n"] = 0
+    q = _run(conn)
+    assert q.state == QueueState.DONE
+    assert len(added) == 1 and isinstance(added[0], dict) and added[0]["id"] == cid and "email" in added[0]
+    assert parsed["n"] == 1  # that record's page only
+    line = SyncQueueLine.objects.get(queue=q, external_id=str(cid))
+    assert line.state == "done" and line.payload.get("email") == added[0]["email"]
+
+
+def test_with_the_write_pipeline_a_changed_row_is_written_from_its_known_page(woo, parsed, settings):
+    """SYNC_WRITE_PIPELINE: the writer thread resolves the group and reads the record from its page."""
+    settings.SYNC_WRITE_PIPELINE = True
+    sandbox, conn = woo(size=250)
+    _run(conn)
+    cid = sandbox.ids("customers")[120]
+    Customer.objects.filter(connection=conn, external_id=str(cid)).update(first_name="Local", sync_hash="f" * 32)
+    parsed["n"] = 0
+    q = _run(conn)
+    assert q.state == QueueState.DONE and q.done_count == 250 and parsed["n"] == 1
+    assert Customer.objects.get(connection=conn, external_id=str(cid)).first_name != "Local"
