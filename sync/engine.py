@@ -1448,7 +1448,7 @@ class _PageBuffer:
 
 
 class _Later:
-    """The record at ``index`` of a KnownPage, not parsed yet (_Keyed.record of such a page): _real reads it."""
+    """The record at ``index`` of a KnownPage, not parsed yet (Keyed.record of such a page): _real reads it."""
 
     __slots__ = ("index", "page")
 
@@ -1468,15 +1468,13 @@ def _materialized(records: list[Keyed]) -> list[Keyed]:
     return [k._replace(record=_real(k.record)) for k in records]
 
 
-_MEMO_HASH_BYTES = 16
+_MEMO_HASH_BYTES = 16  # a source hash is 32 hex digits (bulk.source_hash)
 _BODY_CHECK = 8  # a body memo ends with a digest of its key and ids (_body_check)
 
 
 def _body_check(key: str, ids: bytes) -> bytes:
     """What a body memo's ids end with: a memo cut short, garbled or moved to another key is not used."""
-    return hashlib.blake2b(
-        key.encode() + b"\n" + ids, digest_size=_BODY_CHECK
-    ).digest()  # a source hash is 32 hex digits (bulk.source_hash)
+    return hashlib.blake2b(key.encode() + b"\n" + ids, digest_size=_BODY_CHECK).digest()
 
 
 def _memo_bytes(ids: list[str], page: dict[str, str]) -> bytes | None:

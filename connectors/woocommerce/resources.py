@@ -120,9 +120,6 @@ def _to_woo_time(value: str, minus_seconds: int) -> str:
 
 
 # --- the paging core -------------------------------------------------------------------------------------
-_ID = struct.Struct("<q")
-
-
 def _packed_ids(records: list) -> bytes | None:
     """The ids of a parsed body for its memo (Page.body_ids): each record's ``id`` when every one is an int of
     64 bits (not a bool, a string or a float, whose external id would not be ``str`` of its key), else None."""
