@@ -88,6 +88,7 @@ class Bench:
         from connectors.woocommerce import conf
 
         self.page_concurrency = conf.PAGE_CONCURRENCY
+        self.read_ahead_after_ms = conf.READ_AHEAD_AFTER_MS
         self.pipeline = settings.SYNC_WRITE_PIPELINE
         self.rows: list[Row] = []
         connection.ensure_connection()
@@ -247,8 +248,8 @@ class Bench:
         self.add(
             Row(
                 "REF",
-                f"plain loop fetching with {self.page_concurrency} threads (the engine's page concurrency; its pool"
-                f" may run further ahead), {n:,} customers, empty table",
+                f"plain loop fetching with {self.page_concurrency} threads (the engine's page concurrency against a slow"
+                f" upstream; its pool may run further ahead), {n:,} customers, empty table",
                 f"{rps['loop4']:,.0f} rec/s ({sec['loop4']:.2f} s)",
                 f"{loop1:,.0f} rec/s",
                 f"{rps['loop4'] / loop1:.2f}",
@@ -270,7 +271,7 @@ class Bench:
         self.add(
             Row(
                 "B1",
-                f"engine first run, {n:,} customers (batch {self.batch_size}, {self.page_concurrency} fetch threads)",
+                f"engine first run, {n:,} customers (batch {self.batch_size}, up to {self.page_concurrency} pages at a time)",
                 f"{rps['eng1']:,.0f} rec/s ({sec['eng1']:.2f} s)",
                 f"{loop1:,.0f} rec/s",
                 f"{ratio:.2f}",
@@ -649,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
                 }[args.upstream],
                 "reference (B1/B2/B8)": "bench/plain_loop.py (B8: 4 fetch threads)",
                 "woocommerce page concurrency (B1/B2/B4)": bench.page_concurrency,
+                "woocommerce read-ahead after (ms a page waits, 3 in a row)": bench.read_ahead_after_ms,
             }
         )
         t0 = time.perf_counter()

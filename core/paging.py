@@ -63,3 +63,29 @@ class FetchContext:
     # Set by the engine for a later full scan with body memos (Page.body_ids): the ids saved for a body digest
     # (Page.body_digest), or None. Called from fetch threads; a resource may make a KnownPage of such a body.
     known_body: Callable[[bytes], list[int] | None] | None = None
+
+
+class ReadAhead:
+    """Whether a resource fetches pages ahead of its consumer, in threads. Threads hide an upstream's latency,
+    but against a fast one they cost more than they hide: a page's own work (the request's Python, the parse)
+    holds the interpreter lock in whichever thread it runs, and handing pages between threads adds switches
+    (issue 20: a first sync of 100,000 customers against a zero-latency upstream, 8 interleaved rounds: 4.08 s
+    median with 3 pages in flight ahead, 3.67 s fetching each page in the consumer's own thread; CPU 3.48 ->
+    3.25 s). So pages are fetched inline until ``confirm`` pages in a row each waited more than ``slow``
+    seconds beyond their own CPU time (the upstream's latency, and any wait for the lock: in runs of 1,053
+    pages against a zero-latency upstream, 3 pages in a row waited over 2 ms up to 12 times, over 5 ms
+    never); from then on ``most`` pages are kept in flight for the rest of the fetch (an upstream that got
+    slow once may again). ``slow`` <= 0: ahead from the start."""
+
+    def __init__(self, most: int, *, slow: float = 0.005, confirm: int = 3) -> None:
+        self.most = max(0, most)
+        self.size = self.most if slow <= 0 else 0
+        self._slow, self._confirm, self._run = slow, confirm, 0
+
+    def inline(self, wall: float, cpu: float) -> None:
+        """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU."""
+        if self.size or not self.most:
+            return
+        self._run = self._run + 1 if wall - cpu > self._slow else 0
+        if self._run >= self._confirm:
+            self.size = self.most

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import logging
 import struct
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
@@ -35,7 +36,7 @@ from connectors.base import (
     parse_upstream_datetime,
 )
 from core.errors import KnownBodyMismatch
-from core.paging import KnownPage
+from core.paging import KnownPage, ReadAhead
 
 from . import conf
 
@@ -333,12 +334,14 @@ class WooResource(Resource):
         return self.step(ctx, ctx.token)
 
     def iter_pages(self, ctx: FetchContext) -> Iterator[Page]:
-        """Pages in order; the next few offsets are fetched in parallel (we know how many exist from
-        X-WP-Total) and validated in order, so a shift detected later still costs nothing but a re-read."""
+        """Pages in order; once the upstream proves slow (ReadAhead), the next few offsets are fetched in
+        parallel (we know how many exist from X-WP-Total) and validated in order, so a shift detected later
+        still costs nothing but a re-read."""
         params = self.query_params(ctx)
         token = dict(ctx.token or self._initial_token())
         workers = max(1, conf.PAGE_CONCURRENCY)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"woo-{self.name}")
+        window = ReadAhead(workers - 1, slow=conf.READ_AHEAD_AFTER_MS / 1000)
         pending: dict[int, Future] = {}
         total: int | None = None
         stride = self.page_size - self.overlap
@@ -349,7 +352,10 @@ class WooResource(Resource):
         def fetch(offset: int):
             future = pending.pop(offset, None)
             if future is None:
-                return self._get(ctx.client, params, offset, ctx.known_body)
+                wall, cpu = time.perf_counter(), time.thread_time()
+                got = self._get(ctx.client, params, offset, ctx.known_body)
+                window.inline(time.perf_counter() - wall, time.thread_time() - cpu)
+                return got
             speculative["used"] = True
             return future.result()
 
@@ -359,8 +365,8 @@ class WooResource(Resource):
         try:
             while True:
                 offset = int(token["offset"])
-                if total is not None and workers > 1:
-                    for i in range(1, workers):
+                if total is not None and window.size:
+                    for i in range(1, window.size + 1):
                         ahead = offset + i * stride
                         if ahead < total + self.page_size and ahead not in pending:
                             pending[ahead] = pool.submit(self._get, ctx.client, params, ahead, ctx.known_body)

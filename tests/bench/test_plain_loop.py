@@ -93,12 +93,13 @@ def test_connector_reads_every_record_once_from_the_prerendered_fake(fake, make_
     root, stores, seen = fake
     stores.get(n, 0)  # built "at start", as the harness does
     conn = make_connection(org, kind="woocommerce", base_url=base_url(root, n=n), credentials=dict(AUTH))
-    before = conf.PAGE_CONCURRENCY
+    before = conf.PAGE_CONCURRENCY, conf.READ_AHEAD_AFTER_MS
     conf.PAGE_CONCURRENCY = concurrency
+    conf.READ_AHEAD_AFTER_MS = 0.0  # 4: in parallel from the start (loopback pages are too fast to start it)
     try:
         pages = list(Customers().iter_pages(FetchContext(WooClient(conn), "", None, True)))
     finally:
-        conf.PAGE_CONCURRENCY = before
+        conf.PAGE_CONCURRENCY, conf.READ_AHEAD_AFTER_MS = before
     records = [r for page in pages for r in page.records]
     assert [r["id"] for r in records] == list(range(1, n + 1))  # every record, once, in order
     assert records[-1] == customer(n)

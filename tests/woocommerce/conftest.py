@@ -44,3 +44,13 @@ def woo(org, make_connection, make_sandbox):
         return sandbox, conn
 
     return build
+
+
+@pytest.fixture(params=["ahead", "inline"])
+def read_ahead(request, monkeypatch):
+    """Both ways a scan fetches its pages (core.paging.ReadAhead): in parallel from the start, and inline (a
+    threshold no loopback page comes near, so timing cannot pick the way)."""
+    from connectors.woocommerce import conf
+
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 0.0 if request.param == "ahead" else 10_000.0)
+    return request.param

@@ -39,7 +39,7 @@ def _mutate_once(sandbox, at_request: int, action):
     return seen
 
 
-def test_deletions_behind_the_scan_lose_nothing(woo):
+def test_deletions_behind_the_scan_lose_nothing(woo, read_ahead):
     sandbox, conn = woo(size=450)
     before = set(sandbox.ids("customers"))
     first_page = sorted(before)[:95]
@@ -52,7 +52,7 @@ def test_deletions_behind_the_scan_lose_nothing(woo):
     assert alive <= set(ids), f"lost {sorted(alive - set(ids))[:10]}"
 
 
-def test_insertions_and_deletions_mid_scan_with_engine(woo):
+def test_insertions_and_deletions_mid_scan_with_engine(woo, read_ahead):
     sandbox, conn = woo(size=450)
     services.sync_start(connection=conn, resource="customers")
     assert Customer.objects.filter(connection=conn, deleted_at__isnull=True).count() == 450
@@ -90,7 +90,7 @@ def test_insertions_and_deletions_mid_scan_with_engine(woo):
 
 
 @pytest.mark.parametrize("at_request", [2, 3, 4])
-def test_orders_edited_while_paging_are_not_skipped(woo, at_request):
+def test_orders_edited_while_paging_are_not_skipped(woo, read_ahead, at_request):
     sandbox, conn = woo(size=10, orders=400)
     order_ids = sandbox.ids("orders")
     # Edits while paging must not make a record vanish from the scan (a full scan would then mark it
@@ -104,9 +104,12 @@ def test_concurrent_and_sequential_scans_agree(woo, monkeypatch):
     from connectors.woocommerce import conf
 
     sandbox, conn = woo(size=333)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 0.0)  # in parallel from the start
     parallel = _scan_ids(Customers(), conn)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 10_000.0)  # inline: no loopback page is that slow
+    inline = _scan_ids(Customers(), conn)
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 1)
-    assert _scan_ids(Customers(), conn) == parallel == sorted(sandbox.ids("customers"))
+    assert _scan_ids(Customers(), conn) == parallel == inline == sorted(sandbox.ids("customers"))
 
 
 def test_customer_arriving_by_webhook_during_a_full_scan_is_not_marked_deleted(woo, monkeypatch):
