@@ -63,6 +63,28 @@ def test_transient_errors_give_up_after_max_tries(sandbox, fake_clock, settings)
     assert script.calls == 3
 
 
+def test_one_client_reads_its_tries_and_wait_factor_at_each_request(sandbox, fake_clock, settings):
+    """The retry policy is decorated once per client (Client._retrying); what it reads still changes per request."""
+    settings.SYNC_HTTP_MAX_TRIES = 3
+    settings.SYNC_RETRY_BASE_SECONDS = 1.0
+    app, url = sandbox
+    script = route(app, Script(Response.json({"message": "down"}, 502)))
+    client = make_client(url)
+    with pytest.raises(TransientError):
+        client.request("GET", "/items")
+    assert script.calls == 3 and len(fake_clock.sleeps) == 2
+    assert all(0 <= s <= 2 for s in fake_clock.sleeps)  # factor 1: full jitter of 1, then 2 seconds at most
+    client.max_tries = 1  # as the Tiendanube health check sets it on its client
+    with pytest.raises(TransientError):
+        client.request("GET", "/items")
+    assert script.calls == 4 and len(fake_clock.sleeps) == 2
+    client.max_tries = 2
+    settings.SYNC_RETRY_BASE_SECONDS = 0.0  # no wait between tries from now on
+    with pytest.raises(TransientError):
+        client.request("GET", "/items")
+    assert script.calls == 6 and fake_clock.sleeps[2:] == [0]
+
+
 @pytest.mark.parametrize("retry_after, expected", [("7", 7.0), ("Thu, 01 Jan 2026 00:00:30 GMT", 30.0)])
 def test_429_waits_exactly_as_told(sandbox, fake_clock, retry_after, expected):
     app, url = sandbox
