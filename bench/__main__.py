@@ -195,7 +195,8 @@ class Bench:
             written2.append(scenario.last_rows_written)
             t["noparse"].append(self.loop(n, noparse=True))
             t["direct"].append(self.loop(n, direct=True))
-            # Like for like on fetching: the engine fetches WOOCOMMERCE_PAGE_CONCURRENCY pages at once.
+            # The loop with the engine's page concurrency (an info row: against this zero-latency upstream the
+            # engine reads its pages inline since the fifteenth pass, core.paging.ReadAhead).
             t["loop4"].append(self.loop(n, threads=self.page_concurrency))
             if self.args.batch_variant:
                 t["big"].append(self.engine(n, batch_size=self.args.batch_variant))

@@ -69,23 +69,31 @@ class ReadAhead:
     """Whether a resource fetches pages ahead of its consumer, in threads. Threads hide an upstream's latency,
     but against a fast one they cost more than they hide: a page's own work (the request's Python, the parse)
     holds the interpreter lock in whichever thread it runs, and handing pages between threads adds switches
-    (issue 20: a first sync of 100,000 customers against a zero-latency upstream, 8 interleaved rounds: 4.08 s
-    median with 3 pages in flight ahead, 3.67 s fetching each page in the consumer's own thread; CPU 3.48 ->
-    3.25 s). So pages are fetched inline until ``confirm`` pages in a row each waited more than ``slow``
-    seconds beyond their own CPU time (the upstream's latency, and any wait for the lock: in runs of 1,053
-    pages against a zero-latency upstream, 3 pages in a row waited over 2 ms up to 12 times, over 5 ms
-    never); from then on ``most`` pages are kept in flight for the rest of the fetch (an upstream that got
-    slow once may again). ``slow`` <= 0: ahead from the start."""
+    (issue 20, a first sync of 100,000 customers against a zero-latency upstream: 3 pages in flight ahead
+    against none, 8 interleaved rounds 4.08 -> 3.67 s, CPU 3.48 -> 3.25 s; docs/performance.md, fifteenth pass).
+    So pages are fetched inline, and each tells what it waited beyond its own CPU time (the upstream's latency,
+    and any wait for the lock or the CPU; a 429's Retry-After sleep too, as before). The window opens at once
+    after one page that waited more than ``at_once`` seconds, or after ``confirm`` pages in a row that each
+    waited more than ``slow``: in runs of 1,053 pages against a zero-latency upstream on a loaded 2-core
+    machine, 3 pages in a row waited over 2 ms up to 12 times a run, over 5 ms never, and no single page over
+    21 ms. From then on ``most`` pages are kept in flight for the rest of the fetch (an upstream that got slow
+    once may again); a wrong opening costs only this gain. ``slow`` <= 0: ahead from the start."""
 
-    def __init__(self, most: int, *, slow: float = 0.005, confirm: int = 3) -> None:
+    def __init__(self, most: int, *, slow: float = 0.005, confirm: int = 3, at_once: float | None = None) -> None:
         self.most = max(0, most)
         self.size = self.most if slow <= 0 else 0
         self._slow, self._confirm, self._run = slow, confirm, 0
+        self._at_once = 6 * slow if at_once is None else at_once
+        self.opened_after: list[float] | None = None  # the waits that opened the window (for the log)
+        self._waits: list[float] = []
 
     def inline(self, wall: float, cpu: float) -> None:
         """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU."""
         if self.size or not self.most:
             return
-        self._run = self._run + 1 if wall - cpu > self._slow else 0
-        if self._run >= self._confirm:
+        wait = wall - cpu
+        self._run = self._run + 1 if wait > self._slow else 0
+        self._waits = [*self._waits[-(self._confirm - 1) :], wait] if self._confirm > 1 else [wait]
+        if self._run >= self._confirm or wait > self._at_once:
             self.size = self.most
+            self.opened_after = self._waits

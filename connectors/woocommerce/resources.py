@@ -354,7 +354,16 @@ class WooResource(Resource):
             if future is None:
                 wall, cpu = time.perf_counter(), time.thread_time()
                 got = self._get(ctx.client, params, offset, ctx.known_body)
-                window.inline(time.perf_counter() - wall, time.thread_time() - cpu)
+                if not window.size:
+                    window.inline(time.perf_counter() - wall, time.thread_time() - cpu)
+                    if window.size:
+                        log.debug(
+                            "%s: reading %s pages ahead from offset %s (pages waited %s ms)",
+                            self.name,
+                            window.size,
+                            offset,
+                            ", ".join(f"{w * 1000:.1f}" for w in window.opened_after or ()),
+                        )
                 return got
             speculative["used"] = True
             return future.result()

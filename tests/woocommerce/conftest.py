@@ -46,11 +46,31 @@ def woo(org, make_connection, make_sandbox):
     return build
 
 
-@pytest.fixture(params=["ahead", "inline"])
-def read_ahead(request, monkeypatch):
-    """Both ways a scan fetches its pages (core.paging.ReadAhead): in parallel from the start, and inline (a
-    threshold no loopback page comes near, so timing cannot pick the way)."""
+@pytest.fixture(autouse=True)
+def _inline_pages(monkeypatch):
+    """Every WooCommerce test reads its pages inline (core.paging.ReadAhead) unless it asks otherwise: what the
+    connector does against a fast upstream, pinned so that a loaded machine's timing cannot switch a test's
+    way of fetching (read_ahead and tests/woocommerce/test_read_ahead.py choose theirs)."""
     from connectors.woocommerce import conf
 
-    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 0.0 if request.param == "ahead" else 10_000.0)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 10_000.0)
+
+
+@pytest.fixture(params=["ahead", "inline", "switch"])
+def read_ahead(request, monkeypatch):
+    """Each way a scan fetches its pages (core.paging.ReadAhead): in parallel from the start; inline (a
+    threshold no loopback page comes near); and inline for two pages, then in parallel (the switch mid-scan,
+    made deterministic)."""
+    from connectors.woocommerce import conf
+    from core import paging
+
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", {"ahead": 0.0, "inline": 10_000.0, "switch": 5.0}[request.param])
+    if request.param == "switch":
+
+        def after_two(self, wall: float, cpu: float) -> None:
+            self.seen = getattr(self, "seen", 0) + 1
+            if self.seen >= 2:
+                self.size = self.most
+
+        monkeypatch.setattr(paging.ReadAhead, "inline", after_two)
     return request.param

@@ -23,7 +23,7 @@ def _run(conn, resource="customers", **kw):
 @pytest.fixture
 def parsed(monkeypatch):
     """How many bodies holding records were parsed (connectors.base.response_json calls) since the last reset
-    (not the empty ones past the end, which the fetch threads ask for ahead and no page is made of)."""
+    (not the empty ones past the end, which a scan reading ahead asks for and no page is made of)."""
     calls = {"n": 0}
     real = base.response_json
 

@@ -18,28 +18,44 @@ MS = 0.001
 
 
 def test_fast_pages_stay_inline_and_three_slow_pages_in_a_row_start_the_read_ahead():
-    window = ReadAhead(3)
+    window = ReadAhead(3)  # 5 ms, 3 in a row; at once over 30 ms
     assert window.size == 0  # inline until the upstream proves slow
     for _ in range(100):
         window.inline(wall=1.5 * MS, cpu=1.0 * MS)  # 0.5 ms waiting: a fast upstream
     assert window.size == 0
-    window.inline(wall=40 * MS, cpu=1 * MS)
-    window.inline(wall=40 * MS, cpu=1 * MS)
+    window.inline(wall=12 * MS, cpu=1 * MS)
+    window.inline(wall=12 * MS, cpu=1 * MS)
     window.inline(wall=2 * MS, cpu=1 * MS)  # a fast page in between: a spike, not a slow upstream
-    window.inline(wall=40 * MS, cpu=1 * MS)
-    window.inline(wall=40 * MS, cpu=1 * MS)
+    window.inline(wall=12 * MS, cpu=1 * MS)
+    window.inline(wall=25 * MS, cpu=1 * MS)
     assert window.size == 0
-    window.inline(wall=40 * MS, cpu=1 * MS)
+    window.inline(wall=9 * MS, cpu=1 * MS)
     assert window.size == 3
+    assert window.opened_after == pytest.approx([11 * MS, 24 * MS, 8 * MS])
     for _ in range(50):  # for the rest of the fetch
         window.inline(wall=1 * MS, cpu=1 * MS)
     assert window.size == 3
 
 
+def test_one_page_that_waited_long_opens_the_window_at_once():
+    window = ReadAhead(3)
+    window.inline(wall=29 * MS, cpu=1 * MS)  # 28 ms: not yet (a loaded machine's spike reached 21 ms)
+    assert window.size == 0
+    window.inline(wall=1 * MS, cpu=0.5 * MS)
+    window.inline(wall=52 * MS, cpu=1 * MS)  # a real store's page
+    assert window.size == 3 and window.opened_after == pytest.approx([28 * MS, 0.5 * MS, 51 * MS])
+    assert ReadAhead(2, slow=0.010).size == 0
+    late = ReadAhead(2, slow=0.010)  # at once: 6 times the threshold unless given
+    late.inline(wall=0.055, cpu=0)
+    assert late.size == 0
+    late.inline(wall=0.065, cpu=0)
+    assert late.size == 2
+
+
 def test_the_wait_is_what_the_page_did_not_spend_on_cpu():
     window = ReadAhead(2)
     for _ in range(5):
-        window.inline(wall=30 * MS, cpu=28 * MS)  # a slow page that was this thread's own work: nothing to hide
+        window.inline(wall=60 * MS, cpu=58 * MS)  # a long page that was this thread's own work: nothing to hide
     assert window.size == 0
     for _ in range(3):
         window.inline(wall=30 * MS, cpu=20 * MS)
@@ -55,16 +71,16 @@ def test_no_threads_no_read_ahead_and_zero_means_from_the_start():
     assert ReadAhead(3, slow=-1).size == 3
 
 
-def _scan(conn, monkeypatch) -> tuple[list[int], list[str]]:
-    """Every record id of a full customer scan, and the thread that fetched each page (in fetch order)."""
-    threads: list[str] = []
+def _scan(conn, monkeypatch) -> tuple[list[int], list[tuple[str, int]]]:
+    """Every record id of a full customer scan, and (thread, offset) of each page request, in request order."""
+    requests: list[tuple[str, int]] = []
     lock = threading.Lock()
     real = woo.WooResource._get
 
-    def recording(self, *args, **kwargs):
+    def recording(self, client, params, offset, *args, **kwargs):
         with lock:
-            threads.append(threading.current_thread().name)
-        return real(self, *args, **kwargs)
+            requests.append((threading.current_thread().name, offset))
+        return real(self, client, params, offset, *args, **kwargs)
 
     monkeypatch.setattr(woo.WooResource, "_get", recording)
     client = WooClient(conn)
@@ -72,38 +88,51 @@ def _scan(conn, monkeypatch) -> tuple[list[int], list[str]]:
         pages = list(Customers().iter_pages(FetchContext(client=client, cursor="", token=None, full_scan=True)))
     finally:
         client.close()
-    return [r["id"] for p in pages for r in p.records], threads
+    return [r["id"] for p in pages for r in p.records], requests
 
 
-def test_a_slow_upstream_is_read_ahead_after_three_pages(woo, monkeypatch):
-    sandbox, conn = woo(size=1200)  # 13 pages of 95 new records
-    sandbox.faults.latency = 0.03  # 30 ms a request: well over the 5 ms a page may wait inline
+def test_a_slow_upstream_is_read_ahead_from_its_second_page(woo, monkeypatch):
+    sandbox, conn = woo(size=1200)  # 13 pages of 95 new records: offsets 0, 95, ..., 1140
+    sandbox.faults.latency = 0.06  # 60 ms a request, as a real store's page: over the 30 ms that open at once
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
-    ids, threads = _scan(conn, monkeypatch)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 5.0)
+    ids, requests = _scan(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     caller = threading.current_thread().name
-    assert threads[:3] == [caller] * 3  # inline until three pages in a row waited
-    ahead = [t for t in threads[3:-1] if t != caller]
-    # From then on every page but the one already due when the window opened came from the page threads.
-    assert len(threads[3:-1]) - len(ahead) <= 1
-    assert len(ahead) >= 9 and all(t.startswith("woo-customers") for t in ahead), threads
-    assert threads[-1] == caller  # the last page is read again after every earlier one (iter_pages)
+    inline = [offset for thread, offset in requests if thread == caller]
+    ahead = [offset for thread, offset in requests if thread != caller]
+    # Page 1 inline (total unknown, and it proves the store slow); page 2 inline while 3-5 are fetched ahead;
+    # every later page by the page threads, then the last one read again after every earlier one.
+    assert inline == [0, 95, 1140]
+    assert set(range(190, 1200, 95)) <= set(ahead)
+    assert all(thread.startswith("woo-customers") for thread, offset in requests if thread != caller)
 
 
 def test_a_fast_upstream_is_read_inline(woo, monkeypatch):
     sandbox, conn = woo(size=1200)
     # No sandbox latency; a threshold no loopback page comes near, so timing cannot decide this test.
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 10_000.0)
-    ids, threads = _scan(conn, monkeypatch)
+    ids, requests = _scan(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
-    assert set(threads) == {threading.current_thread().name}
-    assert len(threads) == 13  # each offset once: nothing speculative to re-read
+    assert {thread for thread, _ in requests} == {threading.current_thread().name}
+    assert [offset for _, offset in requests] == list(range(0, 1200, 95))  # each once: nothing to re-read
 
 
 @pytest.mark.parametrize("after_ms", [0.0, 10_000.0])
 def test_inline_and_read_ahead_scans_agree(woo, monkeypatch, after_ms):
     sandbox, conn = woo(size=777)
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", after_ms)
-    ids, threads = _scan(conn, monkeypatch)
+    ids, requests = _scan(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
-    assert any(t.startswith("woo-customers") for t in threads) == (after_ms == 0.0)
+    assert any(thread.startswith("woo-customers") for thread, _ in requests) == (after_ms == 0.0)
+
+
+@pytest.mark.parametrize("read_ahead", ["switch"], indirect=True)
+def test_the_fixture_that_switches_mid_scan_does_switch(woo, monkeypatch, read_ahead):
+    """tests/woocommerce/test_paging.py runs its mid-scan mutations with the window opening after two pages."""
+    sandbox, conn = woo(size=1200)
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    ids, requests = _scan(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    caller = threading.current_thread().name
+    assert [offset for thread, offset in requests if thread == caller] == [0, 95, 190, 1140]
