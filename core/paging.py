@@ -70,20 +70,23 @@ class ReadAhead:
     but against a fast one they cost more than they hide: a page's own work (the request's Python, the parse)
     holds the interpreter lock in whichever thread it runs, and handing pages between threads adds switches
     (issue 20, a first sync of 100,000 customers against a zero-latency upstream: 3 pages in flight ahead
-    against none, 8 interleaved rounds 4.08 -> 3.67 s, CPU 3.48 -> 3.25 s; docs/performance.md, fifteenth pass).
-    So pages are fetched inline, and each tells what it waited beyond its own CPU time (the upstream's latency,
-    and any wait for the lock or the CPU; a 429's Retry-After sleep too, as before). The window opens at once
-    after one page that waited more than ``at_once`` seconds, or after ``confirm`` pages in a row that each
-    waited more than ``slow``: in runs of 1,053 pages against a zero-latency upstream on a loaded 2-core
-    machine, 3 pages in a row waited over 2 ms up to 12 times a run, over 5 ms never, and no single page over
-    21 ms. From then on ``most`` pages are kept in flight for the rest of the fetch (an upstream that got slow
-    once may again); a wrong opening costs only this gain. ``slow`` <= 0: ahead from the start."""
+    against none, 8 interleaved rounds 4.08 -> 3.67 s, CPU 3.48 -> 3.25 s on PostgreSQL; 6 rounds on SQLite
+    4.13 -> 3.71 s; docs/performance.md, fifteenth pass).
+    So pages are fetched inline, and each tells what it waited beyond its own CPU time: the upstream's latency,
+    but also any wait for the lock while another thread holds it (a 429's Retry-After sleep too, as before).
+    The window opens at once after one page that waited more than ``at_once`` seconds (default twice
+    ``slow``), or after ``confirm`` pages in a row that each waited more than ``slow``. The defaults are above
+    what the lock alone made a page wait: in 8 runs of 1,053 pages against a zero-latency upstream (PostgreSQL
+    and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
+    over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. From then on ``most`` pages are kept
+    in flight for the rest of the fetch (an upstream that got slow once may again); a wrong opening costs only
+    this gain. ``slow`` <= 0: ahead from the start."""
 
-    def __init__(self, most: int, *, slow: float = 0.005, confirm: int = 3, at_once: float | None = None) -> None:
+    def __init__(self, most: int, *, slow: float = 0.020, confirm: int = 3, at_once: float | None = None) -> None:
         self.most = max(0, most)
         self.size = self.most if slow <= 0 else 0
         self._slow, self._confirm, self._run = slow, confirm, 0
-        self._at_once = 6 * slow if at_once is None else at_once
+        self._at_once = 2 * slow if at_once is None else at_once
         self.opened_after: list[float] | None = None  # the waits that opened the window (for the log)
         self._waits: list[float] = []
 

@@ -64,7 +64,7 @@ def read_ahead(request, monkeypatch):
     from connectors.woocommerce import conf
     from core import paging
 
-    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", {"ahead": 0.0, "inline": 10_000.0, "switch": 5.0}[request.param])
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", {"ahead": 0.0, "inline": 10_000.0, "switch": 20.0}[request.param])
     if request.param == "switch":
 
         def after_two(self, wall: float, cpu: float) -> None:
