@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,7 @@ class ReadAhead:
         self._slow, self._confirm, self._run = slow, confirm, 0
         self._at_once = 2 * slow if at_once is None else at_once
         self.opened_after: list[float] | None = None  # the waits that opened the window (for the log)
-        self._waits: list[float] = []
+        self._waits: deque[float] = deque(maxlen=max(1, confirm))
 
     def inline(self, wall: float, cpu: float) -> None:
         """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU."""
@@ -96,7 +97,7 @@ class ReadAhead:
             return
         wait = wall - cpu
         self._run = self._run + 1 if wait > self._slow else 0
-        self._waits = [*self._waits[-(self._confirm - 1) :], wait] if self._confirm > 1 else [wait]
+        self._waits.append(wait)
         if self._run >= self._confirm or wait > self._at_once:
             self.size = self.most
-            self.opened_after = self._waits
+            self.opened_after = list(self._waits)

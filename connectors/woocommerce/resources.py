@@ -352,18 +352,19 @@ class WooResource(Resource):
         def fetch(offset: int):
             future = pending.pop(offset, None)
             if future is None:
+                if window.size:  # open: nothing left to measure
+                    return self._get(ctx.client, params, offset, ctx.known_body)
                 wall, cpu = time.perf_counter(), time.thread_time()
                 got = self._get(ctx.client, params, offset, ctx.known_body)
-                if not window.size:
-                    window.inline(time.perf_counter() - wall, time.thread_time() - cpu)
-                    if window.size:
-                        log.debug(
-                            "%s: reading %s pages ahead from offset %s (pages waited %s ms)",
-                            self.name,
-                            window.size,
-                            offset,
-                            ", ".join(f"{w * 1000:.1f}" for w in window.opened_after or ()),
-                        )
+                window.inline(time.perf_counter() - wall, time.thread_time() - cpu)
+                if window.size:
+                    log.debug(
+                        "%s: reading %s pages ahead from offset %s (pages waited %s ms)",
+                        self.name,
+                        window.size,
+                        offset,
+                        ", ".join(f"{w * 1000:.1f}" for w in window.opened_after or ()),
+                    )
                 return got
             speculative["used"] = True
             return future.result()
