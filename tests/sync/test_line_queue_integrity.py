@@ -160,13 +160,18 @@ def test_the_reaper_skips_a_queue_that_is_gone(queue, fake_clock):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_queue_deleted_during_its_fetch_is_not_retried_as_draft_lines(fake_conn, fake_kind, monkeypatch, caplog):
+def test_a_queue_deleted_during_its_fetch_is_not_retried_as_draft_lines(
+    fake_conn, fake_kind, monkeypatch, caplog, settings
+):
     """The fetcher's next group finds the queue gone (lock_queue raises): the run stops there, without
     trying the group again as draft lines (which would fail the same way), and leaves no line behind."""
     import logging
 
     from sync import engine, services
 
+    # Groups of at most 1,000 records, so the 3,000 make at least two whatever the timing (a group takes what
+    # the producer had ready, up to the cap: a fast machine made one group of all 3,000 and no second call).
+    settings.SYNC_FETCH_GROUP_RECORDS = 1000
     fake_kind.__init__(3000)
     q = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
     prepare, calls = engine.QueueRunner._prepare_pages, []
