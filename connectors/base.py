@@ -355,6 +355,9 @@ def _long_integer(content: bytes) -> bool:
     return marked.startswith(_LONG_RUN) or _LONG_NUMBER in marked
 
 
+_READ_CHUNK = 1024 * 1024
+
+
 def read_bounded(response: requests.Response, limit: int) -> None:
     """Read a streamed body into ``response.content`` but never more than ``limit`` bytes: a larger body (by
     its Content-Length or as it arrives) closes the connection and raises ResponseTooLarge."""
@@ -364,7 +367,9 @@ def read_bounded(response: requests.Response, limit: int) -> None:
         raise ResponseTooLarge(_too_large(response, limit, f"it announced {int(declared):,} bytes"))
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=64 * 1024):
+    # 1 MiB reads: a 114 kB page in one read instead of two of 64 kB (~0.02 ms a page in iter_content's
+    # generators); a body past the limit is still refused within one read of it.
+    for chunk in response.iter_content(chunk_size=_READ_CHUNK):
         size += len(chunk)
         if size > limit:
             response.close()

@@ -10,14 +10,20 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
+from requests.hooks import default_hooks
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity, to_native_string
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
@@ -211,8 +217,118 @@ class GuardedAdapter(HTTPAdapter):
         }
 
 
+class GuardedSession(requests.Session):
+    """A Session whose ``request`` prepares a plain GET itself: what ``Session.prepare_request`` would build, in
+    a fifth of the time. requests merges the session's settings into every request through generic helpers
+    (runtime Protocol checks, cookie-jar copies, the URL parsed and requoted whole): ~0.15 ms of CPU a page,
+    ~0.16 s a first sync of 100,000 WooCommerce customers on the fetch thread every sync waits for (issue 20).
+
+    Only the case whose result is plain is taken (``plain_get``): GET, no body, no cookies, no session-level
+    auth/params/proxies/hooks, no trust in the environment, a URL without "%", "#" or "@" (so its requoting
+    cannot reach the query, and it holds no credentials), parameters a dict of str to str/int/float/None.
+    Anything else goes through ``requests.Session.request`` unchanged. Sending is still ``Session.send`` (the
+    adapter, hooks, cookies a response sets; once the jar holds one, requests prepare every request again).
+    tests/core/test_guarded_session.py compares the two preparations field by field and on the wire."""
+
+    def request(self, method, url, params=None, data=None, headers=None, cookies=None, files=None, auth=None,
+                timeout=None, allow_redirects=True, proxies=None, hooks=None, stream=None, verify=None, cert=None,
+                json=None):  # fmt: skip
+        plain = None
+        if not (data or files or cookies or proxies or hooks) and json is None:
+            plain = self.plain_get(method, url, params, headers, auth)
+        if plain is None:
+            return super().request(
+                method, url, params=params, data=data, headers=headers, cookies=cookies, files=files, auth=auth,
+                timeout=timeout, allow_redirects=allow_redirects, proxies=proxies, hooks=hooks, stream=stream,
+                verify=verify, cert=cert, json=json,
+            )  # fmt: skip
+        # What merge_environment_settings gives when the environment is not trusted.
+        return self.send(
+            plain,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+            proxies={},
+            stream=self.stream if stream is None else stream,
+            verify=self.verify if verify is None else verify,
+            cert=self.cert if cert is None else cert,
+        )
+
+    def plain_get(self, method, url, params, headers, auth) -> PreparedRequest | None:
+        """``self.prepare_request(Request(method, url, params=params, headers=headers, auth=auth))`` for the
+        plain case described on the class, or None where the case is not plain."""
+        if (
+            method != "GET"
+            or url.__class__ is not str
+            or self.trust_env
+            or self.auth is not None
+            or self.params
+            or self.proxies
+            or self.hooks.get("response") != []
+            or len(self.cookies)
+        ):
+            return None
+        base = _prepared_url(url)
+        query = _plain_query(params)
+        if base is None or query is None:
+            return None
+        merged = CaseInsensitiveDict(self.headers)
+        if headers:
+            merged.update(headers)
+        prepared = PreparedRequest()
+        prepared.method = method
+        prepared.url = f"{base}{'&' if '?' in base else '?'}{query}" if query else base
+        prepared.headers = CaseInsensitiveDict()
+        for header in merged.items():
+            if header[1] is not None:  # merge_setting drops a header set to None
+                check_header_validity(header)
+                prepared.headers[to_native_string(header[0])] = header[1]
+        prepared._cookies = RequestsCookieJar()
+        prepared.body = None
+        if auth:
+            prepared.prepare_auth(auth, base)
+        prepared.hooks = default_hooks()
+        return prepared
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_url(url: str) -> str | None:
+    """requests' preparation of ``url`` alone (IDNA host, requoting), for URLs where adding a query after it
+    equals preparing the two together: no "%" (a bad escape makes requests requote the whole URL another way),
+    no "#" (the query goes before a fragment), no "@" (credentials in the URL are requests' slow case)."""
+    if "%" in url or "#" in url or "@" in url:
+        return None
+    prepared = PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+    except Exception:  # requests raises it again on its own path, with its own message
+        return None
+    return prepared.url
+
+
+def _plain_query(params) -> str | None:
+    """The query requests makes of ``params`` (``RequestEncodingMixin._encode_params``), for a dict of str keys
+    to str, int, float or None values (None dropped, as requests drops it); None for any other shape. Its
+    output holds only characters requests' requoting leaves alone."""
+    if not params:
+        return "" if params is None or params.__class__ is dict else None
+    if params.__class__ is not dict:
+        return None
+    pairs = []
+    for key, value in params.items():
+        if key.__class__ is not str:
+            return None
+        kind = value.__class__
+        if kind is str:
+            pairs.append((key, value))
+        elif kind is int or kind is float:
+            pairs.append((key, str(value)))
+        elif value is not None:
+            return None
+    return urlencode(pairs)
+
+
 def guarded_session(pool_maxsize: int = 10) -> requests.Session:
-    session = requests.Session()
+    session = GuardedSession()
     session.trust_env = False  # no proxies / netrc from the environment
     session.max_redirects = 0
     adapter = GuardedAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
