@@ -20,7 +20,6 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar
-from requests.hooks import default_hooks
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity, to_native_string
@@ -224,11 +223,12 @@ class GuardedSession(requests.Session):
     ~0.16 s a first sync of 100,000 WooCommerce customers on the fetch thread every sync waits for (issue 20).
 
     Only the case whose result is plain is taken (``plain_get``): GET, no body, no cookies, no session-level
-    auth/params/proxies/hooks, no trust in the environment, a URL without "%", "#" or "@" (so its requoting
-    cannot reach the query, and it holds no credentials), parameters a dict of str to str/int/float/None.
-    Anything else goes through ``requests.Session.request`` unchanged. Sending is still ``Session.send`` (the
-    adapter, hooks, cookies a response sets; once the jar holds one, requests prepare every request again).
-    tests/core/test_guarded_session.py compares the two preparations field by field and on the wire."""
+    auth/params/proxies/hooks, no trust in the environment, auth None or a (user, password) pair, headers a
+    dict, an http(s) URL without "%", "#" or "@" (so its requoting cannot reach the query, and it holds no
+    credentials), parameters a dict of str to str/int/float/None. Anything else goes through
+    ``requests.Session.request`` unchanged. Sending is still ``Session.send`` (the adapter, hooks, cookies a
+    response sets; once the jar holds one, requests prepares every request again).
+    tests/connectors/test_guarded_session.py compares the two preparations field by field and on the wire."""
 
     def request(self, method, url, params=None, data=None, headers=None, cookies=None, files=None, auth=None,
                 timeout=None, allow_redirects=True, proxies=None, hooks=None, stream=None, verify=None, cert=None,
@@ -267,9 +267,15 @@ class GuardedSession(requests.Session):
             or len(self.cookies)
         ):
             return None
+        if not (auth is None or (auth.__class__ is tuple and len(auth) == 2)):
+            return None  # an auth object may register hooks (digest) or rewrite the request: requests' path
+        if not (headers is None or headers.__class__ is dict):
+            return None
         base = _prepared_url(url)
+        if base is None:
+            return None
         query = _plain_query(params)
-        if base is None or query is None:
+        if query is None:
             return None
         merged = CaseInsensitiveDict(self.headers)
         if headers:
@@ -285,18 +291,18 @@ class GuardedSession(requests.Session):
         prepared._cookies = RequestsCookieJar()
         prepared.body = None
         if auth:
-            prepared.prepare_auth(auth, base)
-        prepared.hooks = default_hooks()
-        return prepared
+            prepared.prepare_auth(auth, base)  # HTTP Basic: the Authorization header, as requests adds it
+        return prepared  # hooks: PreparedRequest's defaults, as merge_hooks leaves them for this session
 
 
 @functools.lru_cache(maxsize=256)
 def _prepared_url(url: str) -> str | None:
     """requests' preparation of ``url`` alone (IDNA host, requoting), for URLs where adding a query after it
     equals preparing the two together: no "%" (a bad escape makes requests requote the whole URL another way),
-    no "#" (the query goes before a fragment), no "@" (credentials in the URL are requests' slow case)."""
-    if "%" in url or "#" in url or "@" in url:
-        return None
+    no "#" (the query goes before a fragment), no "@" (credentials in the URL are requests' slow case), and
+    an http(s) URL."""
+    if "%" in url or "#" in url or "@" in url or url.lstrip()[:4].lower() != "http":
+        return None  # (requests leaves a URL of another scheme as it is, without the parameters)
     prepared = PreparedRequest()
     try:
         prepared.prepare_url(url, None)

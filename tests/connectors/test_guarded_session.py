@@ -101,10 +101,59 @@ def test_a_session_with_its_own_settings_is_prepared_by_requests(change):
         ("GET", URLS[0], [("a", "1")]),  # a list of pairs
         ("GET", URLS[0], "a=1"),  # a query string
         ("GET", "not a url", {}),  # requests raises its own error for it
+        ("GET", "ftp://shop.example/x", {"x": "1"}),  # requests keeps another scheme's URL without the query
+        ("GET", "localhost:8080/x", {"x": "1"}),
     ],
 )
 def test_anything_else_is_left_to_requests(method, url, params):
     assert guarded_session().plain_get(method, url, params, None, None) is None
+
+
+@pytest.mark.parametrize(
+    "headers, auth",
+    [
+        (None, requests.auth.HTTPDigestAuth("u", "p")),  # registers its own response hooks
+        (None, requests.auth.HTTPBasicAuth("u", "p")),  # any auth object: requests' path
+        (None, ("u", "p", "x")),
+        ([("Accept", "application/json")], None),  # headers as pairs: requests raises for them
+    ],
+)
+def test_auth_objects_and_header_pairs_are_left_to_requests(headers, auth):
+    assert guarded_session().plain_get("GET", URLS[0], {"a": "1"}, headers, auth) is None
+
+
+class _Sent(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"timeout": 7, "stream": True, "allow_redirects": False},
+        {"verify": False, "cert": "/tmp/client.pem", "timeout": (3, 9)},
+        {"verify": "/etc/ssl/certs/ca.pem", "stream": False},
+    ],
+)
+def test_a_plain_get_is_sent_with_the_settings_requests_sends_it_with(monkeypatch, options):
+    """Session.send must get what Session.request gives it: TLS verification, client cert, timeout, streaming,
+    redirects and proxies included (a fast path that dropped verify would send unverified TLS)."""
+    sent: list = []
+
+    def record(self, request, **kwargs):
+        sent.append((_fields(request), kwargs))
+        raise _Sent
+
+    monkeypatch.setattr(requests.Session, "send", record)
+    session = guarded_session()
+    session.stream, session.verify = False, "/etc/ssl/session-ca.pem"  # settings of the session, merged
+    for send in (session.request, lambda *a, **kw: requests.Session.request(session, *a, **kw)):
+        with pytest.raises(_Sent):
+            send("GET", URLS[1], params={"page": 2}, headers={"Accept": "application/json"}, auth=("ck", "cs"),
+                 **options)  # fmt: skip
+    assert len(sent) == 2
+    assert sent[0][0] == sent[1][0]
+    assert {k: v for k, v in sent[0][1].items()} == {k: dict(v) if k == "proxies" else v for k, v in sent[1][1].items()}
 
 
 def test_a_bad_header_is_refused_as_requests_refuses_it():
