@@ -120,3 +120,40 @@ def test_a_false_yes_of_the_guard_still_parses_to_the_same_values():
     costs the slower parse); what the body parses to does not change."""
     body = b'{"a": "b: 1234567890 123456789", "n": 7}'
     assert response_json(_response(body)) == {"a": "b: 1234567890 123456789", "n": 7}
+
+
+def _ints(value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _ints(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _ints(item)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_integer_orjson_cannot_hold_is_flagged(seed):
+    """Against the standard library's reading of the body: any integer outside orjson's exact range (-2**63 ..
+    2**64 - 1) makes _long_integer say yes, whatever surrounds it (blanks, signs, strings of digits nearby)."""
+    import random
+
+    rng = random.Random(seed)
+    flagged = 0
+    for _ in range(400):
+        record = {
+            "id": rng.choice([1, -7, 10 ** rng.randint(1, 25) + rng.randint(0, 9), -(10 ** rng.randint(17, 22))]),
+            "digits": "".join(rng.choice("0123456789 ") for _ in range(rng.randint(0, 30))),
+            "list": [rng.randint(-(2**70), 2**70) for _ in range(rng.randint(0, 3))],
+            "f": rng.random() * 10 ** rng.randint(0, 25),
+        }
+        body = json.dumps([record], indent=rng.choice([None, 1, "\t"])).encode()
+        beyond = any(not (-(2**63) <= i <= 2**64 - 1) for i in _ints(json.loads(body)))
+        if beyond:
+            flagged += 1
+            assert _long_integer(body), body
+        assert response_json(_response(body)) == json.loads(body)
+    assert flagged > 100
