@@ -204,14 +204,12 @@ class Client:
         refreshed = False
         while True:
             try:
-                return self._request_with_retries(method, path, params=params, json=json, data=data, headers=headers)
+                kw = {"params": params, "json": json, "data": data, "headers": headers}
+                return self._retrying(method, path, kw)
             except AuthError as exc:
                 if refreshed or not self.on_auth_error(exc):
                     raise
                 refreshed = True
-
-    def _request_with_retries(self, method, path, **kw) -> requests.Response:
-        return self._retrying(method, path, kw)
 
     @functools.cached_property
     def _retrying(self):
