@@ -702,8 +702,14 @@ def _upsert_executemany(
         values.sort(key=operator.itemgetter(*(positions[n] for n in unique_fields)))
     except TypeError:  # keys of mixed types, or None: ordered by their text, as before (the database then judges)
         values.sort(key=lambda row: tuple(str(row[positions[n]]) for n in unique_fields))
+    return _execute_values(head, tail, len(columns), values)
+
+
+def _execute_values(head: str, tail: str, n_columns: int, values: list[list]) -> int:
+    """SQLite: ``head`` + multi-row VALUES + ``tail`` over ``values`` (prepared rows), in chunks the parameter
+    limit allows; returns the rows inserted or updated."""
     written = 0
-    one = f"({', '.join(['?'] * len(columns))})"
+    one = f"({', '.join(['?'] * n_columns)})"
     # One transaction like bulk_create's (in autocommit every row would commit alone). sqlite3's own execute
     # with "?" placeholders: Django's cursor would rewrite a statement of thousands of placeholders each time
     # (and, in DEBUG, keep it in connection.queries with every value inlined); its error mapping stays. So
@@ -711,7 +717,7 @@ def _upsert_executemany(
     with transaction.atomic(savepoint=False), db_connection.cursor() as cursor, db_connection.wrap_database_errors:
         db_connection.validate_no_broken_transaction()  # what Django's cursor would check before each statement
         raw = cursor.cursor
-        for start, n in _value_chunks(len(values), len(columns), _sqlite_max_params()):
+        for start, n in _value_chunks(len(values), n_columns, _sqlite_max_params()):
             statement = head + ", ".join([one] * n) + tail
             sqlite3.Cursor.execute(raw, statement, list(itertools.chain.from_iterable(values[start : start + n])))
             written += max(raw.rowcount, 0)
@@ -770,6 +776,22 @@ def insert_copy(model: type[models.Model], rows: list[dict]) -> int:
     the byte order the upsert locks in). Inside a transaction. Returns len(rows)."""
     copy_model_rows(model, model._meta.db_table, rows)
     return len(rows)
+
+
+def insert_new(model: type[models.Model], rows: list[dict]) -> int:
+    """Rows known to be new (a connection's first sync: TableSink.write with the engine's ``insert_only``),
+    written with no ON CONFLICT: PostgreSQL COPYs them straight into the table (insert_copy), SQLite INSERTs
+    them with multi-row VALUES. On SQLite the upsert costs more even when nothing conflicts: with foreign keys
+    on (Django turns them on), an upsert whose DO UPDATE sets a foreign-key column (the rows' organization)
+    took 1.31 s against 0.84 s for the same 100,000 new customer rows with a plain INSERT, measured in SQLite
+    alone (issue 20, seventeenth pass). A row that exists after all fails the statement with an
+    IntegrityError (the unique constraint), rolling back the caller's transaction. Inside a transaction.
+    Returns how many rows were inserted."""
+    if db_connection.vendor == "postgresql":
+        return insert_copy(model, rows)
+    fields = _layout(model)[0]
+    head = f"INSERT INTO {_qn(model._meta.db_table)} ({', '.join(_qn(f.column) for f in fields)}) VALUES "  # noqa: S608
+    return _execute_values(head, "", len(fields), list(_tuples(model, rows)))
 
 
 def _upsert_copy(

@@ -194,11 +194,11 @@ class QueueRunner:
         self.rows_written = 0  # rows the sink inserted or updated (unchanged or older snapshots are not)
         self._revision = mapping_revision(self.resource)  # keys every row's source_hash (see _map)
         # Does the connection have rows of this resource yet? (Read when the fetch starts.) If not, the
-        # fetcher does not look for unchanged records (none can be stored), and on PostgreSQL it COPYs the
-        # rows of its groups straight into the table (``insert_only``, read by TableSink.write) instead of
-        # staging and upserting them: a first sync has nothing to merge with. A row that is there after
-        # all (a webhook's, a record re-read in a later group) makes the group's insert fail; the group is
-        # then written again with the upsert, which stays on (_store_retry).
+        # fetcher does not look for unchanged records (none can be stored), and it inserts the rows of its
+        # groups without an upsert (``insert_only``, read by TableSink.write: a COPY straight into the table
+        # on PostgreSQL, a plain INSERT on SQLite; bulk.insert_new): a first sync has nothing to merge with.
+        # A row that is there after all (a webhook's, a record re-read in a later group) makes the group's
+        # insert fail; the group is then written again with the upsert, which stays on (_store_retry).
         self._known_rows = True
         self.insert_only = False
         # First sync only (see _map_early): {id(a page's keyed records): its _PagePlan}, filled by the fetch
@@ -1066,7 +1066,7 @@ class QueueRunner:
                 upserts.append((_Ref(ext, record), values))
             else:
                 deletes.append(_Ref(ext, record))
-        self.insert_only = not self._known_rows and is_postgres()
+        self.insert_only = not self._known_rows
         self.encoded_rows = plan.encoded
         try:
             self._write(upserts, deletes, now)

@@ -102,7 +102,7 @@ class TableSink:
                 base = self._base(connection, now)
                 rows = [self._row(base, line.external_id, values) for line, values in upserts]
                 if insert_only:
-                    written = bulk.insert_copy(model, rows)  # the engine's first sync of a connection (PostgreSQL)
+                    written = bulk.insert_new(model, rows)  # the engine's first sync of a connection
                 else:
                     fields = self.fields_to_update(run, sample)
                     written = bulk.upsert_rows(

@@ -91,27 +91,27 @@ def test_a_group_mixing_repeats_deletes_and_failures_writes_each_record_once(fak
 
 
 def test_a_first_sync_inserts_without_upsert_until_a_row_is_already_there(fake_conn, fake_kind, org, monkeypatch):
-    """A connection without rows gets its groups COPYed straight into the table on PostgreSQL (insert_only).
-    A row that appears meanwhile (a webhook's) makes the group's insert fail; the group is written again by
-    the guarded upsert, which stays on: nothing lost, nothing doubled, the newer row kept."""
+    """A connection without rows gets its groups inserted without an upsert (insert_only: a COPY straight
+    into the table on PostgreSQL, a plain INSERT on SQLite). A row that appears meanwhile (a webhook's) makes
+    the group's insert fail; the group is written again by the guarded upsert, which stays on: nothing lost,
+    nothing doubled, the newer row kept."""
     fake_kind.__init__(0)
     make = fake_kind.make
     q = start(fake_conn, enqueue=False)
     runner = runner_with_lease(q)
     runner._known_rows = False  # as fetch() finds it for a connection without rows
     inserts = []
-    real_insert = bulk.insert_copy
-    monkeypatch.setattr(bulk, "insert_copy", lambda model, rows: inserts.append(len(rows)) or real_insert(model, rows))
+    real_insert = bulk.insert_new
+    monkeypatch.setattr(bulk, "insert_new", lambda model, rows: inserts.append(len(rows)) or real_insert(model, rows))
     runner._store_pages([Page([make(1), make(2)], next_token=1)])
-    assert inserts == ([2] if db_connection.vendor == "postgresql" else []), "PostgreSQL only: a plain COPY"
+    assert inserts == [2], "a plain insert, on either database"
     # A webhook writes id 4 with a newer snapshot before the next group arrives.
     Customer.objects.create(
         organization=org, connection=fake_conn, external_id="4", email="new@example.com", sync_version="9" * 30
     )
     assert runner._store_pages([Page([make(3), make(4)], next_token=None)]) == 0
-    if db_connection.vendor == "postgresql":
-        # The second group tried the plain insert too, was refused (id 4), and went through the upsert.
-        assert runner._known_rows and inserts == [2, 2], "the upsert stays on after a refused insert"
+    # The second group tried the plain insert too, was refused (id 4), and went through the upsert.
+    assert runner._known_rows and inserts == [2, 2], "the upsert stays on after a refused insert"
     rows = Customer.objects.filter(connection=fake_conn)
     assert sorted(rows.values_list("external_id", flat=True)) == ["1", "2", "3", "4"]
     assert rows.get(external_id="4").email == "new@example.com", "the newer row is kept"

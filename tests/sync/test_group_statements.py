@@ -10,6 +10,7 @@ import threading
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
 from django.forms.models import model_to_dict
 
@@ -127,6 +128,121 @@ def test_sqlite_upserts_split_into_chunks_keep_every_row_and_the_guard(fake_conn
     assert Customer.objects.get(connection=fake_conn, external_id="3").first_name == "Newer"
     assert upsert(rows(4, {3: "Older"})) == 0, "an older snapshot replaced a newer one"
     assert Customer.objects.get(connection=fake_conn, external_id="3").first_name == "Newer"
+
+
+# --- a first sync inserts without an upsert, on either database (bulk.insert_new) -----------------------------
+_INSERT_VALUES = {
+    "text": {"first_name": 'F "quoted" \\ ñ 東京 🙂', "last_name": "o'brien", "company": "%s and %(x)s"},
+    "json": {"billing": {"city": "Ñuñoa", "n": 7, "nested": [None, True, 1.5, {"k": "v"}]}, "extra": {}},
+    "bool and decimal": {"is_paying_customer": True, "loyalty_balance": Decimal("12.125")},
+    "times": {
+        "upstream_created_at": dt.datetime(2024, 5, 1, 10, 30, 15, 123456, tzinfo=dt.UTC),
+        "upstream_updated_at": dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
+        "deleted_at": None,
+    },
+    "bookkeeping": {"sync_version": "00000000000000000042", "sync_hash": "ab" * 16},
+}
+
+
+@pytest.mark.parametrize("values", _INSERT_VALUES.values(), ids=_INSERT_VALUES.keys())
+def test_a_plain_insert_stores_what_the_upsert_stores(org, make_connection, values, monkeypatch):
+    """insert_new (a first sync's rows) and upsert_rows (every other write) must leave the same row; chunked
+    by a tiny parameter limit on SQLite, so the multi-row VALUES are split as a big group's would be."""
+    n_columns = len(bulk._layout(Customer)[0])
+    monkeypatch.setattr(bulk, "_sqlite_max_params", lambda: 2 * n_columns + 1)
+    inserted, upserted = (
+        make_connection(org, kind="fake", name="inserted"),
+        make_connection(org, kind="fake", name="up"),
+    )
+
+    def rows(conn):
+        return [
+            {
+                "organization_id": org.pk,
+                "connection_id": conn.pk,
+                "synced_at": dt.datetime(2026, 12, 4, 16, 0, tzinfo=dt.UTC),
+                "external_id": str(i),
+                "email": f"c{i}@example.com",
+                **values,
+            }
+            for i in range(1, 6)
+        ]
+
+    with transaction.atomic():
+        assert bulk.insert_new(Customer, rows(inserted)) == 5
+        written = bulk.upsert_rows(
+            Customer, rows(upserted), unique_fields=["connection", "external_id"], update_fields=sorted(values)
+        )
+        assert written == 5
+
+    def stored(conn):
+        return {
+            c.external_id: model_to_dict(c, exclude=("id", "connection"))
+            for c in Customer.objects.filter(connection=conn)
+        }
+
+    assert len(stored(inserted)) == 5
+    assert stored(inserted) == stored(upserted)
+
+
+def test_a_plain_insert_of_a_row_already_there_is_refused_and_writes_none_of_its_rows(fake_conn, org):
+    """insert_new has no ON CONFLICT: a row that exists fails the statement with the unique constraint's
+    IntegrityError (which sends the engine's group to the upsert, _store_retry), and the group's other rows
+    go with the rolled-back transaction."""
+    Customer.objects.create(organization=org, connection=fake_conn, external_id="2", email="there@example.com")
+
+    def row(i):
+        return {"organization_id": org.pk, "connection_id": fake_conn.pk, "external_id": str(i), "email": f"{i}@x.io"}
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk.insert_new(Customer, [row(1), row(2), row(3)])
+    assert list(Customer.objects.filter(connection=fake_conn).values_list("external_id", "email")) == [
+        ("2", "there@example.com")
+    ]
+
+
+def test_a_first_sync_inserts_and_the_next_one_upserts(fake_conn, fake_kind, monkeypatch):
+    """A connection's first sync writes with insert_new (no ON CONFLICT in the statement SQLite runs: there
+    an upsert setting a foreign-key column cost ~4.7 us a row more with nothing to conflict with); the next
+    sync, with a changed record, goes through the guarded upsert."""
+    calls: list[tuple[str, int]] = []
+    real_new, real_encoded, real_upsert = bulk.insert_new, bulk.insert_encoded, bulk.upsert_rows
+    # On PostgreSQL a first sync's rows are encoded in the fetch thread and COPYed by insert_encoded.
+    monkeypatch.setattr(
+        bulk, "insert_encoded", lambda model, rows: calls.append(("insert", len(rows))) or real_encoded(model, rows)
+    )
+    monkeypatch.setattr(
+        bulk, "insert_new", lambda model, rows: calls.append(("insert", len(rows))) or real_new(model, rows)
+    )
+    monkeypatch.setattr(
+        bulk,
+        "upsert_rows",
+        lambda model, rows, **kw: calls.append(("upsert", len(rows))) or real_upsert(model, rows, **kw),
+    )
+    statements: list[str] = []
+    if db_connection.vendor == "sqlite":
+        db_connection.ensure_connection()
+        db_connection.connection.set_trace_callback(statements.append)
+        monkeypatch.setattr(db_connection, "close", lambda: None)  # keep the traced connection for the test
+    fake_kind.__init__(6)
+    try:
+        assert full_sync(fake_conn).done_count == 6
+        first, calls[:] = list(calls), []
+        first_statements, statements[:] = list(statements), []
+        fake_kind.records[2] = fake_kind.make(3, first_name="Changed", version=99)
+        assert full_sync(fake_conn).done_count == 6
+    finally:
+        if db_connection.vendor == "sqlite":
+            db_connection.connection.set_trace_callback(None)
+    assert first == [("insert", 6)]
+    assert calls == [("upsert", 1)]
+    assert Customer.objects.get(connection=fake_conn, external_id="3").first_name == "Changed"
+    if db_connection.vendor == "sqlite":
+        table = Customer._meta.db_table
+        inserts = [sql for sql in first_statements if sql.startswith(f'INSERT INTO "{table}"')]
+        assert inserts and not any("ON CONFLICT" in sql for sql in inserts), inserts
+        upserts = [sql for sql in statements if sql.startswith(f'INSERT INTO "{table}"')]
+        assert upserts and all("ON CONFLICT" in sql for sql in upserts), upserts
 
 
 def test_upsert_keys_of_mixed_types_are_written_or_refused_by_the_database_never_a_sort_error(fake_conn):
