@@ -684,12 +684,10 @@ def _upsert_executemany(
     and with the fetch threads parsing meanwhile each retake waited for them (1,000 rows took 46 ms in a run
     against 12 ms alone). Returns the rows inserted or updated."""
     meta = model._meta
-    fields, _, _ = _layout(model)
-    columns = [f.column for f in fields]
     table = _qn(meta.db_table)
     keys = ", ".join(_qn(meta.get_field(name).column) for name in unique_fields)
     sets = ", ".join(f"{_qn(c)} = excluded.{_qn(c)}" for c in (meta.get_field(n).column for n in update_fields))
-    head = f"INSERT INTO {table} ({', '.join(_qn(c) for c in columns)}) VALUES "  # noqa: S608
+    head, n_columns = _insert_head(model)
     tail = f" ON CONFLICT ({keys}) DO UPDATE SET {sets}"
     if guard is not None:
         tail += f" WHERE {_guard_sql(model, guard, table)}"
@@ -702,7 +700,13 @@ def _upsert_executemany(
         values.sort(key=operator.itemgetter(*(positions[n] for n in unique_fields)))
     except TypeError:  # keys of mixed types, or None: ordered by their text, as before (the database then judges)
         values.sort(key=lambda row: tuple(str(row[positions[n]]) for n in unique_fields))
-    return _execute_values(head, tail, len(columns), values)
+    return _execute_values(head, tail, n_columns, values)
+
+
+def _insert_head(model) -> tuple[str, int]:
+    """``INSERT INTO table (every column in _layout's order) VALUES `` and how many columns that is."""
+    columns = [_qn(f.column) for f in _layout(model)[0]]
+    return f"INSERT INTO {_qn(model._meta.db_table)} ({', '.join(columns)}) VALUES ", len(columns)  # noqa: S608
 
 
 def _execute_values(head: str, tail: str, n_columns: int, values: list[list]) -> int:
@@ -784,14 +788,13 @@ def insert_new(model: type[models.Model], rows: list[dict]) -> int:
     them with multi-row VALUES. On SQLite the upsert costs more even when nothing conflicts: with foreign keys
     on (Django turns them on), an upsert whose DO UPDATE sets a foreign-key column (the rows' organization)
     took 1.31 s against 0.84 s for the same 100,000 new customer rows with a plain INSERT, measured in SQLite
-    alone (issue 20, seventeenth pass). A row that exists after all fails the statement with an
-    IntegrityError (the unique constraint), rolling back the caller's transaction. Inside a transaction.
-    Returns how many rows were inserted."""
+    alone (docs/performance.md, issue 20, seventeenth pass). A row that exists after all fails the statement
+    with an IntegrityError (the unique constraint) and marks the caller's transaction for rollback, so none of
+    ``rows`` stays. Inside a transaction. Returns how many rows were inserted."""
     if db_connection.vendor == "postgresql":
         return insert_copy(model, rows)
-    fields = _layout(model)[0]
-    head = f"INSERT INTO {_qn(model._meta.db_table)} ({', '.join(_qn(f.column) for f in fields)}) VALUES "  # noqa: S608
-    return _execute_values(head, "", len(fields), list(_tuples(model, rows)))
+    head, n_columns = _insert_head(model)
+    return _execute_values(head, "", n_columns, list(_tuples(model, rows)))
 
 
 def _upsert_copy(

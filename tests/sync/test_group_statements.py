@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
 from django.forms.models import model_to_dict
 
+from connectors.base import Page
 from customers.models import Customer
 from sync import bulk, engine, services
 from sync.engine import run_queue
@@ -174,6 +175,10 @@ def test_a_plain_insert_stores_what_the_upsert_stores(org, make_connection, valu
             Customer, rows(upserted), unique_fields=["connection", "external_id"], update_fields=sorted(values)
         )
         assert written == 5
+    # And what Django itself stores for the same values (insert_new and upsert_rows share their preparation).
+    by_orm = make_connection(org, kind="fake", name="orm")
+    for row in rows(by_orm):
+        Customer.objects.create(**row)
 
     def stored(conn):
         return {
@@ -182,7 +187,7 @@ def test_a_plain_insert_stores_what_the_upsert_stores(org, make_connection, valu
         }
 
     assert len(stored(inserted)) == 5
-    assert stored(inserted) == stored(upserted)
+    assert stored(inserted) == stored(upserted) == stored(by_orm)
 
 
 def test_a_plain_insert_of_a_row_already_there_is_refused_and_writes_none_of_its_rows(fake_conn, org):
@@ -199,6 +204,39 @@ def test_a_plain_insert_of_a_row_already_there_is_refused_and_writes_none_of_its
     assert list(Customer.objects.filter(connection=fake_conn).values_list("external_id", "email")) == [
         ("2", "there@example.com")
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_first_sync_insert_is_written_again_by_the_upsert_as_a_worker_runs_it(
+    fake_conn, fake_kind, org, monkeypatch
+):
+    """As in production (no test transaction around it: the group's atomic is the outermost one), and with the
+    conflict in a later chunk of the statement (a tiny parameter limit): the refused insert leaves nothing
+    behind, the group is written again by the guarded upsert, and the newer row a webhook wrote is kept."""
+    n_columns = len(bulk._layout(Customer)[0])
+    monkeypatch.setattr(bulk, "_sqlite_max_params", lambda: 2 * n_columns + 1)
+    make = fake_kind.make
+    fake_kind.__init__(0)
+    q = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
+    runner = engine.QueueRunner(q)
+    assert runner._take_fetch_lease()
+    runner._known_rows = False  # as fetch() finds it for a connection without rows
+    inserts: list[int] = []
+    real_new = bulk.insert_new
+    monkeypatch.setattr(bulk, "insert_new", lambda model, rows: inserts.append(len(rows)) or real_new(model, rows))
+    assert not db_connection.in_atomic_block
+    runner._store_pages([Page([make(1), make(2)], next_token=1)])
+    Customer.objects.create(
+        organization=org, connection=fake_conn, external_id="5", email="hook@example.com", sync_version="9" * 30
+    )
+    assert runner._store_pages([Page([make(3), make(4), make(5)], next_token=None)]) == 0
+    assert not db_connection.in_atomic_block
+    assert inserts == [2, 3] and runner._known_rows, "the second group's insert was tried, refused, then upserted"
+    rows = Customer.objects.filter(connection=fake_conn)
+    assert sorted(rows.values_list("external_id", flat=True)) == ["1", "2", "3", "4", "5"]
+    assert rows.get(external_id="5").email == "hook@example.com", "the newer row is kept"
+    assert set(SyncQueueLine.objects.filter(queue=q).values_list("state", flat=True)) == {LineState.DONE}
+    assert_counters_match(q)
 
 
 def test_a_first_sync_inserts_and_the_next_one_upserts(fake_conn, fake_kind, monkeypatch):
@@ -223,7 +261,6 @@ def test_a_first_sync_inserts_and_the_next_one_upserts(fake_conn, fake_kind, mon
     if db_connection.vendor == "sqlite":
         db_connection.ensure_connection()
         db_connection.connection.set_trace_callback(statements.append)
-        monkeypatch.setattr(db_connection, "close", lambda: None)  # keep the traced connection for the test
     fake_kind.__init__(6)
     try:
         assert full_sync(fake_conn).done_count == 6

@@ -55,11 +55,11 @@ def test_a_record_holding_a_nul_is_seen_by_the_full_scan_and_its_row_is_not_mark
 
 
 # --- a group written again after a refused first-sync insert keeps every record -------------------------------
-@pytest.mark.postgres
 def test_a_group_written_again_after_a_refused_plain_insert_keeps_the_records_already_queued(fake_conn, fake_kind, org):
     """A resumed first sync (the queue has lines, the table no rows: ``_check_queued`` on, ``insert_only``
-    on): the group's ids already in the queue go lines_add's way, the others are COPYed in. A webhook row
-    appearing meanwhile makes the COPY fail and the group is written again by the upsert. The second try must
+    on): the group's ids already in the queue go lines_add's way, the others are inserted without an upsert
+    (bulk.insert_new). A webhook row appearing meanwhile makes the insert fail and the group is written again
+    by the upsert. The second try must
     still hold the ids already queued: the newer snapshot of id 1 must reach its line and its row."""
     fake_kind.__init__(0)
     make = fake_kind.make
