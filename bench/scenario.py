@@ -217,3 +217,44 @@ def engine_run(conn, *, expect: int) -> float:
             f"error={q.last_error or q.fetch_error}"
         )
     return elapsed
+
+
+def fresh_sqlite(path) -> None:
+    """Point Django at a new SQLite file at ``path`` (any old file and its WAL deleted) and migrate it."""
+    from pathlib import Path
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.environ["DATABASE_URL"] = f"sqlite:///{path}"
+    setup_django(migrate=True)
+
+
+def sqlite_loop_run(upstream: Upstream, n: int, path, conn) -> float:
+    """One run of the plain SQLite loop (bench/plain_loop.run_sqlite) into ``path`` for ``conn``; checks it wrote
+    ``n`` rows and returns its seconds. Django's connection is closed first: the loop has the file to itself,
+    as the engine has."""
+    from django.db import connection
+
+    from bench import plain_loop
+
+    connection.close()
+    seconds, rows = plain_loop.run_sqlite(
+        upstream.url(n),
+        str(path),
+        organization_id=conn.organization_id,
+        connection_id=conn.pk,
+        key=upstream.key,
+        secret=upstream.secret,
+    )
+    if rows != n:
+        raise RuntimeError(f"plain loop wrote {rows} rows, expected {n}")
+    return seconds
+
+
+def fresh_connection(upstream: Upstream, n: int, *, name: str):
+    """Before each timed first run: the tables emptied, a connection to the store of ``n`` customers, the
+    write-ahead log folded back (checkpoint)."""
+    reset_tables()
+    conn = make_connection(upstream, upstream.url(n), name=name)
+    checkpoint()
+    return conn

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import plain_loop, scenario
+from bench import scenario
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,39 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default=str(Path(tempfile.gettempdir()) / "synchub_bench_sqlite.sqlite3"))
     args = parser.parse_args(argv)
     path = Path(args.path)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    scenario.setup_django(migrate=True)
+    scenario.fresh_sqlite(path)
     load_start = os.getloadavg()
     n = args.size
     up = scenario.Upstream("prerendered", stores=[(n, 0)])
-    org = scenario.org()
     results: dict[str, list[float]] = {"engine": [], "plain loop (SQLite)": []}
     try:
         for i in range(args.repeat):
             for what in results:
-                scenario.reset_tables()
-                conn = scenario.make_connection(up, up.url(n), name=f"sqlite-{what}")
                 # Both sides start with the write-ahead log folded back (before, only the loop did, by closing
                 # the connection: the engine's run paid for checkpointing reset_tables' DELETEs).
-                scenario.checkpoint()
+                conn = scenario.fresh_connection(up, n, name=f"sqlite-{what}")
                 if what == "engine":
                     seconds = scenario.engine_run(conn, expect=n)
                 else:
-                    from django.db import connection
-
-                    connection.close()  # the loop has the file to itself, as the engine has
-                    seconds, rows = plain_loop.run_sqlite(
-                        up.url(n),
-                        str(path),
-                        organization_id=org.pk,
-                        connection_id=conn.pk,
-                        key=up.key,
-                        secret=up.secret,
-                    )
-                    if rows != n:
-                        raise RuntimeError(f"plain loop wrote {rows} rows, expected {n}")
+                    seconds = scenario.sqlite_loop_run(up, n, path, conn)
                 results[what].append(seconds)
                 print(f"[bench.sqlite {time.strftime('%H:%M:%S')}] {what} #{i + 1}: {seconds:.2f}s", file=sys.stderr)
     finally:

@@ -58,6 +58,24 @@ def _child(queue_id: int, out, cpu) -> None:
         connections.close_all()
 
 
+def received_groups(out, *, size=len):
+    """What the child puts on ``out``, in groups of at least GROUP records (``size(item)`` each; the last group
+    may be smaller or empty) until it puts None; an exception it puts is raised here."""
+    finished = False
+    while not finished:
+        group, count = [], 0
+        while count < GROUP:
+            item = out.get(timeout=120)
+            if isinstance(item, Exception):
+                raise item
+            if item is None:
+                finished = True
+                break
+            group.append(item)
+            count += size(item)
+        yield group
+
+
 def two_processes(conn, n: int, *, write: bool = True) -> tuple[float, float]:
     """(wall seconds, the child's CPU seconds) of one first sync of ``conn`` by the two processes."""
     from django.db import connection, connections, transaction
@@ -78,19 +96,10 @@ def two_processes(conn, n: int, *, write: bool = True) -> tuple[float, float]:
     t0 = time.perf_counter()
     child = ctx.Process(target=_child, args=(queue_id, out, cpu))
     child.start()
-    total, finished = 0, False
-    while not finished:
-        ids: list[str] = []
-        rows: list[bytes] = []
-        while len(ids) < GROUP:
-            item = out.get(timeout=120)
-            if isinstance(item, Exception):
-                raise item
-            if item is None:
-                finished = True
-                break
-            ids.extend(item[0])
-            rows.extend(item[1])
+    total = 0
+    for group in received_groups(out, size=lambda item: len(item[0])):
+        ids = [ext for item in group for ext in item[0]]
+        rows = [row for item in group for row in item[1]]
         total += len(ids)
         if not ids or not write:
             continue
@@ -132,9 +141,7 @@ def main() -> None:
     try:
         for i in range(args.repeat):
             for what in walls:
-                scenario.reset_tables()
-                conn = scenario.make_connection(up, up.url(n), name=f"two-{i}-{what}")
-                scenario.checkpoint()
+                conn = scenario.fresh_connection(up, n, name=f"two-{i}-{what}")
                 if what == "engine":
                     wall = scenario.engine_run(conn, expect=n)
                 elif what == "plain loop":
@@ -155,13 +162,18 @@ def main() -> None:
                 print(f"{what} {wall:.2f}{extra}", flush=True)
     finally:
         up.close()
-    loop = statistics.median(walls["plain loop"])
-    print(f"\n{n:,} customers, medians of {args.repeat}; load at end {os.getloadavg()}")
+    report(f"{n:,} customers, medians of {args.repeat}", walls, child_cpu, "plain loop")
+
+
+def report(title: str, walls: dict[str, list[float]], child_cpu: dict[str, list[float]], loop: str) -> None:
+    """The medians as a Markdown table, each against the median of ``walls[loop]``."""
+    reference = statistics.median(walls[loop])
+    print(f"\n{title}; load at end {os.getloadavg()}")
     print("| run | wall | vs the plain loop | child CPU |")
     print("|---|---|---|---|")
     for what, values in walls.items():
         cpu = f"{statistics.median(child_cpu[what]):.2f}" if what in child_cpu else ""
-        print(f"| {what} | {statistics.median(values):.2f} | {loop / statistics.median(values):.2f} | {cpu} |")
+        print(f"| {what} | {statistics.median(values):.2f} s | {reference / statistics.median(values):.2f} | {cpu} |")
 
 
 if __name__ == "__main__":

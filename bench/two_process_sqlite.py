@@ -23,15 +23,13 @@ import argparse
 import gc
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import plain_loop, scenario
-
-GROUP = 3000
+from bench import scenario
+from bench.two_process import received_groups, report
 
 
 def _fetch_side(queue_id: int, send, *, prepared: bool = False) -> int:
@@ -102,17 +100,9 @@ def two_processes(conn, n: int, *, write: bool = True, prepared: bool = False) -
     child = ctx.Process(target=_child, args=(queue_id, out, cpu, write, prepared))
     head, n_columns = bulk._insert_head(Customer)
     child.start()
-    total, finished = 0, False
-    while not finished:
-        pairs: list = []
-        while len(pairs) < GROUP:
-            item = out.get(timeout=120)
-            if isinstance(item, Exception):
-                raise item
-            if item is None:
-                finished = True
-                break
-            pairs.extend(item)
+    total = 0
+    for group in received_groups(out):
+        pairs = [pair for page in group for pair in page]
         total += len(pairs)
         if not pairs:
             continue
@@ -144,13 +134,9 @@ def main() -> None:
     parser.add_argument("--path", default=str(Path(tempfile.gettempdir()) / "synchub_bench_two_sqlite.sqlite3"))
     args = parser.parse_args()
     path = Path(args.path)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    scenario.setup_django(migrate=True)
+    scenario.fresh_sqlite(path)
     n = args.size
     up = scenario.Upstream("prerendered", stores=[(n, 0)])
-    org = scenario.org()
     walls: dict[str, list[float]] = {
         "engine": [],
         "two processes": [],
@@ -168,24 +154,11 @@ def main() -> None:
     try:
         for i in range(args.repeat):
             for what in walls:
-                scenario.reset_tables()
-                conn = scenario.make_connection(up, up.url(n), name=f"two-{i}-{what}")
-                scenario.checkpoint()
+                conn = scenario.fresh_connection(up, n, name=f"two-{i}-{what}")
                 if what == "engine":
                     wall = scenario.engine_run(conn, expect=n)
                 elif what == "plain loop (SQLite)":
-                    from django.db import connection
-
-                    connection.close()
-                    wall, rows = plain_loop.run_sqlite(
-                        up.url(n),
-                        str(path),
-                        organization_id=org.pk,
-                        connection_id=conn.pk,
-                        key=up.key,
-                        secret=up.secret,
-                    )
-                    assert rows == n
+                    wall = scenario.sqlite_loop_run(up, n, path, conn)
                 elif what == "fetch side alone, this process":
                     from sync.services import sync_start
 
@@ -208,13 +181,7 @@ def main() -> None:
                 print(f"[{time.strftime('%H:%M:%S')}] {what} #{i + 1}: {wall:.2f}s{extra}", file=sys.stderr, flush=True)
     finally:
         up.close()
-    loop = statistics.median(walls["plain loop (SQLite)"])
-    print(f"\nSQLite, {n:,} customers, first runs, medians of {args.repeat}; load at end {os.getloadavg()}")
-    print("| run | wall | vs the plain loop | child CPU |")
-    print("|---|---|---|---|")
-    for what, values in walls.items():
-        cpu = f"{statistics.median(child_cpu[what]):.2f}" if what in child_cpu else ""
-        print(f"| {what} | {statistics.median(values):.2f} s | {loop / statistics.median(values):.2f} | {cpu} |")
+    report(f"SQLite, {n:,} customers, first runs, medians of {args.repeat}", walls, child_cpu, "plain loop (SQLite)")
 
 
 if __name__ == "__main__":
