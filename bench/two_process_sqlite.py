@@ -81,7 +81,7 @@ def _child(queue_id: int, out, cpu, send: bool, prepared: bool) -> None:
 
 def two_processes(conn, n: int, *, write: bool = True, prepared: bool = False) -> tuple[float, float]:
     """(wall seconds, the child's CPU seconds) of one first sync of ``conn`` by the two processes."""
-    from django.db import connection, connections, transaction
+    from django.db import connections, transaction
     from django.db.models import F
 
     from core import clock
@@ -120,7 +120,6 @@ def two_processes(conn, n: int, *, write: bool = True, prepared: bool = False) -
             )
     child.join()
     wall = time.perf_counter() - t0
-    connection.close()
     written = Customer.objects.filter(connection=conn).count()
     if write and (total != n or written != n):
         raise RuntimeError(f"two processes wrong: {total} records sent, {written} rows, expected {n}")
