@@ -102,7 +102,8 @@ class TableSink:
                 base = self._base(connection, now)
                 rows = [self._row(base, line.external_id, values) for line, values in upserts]
                 if insert_only:
-                    written = bulk.insert_new(model, rows)  # the engine's first sync of a connection
+                    # The engine's first sync of a connection; base's values are one object in every row.
+                    written = bulk.insert_new(model, rows, shared=base)
                 else:
                     fields = self.fields_to_update(run, sample)
                     written = bulk.upsert_rows(
