@@ -782,7 +782,7 @@ def insert_copy(model: type[models.Model], rows: list[dict]) -> int:
     return len(rows)
 
 
-def insert_new(model: type[models.Model], rows: list[dict], *, shared: Iterable[str] = ()) -> int:
+def insert_new(model: type[models.Model], rows: list[dict]) -> int:
     """Rows known to be new (a connection's first sync: TableSink.write with the engine's ``insert_only``),
     written with no ON CONFLICT: PostgreSQL COPYs them straight into the table (insert_copy), SQLite INSERTs
     them with multi-row VALUES. On SQLite the upsert costs more even when nothing conflicts: with foreign keys
@@ -790,174 +790,11 @@ def insert_new(model: type[models.Model], rows: list[dict], *, shared: Iterable[
     took 1.31 s against 0.84 s for the same 100,000 new customer rows with a plain INSERT, measured in SQLite
     alone (docs/performance.md, issue 20, seventeenth pass). A row that exists after all fails the statement
     with an IntegrityError (the unique constraint) and marks the caller's transaction for rollback, so none of
-    ``rows`` stays. Inside a transaction. Returns how many rows were inserted. ``shared``: keys whose value
-    the caller expects to be the same object in every row (TableSink's bookkeeping), a hint for SQLite's JSON
-    way (_insert_json), which checks it."""
+    ``rows`` stays. Inside a transaction. Returns how many rows were inserted."""
     if db_connection.vendor == "postgresql":
         return insert_copy(model, rows)
-    written = _insert_json(model, rows, shared)
-    if written is not None:
-        return written
     head, n_columns = _insert_head(model)
     return _execute_values(head, "", n_columns, list(_tuples(model, rows)))
-
-
-# --- SQLite: new rows as one JSON array a statement (_insert_json) ----------------------------------------------
-# The kinds of column _insert_json writes, and the exact classes of value it takes for each: for these, what
-# SQLite makes of the value's JSON text (``->>``: text, integer, 1/0; ``->``: the JSON text itself) is what
-# binding the prepared value stores, byte for byte (tests/sync/test_group_statements.py compares them). Any other
-# class, a float (its text read back by SQLite's own parser), a Decimal, a naive or non-UTC datetime, an
-# integer beyond 64 bits, sends the group the prepared way.
-_JSON_KINDS: dict[str, tuple[type, ...]] = {
-    "text": (str, type(None)),
-    "bool": (bool, type(None)),
-    "int": (int, type(None)),  # exact int: a bool would be one too, and is left to the prepared way
-    "datetime": (dt.datetime, type(None)),  # and tzinfo is dt.UTC (checked per value)
-    "json": (),  # any value orjson encodes: its text is what _prep_json stores (SQLite's -> copies it)
-}
-_ABSENT = object()
-_JSON_CHUNK = 4096  # rows a statement: a group's ~3,000 customers are one (~4 MB of JSON text)
-# The ``->`` / ``->>`` operators came with SQLite 3.38; an older library takes the prepared way.
-_JSON_ARROWS = sqlite3.sqlite_version_info >= (3, 38, 0)
-
-
-def _json_kind(field: models.Field) -> str | None:
-    """The kind _insert_json writes ``field`` as (see _JSON_KINDS), or None for a field it leaves to the
-    prepared way; mirrors _layout_for's preparations on SQLite."""
-    if field.is_relation:
-        return "int" if isinstance(field.target_field, models.IntegerField | models.AutoField) else None
-    if isinstance(field, models.JSONField):
-        return "json" if field.encoder is None else None
-    if isinstance(field, models.DateTimeField):
-        return "datetime"
-    if isinstance(field, models.BooleanField):
-        return "bool"
-    if isinstance(field, models.IntegerField):
-        return "int"
-    if isinstance(field, models.CharField | models.TextField):
-        return "text"
-    return None
-
-
-@functools.cache
-def _json_plan(model: type[models.Model], keys: tuple[str, ...], common: tuple[str, ...], vendor: str):
-    """For rows of ``model`` whose ``keys`` vary and whose ``common`` keys hold one value in every row: (the
-    INSERT ... SELECT over json_each, the positions in _layout's order of the fields bound once as parameters,
-    the common ones and those left to their defaults, and each varying key's kind), or None when a key names no
-    field, or one of a kind _insert_json does not write. Cached: a run's groups share one shape."""
-    fields, positions, _ = _layout_for(model, vendor)
-    by_position: dict[int, int] = {}
-    kinds: list[str] = []
-    for i, key in enumerate(keys):
-        position = positions.get(key)
-        kind = _json_kind(fields[position]) if position is not None else None
-        if kind is None or position in by_position:  # the same field under its name and its attname
-            return None
-        by_position[position] = i
-        kinds.append(kind)
-    bound_common = set()
-    for key in common:
-        position = positions.get(key)
-        if position is None or position in by_position or position in bound_common:
-            return None
-        bound_common.add(position)
-    exprs, bound = [], []
-    for position in range(len(fields)):
-        i = by_position.get(position)
-        if i is None:  # common to every row, or a default: prepared once, bound once
-            exprs.append("?")
-            bound.append(position)
-            continue
-        kind = kinds[i]
-        if kind == "json":
-            exprs.append(f"nullif(j.value -> '$[{i}]', 'null')")  # None is SQL NULL, as _prepared leaves it
-        elif kind == "datetime":  # orjson's UTC text "YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00" -> Django's
-            exprs.append(f"replace(replace(j.value ->> '$[{i}]', '+00:00', ''), 'T', ' ')")
-        else:
-            exprs.append(f"j.value ->> '$[{i}]'")
-    head = _insert_head(model)[0].removesuffix(" VALUES ")
-    sql = f"{head} SELECT {', '.join(exprs)} FROM json_each(?) AS j"  # noqa: S608
-    return sql, bound, tuple(kinds)
-
-
-@functools.cache
-def _json_signature_ok(kinds: tuple[str, ...], signature: tuple[type, ...]) -> bool:
-    """Whether a row whose values have these exact classes may take _insert_json (see _JSON_KINDS)."""
-    return all(kind == "json" or cls in _JSON_KINDS[kind] for kind, cls in zip(kinds, signature, strict=True))
-
-
-def _insert_json(model: type[models.Model], rows: list[dict], shared: Iterable[str] = ()) -> int | None:
-    """SQLite: insert_new's rows as one JSON array of their values (orjson, one call in C), which SQLite
-    unpacks into the table (json_each; ``->>`` per column), instead of preparing each value in Python and
-    binding it. Returns the rows inserted, or None, having written nothing, for rows it does not take (they
-    go the prepared way): rows that differ in their keys, a key of a kind or a value of a class it does not
-    write exactly (_JSON_KINDS), a datetime not in UTC, an integer beyond 64 bits, text holding U+0000 (SQLite's
-    JSON would cut it short there) or anything orjson refuses.
-
-    Why: in a SQLite first sync the main thread's preparation of each row (merge, datetimes, JSON) held the
-    interpreter lock ~7 us a customer, competing with the fetch thread; this takes ~1.3 us, and SQLite's
-    unpacking (more CPU than binding) runs with the lock released. The ``shared`` keys that do hold the first
-    row's very object in every row are prepared and bound once instead (each value SQLite unpacks costs it
-    ~0.7 us). docs/performance.md, issue 20, eighteenth pass."""
-    if not rows or not _JSON_ARROWS:
-        return None
-    first = rows[0]
-    # The shared keys that hold the first row's very object in every row (compared in C: ~0.05 us a row a key).
-    common = tuple(
-        key
-        for key in shared
-        if key in first
-        and all(map(operator.is_, map(operator.methodcaller("get", key, _ABSENT), rows), itertools.repeat(first[key])))
-    )
-    keys = tuple(key for key in first if key not in common)
-    plan = _json_plan(model, keys, common, db_connection.vendor) if keys else None
-    if plan is None:
-        return None
-    sql, bound, kinds = plan
-    n_all, get, one = len(first), operator.itemgetter(*keys), len(keys) == 1
-    utc, last = dt.UTC, None
-    times = [i for i, kind in enumerate(kinds) if kind == "datetime"]
-    ints = [i for i, kind in enumerate(kinds) if kind == "int"]
-    values = []
-    try:
-        for row in rows:
-            if len(row) != n_all:
-                return None
-            vals = (get(row),) if one else get(row)
-            signature = tuple(map(type, vals))  # a group's rows mostly share one: checked when it changes
-            if signature != last:
-                if not _json_signature_ok(kinds, signature):
-                    return None
-                last = signature
-            for i in times:
-                value = vals[i]
-                if value is not None and value.tzinfo is not utc:
-                    return None
-            for i in ints:
-                value = vals[i]
-                if value is not None and not -(2**63) <= value < 2**63:
-                    return None
-            values.append(vals)
-    except KeyError:  # a row without one of the first row's keys
-        return None
-    once = next(_tuples(model, [first]))  # the first row prepared: its common values and the defaults
-    params = [once[position] for position in bound]
-    chunks = []
-    for start in range(0, len(values), _JSON_CHUNK):
-        try:
-            blob = orjson.dumps(values[start : start + _JSON_CHUNK])
-        except TypeError:
-            return None
-        if b"\\u0000" in blob:
-            return None
-        chunks.append(blob.decode())
-    written = 0
-    with transaction.atomic(savepoint=False), db_connection.cursor() as cursor, db_connection.wrap_database_errors:
-        db_connection.validate_no_broken_transaction()
-        for blob in chunks:
-            sqlite3.Cursor.execute(cursor.cursor, sql, [*params, blob])
-            written += max(cursor.cursor.rowcount, 0)
-    return written
 
 
 def _upsert_copy(

@@ -102,8 +102,7 @@ class TableSink:
                 base = self._base(connection, now)
                 rows = [self._row(base, line.external_id, values) for line, values in upserts]
                 if insert_only:
-                    # The engine's first sync of a connection; base's values are one object in every row.
-                    written = bulk.insert_new(model, rows, shared=base)
+                    written = bulk.insert_new(model, rows)  # the engine's first sync of a connection
                 else:
                     fields = self.fields_to_update(run, sample)
                     written = bulk.upsert_rows(

@@ -102,9 +102,7 @@ def test_a_first_sync_inserts_without_upsert_until_a_row_is_already_there(fake_c
     runner._known_rows = False  # as fetch() finds it for a connection without rows
     inserts = []
     real_insert = bulk.insert_new
-    monkeypatch.setattr(
-        bulk, "insert_new", lambda model, rows, **kw: inserts.append(len(rows)) or real_insert(model, rows, **kw)
-    )
+    monkeypatch.setattr(bulk, "insert_new", lambda model, rows: inserts.append(len(rows)) or real_insert(model, rows))
     runner._store_pages([Page([make(1), make(2)], next_token=1)])
     assert inserts == [2], "a plain insert, on either database"
     # A webhook writes id 4 with a newer snapshot before the next group arrives.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -191,229 +190,6 @@ def test_a_plain_insert_stores_what_the_upsert_stores(org, make_connection, valu
     assert stored(inserted) == stored(upserted) == stored(by_orm)
 
 
-# --- SQLite: a first sync's rows as one JSON array a statement (bulk._insert_json) ------------------------------
-UTC = dt.UTC
-_JSON_CASES = {
-    "text": {
-        "first_name": 'q "uoted" \\ back\\slash ñ 東京 🙂 \u2028 \u00e9',
-        "last_name": "ctl \t\n\r\x01\x1f\x7f end",
-        "company": "%s and %(x)s ? :x $1",
-        "username": "00123",
-        "phone": "1e5",
-        "customer_code": "",
-        "loyalty_tier": "null",
-        "customer_group_id": "true",
-    },
-    "json": {
-        "billing": {"city": "Ñuñoa", "n": 7, "nested": [None, True, False, 1.5, 0.1, 1e-7, -0.0, 1.0, {"k": "v"}]},
-        "shipping": {"u64": 2**64 - 1, "neg": -(2**63), "esc": 'a"b\\c\n\u0001/\u2028', "emoji": "🙂", "": "empty"},
-        "extra": {"when": dt.datetime(2024, 5, 1, 10, 30, tzinfo=UTC), "list": [], "obj": {}},
-    },
-    "json scalars": {"billing": "a string", "shipping": 5, "extra": [1, "two", None]},
-    "json booleans and floats": {"billing": True, "shipping": 2.5, "extra": -1e300},
-    "bool": {"is_paying_customer": True},
-    "bool false": {"is_paying_customer": False},
-    "times": {
-        "upstream_created_at": dt.datetime(2024, 5, 1, 10, 30, 15, 123456, tzinfo=UTC),
-        "upstream_updated_at": dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-        "deleted_at": None,
-    },
-    "times at the edges": {
-        "upstream_created_at": dt.datetime(1, 1, 1, tzinfo=UTC),
-        "upstream_updated_at": dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-        "deleted_at": dt.datetime(2026, 12, 4, 0, 0, 0, 1, tzinfo=UTC),
-    },
-    "bookkeeping": {"sync_version": "00000000000000000042", "sync_hash": "ab" * 16, "synced_at": None},
-    "foreign key by name": {"organization": "ORG"},
-}
-
-
-def _raw(conn) -> list[tuple]:
-    """Every column of the connection's customer rows as SQLite holds it (storage class and bytes), ids and
-    connection left out; in external id order."""
-    fields = [f for f in bulk._layout(Customer)[0] if f.name != "connection"]
-    columns = ", ".join(f"typeof({bulk._qn(f.column)}), hex({bulk._qn(f.column)})" for f in fields)
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {columns} FROM {bulk._qn(Customer._meta.db_table)} WHERE connection_id = %s ORDER BY external_id",
-            [conn.pk],
-        )
-        return cursor.fetchall()
-
-
-def _sqlite_only():
-    if db_connection.vendor != "sqlite":
-        pytest.skip("SQLite's insert path; PostgreSQL's first sync COPYs (tested above)")
-
-
-SHARED = ("organization_id", "organization", "connection_id", "synced_at", "deleted_at")  # as TableSink's base
-
-
-def _json_rows(org, conn, values: dict, n: int = 5) -> list[dict]:
-    rows, at = [], dt.datetime(2026, 12, 4, 16, 0, tzinfo=UTC)  # one object in every row, as TableSink's
-    for i in range(1, n + 1):
-        row = {
-            "organization_id": org.pk,
-            "connection_id": conn.pk,
-            "synced_at": at,
-            "external_id": f"{i:03d}",
-            "email": f"c{i}@example.com",
-            **values,
-        }
-        if "organization" in values:  # by name instead of attname ("ORG": this organization's key)
-            row.pop("organization_id")
-            row["organization"] = org.pk if values["organization"] == "ORG" else values["organization"]
-        rows.append(row)
-    return rows
-
-
-@pytest.mark.parametrize("shared", [(), SHARED], ids=["every value in the JSON", "shared values bound once"])
-@pytest.mark.parametrize("values", _JSON_CASES.values(), ids=_JSON_CASES.keys())
-def test_the_json_insert_stores_byte_for_byte_what_the_prepared_insert_stores(
-    org, make_connection, values, shared, monkeypatch
-):
-    """_insert_json writes a first sync's rows through SQLite's JSON functions; every column it writes must hold
-    what the prepared multi-row VALUES (the way it replaces, and the way every refused group still goes) store:
-    the same storage class and the same bytes, in chunks of two rows as a big group's would be split; with the
-    values common to every row in the JSON or bound once."""
-    _sqlite_only()
-    monkeypatch.setattr(bulk, "_JSON_CHUNK", 2)
-    by_json, prepared = make_connection(org, kind="fake", name="json"), make_connection(org, kind="fake", name="prep")
-    head, n_columns = bulk._insert_head(Customer)
-    with transaction.atomic():
-        written = bulk._insert_json(Customer, _json_rows(org, by_json, values), shared)
-        assert written == 5, "the JSON way was not taken"
-        rows = _json_rows(org, prepared, values)
-        assert bulk._execute_values(head, "", n_columns, list(bulk._tuples(Customer, rows))) == 5
-    assert len(_raw(by_json)) == 5
-    assert _raw(by_json) == _raw(prepared)
-
-
-_REFUSED = {
-    "a float in a text column": {"first_name": 1.5},
-    "an int in a text column": {"first_name": 7},
-    "a decimal": {"loyalty_balance": Decimal("12.125")},
-    "a naive datetime": {"upstream_created_at": dt.datetime(2024, 5, 1, 10, 30)},
-    "a datetime at -03:00": {
-        "upstream_created_at": dt.datetime(2024, 5, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=-3)))
-    },
-    "a datetime at +00:00 that is not dt.UTC": {
-        "upstream_created_at": dt.datetime(2024, 1, 5, 9, tzinfo=ZoneInfo("Europe/London"))
-    },
-    "text as a datetime": {"upstream_created_at": "2024-05-01T10:30:00Z"},
-    "a bool as a foreign key": {"organization": True},
-    "text holding U+0000": {"first_name": "a\x00b"},
-    "JSON holding U+0000": {"billing": {"k": "a\x00b"}},
-    "a lone surrogate": {"first_name": "a\ud800b"},
-    "JSON with a key that is not text": {"billing": {1: "one"}},
-    "JSON holding an integer beyond 64 bits": {"shipping": {"big": 2**70}},
-    "an integer beyond 64 bits in a foreign key": {"organization": 2**63},
-}
-
-
-@pytest.mark.parametrize("values", _REFUSED.values(), ids=_REFUSED.keys())
-def test_rows_the_json_insert_cannot_store_exactly_go_the_prepared_way(org, make_connection, values):
-    """A value the JSON way would store differently (or not at all) sends the group the prepared way, having
-    written nothing; insert_new then stores what the prepared way stores, or raises what it raises."""
-    _sqlite_only()
-    by_new, prepared = make_connection(org, kind="fake", name="new"), make_connection(org, kind="fake", name="prep")
-    rows = _json_rows(org, by_new, values, n=3)
-    with transaction.atomic():
-        assert bulk._insert_json(Customer, rows) is None
-        assert not Customer.objects.filter(connection=by_new).exists()
-    head, n_columns = bulk._insert_head(Customer)
-
-    def outcome(write):
-        try:
-            with transaction.atomic():
-                return write(), None
-        except Exception as exc:  # the prepared way's own error, whatever it is
-            return None, exc.__class__
-
-    got = outcome(lambda: bulk.insert_new(Customer, rows))
-    want = outcome(
-        lambda: bulk._execute_values(
-            head, "", n_columns, list(bulk._tuples(Customer, _json_rows(org, prepared, values, n=3)))
-        )
-    )
-    assert got == want
-    assert _raw(by_new) == _raw(prepared)
-
-
-def test_the_json_insert_keeps_sql_null_json_null_and_defaults_as_the_prepared_insert_does(org):
-    """On another model (a nullable JSON field, a nullable foreign key, a default left out of the rows): None
-    is SQL NULL, as the prepared way leaves it, not the JSON text 'null'; a JSON value that is the text "null"
-    stays that text; a field no row names takes its default."""
-    _sqlite_only()
-    from sync.models import SystemSetting
-
-    at = dt.datetime(2026, 12, 4, 16, 0, 0, 250000, tzinfo=UTC)
-    values = [None, "null", [], {}, 0, False, {"a": [None]}, "", 1.25]
-
-    def rows(prefix):
-        return [
-            {"organization_id": org.pk if i % 2 else None, "key": f"{prefix}{i}", "value": v, "updated_at": at}
-            for i, v in enumerate(values)
-        ]
-
-    head, n_columns = bulk._insert_head(SystemSetting)
-    with transaction.atomic():
-        assert bulk._insert_json(SystemSetting, rows("j")) == len(values), "the JSON way was not taken"
-        assert bulk._execute_values(head, "", n_columns, list(bulk._tuples(SystemSetting, rows("p")))) == len(values)
-
-    def raw(prefix):
-        with db_connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT substr(key, 2), typeof(value), hex(value), organization_id, description, updated_at"
-                " FROM sync_systemsetting WHERE key LIKE %s ORDER BY key",
-                [f"{prefix}%"],
-            )
-            return cursor.fetchall()
-
-    assert raw("j") == raw("p")
-    assert [r[1] for r in raw("j")][:2] == ["null", "text"], "None must be SQL NULL, the text 'null' JSON text"
-    assert {r[4] for r in raw("j")} == {""}
-
-
-def test_a_shared_key_whose_value_differs_in_a_row_is_written_per_row(org, make_connection):
-    """``shared`` is a hint: a key whose value is not the first row's very object in every row goes in the
-    JSON with the rest, so each row keeps its own value."""
-    _sqlite_only()
-    by_json, prepared = make_connection(org, kind="fake", name="json"), make_connection(org, kind="fake", name="prep")
-
-    def rows(conn):
-        made = _json_rows(org, conn, {"deleted_at": None}, n=4)
-        made[2]["synced_at"] = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
-        made[3]["deleted_at"] = dt.datetime(2025, 6, 7, tzinfo=UTC)
-        return made
-
-    head, n_columns = bulk._insert_head(Customer)
-    with transaction.atomic():
-        assert bulk._insert_json(Customer, rows(by_json), SHARED) == 4
-        assert bulk._execute_values(head, "", n_columns, list(bulk._tuples(Customer, rows(prepared)))) == 4
-    assert _raw(by_json) == _raw(prepared)
-    stored = Customer.objects.filter(connection=by_json).order_by("external_id")
-    synced = list(stored.values_list("synced_at", flat=True))
-    assert synced[2] == dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC) and synced[0] == synced[1] == synced[3]
-
-
-def test_rows_that_differ_in_their_keys_go_the_prepared_way(org, make_connection):
-    _sqlite_only()
-    conn = make_connection(org, kind="fake", name="keys")
-    base = _json_rows(org, conn, {}, n=3)
-    missing = [base[0], {k: v for k, v in base[1].items() if k != "email"}, base[2]]
-    extra = [base[0], {**base[1], "first_name": "Extra"}, base[2]]
-    renamed = [base[0], {**{k: v for k, v in base[1].items() if k != "email"}, "first_name": "x@y.io"}, base[2]]
-    with transaction.atomic():
-        for rows in (missing, extra, renamed):
-            assert bulk._insert_json(Customer, rows) is None
-            assert bulk._insert_json(Customer, rows, SHARED) is None
-        assert bulk._insert_json(Customer, []) is None
-        assert not Customer.objects.filter(connection=conn).exists()
-        assert bulk.insert_new(Customer, extra) == 3  # the prepared way takes them
-    assert Customer.objects.get(connection=conn, external_id="002").first_name == "Extra"
-
-
 def test_a_plain_insert_of_a_row_already_there_is_refused_and_writes_none_of_its_rows(fake_conn, org):
     """insert_new has no ON CONFLICT: a row that exists fails the statement with the unique constraint's
     IntegrityError (which sends the engine's group to the upsert, _store_retry), and the group's other rows
@@ -439,7 +215,6 @@ def test_a_refused_first_sync_insert_is_written_again_by_the_upsert_as_a_worker_
     behind, the group is written again by the guarded upsert, and the newer row a webhook wrote is kept."""
     n_columns = len(bulk._layout(Customer)[0])
     monkeypatch.setattr(bulk, "_sqlite_max_params", lambda: 2 * n_columns + 1)
-    monkeypatch.setattr(bulk, "_JSON_CHUNK", 2)  # SQLite's JSON way (bulk._insert_json) in chunks of two rows
     make = fake_kind.make
     fake_kind.__init__(0)
     q = services.sync_start(connection=fake_conn, resource="customers", enqueue=False).queue
@@ -448,9 +223,7 @@ def test_a_refused_first_sync_insert_is_written_again_by_the_upsert_as_a_worker_
     runner._known_rows = False  # as fetch() finds it for a connection without rows
     inserts: list[int] = []
     real_new = bulk.insert_new
-    monkeypatch.setattr(
-        bulk, "insert_new", lambda model, rows, **kw: inserts.append(len(rows)) or real_new(model, rows, **kw)
-    )
+    monkeypatch.setattr(bulk, "insert_new", lambda model, rows: inserts.append(len(rows)) or real_new(model, rows))
     assert not db_connection.in_atomic_block
     runner._store_pages([Page([make(1), make(2)], next_token=1)])
     Customer.objects.create(
@@ -477,7 +250,7 @@ def test_a_first_sync_inserts_and_the_next_one_upserts(fake_conn, fake_kind, mon
         bulk, "insert_encoded", lambda model, rows: calls.append(("insert", len(rows))) or real_encoded(model, rows)
     )
     monkeypatch.setattr(
-        bulk, "insert_new", lambda model, rows, **kw: calls.append(("insert", len(rows))) or real_new(model, rows, **kw)
+        bulk, "insert_new", lambda model, rows: calls.append(("insert", len(rows))) or real_new(model, rows)
     )
     monkeypatch.setattr(
         bulk,
@@ -505,7 +278,6 @@ def test_a_first_sync_inserts_and_the_next_one_upserts(fake_conn, fake_kind, mon
         table = Customer._meta.db_table
         inserts = [sql for sql in first_statements if sql.startswith(f'INSERT INTO "{table}"')]
         assert inserts and not any("ON CONFLICT" in sql for sql in inserts), inserts
-        assert all("json_each" in sql for sql in inserts), "a first sync's rows did not go as one JSON array"
         upserts = [sql for sql in statements if sql.startswith(f'INSERT INTO "{table}"')]
         assert upserts and all("ON CONFLICT" in sql for sql in upserts), upserts
 
