@@ -782,19 +782,106 @@ def insert_copy(model: type[models.Model], rows: list[dict]) -> int:
     return len(rows)
 
 
-def insert_new(model: type[models.Model], rows: list[dict]) -> int:
+class NewRows(Sequence):
+    """The rows ``{**base, **values, key: k}`` for each ``(k, values)`` of ``pairs``, as a sequence of dicts,
+    built only when read. insert_new takes it like a list of those dicts; on SQLite it prepares each row's
+    column values straight from ``values`` instead (_new_row_values): building the dict and merging it into
+    the column list cost about a third of the main thread's time in a SQLite first sync (issue 20,
+    nineteenth pass in docs/performance.md)."""
+
+    __slots__ = ("base", "key", "pairs")
+
+    def __init__(self, base: dict, key: str, pairs: list[tuple[Any, dict]]) -> None:
+        self.base, self.key, self.pairs = base, key, pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._row(pair) for pair in self.pairs[index]]
+        return self._row(self.pairs[index])
+
+    def __iter__(self):
+        return map(self._row, self.pairs)
+
+    def _row(self, pair: tuple[Any, dict]) -> dict:
+        return {**self.base, **pair[1], self.key: pair[0]}
+
+
+def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
+    """What ``list(_tuples(model, list(rows)))`` gives, value for value, without building each row's dict.
+
+    A template holds the defaults and ``base``, merged and prepared once; each row copies it and sets its
+    key and its values at their columns (a related object as its key, a value prepared as _prepared would).
+    A row whose values name a column the base or the key also sets (the dict's order would decide which value
+    stays), or an unknown field, and any row whose preparation raises, is made the usual way instead
+    (_RowMerger, then _prepared): the same value, or the same exception, as before. (A column named twice by
+    the values themselves, by name and by attname, takes the later value either way.)"""
+    _, positions, prep = _layout(model)
+    merger, now = _RowMerger(model), timezone.now()
+    base, key = rows.base, rows.key
+    preps = dict(prep)
+    relations = set(merger._relations)
+
+    def usual(pair) -> list:
+        return next(_prepared(model, [merger.merged(rows._row(pair), now)]))
+
+    try:
+        template = usual((None, {}))  # the defaults and base, prepared (the key's column set per row)
+    except Exception:
+        return [usual(pair) for pair in rows.pairs]  # raises as the usual path raises, at its first row
+    key_at = positions[key]  # the template's merge checked every name of the base and the key
+    taken = {positions[name] for name in base} | {key_at}
+    if key_at in relations:  # an object there is turned into its key after the merge: left to the usual way
+        return [usual(pair) for pair in rows.pairs]
+    key_prep = preps.get(key_at)
+    plans: dict[tuple, list | None] = {}
+    out = []
+    for pair in rows.pairs:
+        ext, values = pair
+        names = tuple(values)
+        plan = plans.get(names, False)
+        if plan is False:
+            at = [positions.get(name) for name in names]
+            plan = plans[names] = (
+                None
+                if taken.intersection(at)  # (an unknown field fails its row below; the usual path raises)
+                else [(i, preps.get(i), i in relations) for i in at]
+            )
+        if plan is None:
+            out.append(usual(pair))
+            continue
+        row = template.copy()
+        try:
+            row[key_at] = ext if key_prep is None or ext is None else key_prep(ext)
+            for (i, to_db, relation), value in zip(plan, values.values(), strict=True):
+                if value is not None:
+                    if relation and isinstance(value, models.Model):
+                        value = value.pk
+                    elif to_db is not None:
+                        value = to_db(value)
+                row[i] = value
+        except Exception:  # the usual path raises it (or its first failure in column order)
+            row = usual(pair)
+        out.append(row)
+    return out
+
+
+def insert_new(model: type[models.Model], rows: list[dict] | NewRows) -> int:
     """Rows known to be new (a connection's first sync: TableSink.write with the engine's ``insert_only``),
     written with no ON CONFLICT: PostgreSQL COPYs them straight into the table (insert_copy), SQLite INSERTs
-    them with multi-row VALUES. On SQLite the upsert costs more even when nothing conflicts: with foreign keys
-    on (Django turns them on), an upsert whose DO UPDATE sets a foreign-key column (the rows' organization)
+    them with multi-row VALUES (a NewRows prepared from its values without building its dicts). On SQLite
+    the upsert costs more even when nothing conflicts: with foreign keys on (Django turns them on), an upsert whose DO UPDATE sets a foreign-key column (the rows' organization)
     took 1.31 s against 0.84 s for the same 100,000 new customer rows with a plain INSERT, measured in SQLite
     alone (docs/performance.md, issue 20, seventeenth pass). A row that exists after all fails the statement
     with an IntegrityError (the unique constraint) and marks the caller's transaction for rollback, so none of
     ``rows`` stays. Inside a transaction. Returns how many rows were inserted."""
     if db_connection.vendor == "postgresql":
-        return insert_copy(model, rows)
+        return insert_copy(model, list(rows))
     head, n_columns = _insert_head(model)
-    return _execute_values(head, "", n_columns, list(_tuples(model, rows)))
+    values = _new_row_values(model, rows) if isinstance(rows, NewRows) else list(_tuples(model, rows))
+    return _execute_values(head, "", n_columns, values)
 
 
 def _upsert_copy(

@@ -100,7 +100,12 @@ class TableSink:
                 written = bulk.insert_encoded(model, chunks)  # a first sync's rows, encoded by row_encoder
             else:
                 base = self._base(connection, now)
-                rows = [self._row(base, line.external_id, values) for line, values in upserts]
+                if insert_only and self._own_rows() and all("sync_hash" in values for _, values in upserts):
+                    # What _row gives for these values, its dicts left unbuilt (bulk.NewRows); the engine's
+                    # first sync of a connection.
+                    rows = bulk.NewRows(base, "external_id", [(line.external_id, values) for line, values in upserts])
+                else:
+                    rows = [self._row(base, line.external_id, values) for line, values in upserts]
                 if insert_only:
                     written = bulk.insert_new(model, rows)  # the engine's first sync of a connection
                 else:
@@ -120,6 +125,11 @@ class TableSink:
             "synced_at": now,
             "deleted_at": None,
         }
+
+    @classmethod
+    def _own_rows(cls) -> bool:
+        """Whether this sink's rows are TableSink's own (a subclass may change _base or _row)."""
+        return cls._row is TableSink._row and cls._base is TableSink._base
 
     @staticmethod
     def _row(base: dict, external_id: str, values: dict) -> dict:
@@ -143,7 +153,7 @@ class TableSink:
             return None
         connection = run.connection
 
-        own_row = type(self)._row is TableSink._row and type(self)._base is TableSink._base
+        own_row = self._own_rows()
         bases: list = [object(), None]  # (now, its base): the engine passes one ``now`` per page; read-only
 
         def encode(external_id: str, values: dict, now) -> bytes | None:
