@@ -814,10 +814,11 @@ def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
 
     A template holds the defaults and ``base``, merged and prepared once; each row copies it and sets its
     key and its values at their columns (a related object as its key, a value prepared as _prepared would).
-    A row whose values name a column the base or the key also sets (the dict's order would decide which value
-    stays), or an unknown field, and any row whose preparation raises, is made the usual way instead
-    (_RowMerger, then _prepared): the same value, or the same exception, as before. (A column named twice by
-    the values themselves, by name and by attname, takes the later value either way.)"""
+    A row whose values are not a plain dict, or name a column the base or the key also sets (left to the
+    usual merge of the row's dict, which decides between them), or an unknown field, and any row whose
+    preparation raises, is made the usual way instead (_RowMerger, then _prepared): the same value, or the
+    same exception, as before. (A column the values name twice, by name and by attname, takes the later value
+    either way.)"""
     _, positions, prep = _layout(model)
     merger, now = _RowMerger(model), timezone.now()
     base, key = rows.base, rows.key
@@ -830,7 +831,7 @@ def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
     try:
         template = usual((None, {}))  # the defaults and base, prepared (the key's column set per row)
     except Exception:
-        return [usual(pair) for pair in rows.pairs]  # raises as the usual path raises, at its first row
+        return [usual(pair) for pair in rows.pairs]  # the usual way for every row: its rows, or its exception
     key_at = positions[key]  # the template's merge checked every name of the base and the key
     taken = {positions[name] for name in base} | {key_at}
     if key_at in relations:  # an object there is turned into its key after the merge: left to the usual way
@@ -840,6 +841,9 @@ def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
     out = []
     for pair in rows.pairs:
         ext, values = pair
+        if values.__class__ is not dict:  # a subclass may iterate its keys otherwise than values() gives them
+            out.append(usual(pair))
+            continue
         names = tuple(values)
         plan = plans.get(names, False)
         if plan is False:
@@ -862,7 +866,7 @@ def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
                     elif to_db is not None:
                         value = to_db(value)
                 row[i] = value
-        except Exception:  # the usual path raises it (or its first failure in column order)
+        except Exception:  # the usual way: the row, or the usual path's exception (its first in column order)
             row = usual(pair)
         out.append(row)
     return out

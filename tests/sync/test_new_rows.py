@@ -36,12 +36,17 @@ VENDOR_LISTS = [
 ]
 
 
+def _typed(rows):
+    """Each value with its type and repr: True and 1, or Decimal("3") and 3, compare equal but are not."""
+    return [[(type(value), repr(value), value) for value in row] for row in rows]
+
+
 def _usual(model, base, key, pairs):
-    return list(bulk._tuples(model, [{**base, **values, key: ext} for ext, values in pairs]))
+    return _typed(bulk._tuples(model, [{**base, **values, key: ext} for ext, values in pairs]))
 
 
 def _fused(model, base, key, pairs):
-    return bulk._new_row_values(model, bulk.NewRows(base, key, pairs))
+    return _typed(bulk._new_row_values(model, bulk.NewRows(base, key, pairs)))
 
 
 def _base(org_id=7, conn_id=9):
@@ -64,6 +69,11 @@ def test_vendor_records_prepare_as_the_usual_path(vendor, fixture, kind, name):
     assert _fused(model, _base(), "external_id", pairs) == _usual(model, _base(), "external_id", pairs)
 
 
+class _Reversed(dict):
+    def __iter__(self):
+        return reversed(list(dict.__iter__(self)))
+
+
 EDGE_VALUES = {
     "text": {"first_name": 'F "quoted" \\ ñ 東京 🙂', "last_name": "o'brien", "company": "%s and %(x)s"},
     "json": {"billing": {"city": "Ñuñoa", "n": 7, "nested": [None, True, 1.5, {"k": "v"}]}, "extra": {}},
@@ -77,7 +87,9 @@ EDGE_VALUES = {
     "nones": {"first_name": None, "loyalty_balance": None, "upstream_updated_at": None, "billing": None},
     "a related object": {"connection": "CONNECTION"},  # replaced by a saved Connection below
     "base overridden": {"synced_at": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "deleted_at": NOW, "email": "o@x.io"},
-    "a field by name and by attname": {"organization": "ORG", "organization_id": 1, "email": "both@x.io"},
+    "a field by name and by attname": {"organization": "ORG", "organization_id": "OTHER ID", "email": "both@x.io"},
+    "a model object in a column that is no relation": {"company": "ORG", "is_paying_customer": 1},
+    "a dict subclass": "REVERSED",
     "the key among the values": {"external_id": "from-values", "email": "k@x.io"},
     "keys in another order": {"sync_hash": "cd" * 16, "email": "z@x.io", "first_name": "Zed"},
 }
@@ -87,13 +99,17 @@ EDGE_VALUES = {
 @pytest.mark.parametrize("values", EDGE_VALUES.values(), ids=EDGE_VALUES.keys())
 def test_edge_values_prepare_as_the_usual_path(values, org, make_connection):
     conn = make_connection(org, kind="fake", name="edge")
-    values = {k: conn if v == "CONNECTION" else org if v == "ORG" else v for k, v in values.items()}
+    if values == "REVERSED":  # iterates its keys backwards; its values() does not
+        values = _Reversed(email="r@x.io", first_name="R", sync_hash="ef" * 16)
+    else:
+        stand_ins = {"CONNECTION": conn, "ORG": org, "OTHER ID": org.pk + 1000}
+        values = {k: stand_ins[v] if isinstance(v, str) and v in stand_ins else v for k, v in values.items()}
     # Mixed on purpose: rows of another key set before and after, so plans change within one call.
     pairs = [
         ("1", {"email": "a@x.io", "first_name": "A"}),
-        ("2", dict(values)),
+        ("2", values),
         ("3", {"first_name": "C", "email": "c@x.io"}),
-        ("4", dict(values)),
+        ("4", values),  # the same dict again
     ]
     assert _fused(Customer, _base(org.pk, conn.pk), "external_id", pairs) == _usual(
         Customer, _base(org.pk, conn.pk), "external_id", pairs
@@ -117,7 +133,8 @@ def test_related_values_outside_the_base_prepare_as_the_usual_path(related, org,
     assert _fused(Customer, base, "external_id", pairs) == usual
     if related == ("connection", "organization"):
         positions = bulk._layout(Customer)[1]
-        assert (usual[0][positions["connection"]], usual[0][positions["organization"]]) == (conn.pk, org.pk)
+        stored = (usual[0][positions["connection"]][2], usual[0][positions["organization"]][2])
+        assert stored == (conn.pk, org.pk)
 
 
 @pytest.mark.django_db
@@ -136,7 +153,7 @@ def test_a_related_key_is_stored_as_its_key(org, make_connection):
     base = {"organization_id": org.pk, "synced_at": NOW}
     usual = _usual(Customer, base, "connection", pairs)
     assert _fused(Customer, base, "connection", pairs) == usual
-    assert usual[0][bulk._layout(Customer)[1]["connection"]] == conn.pk
+    assert usual[0][bulk._layout(Customer)[1]["connection"]][2] == conn.pk
 
 
 @pytest.mark.django_db
@@ -148,7 +165,7 @@ def test_a_key_column_that_needs_preparing_is_prepared():
     usual = _usual(LoyaltyTier, _base(), "upstream_created_at", pairs)
     assert _fused(LoyaltyTier, _base(), "upstream_created_at", pairs) == usual
     at = bulk._layout(LoyaltyTier)[1]["upstream_created_at"]
-    assert [row[at] for row in usual][0].__class__ is str
+    assert usual[0][at][0] is str
     pairs = [("3", {"name": "Gold", "code": "G"}), (4, {"name": "Silver"})]
     assert _fused(LoyaltyTier, _base(), "rank", pairs) == _usual(LoyaltyTier, _base(), "rank", pairs)
 
