@@ -50,7 +50,10 @@ def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.dateti
             # cache's key built of both arguments (a few percent of a first sync's mapping thread).
             parsed = _utc_parsed.get(value)
             if parsed is None:
-                parsed = _parse_text(value, True)  # raises for a bad text: nothing is cached then
+                # Not through _parse_text's lru_cache: this dict is the cache, and a real store's times are
+                # mostly distinct, so the lru's own bookkeeping on every miss was most of a miss's cost
+                # (1.57 -> 1.07 us a text; the parse itself ~0.8 us here).
+                parsed = _parse(value, True)  # raises for a bad text: nothing is cached then
                 if len(_utc_parsed) >= _UTC_PARSED_MAX:
                     _utc_parsed.clear()
                 _utc_parsed[value] = parsed
@@ -67,14 +70,17 @@ _UTC_PARSED_MAX = 4096
 _utc_parsed: dict[str, dt.datetime] = {}  # text -> aware UTC datetime (immutable, so shared), naive as UTC
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_text(text: str, assume_utc: bool) -> dt.datetime:
-    # Bounded and keyed by the exact text: datetimes are immutable, so sharing one is safe.
+def _parse(text: str, assume_utc: bool) -> dt.datetime:
     try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if "Z" in text else text)
     except ValueError:
         raise MappingError(f"not a timestamp: {text[:40]!r}") from None
     return _to_utc(parsed, assume_utc)
+
+
+# The other calls (local-zone texts, values that are not str): bounded and keyed by the exact text and the
+# flag; datetimes are immutable, so sharing one is safe.
+_parse_text = functools.lru_cache(maxsize=4096)(_parse)
 
 
 def _to_utc(parsed: dt.datetime, assume_utc: bool) -> dt.datetime:

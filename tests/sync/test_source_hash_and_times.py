@@ -57,6 +57,41 @@ def test_parse_upstream_datetime_gives_aware_utc_the_same_each_time(text, expect
         assert parsed == expected and parsed.tzinfo is dt.UTC
 
 
+_TEXTS = [
+    "2024-01-02T03:04:05",
+    "2024-01-02 03:04:05",
+    "2024-01-02T03:04:05.123456",
+    "2024-01-02T03:04:05Z",
+    "2024-01-02T03:04:05.5Z",
+    "2024-01-02T05:04:05+02:00",
+    "2024-01-01T22:04:05-05:00",
+    "2024-01-02",
+    "20240102T030405Z",
+    "2024-01-02T03:04",
+]
+
+
+@pytest.mark.parametrize("text", _TEXTS)
+def test_a_miss_and_a_hit_both_give_what_the_standard_library_reads(text, monkeypatch):
+    """The reference: the standard library's own reading of the text, "Z" as UTC, naive as UTC."""
+    reference = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    reference = reference.replace(tzinfo=dt.UTC) if reference.tzinfo is None else reference.astimezone(dt.UTC)
+    monkeypatch.setattr(timestamps, "_utc_parsed", {})
+    miss = timestamps.parse_upstream_datetime(text)
+    hit = timestamps.parse_upstream_datetime(text)
+    assert miss == hit == reference
+    assert miss.tzinfo is dt.UTC and hit is miss
+
+
+@pytest.mark.parametrize("text", ["not a date", "2024-13-01T00:00:00", "2024-01-02T03:04:05ZZ", "Z"])
+def test_a_bad_text_raises_the_same_on_either_path(text):
+    with pytest.raises(MappingError) as utc:
+        timestamps.parse_upstream_datetime(text)
+    with pytest.raises(MappingError) as local:
+        timestamps.parse_upstream_datetime(text, assume_utc=False)
+    assert str(utc.value) == str(local.value) == f"not a timestamp: {text[:40]!r}"
+
+
 def test_a_bad_timestamp_raises_every_time_and_is_not_cached():
     for _ in range(2):
         with pytest.raises(MappingError):
