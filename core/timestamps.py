@@ -44,15 +44,19 @@ def parse_http_date(value: str | None) -> dt.datetime | None:
 def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.datetime | None:
     """Parse an upstream timestamp to an aware UTC datetime (naive values are taken as UTC)."""
     if value.__class__ is str and value:
-        # The common case (every record's times, parsed by the mapper and again for its version): cached.
         if assume_utc:
-            # A plain dict in front of the lru_cache for the usual call: a hit is a dict look-up, not the
-            # cache's key built of both arguments (a few percent of a first sync's mapping thread).
+            if len(value) == 19 and value[10] == "T":
+                # The usual form (WooCommerce's *_gmt: UTC without a zone; every record's times, parsed by the
+                # mapper and again for its version), read as UTC at once in 0.11 us: no cache, which cost more
+                # than this on a real store's mostly distinct times (a miss 0.9-1.6 us a text).
+                try:
+                    return _fromisoformat(value + "+00:00")
+                except ValueError:  # not that form after all: the general reading below decides
+                    pass
+            # Other texts: a plain dict in front, so a hit is a dict look-up, not the lru_cache's key built of
+            # both arguments; a miss parses directly (the dict is the cache).
             parsed = _utc_parsed.get(value)
             if parsed is None:
-                # Not through _parse_text's lru_cache: this dict is the cache, and a real store's times are
-                # mostly distinct, so the lru's own bookkeeping on every miss was most of a miss's cost
-                # (1.57 -> 1.07 us a text; the parse itself ~0.8 us here).
                 parsed = _parse(value, True)  # raises for a bad text: nothing is cached then
                 if len(_utc_parsed) >= _UTC_PARSED_MAX:
                     _utc_parsed.clear()
@@ -70,11 +74,25 @@ _UTC_PARSED_MAX = 4096
 _utc_parsed: dict[str, dt.datetime] = {}  # text -> aware UTC datetime (immutable, so shared), naive as UTC
 
 
+_fromisoformat = dt.datetime.fromisoformat
+
+
 def _parse(text: str, assume_utc: bool) -> dt.datetime:
+    if assume_utc and len(text) == 19 and text[10] == "T":
+        # The usual form read as UTC at once (see parse_upstream_datetime): 0.11 us, where parsing it naive and
+        # then replace(tzinfo=...) took 0.76 (CPython 3.11 parses that keyword argument slowly).
+        try:
+            return _fromisoformat(text + "+00:00")
+        except ValueError:  # not that form after all: the general reading below decides
+            pass
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if "Z" in text else text)
     except ValueError:
         raise MappingError(f"not a timestamp: {text[:40]!r}") from None
+    if parsed.tzinfo is None and assume_utc:
+        # What replace(tzinfo=dt.UTC) gives (a text never sets fold), built positionally: 0.36 against 0.76 us.
+        p = parsed
+        return dt.datetime(p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, dt.UTC)
     return _to_utc(parsed, assume_utc)
 
 

@@ -59,6 +59,11 @@ def test_parse_upstream_datetime_gives_aware_utc_the_same_each_time(text, expect
 
 _TEXTS = [
     "2024-01-02T03:04:05",
+    "2024-02-29T23:59:59",
+    "2024-01-02T0304+01",  # 19 characters with "T" at 10 that carry their own offset
+    "20240102T030405.123",  # the basic form, 19 characters
+    "2024-01-02T03:04:5Z",
+    "2024-01-02X03:04:05",
     "2024-01-02 03:04:05",
     "2024-01-02T03:04:05.123456",
     "2024-01-02T03:04:05Z",
@@ -71,7 +76,15 @@ _TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("text", _TEXTS)
+def _reads(text):
+    try:
+        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("text", [t for t in _TEXTS if _reads(t)])
 def test_a_miss_and_a_hit_both_give_what_the_standard_library_reads(text, monkeypatch):
     """The reference: the standard library's own reading of the text, "Z" as UTC, naive as UTC."""
     reference = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -80,10 +93,29 @@ def test_a_miss_and_a_hit_both_give_what_the_standard_library_reads(text, monkey
     miss = timestamps.parse_upstream_datetime(text)
     hit = timestamps.parse_upstream_datetime(text)
     assert miss == hit == reference
-    assert miss.tzinfo is dt.UTC and hit is miss
+    assert miss.tzinfo is dt.UTC and hit.tzinfo is dt.UTC
+    # The usual form is read each time (no cache); any other text is cached after its first reading.
+    if not (len(text) == 19 and text[10] == "T"):
+        assert hit is miss and timestamps._utc_parsed[text] is miss
+    assert (miss.fold, miss.utcoffset()) == (0, dt.timedelta(0))
 
 
-@pytest.mark.parametrize("text", ["not a date", "2024-13-01T00:00:00", "2024-01-02T03:04:05ZZ", "Z"])
+def test_every_second_of_a_day_in_the_usual_form_reads_as_the_standard_library_reads(monkeypatch):
+    """The usual form's fast reading against the general one, over a day of seconds and month ends."""
+    monkeypatch.setattr(timestamps, "_utc_parsed", {})
+    start = dt.datetime(2023, 12, 31, 12)
+    for i in range(0, 86_400 * 2, 7):
+        text = (start + dt.timedelta(seconds=i)).isoformat()
+        assert len(text) == 19
+        expected = dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+        assert timestamps.parse_upstream_datetime(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not a date", "2024-13-01T00:00:00", "2024-01-02T03:04:05ZZ", "Z", "2024-02-30T00:00:00", "2024-01-02T25:04:05"]
+    + [t for t in _TEXTS if not _reads(t)],
+)
 def test_a_bad_text_raises_the_same_on_either_path(text):
     with pytest.raises(MappingError) as utc:
         timestamps.parse_upstream_datetime(text)
@@ -105,8 +137,8 @@ def test_the_cache_stays_bounded_and_right(monkeypatch):
     base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     for i in range(30):
         when = base + dt.timedelta(minutes=i)
-        assert timestamps.parse_upstream_datetime(when.strftime("%Y-%m-%dT%H:%M:%S")) == when
-        assert len(timestamps._utc_parsed) <= 8
+        assert timestamps.parse_upstream_datetime(when.strftime("%Y-%m-%dT%H:%M:%SZ")) == when  # a cached form
+        assert 1 <= len(timestamps._utc_parsed) <= 8
 
 
 def test_naive_text_in_the_local_zone_is_not_served_from_the_utc_cache(monkeypatch):
