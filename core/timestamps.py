@@ -47,8 +47,9 @@ def parse_upstream_datetime(value: Any, *, assume_utc: bool = True) -> dt.dateti
         if assume_utc:
             if len(value) == 19 and value[10] == "T":
                 # The usual form (WooCommerce's *_gmt: UTC without a zone; every record's times, parsed by the
-                # mapper and again for its version), read as UTC at once in 0.11 us: no cache, which cost more
-                # than this on a real store's mostly distinct times (a miss 0.9-1.6 us a text).
+                # mapper and again for its version), read as UTC at once in 0.11 us (parsing it naive and then
+                # replace(tzinfo=...) took 0.76: CPython 3.11 parses that keyword slowly). No cache: one cost
+                # more than this on a real store's mostly distinct times (a miss 0.9-1.6 us a text).
                 try:
                     return _fromisoformat(value + "+00:00")
                 except ValueError:  # not that form after all: the general reading below decides
@@ -78,15 +79,9 @@ _fromisoformat = dt.datetime.fromisoformat
 
 
 def _parse(text: str, assume_utc: bool) -> dt.datetime:
-    if assume_utc and len(text) == 19 and text[10] == "T":
-        # The usual form read as UTC at once (see parse_upstream_datetime): 0.11 us, where parsing it naive and
-        # then replace(tzinfo=...) took 0.76 (CPython 3.11 parses that keyword argument slowly).
-        try:
-            return _fromisoformat(text + "+00:00")
-        except ValueError:  # not that form after all: the general reading below decides
-            pass
+    """The general reading (the usual form takes parse_upstream_datetime's shortcut before it gets here)."""
     try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00") if "Z" in text else text)
+        parsed = _fromisoformat(text.replace("Z", "+00:00") if "Z" in text else text)
     except ValueError:
         raise MappingError(f"not a timestamp: {text[:40]!r}") from None
     if parsed.tzinfo is None and assume_utc:
