@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -175,6 +176,10 @@ class Client:
         self.session = session or guarded_session()
         self.timeout = settings.SYNC_HTTP_TIMEOUT
         self.max_tries = settings.SYNC_HTTP_MAX_TRIES
+        # Our own waits between attempts (see retry_wait_seconds and rate_limit_waits).
+        self._waited = threading.local()
+        self._rate_limit_waits = 0
+        self._rate_limit_lock = threading.Lock()
 
     # hooks ----------------------------------------------------------------------------------------------
     def authenticate(self, kwargs: dict[str, Any]) -> None:
@@ -189,6 +194,27 @@ class Client:
     def on_auth_error(self, error: AuthError) -> bool:
         """Called once on an AUTH verdict. Return True if credentials were refreshed and the call may retry."""
         return False
+
+    # our own waits ---------------------------------------------------------------------------------------
+    def retry_wait_seconds(self) -> float:
+        """Seconds the calling thread has slept between attempts of its requests through this client (a 429's
+        Retry-After, a transient error's backoff). A page's wall time minus this is what the upstream made it
+        wait: a paging loop deciding whether the upstream is slow must not count our own sleeps."""
+        return getattr(self._waited, "seconds", 0.0)
+
+    @property
+    def rate_limit_waits(self) -> int:
+        """How many times a request through this client, in any thread, was told to wait (a RATE_LIMITED
+        verdict: 429). A paging loop that reads ahead in parallel stops doing so once this grows."""
+        return self._rate_limit_waits
+
+    def _on_retry_wait(self, details: dict) -> None:  # backoff's on_backoff: called just before each sleep
+        self._waited.seconds = self.retry_wait_seconds() + float(details.get("wait") or 0.0)
+
+    def _on_rate_limit_wait(self, details: dict) -> None:
+        self._on_retry_wait(details)
+        with self._rate_limit_lock:
+            self._rate_limit_waits += 1
 
     # the one request path --------------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -225,6 +251,7 @@ class Client:
             value=lambda exc: _bounded_wait(exc.wait),
             max_tries=lambda: self.max_tries,
             jitter=None,
+            on_backoff=self._on_rate_limit_wait,
         )
         @backoff.on_exception(
             backoff.expo,
@@ -232,6 +259,7 @@ class Client:
             max_tries=lambda: self.max_tries,
             factor=_retry_factor,
             jitter=backoff.full_jitter,
+            on_backoff=self._on_retry_wait,
         )
         def attempt(method, path, kw):
             return self.send_once(method, path, **kw)

@@ -73,15 +73,17 @@ class ReadAhead:
     (issue 20, a first sync of 100,000 customers against a zero-latency upstream: 3 pages in flight ahead
     against none, 8 interleaved rounds 4.08 -> 3.67 s, CPU 3.48 -> 3.25 s on PostgreSQL; 6 rounds on SQLite
     4.13 -> 3.71 s; docs/performance.md, fifteenth pass).
-    So pages are fetched inline, and each tells what it waited beyond its own CPU time: the upstream's latency,
-    but also any wait for the lock while another thread holds it (a 429's Retry-After sleep too, as before).
+    So pages are fetched inline, and each tells what it waited beyond its own CPU time and our own sleeps between
+    attempts (``slept``: a 429's Retry-After, a transient error's backoff): the upstream's latency, but also any
+    wait for the lock while another thread holds it.
     The window opens at once after one page that waited more than ``at_once`` seconds (default twice
     ``slow``), or after ``confirm`` pages in a row that each waited more than ``slow``. The defaults are above
     what the lock alone made a page wait: in 8 runs of 1,053 pages against a zero-latency upstream (PostgreSQL
     and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
     over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. From then on ``most`` pages are kept
     in flight for the rest of the fetch (an upstream that got slow once may again); a wrong opening costs only
-    this gain. ``slow`` <= 0: ahead from the start."""
+    this gain, unless the upstream says to slow down (``shut``: a 429), after which pages are read one at a time
+    for the rest of the fetch. ``slow`` <= 0: ahead from the start."""
 
     def __init__(self, most: int, *, slow: float = 0.020, confirm: int = 3, at_once: float | None = None) -> None:
         self.most = max(0, most)
@@ -91,13 +93,20 @@ class ReadAhead:
         self.opened_after: list[float] | None = None  # the waits that opened the window (for the log)
         self._waits: deque[float] = deque(maxlen=max(1, confirm))
 
-    def inline(self, wall: float, cpu: float) -> None:
-        """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU."""
+    def inline(self, wall: float, cpu: float, slept: float = 0.0) -> None:
+        """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU and
+        ``slept`` of them its own sleeps between attempts (not the upstream's latency)."""
         if self.size or not self.most:
             return
-        wait = wall - cpu
+        wait = wall - cpu - slept
         self._run = self._run + 1 if wait > self._slow else 0
         self._waits.append(wait)
         if self._run >= self._confirm or wait > self._at_once:
             self.size = self.most
             self.opened_after = list(self._waits)
+
+    def shut(self) -> None:
+        """The upstream asked us to slow down (a 429): no pages ahead from now on, and the window never reopens
+        in this fetch (more requests in flight are the opposite of what was asked). Pages already in flight
+        are still used."""
+        self.most = self.size = 0

@@ -354,9 +354,13 @@ class WooResource(Resource):
             if future is None:
                 if window.size:  # open: nothing left to measure
                     return self._get(ctx.client, params, offset, ctx.known_body)
-                wall, cpu = time.perf_counter(), time.thread_time()
+                wall, cpu, slept = time.perf_counter(), time.thread_time(), ctx.client.retry_wait_seconds()
                 got = self._get(ctx.client, params, offset, ctx.known_body)
-                window.inline(time.perf_counter() - wall, time.thread_time() - cpu)
+                window.inline(
+                    time.perf_counter() - wall,
+                    time.thread_time() - cpu,
+                    slept=ctx.client.retry_wait_seconds() - slept,
+                )
                 if window.size:
                     log.debug(
                         "%s: reading %s pages ahead from offset %s (pages waited %s ms)",
@@ -372,9 +376,14 @@ class WooResource(Resource):
         def fresh(offset: int):
             return self._get(ctx.client, params, offset, ctx.known_body)
 
+        limited = ctx.client.rate_limit_waits
         try:
             while True:
                 offset = int(token["offset"])
+                if ctx.client.rate_limit_waits != limited and window.most:
+                    # A 429 (in any thread): more requests in flight are the opposite of what was asked.
+                    window.shut()
+                    log.info("%s: rate limited; reading one page at a time from offset %s", self.name, offset)
                 if total is not None and window.size:
                     for i in range(1, window.size + 1):
                         ahead = offset + i * stride

@@ -67,7 +67,7 @@ def read_ahead(request, monkeypatch):
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", {"ahead": 0.0, "inline": 10_000.0, "switch": 20.0}[request.param])
     if request.param == "switch":
 
-        def after_two(self, wall: float, cpu: float) -> None:
+        def after_two(self, wall: float, cpu: float, slept: float = 0.0) -> None:
             self.seen = getattr(self, "seen", 0) + 1
             if self.seen >= 2:
                 self.size = self.most

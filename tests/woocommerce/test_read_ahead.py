@@ -12,6 +12,7 @@ from connectors.woocommerce import conf
 from connectors.woocommerce import resources as woo
 from connectors.woocommerce.client import WooClient
 from connectors.woocommerce.resources import Customers
+from connectors.woocommerce.sandbox import _error as sandbox_error
 from core.paging import ReadAhead
 
 MS = 0.001
@@ -140,3 +141,109 @@ def test_the_fixture_that_switches_mid_scan_does_switch(woo, monkeypatch, read_a
     assert ids == sorted(sandbox.ids("customers"))
     caller = threading.current_thread().name
     assert [offset for thread, offset in requests if thread == caller] == [0, 95, 190, 1140]
+
+
+def test_our_own_sleeps_between_attempts_are_not_the_upstreams_latency():
+    window = ReadAhead(3)
+    window.inline(wall=2.001, cpu=0.0005, slept=2.0)  # a 429's Retry-After of 2 s: the page itself was fast
+    for _ in range(5):
+        window.inline(wall=1.5 * MS, cpu=1 * MS, slept=0.0)
+    assert window.size == 0
+    window.inline(wall=2.06, cpu=1 * MS, slept=2.0)  # a slow page after the sleep: 59 ms of the store's own
+    assert window.size == 3
+
+
+def test_shut_closes_the_window_for_the_rest_of_the_fetch():
+    window = ReadAhead(3, slow=0)  # ahead from the start
+    assert window.size == 3
+    window.shut()
+    assert window.size == 0
+    for _ in range(10):
+        window.inline(wall=1.0, cpu=0.0)  # however slow the pages get now
+    assert window.size == 0
+
+
+def _limited_scan(conn, monkeypatch, when=None) -> tuple[list[int], list[tuple[str, int]], WooClient]:
+    """_scan with the client kept (closed, not discarded) and ``when(offset, n)`` called before each request."""
+    requests: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    real = woo.WooResource._get
+
+    def recording(self, client, params, offset, *args, **kwargs):
+        with lock:
+            requests.append((threading.current_thread().name, offset))
+            if when is not None:
+                when(offset, len(requests))
+        return real(self, client, params, offset, *args, **kwargs)
+
+    monkeypatch.setattr(woo.WooResource, "_get", recording)
+    client = WooClient(conn)
+    try:
+        pages = list(Customers().iter_pages(FetchContext(client=client, cursor="", token=None, full_scan=True)))
+    finally:
+        client.close()
+    return [r["id"] for p in pages for r in p.records], requests, client
+
+
+def test_a_429s_wait_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, settings):
+    """Before: the Retry-After sleep counted as the page's wait and opened the window at once, so a store that
+    had just asked us to slow down got four requests at a time for the rest of the scan."""
+    sandbox, conn = woo(size=1200)
+    sandbox.faults.rate_limit_next = 1  # the first request (page 1, inline) is answered 429, then served
+    sandbox.faults.retry_after = "0.12"  # a real sleep: more than the 40 ms that open the window at once
+    settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
+    ids, requests, client = _limited_scan(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert {thread for thread, _ in requests} == {threading.current_thread().name}  # inline throughout
+    assert [offset for _, offset in requests] == list(range(0, 1200, 95))
+    assert sandbox.list_requests == len(requests) + 1  # the 429 and its retry inside page 1's request
+    assert client.rate_limit_waits == 1
+    assert client.retry_wait_seconds() == pytest.approx(0.12)
+
+
+def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypatch, settings):
+    sandbox, conn = woo(size=1900)  # 20 pages: offsets 0, 95, ..., 1805
+    sandbox.faults.latency = 0.06  # slow: the window opens after page 1
+    settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
+    real_fault, limited = sandbox._fault, []
+
+    def fault(position):
+        if position == 380 and not limited:  # that page's first request, whichever thread sends it
+            limited.append(position)
+            return sandbox_error(429, "too_many_requests", "Too many requests.", headers={"Retry-After": "0.05"})
+        return real_fault(position)
+
+    monkeypatch.setattr(sandbox, "_fault", fault)
+    ids, requests, client = _limited_scan(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert limited and client.rate_limit_waits == 1
+    caller = threading.current_thread().name
+    ahead = [offset for thread, offset in requests if thread != caller]
+    assert 190 in ahead and 380 in ahead  # the window was open when the 429 came
+    # Pages already in flight when the consumer saw the 429 are still used (at most 3 past the page it was
+    # on); from there on every page is the consumer's own request, once.
+    assert max(ahead) <= 380 + 4 * 95
+    assert [offset for thread, offset in requests if offset > 380 + 4 * 95] == list(range(855, 1900, 95))
+    assert {thread for thread, offset in requests if offset > 380 + 4 * 95} == {caller}
+
+
+def test_a_5xx_backoff_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, settings):
+    """A transient error's backoff is our own sleep too: it neither opens the window nor counts as a 429."""
+    import backoff
+
+    sandbox, conn = woo(size=1200)
+    sandbox.faults.fail_next = [503]  # page 1's first attempt
+    settings.SYNC_RETRY_BASE_SECONDS = 0.1
+    monkeypatch.setattr(backoff, "full_jitter", lambda value: value)  # the whole backoff, so it is > 40 ms
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
+    ids, requests, client = _limited_scan(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert sandbox.list_requests == len(requests) + 1
+    assert client.retry_wait_seconds() >= 0.1
+    assert client.rate_limit_waits == 0
+    assert {thread for thread, _ in requests} == {threading.current_thread().name}  # inline throughout
