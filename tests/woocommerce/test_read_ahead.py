@@ -78,6 +78,12 @@ def test_no_threads_no_read_ahead_and_zero_means_from_the_start():
 
 def _scan(conn, monkeypatch) -> tuple[list[int], list[tuple[str, int]]]:
     """Every record id of a full customer scan, and (thread, offset) of each page request, in request order."""
+    ids, requests, _ = _scan_with_client(conn, monkeypatch)
+    return ids, requests
+
+
+def _scan_with_client(conn, monkeypatch) -> tuple[list[int], list[tuple[str, int]], WooClient]:
+    """_scan, with the scan's client (closed) for its counters."""
     requests: list[tuple[str, int]] = []
     lock = threading.Lock()
     real = woo.WooResource._get
@@ -93,7 +99,7 @@ def _scan(conn, monkeypatch) -> tuple[list[int], list[tuple[str, int]]]:
         pages = list(Customers().iter_pages(FetchContext(client=client, cursor="", token=None, full_scan=True)))
     finally:
         client.close()
-    return [r["id"] for p in pages for r in p.records], requests
+    return [r["id"] for p in pages for r in p.records], requests, client
 
 
 def test_a_slow_upstream_is_read_ahead_from_its_second_page(woo, monkeypatch):
@@ -163,28 +169,6 @@ def test_shut_closes_the_window_for_the_rest_of_the_fetch():
     assert window.size == 0
 
 
-def _limited_scan(conn, monkeypatch, when=None) -> tuple[list[int], list[tuple[str, int]], WooClient]:
-    """_scan with the client kept (closed, not discarded) and ``when(offset, n)`` called before each request."""
-    requests: list[tuple[str, int]] = []
-    lock = threading.Lock()
-    real = woo.WooResource._get
-
-    def recording(self, client, params, offset, *args, **kwargs):
-        with lock:
-            requests.append((threading.current_thread().name, offset))
-            if when is not None:
-                when(offset, len(requests))
-        return real(self, client, params, offset, *args, **kwargs)
-
-    monkeypatch.setattr(woo.WooResource, "_get", recording)
-    client = WooClient(conn)
-    try:
-        pages = list(Customers().iter_pages(FetchContext(client=client, cursor="", token=None, full_scan=True)))
-    finally:
-        client.close()
-    return [r["id"] for p in pages for r in p.records], requests, client
-
-
 def test_a_429s_wait_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, settings):
     """Before: the Retry-After sleep counted as the page's wait and opened the window at once, so a store that
     had just asked us to slow down got four requests at a time for the rest of the scan."""
@@ -194,7 +178,7 @@ def test_a_429s_wait_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, s
     settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
-    ids, requests, client = _limited_scan(conn, monkeypatch)
+    ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert {thread for thread, _ in requests} == {threading.current_thread().name}  # inline throughout
     assert [offset for _, offset in requests] == list(range(0, 1200, 95))
@@ -218,7 +202,7 @@ def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypa
         return real_fault(position)
 
     monkeypatch.setattr(sandbox, "_fault", fault)
-    ids, requests, client = _limited_scan(conn, monkeypatch)
+    ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert limited and client.rate_limit_waits == 1
     caller = threading.current_thread().name
@@ -241,7 +225,7 @@ def test_a_5xx_backoff_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch,
     monkeypatch.setattr(backoff, "full_jitter", lambda value: value)  # the whole backoff, so it is > 40 ms
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
-    ids, requests, client = _limited_scan(conn, monkeypatch)
+    ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert sandbox.list_requests == len(requests) + 1
     assert client.retry_wait_seconds() >= 0.1
