@@ -197,15 +197,17 @@ class Client:
 
     # our own waits ---------------------------------------------------------------------------------------
     def retry_wait_seconds(self) -> float:
-        """Seconds the calling thread has slept between attempts of its requests through this client (a 429's
-        Retry-After, a transient error's backoff). A page's wall time minus this is what the upstream made it
-        wait: a paging loop deciding whether the upstream is slow must not count our own sleeps."""
+        """Seconds the calling thread has been told to sleep between attempts of its requests through this
+        client (the waits backoff announces and then sleeps: a 429's Retry-After, a transient error's backoff).
+        A page's wall time minus its CPU time and this is what the upstream made it wait: a paging loop deciding
+        whether the upstream is slow must not count our own sleeps."""
         return getattr(self._waited, "seconds", 0.0)
 
     @property
     def rate_limit_waits(self) -> int:
-        """How many times a request through this client, in any thread, was told to wait (a RATE_LIMITED
-        verdict: 429). A paging loop that reads ahead in parallel stops doing so once this grows."""
+        """How many times a request through this client, in any thread, waited before its next attempt after a
+        RATE_LIMITED verdict (a 429; one on the last attempt raises instead and is not counted). A paging loop
+        that reads ahead in parallel reads less far ahead each time this grows."""
         return self._rate_limit_waits
 
     def _on_retry_wait(self, details: dict) -> None:  # backoff's on_backoff: called just before each sleep

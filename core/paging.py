@@ -82,11 +82,17 @@ class ReadAhead:
     and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
     over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. From then on ``most`` pages are kept
     in flight for the rest of the fetch (an upstream that got slow once may again); a wrong opening costs only
-    this gain, unless the upstream says to slow down (``shut``: a 429), after which pages are read one at a time
-    for the rest of the fetch. ``slow`` <= 0: ahead from the start."""
+    this gain. When the upstream says to slow down (``shut``: a 429), the window closes, the next ``calm``
+    pages are read one at a time whatever they wait, and ``most`` halves (3 -> 1 -> 0): the window may open
+    again by the same rule, with fewer pages ahead, and after a second 429 (with the default 3) never. So one
+    burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest of a long scan,
+    and a store that keeps answering 429 gets one request at a time. ``slow`` <= 0: ahead from the start."""
 
-    def __init__(self, most: int, *, slow: float = 0.020, confirm: int = 3, at_once: float | None = None) -> None:
+    def __init__(
+        self, most: int, *, slow: float = 0.020, confirm: int = 3, at_once: float | None = None, calm: int = 20
+    ) -> None:
         self.most = max(0, most)
+        self._calm_pages, self._calm = max(0, calm), 0
         self.size = self.most if slow <= 0 else 0
         self._slow, self._confirm, self._run = slow, confirm, 0
         self._at_once = 2 * slow if at_once is None else at_once
@@ -98,6 +104,9 @@ class ReadAhead:
         ``slept`` of them its own sleeps between attempts (not the upstream's latency)."""
         if self.size or not self.most:
             return
+        if self._calm:  # just after a 429: these pages do not count
+            self._calm -= 1
+            return
         wait = wall - cpu - slept
         self._run = self._run + 1 if wait > self._slow else 0
         self._waits.append(wait)
@@ -106,7 +115,8 @@ class ReadAhead:
             self.opened_after = list(self._waits)
 
     def shut(self) -> None:
-        """The upstream asked us to slow down (a 429): no pages ahead from now on, and the window never reopens
-        in this fetch (more requests in flight are the opposite of what was asked). Pages already in flight
-        are still used."""
-        self.most = self.size = 0
+        """The upstream asked us to slow down (a 429): no pages ahead for the next ``calm`` pages, then at most
+        half as many as before (see the class). Pages already in flight are still used."""
+        self.size, self.most, self._calm = 0, self.most // 2, self._calm_pages
+        self._run = 0
+        self._waits.clear()

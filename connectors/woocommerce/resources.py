@@ -380,10 +380,16 @@ class WooResource(Resource):
         try:
             while True:
                 offset = int(token["offset"])
-                if ctx.client.rate_limit_waits != limited and window.most:
+                if ctx.client.rate_limit_waits != limited:
                     # A 429 (in any thread): more requests in flight are the opposite of what was asked.
+                    limited = ctx.client.rate_limit_waits
                     window.shut()
-                    log.info("%s: rate limited; reading one page at a time from offset %s", self.name, offset)
+                    log.info(
+                        "%s: rate limited; one page at a time from offset %s, then at most %s ahead",
+                        self.name,
+                        offset,
+                        window.most,
+                    )
                 if total is not None and window.size:
                     for i in range(1, window.size + 1):
                         ahead = offset + i * stride

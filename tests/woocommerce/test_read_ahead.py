@@ -4,6 +4,7 @@ fast upstream the threads cost more CPU and time than they hide)."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 import pytest
 
@@ -159,19 +160,34 @@ def test_our_own_sleeps_between_attempts_are_not_the_upstreams_latency():
     assert window.size == 3
 
 
-def test_shut_closes_the_window_for_the_rest_of_the_fetch():
+def test_a_429_shuts_the_window_for_calm_pages_then_halves_what_is_read_ahead():
     window = ReadAhead(3, slow=0)  # ahead from the start
     assert window.size == 3
     window.shut()
+    assert (window.size, window.most) == (0, 1)
+    for _ in range(20):  # the next 20 pages are read one at a time, however slow
+        window.inline(wall=1.0, cpu=0.0)
     assert window.size == 0
-    for _ in range(10):
-        window.inline(wall=1.0, cpu=0.0)  # however slow the pages get now
+    window.inline(wall=50 * MS, cpu=1 * MS)  # then the usual rule, with half as many pages ahead
+    assert window.size == 1
+    window.shut()  # a second 429: one request at a time for the rest of the fetch
+    assert (window.size, window.most) == (0, 0)
+    for _ in range(50):
+        window.inline(wall=1.0, cpu=0.0)
     assert window.size == 0
+    quick = ReadAhead(3, calm=2)
+    quick.shut()
+    quick.inline(wall=1.0, cpu=0.0)
+    quick.inline(wall=1.0, cpu=0.0)
+    assert quick.size == 0
+    quick.inline(wall=1.0, cpu=0.0)
+    assert quick.size == 1
 
 
-def test_a_429s_wait_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, settings):
+def test_a_429_on_a_fast_upstream_keeps_the_scan_inline(woo, monkeypatch, settings):
     """Before: the Retry-After sleep counted as the page's wait and opened the window at once, so a store that
-    had just asked us to slow down got four requests at a time for the rest of the scan."""
+    had just asked us to slow down got four requests at a time for the rest of the scan. (Here the 429's calm
+    pages keep the scan inline; the sleep's own subtraction is tested with a 5xx below.)"""
     sandbox, conn = woo(size=1200)
     sandbox.faults.rate_limit_next = 1  # the first request (page 1, inline) is answered 429, then served
     sandbox.faults.retry_after = "0.12"  # a real sleep: more than the 40 ms that open the window at once
@@ -187,21 +203,28 @@ def test_a_429s_wait_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, s
     assert client.retry_wait_seconds() == pytest.approx(0.12)
 
 
+def _429_once_at(monkeypatch, sandbox, offset: int) -> list[int]:
+    """The first request for ``offset`` (whichever thread sends it) is answered 429 with a 50 ms Retry-After;
+    the returned list holds the offset once that happened."""
+    real_fault, limited = sandbox._fault, []
+
+    def fault(position):
+        if position == offset and not limited:
+            limited.append(position)
+            return sandbox_error(429, "too_many_requests", "Too many requests.", headers={"Retry-After": "0.05"})
+        return real_fault(position)
+
+    monkeypatch.setattr(sandbox, "_fault", fault)
+    return limited
+
+
 def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypatch, settings):
     sandbox, conn = woo(size=1900)  # 20 pages: offsets 0, 95, ..., 1805
     sandbox.faults.latency = 0.06  # slow: the window opens after page 1
     settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
-    real_fault, limited = sandbox._fault, []
-
-    def fault(position):
-        if position == 380 and not limited:  # that page's first request, whichever thread sends it
-            limited.append(position)
-            return sandbox_error(429, "too_many_requests", "Too many requests.", headers={"Retry-After": "0.05"})
-        return real_fault(position)
-
-    monkeypatch.setattr(sandbox, "_fault", fault)
+    limited = _429_once_at(monkeypatch, sandbox, 380)
     ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert limited and client.rate_limit_waits == 1
@@ -213,10 +236,25 @@ def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypa
     assert max(ahead) <= 380 + 4 * 95
     assert [offset for thread, offset in requests if offset > 380 + 4 * 95] == list(range(855, 1900, 95))
     assert {thread for thread, offset in requests if offset > 380 + 4 * 95} == {caller}
+    assert Counter(offset for _, offset in requests) == Counter(range(0, 1900, 95))  # none asked for twice
 
 
-def test_a_5xx_backoff_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch, settings):
-    """A transient error's backoff is our own sleep too: it neither opens the window nor counts as a 429."""
+def _recorded_sleeps(monkeypatch) -> list[float]:
+    """The ``slept`` of every page ReadAhead.inline is told about, in order."""
+    sleeps: list[float] = []
+    real = ReadAhead.inline
+
+    def inline(self, wall, cpu, slept=0.0):
+        sleeps.append(slept)
+        return real(self, wall, cpu, slept)
+
+    monkeypatch.setattr(ReadAhead, "inline", inline)
+    return sleeps
+
+
+def test_a_5xx_backoff_is_not_counted_as_the_upstreams_wait(woo, monkeypatch, settings):
+    """A transient error's backoff is our own sleep: the page that slept is told so, the pages after it are not
+    (each page its own sleeps, not the total so far), and it does not count as a 429."""
     import backoff
 
     sandbox, conn = woo(size=1200)
@@ -224,10 +262,53 @@ def test_a_5xx_backoff_does_not_make_a_fast_upstream_look_slow(woo, monkeypatch,
     settings.SYNC_RETRY_BASE_SECONDS = 0.1
     monkeypatch.setattr(backoff, "full_jitter", lambda value: value)  # the whole backoff, so it is > 40 ms
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
-    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 10_000.0)  # timing must not decide this test
+    sleeps = _recorded_sleeps(monkeypatch)
     ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert sandbox.list_requests == len(requests) + 1
     assert client.retry_wait_seconds() >= 0.1
     assert client.rate_limit_waits == 0
-    assert {thread for thread, _ in requests} == {threading.current_thread().name}  # inline throughout
+    assert len(sleeps) == len(requests) == 13
+    assert sleeps[0] == pytest.approx(client.retry_wait_seconds()) and sleeps[1:] == [0.0] * 12
+
+
+def test_after_a_5xx_a_store_that_gets_slow_is_still_read_ahead(woo, monkeypatch, settings):
+    """The review's case: with the total of the sleeps so far subtracted from every later page, one early
+    5xx would hide a slow store for the rest of the scan."""
+    import backoff
+
+    sandbox, conn = woo(size=1200)
+    sandbox.faults.fail_next = [503]
+    settings.SYNC_RETRY_BASE_SECONDS = 0.1
+    monkeypatch.setattr(backoff, "full_jitter", lambda value: value)
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
+    real_fault = sandbox._fault
+
+    def fault(position):
+        if position >= 285:
+            sandbox.faults.latency = 0.06  # slow from here on (the next requests wait 60 ms)
+        return real_fault(position)
+
+    monkeypatch.setattr(sandbox, "_fault", fault)
+    ids, requests, _ = _scan_with_client(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert any(thread != threading.current_thread().name for thread, _ in requests)
+
+
+def test_after_a_429_and_its_calm_pages_a_slow_store_is_read_ahead_again(woo, monkeypatch, settings):
+    sandbox, conn = woo(size=3800)  # 40 pages: offsets 0, 95, ..., 3705
+    sandbox.faults.latency = 0.06
+    settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
+    limited = _429_once_at(monkeypatch, sandbox, 190)
+    ids, requests, client = _scan_with_client(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert limited == [190] and client.rate_limit_waits == 1
+    caller = threading.current_thread().name
+    # One 429 shuts the window for 20 pages (read by the consumer itself), then the slow store opens it again.
+    later = [offset for thread, offset in requests if thread != caller and offset > 190 + 24 * 95]
+    assert later
+    assert Counter(offset for _, offset in requests if offset < 3705) == Counter(range(0, 3705, 95))
