@@ -6,6 +6,8 @@ windows. Once ``x-total-count`` is known, the remaining pages of a window are fe
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
@@ -121,10 +123,14 @@ class TiendanubeResource(Resource):
 
     def iter_pages(self, ctx: FetchContext) -> Iterator[Page]:
         """Page 1 of each window sequentially (it gives the total), then the rest concurrently, yielded in
-        order so each page's token resumes right after it."""
+        order so each page's token resumes right after it. At most ``page_concurrency`` pages are requested
+        ahead of the one being yielded (a window has up to 50 pages: before, all were requested at once, held in
+        memory whatever the consumer's pace, and a consumer that stopped, on an error or a cancel, waited for
+        every one of them to be fetched); on the way out the pages not yet requested are dropped."""
         token = ctx.token or self._start(ctx)
         workers = conf.get().page_concurrency
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tn-page") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tn-page")
+        try:
             while token is not None:
                 if token["pages"] is None or workers == 1:
                     page = self.fetch_page(FetchContext(ctx.client, ctx.cursor, token, ctx.full_scan, ctx.params))
@@ -135,18 +141,23 @@ class TiendanubeResource(Resource):
                 tokens = [token]
                 while tokens[-1]["page"] < tokens[-1]["pages"]:
                     tokens.append({**tokens[-1], "page": tokens[-1]["page"] + 1})
-                futures = [
-                    pool.submit(ctx.client.get_page, self.path, self._params(t["windows"][0], t["page"]))
-                    for t in tokens
-                ]
-                for t, future in zip(tokens, futures, strict=True):
+                waiting = iter(tokens)
+                in_flight = deque((t, self._request(pool, ctx.client, t)) for t in itertools.islice(waiting, workers))
+                while in_flight:
+                    t, future = in_flight.popleft()
                     records, response = future.result()
+                    in_flight.extend((n, self._request(pool, ctx.client, n)) for n in itertools.islice(waiting, 1))
                     total = _total(response, default=len(records))
                     nxt = self._after(t, total)
                     yield Page(records=records, next_token=nxt, total=total)
                     token = nxt
                     if nxt is not None and nxt["windows"] != t["windows"]:
                         break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _request(self, pool: ThreadPoolExecutor, client, token: dict):
+        return pool.submit(client.get_page, self.path, self._params(token["windows"][0], token["page"]))
 
 
 def _total(response, *, default: int) -> int:

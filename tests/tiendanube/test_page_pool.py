@@ -1,0 +1,53 @@
+"""The page pool of a Tiendanube scan (connectors/tiendanube/resources.py, iter_pages): once a window's total is
+known its pages are fetched concurrently, but never more than TIENDANUBE_PAGE_CONCURRENCY ahead of the page the
+consumer is on, and a consumer that stops leaves no queue of requests behind. Before, every page of the window
+(up to 50) was requested at once, held in memory whatever the consumer's pace, and closing the scan waited for
+all of them."""
+
+import pytest
+
+from connectors.base import FetchContext
+from connectors.tiendanube.connector import connector
+from connectors.tiendanube.resources import Products
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def paged(tn_settings, tn_sandbox, store_conn):
+    tn_settings.TIENDANUBE_BUCKET_SIZE = 40
+    tn_settings.TIENDANUBE_BUCKET_DRAIN = 1000.0  # no waiting on the bucket: the pool alone decides
+    tn_settings.TIENDANUBE_BUCKET_MARGIN = 2
+    tn_settings.TIENDANUBE_PAGE_SIZE = 5
+    tn_settings.TIENDANUBE_PAGE_CONCURRENCY = 3
+    sb = tn_sandbox(stores=1, records=60, bucket_size=40, drain=1000.0)  # 12 pages of 5 products
+    conn = store_conn(sb)
+    client = connector.client(conn)
+    yield sb, Products().iter_pages(FetchContext(client, "", None, True))
+    client.close()
+
+
+def test_never_more_than_the_concurrency_ahead_of_the_consumer(paged):
+    import time
+
+    sb, pages = paged
+    seen, calls = [], []
+    for page in pages:
+        seen.extend(r["id"] for r in page.records)
+        time.sleep(0.05)  # a slow consumer: the pool must wait for it, not run to the end of the window
+        calls.append(sb.api_calls)
+    assert len(seen) == len(set(seen)) == 60
+    # Page 1 alone (it gives the total), then pages 2-4 at once; each page consumed lets one more go.
+    for n, made in enumerate(calls, start=1):
+        assert made <= min(12, n + 3), calls
+
+
+def test_a_consumer_that_stops_leaves_no_requests_behind(paged):
+    import time
+
+    sb, pages = paged
+    next(pages)
+    next(pages)  # page 2: pages 3 and 4 requested, and page 5 after it
+    pages.close()
+    time.sleep(0.3)  # anything still queued would have been sent by now
+    assert sb.api_calls <= 2 + 3, sb.api_calls
