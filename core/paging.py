@@ -82,11 +82,13 @@ class ReadAhead:
     and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
     over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. From then on ``most`` pages are kept
     in flight for the rest of the fetch (an upstream that got slow once may again); a wrong opening costs only
-    this gain. When the upstream says to slow down (``shut``: a 429), the window closes, the next ``calm``
-    pages are read one at a time whatever they wait, and ``most`` halves (3 -> 1 -> 0): the window may open
-    again by the same rule, with fewer pages ahead, and after a second 429 (with the default 3) never. So one
-    burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest of a long scan,
-    and a store that keeps answering 429 gets one request at a time. ``slow`` <= 0: ahead from the start."""
+    this gain. When the upstream says to slow down (``shut``: the 429s seen since the last page, however many),
+    the next ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most``
+    halves (3 -> 1 -> 0): it may open again by the same rule with fewer pages ahead, and after two 429s that
+    found it open (with the default 3) never. 429s while it is shut only restart the calm pages. So one burst of 429s
+    from a proxy in front of a slow store costs part of the gain, not the rest of a long scan, and a store that
+    answers 429 whenever we read ahead ends up with one request at a time. ``slow`` <= 0: ahead from the
+    start."""
 
     def __init__(
         self, most: int, *, slow: float = 0.020, confirm: int = 3, at_once: float | None = None, calm: int = 20
@@ -115,8 +117,11 @@ class ReadAhead:
             self.opened_after = list(self._waits)
 
     def shut(self) -> None:
-        """The upstream asked us to slow down (a 429): no pages ahead for the next ``calm`` pages, then at most
-        half as many as before (see the class). Pages already in flight are still used."""
-        self.size, self.most, self._calm = 0, self.most // 2, self._calm_pages
-        self._run = 0
+        """The upstream asked us to slow down (a 429): no pages ahead for the next ``calm`` pages, then, if the
+        window was open, at most half as many as before (see the class). Pages already in flight are still
+        used."""
+        if self.size:  # open: halve; a 429 while it is shut (the same burst, or its calm pages) does not
+            self.most //= 2
+        self.size, self._calm = 0, self._calm_pages
+        self._run = 0  # the waits before the 429 do not count towards opening it again
         self._waits.clear()

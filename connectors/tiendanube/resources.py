@@ -152,8 +152,12 @@ class TiendanubeResource(Resource):
                     yield Page(records=records, next_token=nxt, total=total)
                     token = nxt
                     if nxt is not None and nxt["windows"] != t["windows"]:
+                        # The total shrank mid-window: pages of it still requested are not needed.
+                        for _, left in in_flight:
+                            left.cancel()
                         break
         finally:
+            # cancel_futures: requests queued behind running ones (after a window cut short) are dropped too.
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _request(self, pool: ThreadPoolExecutor, client, token: dict):

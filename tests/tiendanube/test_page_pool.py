@@ -51,3 +51,29 @@ def test_a_consumer_that_stops_leaves_no_requests_behind(paged):
     pages.close()
     time.sleep(0.3)  # anything still queued would have been sent by now
     assert sb.api_calls <= 2 + 3, sb.api_calls
+
+
+def test_closing_the_scan_does_not_wait_for_requests_in_flight(paged, monkeypatch):
+    import threading
+    import time
+
+    sb, pages = paged
+    next(pages)  # page 1 (inline): the generator is running now, its client known
+    client = pages.gi_frame.f_locals["ctx"].client
+    real, started, release = client.get_page, threading.Event(), threading.Event()
+
+    def slow(path, params):
+        if int(params.get("page", 1)) >= 5:
+            started.set()
+            release.wait(5)  # a request that hangs until the test lets it go, then fails (nobody reads it)
+            raise RuntimeError("released")
+        return real(path, params)
+
+    monkeypatch.setattr(client, "get_page", slow)
+    next(pages)  # page 2; pages 3 and 4 done or in flight, page 5 requested
+    assert started.wait(5)  # page 5's request is being sent (hangs)
+    t0 = time.perf_counter()
+    pages.close()
+    waited = time.perf_counter() - t0
+    release.set()
+    assert waited < 1.0, waited  # before: close waited for every page of the window

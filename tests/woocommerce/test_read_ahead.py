@@ -175,13 +175,32 @@ def test_a_429_shuts_the_window_for_calm_pages_then_halves_what_is_read_ahead():
     for _ in range(50):
         window.inline(wall=1.0, cpu=0.0)
     assert window.size == 0
+    shut_already = ReadAhead(3)
+    shut_already.inline(wall=50 * MS, cpu=0.0)  # open
+    assert shut_already.size == 3
+    shut_already.shut()
+    shut_already.shut()  # more 429s of the same burst, the window already shut: only the calm pages restart
+    assert shut_already.most == 1
+    for _ in range(19):
+        shut_already.inline(wall=1.0, cpu=0.0)
+    shut_already.shut()
+    assert shut_already.most == 1
+    for _ in range(20):
+        shut_already.inline(wall=1.0, cpu=0.0)
+    assert shut_already.size == 0
+    # After the calm pages the usual rule starts afresh: one page over 20 ms is not three in a row.
+    shut_already.inline(wall=30 * MS, cpu=0.0)
+    shut_already.inline(wall=30 * MS, cpu=0.0)
+    assert shut_already.size == 0
+    shut_already.inline(wall=30 * MS, cpu=0.0)
+    assert shut_already.size == 1
     quick = ReadAhead(3, calm=2)
     quick.shut()
     quick.inline(wall=1.0, cpu=0.0)
     quick.inline(wall=1.0, cpu=0.0)
     assert quick.size == 0
     quick.inline(wall=1.0, cpu=0.0)
-    assert quick.size == 1
+    assert quick.size == 3  # the 429 found it shut: nothing to halve
 
 
 def test_a_429_on_a_fast_upstream_keeps_the_scan_inline(woo, monkeypatch, settings):
@@ -203,13 +222,13 @@ def test_a_429_on_a_fast_upstream_keeps_the_scan_inline(woo, monkeypatch, settin
     assert client.retry_wait_seconds() == pytest.approx(0.12)
 
 
-def _429_once_at(monkeypatch, sandbox, offset: int) -> list[int]:
-    """The first request for ``offset`` (whichever thread sends it) is answered 429 with a 50 ms Retry-After;
-    the returned list holds the offset once that happened."""
+def _429_once_at(monkeypatch, sandbox, *offsets: int) -> list[int]:
+    """The first request for each of ``offsets`` (whichever thread sends it) is answered 429 with a 50 ms
+    Retry-After; the returned list holds each offset once that happened."""
     real_fault, limited = sandbox._fault, []
 
     def fault(position):
-        if position == offset and not limited:
+        if position in offsets and position not in limited:
             limited.append(position)
             return sandbox_error(429, "too_many_requests", "Too many requests.", headers={"Retry-After": "0.05"})
         return real_fault(position)
@@ -218,13 +237,20 @@ def _429_once_at(monkeypatch, sandbox, offset: int) -> list[int]:
     return limited
 
 
-def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypatch, settings):
-    sandbox, conn = woo(size=1900)  # 20 pages: offsets 0, 95, ..., 1805
+def _slow_store_with_429s(woo, monkeypatch, settings, size: int, *offsets: int):
+    """A 60 ms store of ``size`` customers read 4 pages at a time once slow, whose first request for each of
+    ``offsets`` is answered 429 (_429_once_at)."""
+    sandbox, conn = woo(size=size)
     sandbox.faults.latency = 0.06  # slow: the window opens after page 1
     settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
     monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
     monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
-    limited = _429_once_at(monkeypatch, sandbox, 380)
+    return sandbox, conn, _429_once_at(monkeypatch, sandbox, *offsets)
+
+
+def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypatch, settings):
+    # 20 pages: offsets 0, 95, ..., 1805
+    sandbox, conn, limited = _slow_store_with_429s(woo, monkeypatch, settings, 1900, 380)
     ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert limited and client.rate_limit_waits == 1
@@ -298,12 +324,8 @@ def test_after_a_5xx_a_store_that_gets_slow_is_still_read_ahead(woo, monkeypatch
 
 
 def test_after_a_429_and_its_calm_pages_a_slow_store_is_read_ahead_again(woo, monkeypatch, settings):
-    sandbox, conn = woo(size=3800)  # 40 pages: offsets 0, 95, ..., 3705
-    sandbox.faults.latency = 0.06
-    settings.SYNC_MAX_RATE_LIMIT_WAIT = 1.0
-    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
-    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 20.0)
-    limited = _429_once_at(monkeypatch, sandbox, 190)
+    # 40 pages: offsets 0, 95, ..., 3705
+    sandbox, conn, limited = _slow_store_with_429s(woo, monkeypatch, settings, 3800, 190)
     ids, requests, client = _scan_with_client(conn, monkeypatch)
     assert ids == sorted(sandbox.ids("customers"))
     assert limited == [190] and client.rate_limit_waits == 1
@@ -312,3 +334,15 @@ def test_after_a_429_and_its_calm_pages_a_slow_store_is_read_ahead_again(woo, mo
     later = [offset for thread, offset in requests if thread != caller and offset > 190 + 24 * 95]
     assert later
     assert Counter(offset for _, offset in requests if offset < 3705) == Counter(range(0, 3705, 95))
+
+
+def test_a_burst_of_429s_inside_the_calm_pages_halves_the_window_once(woo, monkeypatch, settings):
+    """The second review's case: a second 429 six pages after the first, while the window is still shut, only
+    restarts the calm pages; it does not halve the window again (which would have left the rest serial)."""
+    # 50 pages: offsets 0, 95, ..., 4655
+    sandbox, conn, limited = _slow_store_with_429s(woo, monkeypatch, settings, 4750, 380, 950)
+    ids, requests, client = _scan_with_client(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert sorted(limited) == [380, 950] and client.rate_limit_waits == 2
+    caller = threading.current_thread().name
+    assert any(thread != caller and offset > 950 + 21 * 95 for thread, offset in requests)
