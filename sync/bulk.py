@@ -877,8 +877,9 @@ def insert_new(model: type[models.Model], rows: list[dict] | NewRows) -> int:
     written with no ON CONFLICT: PostgreSQL COPYs them straight into the table (insert_copy), SQLite INSERTs
     them with multi-row VALUES (a NewRows prepared from its values without building its dicts). On SQLite
     the upsert costs more even when nothing conflicts: with foreign keys on (Django turns them on), an upsert
-    whose DO UPDATE sets a foreign-key column (the rows' organization) took 1.31 s against 0.84 s for the same 100,000 new customer rows with a plain INSERT, measured in SQLite
-    alone (docs/performance.md, issue 20, seventeenth pass). A row that exists after all fails the statement
+    whose DO UPDATE sets a foreign-key column (the rows' organization) took 1.31 s against 0.84 s for the same
+    100,000 new customer rows with a plain INSERT, measured in SQLite alone (docs/performance.md, issue 20,
+    seventeenth pass). A row that exists after all fails the statement
     with an IntegrityError (the unique constraint) and marks the caller's transaction for rollback, so none of
     ``rows`` stays. Inside a transaction. Returns how many rows were inserted."""
     if db_connection.vendor == "postgresql":
