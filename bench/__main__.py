@@ -90,6 +90,7 @@ class Bench:
         self.page_concurrency = conf.PAGE_CONCURRENCY
         self.read_ahead_after_ms = conf.READ_AHEAD_AFTER_MS
         self.pipeline = settings.SYNC_WRITE_PIPELINE
+        self.process = settings.SYNC_FETCH_PROCESS
         self.rows: list[Row] = []
         connection.ensure_connection()
 
@@ -156,9 +157,11 @@ class Bench:
         fresh: bool = True,
         batch_size: int | None = None,
         pipeline: bool | None = None,
+        process: bool | None = None,
     ) -> float:
         """One engine run; ``fetch_concurrency`` None = the connector's default (WOOCOMMERCE_PAGE_CONCURRENCY);
-        ``pipeline`` True/False turns the write pipeline (SYNC_WRITE_PIPELINE) on/off for this run."""
+        ``pipeline`` True/False turns the write pipeline (SYNC_WRITE_PIPELINE) on/off for this run, ``process``
+        the fetch process (SYNC_FETCH_PROCESS)."""
         from django.conf import settings
 
         if fresh:
@@ -167,13 +170,14 @@ class Bench:
             self.up, self.up.url(n, delay_ms), name=f"engine-{n}-{delay_ms}-{batch_size}", batch_size=batch_size
         )
         scenario.checkpoint()
-        before = settings.SYNC_WRITE_PIPELINE
-        settings.SYNC_WRITE_PIPELINE = before if pipeline is None else pipeline
+        before = settings.SYNC_WRITE_PIPELINE, settings.SYNC_FETCH_PROCESS
+        settings.SYNC_WRITE_PIPELINE = before[0] if pipeline is None else pipeline
+        settings.SYNC_FETCH_PROCESS = before[1] if process is None else process
         try:
             with scenario.page_concurrency(fetch_concurrency or self.page_concurrency):
                 return scenario.engine_run(conn, expect=n)
         finally:
-            settings.SYNC_WRITE_PIPELINE = before
+            settings.SYNC_WRITE_PIPELINE, settings.SYNC_FETCH_PROCESS = before
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -182,7 +186,10 @@ class Bench:
     # -- the benchmarks ------------------------------------------------------------------------------------
     def b1(self) -> None:
         n, r = self.args.size, self.args.repeat
-        t = {k: [] for k in ("loop1", "loop2", "loop4", "noparse", "direct", "eng1", "eng2", "big", "nopipe", "old")}
+        t = {
+            k: []
+            for k in ("loop1", "loop2", "loop4", "noparse", "direct", "eng1", "eng2", "big", "nopipe", "proc", "old")
+        }
         written2: list[int] = []  # domain rows each second run wrote (target 0)
         for i in range(r):  # interleaved: every figure sees the same machine state, run after run
             # Each "second run" right after its first run: any run with fresh=True empties every table, so a
@@ -202,6 +209,8 @@ class Bench:
                 t["big"].append(self.engine(n, batch_size=self.args.batch_variant))
             if self.args.pipeline_variant:
                 t["nopipe"].append(self.engine(n, pipeline=not self.pipeline))
+            if self.args.process_variant:
+                t["proc"].append(self.engine(n, process=not self.process))
             if self.args.old_reference:
                 t["old"].append(self.reference(n))
             log(f"B1 #{i + 1}: " + " ".join(f"{k} {v[-1]:.2f}s" for k, v in t.items() if v))
@@ -371,6 +380,18 @@ class Bench:
                     f"{rps['nopipe']:,.0f} rec/s ({sec['nopipe']:.2f} s)",
                     f"{loop1:,.0f} rec/s",
                     f"{rps['nopipe'] / loop1:.2f}",
+                    "(info)",
+                    "",
+                )
+            )
+        if "proc" in rps:
+            self.add(
+                Row(
+                    "B1",
+                    f"engine first run, fetch process {'off' if self.process else 'on'} (SYNC_FETCH_PROCESS)",
+                    f"{rps['proc']:,.0f} rec/s ({sec['proc']:.2f} s)",
+                    f"{loop1:,.0f} rec/s",
+                    f"{rps['proc'] / loop1:.2f}",
                     "(info)",
                     "",
                 )
@@ -615,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="B1 also runs the engine with the write pipeline (SYNC_WRITE_PIPELINE) flipped, as an info row",
     )
+    parser.add_argument(
+        "--process-variant",
+        action="store_true",
+        help="B1 also runs the engine with the fetch process (SYNC_FETCH_PROCESS) flipped, as an info row",
+    )
     parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")
     args = parser.parse_args(argv)
     if args.full:
@@ -651,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
                 }[args.upstream],
                 "reference (B1/B2/B8)": "bench/plain_loop.py (B8: 4 fetch threads)",
                 "woocommerce page concurrency (B1/B2/B4)": bench.page_concurrency,
+                "fetch process (SYNC_FETCH_PROCESS)": "on" if bench.process else "off",
                 "woocommerce read-ahead after (ms a page waits, 3 in a row; one page twice as long)": bench.read_ahead_after_ms,
             }
         )

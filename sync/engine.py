@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import pickle
 import struct
 import threading
 import time
@@ -43,8 +45,9 @@ from core.redaction import redact
 from core.revisions import module_source_digest
 from sync.registry import get_connector
 
-from . import bulk
+from . import bulk, fetchproc
 from .activity import activity_record
+from .fetchproc import ForkedProducer
 from .models import ActivityLevel, LineAction, LineState, QueueState, StatusState, SyncQueue, SyncQueueLine
 from .services import (
     Keyed,
@@ -440,25 +443,23 @@ class QueueRunner:
         stop = threading.Event()
         done = object()
 
+        # A first sync's fetch side in a process of its own where it can be (_fetch_process): this thread then
+        # only unpickles what it sends.
+        process = self._fetch_process(ctx)
+
         def produce():
             pages = None
             try:
-                pages = self.resource.iter_pages(ctx)
-                for page in pages:
-                    # Keyed and checked for a stalled paging loop here, as each page arrives: a loop is
-                    # caught at its second page, before the fetcher asks for the pages after it.
-                    keyed = self._key_page(page)
-                    if self._map_ahead:
-                        self._map_early(page, keyed)
+                pages = self._received(process) if process else self._planned_pages(ctx)
+                for page, keyed in pages:
                     if not buf.put((page, keyed), len(keyed), stop):
                         return
                 buf.put(done, 0, stop)
             except BaseException as exc:  # handed to the consumer, raised there
                 buf.put(exc, 0, stop)
             finally:
-                close = getattr(pages, "close", None)
-                if close is not None:
-                    close()
+                if pages is not None:
+                    pages.close()
                 db_connection.close()  # a resource that touched the DB must not leak this thread's connection
 
         thread = threading.Thread(target=produce, name=f"fetch-queue-{self.queue.pk}", daemon=True)
@@ -491,7 +492,92 @@ class QueueRunner:
                     item = buf.get()
         finally:
             stop.set()
+            if process is not None:
+                process.stop()  # a producer waiting on the pipe reads its end at once
             thread.join(timeout=5)
+
+    def _planned_pages(self, ctx: FetchContext):
+        """The resource's pages as (page, keyed records), each keyed and checked for a stalled paging loop as
+        it arrives (a loop is caught at its second page, before the pages after it are asked for), and a first
+        sync's planned (_map_early)."""
+        pages = self.resource.iter_pages(ctx)
+        try:
+            for page in pages:
+                keyed = self._key_page(page)
+                if self._map_ahead:
+                    self._map_early(page, keyed)
+                yield page, keyed
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    # -- the fetch process (sync.fetchproc) -------------------------------------------------------------------
+    def _fetch_process(self, ctx: FetchContext) -> ForkedProducer | None:
+        """A first sync's fetch side (_planned_pages: requests, parse, key, hash, map, COPY encoding) in a
+        forked child, or None to fetch in a thread as before. Only where it pays and is safe: a first sync
+        whose every row is encoded ahead (PostgreSQL's binary COPY, TableSink.row_encoder) and where
+        sync.fetchproc.unavailable finds nothing against a fork (another thread, a transaction, a pool).
+        The child fetches with a client of its own (the parent's keeps its sockets) and holds no database
+        connection of ours; what it sends of each page is _ship's."""
+        if not (settings.SYNC_FETCH_PROCESS and self._map_ahead and self._encode is not None and is_postgres()):
+            return None
+        reason = fetchproc.unavailable()
+        if reason is not None:
+            log.info("queue %s: fetching in a thread, not a process: %s", self.queue.pk, reason)
+            return None
+
+        def produce():
+            own = dataclasses.replace(ctx, client=self.connector.client(self.connection))
+            try:
+                for page, keyed in self._planned_pages(own):
+                    yield _ship(page, keyed, self._early.pop(id(keyed)))
+            finally:
+                own.client.close()
+
+        try:
+            return ForkedProducer(produce, name=f"fetch-queue-{self.queue.pk}")
+        except OSError as exc:  # no memory or process slot for a child: the thread does the same work
+            log.warning("queue %s: fetching in a thread, the fetch process did not start (%s)", self.queue.pk, exc)
+            return None
+
+    def _received(self, process: ForkedProducer):
+        items = iter(process)
+        try:
+            for item in items:
+                yield self._unship(item)
+        finally:
+            items.close()  # reaps the child, closes the pipe
+
+    def _unship(self, shipped: tuple) -> tuple[Page, list[Keyed]]:
+        """A page as _ship sent it, with its plan (_PagePlan) made ready for _prepare_pages. Its records stay
+        pickled (_ShippedPage) until a path reads them (_real): a first sync's rows go as the COPY rows the
+        child encoded, so mostly none is; an upsert's values are _SHIPPED (mapped again only if needed,
+        _store_inline)."""
+        meta, ids, key_errors, deleted, failed, hashes, encoded, blob = shipped
+        next_token, cursor, total, digest, body_digest, body_ids = meta
+        page = _ShippedPage(
+            blob=blob,
+            next_token=next_token,
+            cursor=cursor,
+            total=total,
+            digest=digest,
+            body_digest=body_digest,
+            body_ids=body_ids,
+        )
+        keyed = [Keyed(_Later(page, i), ext) for i, ext in enumerate(ids)]
+        pp = _PagePlan(keyed, cursor)
+        for i, error in key_errors.items():
+            keyed[i] = Keyed(_real(keyed[i].record), None, error)
+            pp.unkeyed.append(keyed[i])
+        by_id = {k.external_id: k.record for k in keyed if k.external_id is not None}  # each id's last snapshot
+        pp.by_id, pp.hashes, pp.encoded = by_id, hashes, encoded
+        pp.failed = {ext: (_real(by_id[ext]), error, permanent) for ext, (error, permanent) in failed.items()}
+        pp.ready = {ext: (record, LineAction.UPSERT, _SHIPPED) for ext, record in by_id.items() if ext not in failed}
+        for ext in deleted:
+            pp.ready[ext] = (_real(by_id[ext]), LineAction.DELETE, None)
+        self._early[id(keyed)] = pp
+        return page, keyed
 
     def _store_pages(self, group: list, *, prepared: _Prepared | None = None) -> int:
         """Store a group of consecutive pages (see _prepare_pages) in one transaction; returns how many lines
@@ -1068,6 +1154,7 @@ class QueueRunner:
                 deletes.append(_Ref(ext, record))
         self.insert_only = not self._known_rows
         self.encoded_rows = plan.encoded
+        upserts = self._shipped_values(upserts, plan)
         try:
             self._write(upserts, deletes, now)
         finally:
@@ -1103,6 +1190,28 @@ class QueueRunner:
             if line.state == LineState.FAILED:
                 line_failed_record(q, error=line.last_error, external_id=line.external_id, attempts=1)
         return (lines_add(q, self.resource, rest) if rest else 0) + n_retry, (deferred, counts)
+
+    def _shipped_values(self, upserts: list[tuple[_Ref, dict]], plan: _Plan) -> list[tuple[_Ref, dict]]:
+        """``upserts`` as the sink needs them. A fetch process sends an upsert's encoded COPY row, not its values
+        (_SHIPPED, _unship); the sink sends a first sync's group as those rows (insert_only, every row
+        encoded), and for anything else (a refused insert written again as an upsert, a row that could not be
+        encoded) the records are mapped again here: mappers are pure, so the values are the child's."""
+        if not any(values is _SHIPPED for _, values in upserts):
+            return upserts
+        if self.insert_only and all(ref.external_id in plan.encoded for ref, _ in upserts):
+            return upserts
+        bounds = not is_postgres()
+        again = []
+        for ref, values in upserts:
+            if values is _SHIPPED:
+                record = _real(ref.payload)
+                action, values, failure = self._map(
+                    record, check_deleted=True, check_bounds=bounds, source=plan.hashes[ref.external_id]
+                )
+                if action != LineAction.UPSERT:  # not what the child found: the group goes the draft way
+                    raise RuntimeError(f"{ref.external_id}: mapped differently a second time ({failure})")
+            again.append((ref, values))
+        return again
 
     def _check_stall(self, page: Page, keyed: list[Keyed]) -> None:
         """A page identical to the previous one while the token moves on (an upstream ignoring the page
@@ -1448,12 +1557,53 @@ class _PageBuffer:
 
 
 class _Later:
-    """The record at ``index`` of a KnownPage, not parsed yet (Keyed.record of such a page): _real reads it."""
+    """The record at ``index`` of a KnownPage (not parsed yet) or a _ShippedPage (not unpickled yet): _real
+    reads it."""
 
     __slots__ = ("index", "page")
 
     def __init__(self, page: KnownPage, index: int) -> None:
         self.page, self.index = page, index
+
+
+class _ShippedPage(Page):
+    """A page a fetch process sent (QueueRunner._unship): its records stay pickled until a path reads them."""
+
+    def __init__(self, *, blob: bytes, **fields) -> None:
+        object.__setattr__(self, "_blob", blob)
+        object.__setattr__(self, "_records", None)
+        super().__init__(records=None, **fields)
+
+    @property
+    def records(self) -> list[dict]:  # type: ignore[override]
+        if self._records is None:
+            object.__setattr__(self, "_records", pickle.loads(self._blob))  # noqa: S301 (our own child's bytes)
+            object.__setattr__(self, "_blob", None)
+        return self._records
+
+    @records.setter
+    def records(self, value) -> None:  # Page.__init__ sets it (to None): the records come from the blob
+        if value is not None:
+            object.__setattr__(self, "_records", value)
+
+
+# An upsert's values as a fetch process sends them: not at all (its COPY row is sent; _shipped_values).
+_SHIPPED = object()
+
+
+def _ship(page: Page, keyed: list[Keyed], pp: _PagePlan) -> tuple:
+    """What a fetch process sends of a planned page (_PagePlan) for _unship: the page's fields, each record's
+    id in order, why those without one have none, the ids mapped to a deletion, those whose mapping failed
+    (error, permanent), the source hashes, the encoded COPY rows, and the records pickled as one blob (read
+    only by the paths that need a record: a draft or failed line's payload, a deletion's version, a group
+    written again). Not the mapped values: the COPY rows stand for them (_shipped_values)."""
+    meta = (page.next_token, pp.cursor, page.total, page.digest, page.body_digest, page.body_ids)
+    ids = [k.external_id for k in keyed]
+    key_errors = {i: k.key_error for i, k in enumerate(keyed) if k.external_id is None}
+    deleted = [ext for ext, (_, action, _) in pp.ready.items() if action == LineAction.DELETE]
+    failed = {ext: (error, permanent) for ext, (_, error, permanent) in pp.failed.items()}
+    blob = pickle.dumps([_real(k.record) for k in keyed], pickle.HIGHEST_PROTOCOL)
+    return meta, ids, key_errors, deleted, failed, pp.hashes, pp.encoded, blob
 
 
 def _real(record):

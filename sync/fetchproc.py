@@ -1,0 +1,202 @@
+"""A generator run in a forked child process, its items handed back through a pipe (issue 20).
+
+A first sync's fetch side (requests, parse, key, hash, map, COPY encoding: ~3.5 s of CPU for 100,000 WooCommerce
+customers) and the main thread's writes shared one interpreter lock, and on two cores that lock was the run's
+critical path (docs/performance.md, twentieth pass). In a child of its own the fetch side runs beside the
+writes instead of in turn with them.
+
+Why a plain ``os.fork`` and not ``multiprocessing.Process``: django-q2's workers are daemonic processes, which
+``multiprocessing`` does not let have children; the child needs none of its machinery (a pipe, pickle, and
+its exit status are all it uses). Why fork and not spawn: a spawned child would set Django up again (~1 s), and
+would need the runner's whole state pickled; a forked one starts with it.
+
+What a fork must not disturb (``unavailable`` says why not, and the caller then fetches in a thread):
+- The parent's database connections. A child inherits their sockets; a child that closed or finalised one
+  would end the parent's session (libpq's PQfinish sends Terminate). So the parent closes its own
+  connections before forking (the child opens its own if it needs one: a token refresh, a rate-limit cache),
+  and forks only while no other thread runs: at a fork CPython frees the other threads' thread-local
+  state in the child, and a connection held there would be finalised on the parent's socket. Nor with a
+  connection pool (its connections and worker threads would be inherited) or inside a transaction.
+- Nothing of the child's exit may reach what the parent still holds: the child leaves with ``os._exit``
+  (no atexit handlers, no finalisers of inherited objects).
+The child dies with its parent (Linux's parent-death signal), so a worker killed by its timeout leaves no
+fetch behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing import queues as mp_queues
+from multiprocessing.connection import Connection
+
+from django.db import connections
+
+from core.errors import UpstreamError
+from core.redaction import redact
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class FetchProcessError(UpstreamError):
+    """The fetch process ended without finishing (killed, out of memory) or raised what cannot come back
+    through a pipe: the run fails as for an upstream error, the cursor and token where the last stored group
+    left them, and the next run resumes from there."""
+
+
+def unavailable() -> str | None:
+    """Why a fetch process cannot be forked here, or None when it can."""
+    if not hasattr(os, "fork"):
+        return "no fork on this platform"
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not _harmless(t)]
+    if others:
+        return f"other threads are running ({', '.join(sorted(others)[:5])}; their database connections would be inherited)"
+    for conn in connections.all(initialized_only=True):
+        if conn.in_atomic_block:
+            return "inside a transaction"
+    for alias in connections:
+        if connections.settings[alias].get("OPTIONS", {}).get("pool"):
+            return "a database connection pool is configured"
+    return None
+
+
+def _harmless(thread: threading.Thread) -> bool:
+    """A thread known to hold no database connection: a multiprocessing queue's feeder (it pickles to a pipe).
+    A django-q2 worker has one from its first result on (its result queue), and nothing else."""
+    return thread.name == "QueueFeederThread" and getattr(thread, "_target", None) is mp_queues.Queue._feed
+
+
+class ForkedProducer:
+    """Runs ``produce()`` in a forked child; iterating yields its items in order (each pickled there and
+    unpickled here). An exception ``produce`` raises is raised here with its class (or as FetchProcessError
+    if it cannot be pickled), the child's traceback in a note; a child that dies raises FetchProcessError.
+    ``stop()`` kills the child (idempotent); iterating to the end, or closing the iterator, stops it too."""
+
+    def __init__(self, produce: Callable[[], Iterable], *, name: str) -> None:
+        reason = unavailable()
+        if reason is not None:
+            raise RuntimeError(f"cannot fork a fetch process: {reason}")
+        self.name = name
+        connections.close_all()  # the child must inherit no open session (see the module's docstring)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read_fd, write_fd = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_fd)
+            _child(produce, Connection(write_fd, readable=False), parent)
+        os.close(write_fd)
+        self.pid = pid
+        self._reader = Connection(read_fd, writable=False)
+        self._lock = threading.Lock()
+        self._status: int | None = None
+
+    def __iter__(self) -> Iterator:
+        try:
+            while True:
+                try:
+                    message = self._reader.recv_bytes()
+                except (EOFError, OSError):
+                    self._reap(wait=True)
+                    raise FetchProcessError(
+                        f"the fetch process {self.name} ended without finishing ({self._ended()})"
+                    ) from None
+                kind, value = pickle.loads(message)  # noqa: S301 (our own child's bytes)
+                if kind == "item":
+                    yield value
+                elif kind == "end":
+                    self._reap(wait=True)  # it is leaving (closing its own connections): not killed for it
+                    return
+                else:
+                    self._reap(wait=True)  # it is leaving too
+                    raise _error(value)
+        finally:
+            self.stop()  # ended, failed, or the consumer stopped early: no child left running or unreaped
+            self._reader.close()
+
+    def stop(self) -> None:
+        """Kill the child unless it has ended, and reap it. From any thread: a reader blocked on the pipe then
+        reads end of file."""
+        self._reap(wait=False)
+        with self._lock:
+            if self._status is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+        self._reap(wait=True)
+
+    def _reap(self, *, wait: bool) -> None:
+        with self._lock:
+            if self._status is None:
+                try:
+                    pid, status = os.waitpid(self.pid, 0 if wait else os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler): its status is lost
+                    self._status = -1
+                    return
+                if pid:
+                    self._status = status
+
+    def _ended(self) -> str:
+        status = self._status
+        if status is None or status == -1:
+            return "exit status unknown"
+        if os.WIFSIGNALED(status):
+            return f"killed by signal {os.WTERMSIG(status)}"
+        return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _child(produce: Callable[[], Iterable], out: Connection, parent: int) -> None:
+    code = 0
+    try:
+        with contextlib.suppress(Exception):  # Linux only; elsewhere the pipe's end stops the child
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+        try:
+            for item in produce():
+                out.send_bytes(pickle.dumps(("item", item), pickle.HIGHEST_PROTOCOL))
+            out.send_bytes(pickle.dumps(("end", None)))
+        except BrokenPipeError:
+            code = 1  # the parent stopped reading: nothing to report to
+        except BaseException as exc:  # every failure goes back to the parent
+            exc.add_note(redact("in the fetch process:\n" + "".join(traceback.format_exception(exc)))[-8000:])
+            with contextlib.suppress(BrokenPipeError):
+                out.send_bytes(_pickled_error(exc))
+            code = 1
+        finally:
+            connections.close_all()  # the child's own connections (the parent's were closed before the fork)
+    except BaseException:  # a child must never return into the parent's code
+        code = 2
+    finally:
+        os._exit(code)
+
+
+def _pickled_error(exc: BaseException) -> bytes:
+    try:
+        message = pickle.dumps(("error", exc), pickle.HIGHEST_PROTOCOL)
+        pickle.loads(message)  # noqa: S301 (our own bytes): an exception whose class cannot be rebuilt
+        return message
+    except Exception:
+        text = redact(f"{exc.__class__.__name__}: {exc}")
+        notes = getattr(exc, "__notes__", [])
+        return pickle.dumps(("error", ("unpicklable", text, notes)))
+
+
+def _error(value) -> BaseException:
+    if isinstance(value, BaseException):
+        return value
+    _, text, notes = value
+    exc = FetchProcessError(text)
+    for note in notes:
+        exc.add_note(note)
+    return exc

@@ -1,0 +1,151 @@
+"""sync.fetchproc.ForkedProducer on its own: a generator run in a forked child, its items, errors and death
+carried back, and a child stopped early killed and reaped (no database needed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from sync.fetchproc import FetchProcessError, ForkedProducer, unavailable
+
+pytestmark = pytest.mark.usefixtures("fork_beside_test_threads")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True  # reaped already
+    return False
+
+
+def test_items_come_back_in_order_and_the_child_is_reaped():
+    def produce():
+        for i in range(2000):
+            yield i, {"page": i, "blob": b"x" * 500}
+
+    producer = ForkedProducer(produce, name="t")
+    assert producer.pid != os.getpid()
+    assert [i for i, _ in producer] == list(range(2000))
+    assert _gone(producer.pid)
+
+
+def test_an_exception_comes_back_with_its_class_and_the_childs_trace():
+    def produce():
+        yield 1
+        raise KeyError("no such page")
+
+    items = []
+    with pytest.raises(KeyError) as caught:
+        for item in ForkedProducer(produce, name="t"):
+            items.append(item)
+    assert items == [1]
+    assert any("in the fetch process" in note and "produce" in note for note in caught.value.__notes__)
+
+
+def test_an_exception_that_cannot_be_pickled_comes_back_as_a_fetch_process_error():
+    class Local(Exception):  # a class pickle cannot find by name
+        pass
+
+    def produce():
+        raise Local("secret=abc123 went wrong")
+        yield  # pragma: no cover
+
+    with pytest.raises(FetchProcessError) as caught:
+        list(ForkedProducer(produce, name="t"))
+    assert "Local: " in str(caught.value) and "abc123" not in str(caught.value), "named, and redacted"
+
+
+def test_a_child_that_dies_is_a_fetch_process_error_naming_the_signal():
+    def produce():
+        yield 1
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield 2  # pragma: no cover
+
+    producer = ForkedProducer(produce, name="t")
+    got = []
+    with pytest.raises(FetchProcessError, match=r"ended without finishing \(killed by signal 9\)"):
+        for item in producer:
+            got.append(item)
+    assert got == [1]
+    assert _gone(producer.pid)
+
+
+def test_a_consumer_that_stops_early_kills_the_child():
+    def produce():
+        i = 0
+        while True:  # never ends by itself
+            yield i
+            i += 1
+
+    producer = ForkedProducer(produce, name="t")
+    items = iter(producer)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    assert _gone(producer.pid)
+
+
+def test_stop_from_another_thread_wakes_a_reader_waiting_on_the_pipe():
+    def produce():
+        yield 1
+        time.sleep(60)  # a page that takes long
+        yield 2  # pragma: no cover
+
+    producer = ForkedProducer(produce, name="t")
+    got, errors = [], []
+
+    def read():
+        try:
+            got.extend(producer)
+        except FetchProcessError as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    producer.stop()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and time.monotonic() - started < 5
+    assert got == [1] and len(errors) == 1
+    assert _gone(producer.pid)
+
+
+def test_no_fork_while_another_thread_runs():
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert "other threads" in unavailable()
+        with pytest.raises(RuntimeError, match="other threads"):
+            ForkedProducer(lambda: iter(()), name="t")
+    finally:
+        release.set()
+        other.join()
+
+
+def test_a_multiprocessing_queue_feeder_does_not_prevent_the_fork_but_a_thread_of_its_name_does():
+    """A django-q2 worker has a result queue whose feeder thread runs from its first task on; it holds no
+    database connection. Another thread that merely takes its name is still a reason not to fork."""
+    import multiprocessing
+
+    queue = multiprocessing.Queue()
+    queue.put("result")  # starts the feeder thread
+    release = threading.Event()
+    impostor = threading.Thread(target=release.wait, name="QueueFeederThread")
+    try:
+        assert [t.name for t in threading.enumerate()].count("QueueFeederThread") == 1
+        assert unavailable() is None
+        impostor.start()
+        assert "QueueFeederThread" in unavailable()
+    finally:
+        release.set()
+        if impostor.is_alive():
+            impostor.join()
+        assert queue.get(timeout=5) == "result"
+        queue.close()
+        queue.join_thread()
