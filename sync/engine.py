@@ -463,7 +463,12 @@ class QueueRunner:
                 db_connection.close()  # a resource that touched the DB must not leak this thread's connection
 
         thread = threading.Thread(target=produce, name=f"fetch-queue-{self.queue.pk}", daemon=True)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:
+            if process is not None:
+                process.stop()  # no reader: the child would block on a full pipe for good
+            raise
         try:
             item = buf.get()
             while True:
@@ -1152,9 +1157,9 @@ class QueueRunner:
                 upserts.append((_Ref(ext, record), values))
             else:
                 deletes.append(_Ref(ext, record))
+        upserts = self._shipped_values(upserts, plan)  # before the flags below: it may raise
         self.insert_only = not self._known_rows
         self.encoded_rows = plan.encoded
-        upserts = self._shipped_values(upserts, plan)
         try:
             self._write(upserts, deletes, now)
         finally:
@@ -1195,11 +1200,14 @@ class QueueRunner:
         """``upserts`` as the sink needs them. A fetch process sends an upsert's encoded COPY row, not its values
         (_SHIPPED, _unship); the sink sends a first sync's group as those rows (insert_only, every row
         encoded), and for anything else (a refused insert written again as an upsert, a row that could not be
-        encoded) the records are mapped again here: mappers are pure, so the values are the child's."""
+        encoded) the records are mapped again here: mappers are pure, so the values are the child's. Their
+        payloads stay _Later (TableSink.write reads an upsert's id and values only). After one refused insert
+        the child goes on sending no values, so every later group of the run is mapped again here: the cost of
+        a row that appeared during a first sync (a webhook's), which the fetch thread's path does not pay."""
         if not any(values is _SHIPPED for _, values in upserts):
             return upserts
-        if self.insert_only and all(ref.external_id in plan.encoded for ref, _ in upserts):
-            return upserts
+        if not self._known_rows and all(ref.external_id in plan.encoded for ref, _ in upserts):
+            return upserts  # written as the child's COPY rows (TableSink.write with insert_only)
         bounds = not is_postgres()
         again = []
         for ref, values in upserts:

@@ -11,12 +11,17 @@ its exit status are all it uses). Why fork and not spawn: a spawned child would 
 would need the runner's whole state pickled; a forked one starts with it.
 
 What a fork must not disturb (``unavailable`` says why not, and the caller then fetches in a thread):
-- The parent's database connections. A child inherits their sockets; a child that closed or finalised one
-  would end the parent's session (libpq's PQfinish sends Terminate). So the parent closes its own
-  connections before forking (the child opens its own if it needs one: a token refresh, a rate-limit cache),
-  and forks only while no other thread runs: at a fork CPython frees the other threads' thread-local
-  state in the child, and a connection held there would be finalised on the parent's socket. Nor with a
-  connection pool (its connections and worker threads would be inherited) or inside a transaction.
+- The parent's database connections. A child inherits their sockets, and one the child closed would end the
+  parent's session (libpq's PQfinish sends Terminate; psycopg's finaliser does not, in a process other than
+  the one that opened it). So the parent closes its own connections before forking: the child's own
+  ``close_all`` at its end then closes only what the child opened (a token refresh, a rate-limit cache).
+  Not inside a transaction (closing would lose it), nor with a connection pool (its connections and worker
+  threads would be inherited).
+- Other threads' locks. A child inherits every lock in the state it had at the fork, and a lock another thread
+  held then (logging's, an HTTP pool's, the import lock's) is held for good in the child, which may hang on it.
+  So no fork while another thread runs, except a multiprocessing queue's feeder (``_harmless``; django-q2's
+  workers have one), which holds none of the locks the fetch uses. (Python 3.12 warns of any fork beside
+  threads.)
 - Nothing of the child's exit may reach what the parent still holds: the child leaves with ``os._exit``
   (no atexit handlers, no finalisers of inherited objects).
 The child dies with its parent (Linux's parent-death signal), so a worker killed by its timeout leaves no
@@ -33,6 +38,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import queues as mp_queues
@@ -60,7 +66,9 @@ def unavailable() -> str | None:
         return "no fork on this platform"
     others = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not _harmless(t)]
     if others:
-        return f"other threads are running ({', '.join(sorted(others)[:5])}; their database connections would be inherited)"
+        return (
+            f"other threads are running ({', '.join(sorted(others)[:5])}; a lock they hold would be held in the child)"
+        )
     for conn in connections.all(initialized_only=True):
         if conn.in_atomic_block:
             return "inside a transaction"
@@ -93,9 +101,12 @@ class ForkedProducer:
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(read_fd)
-            _child(produce, Connection(write_fd, readable=False), parent)
+        if pid == 0:  # the child: never returns into the caller's code, whatever happens
+            try:
+                os.close(read_fd)
+                _child(produce, Connection(write_fd, readable=False), parent)
+            finally:
+                os._exit(2)
         os.close(write_fd)
         self.pid = pid
         self._reader = Connection(read_fd, writable=False)
@@ -135,16 +146,29 @@ class ForkedProducer:
                     os.kill(self.pid, signal.SIGKILL)
         self._reap(wait=True)
 
-    def _reap(self, *, wait: bool) -> None:
-        with self._lock:
-            if self._status is None:
+    def _reap(self, *, wait: bool, grace: float = 5.0) -> None:
+        """Collect the child's exit status. ``wait``: until it exits, which a child that said it is done (or
+        failed) does at once; one that has not within ``grace`` seconds (stopped, stuck closing a connection)
+        is killed. Never blocks while holding the lock, so stop() from another thread can always kill."""
+        deadline = time.monotonic() + grace
+        while True:
+            with self._lock:
+                if self._status is not None:
+                    return
                 try:
-                    pid, status = os.waitpid(self.pid, 0 if wait else os.WNOHANG)
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
                 except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler): its status is lost
                     self._status = -1
                     return
                 if pid:
                     self._status = status
+                    return
+                if not wait:
+                    return
+                if time.monotonic() >= deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(self.pid, signal.SIGKILL)
+            time.sleep(0.01)
 
     def _ended(self) -> str:
         status = self._status
@@ -153,6 +177,17 @@ class ForkedProducer:
         if os.WIFSIGNALED(status):
             return f"killed by signal {os.WTERMSIG(status)}"
         return f"exit status {os.WEXITSTATUS(status)}"
+
+
+class _ParentGone(Exception):
+    """The parent stopped reading (it closed the pipe or died): nothing to report to."""
+
+
+def _send(out: Connection, message: bytes) -> None:
+    try:
+        out.send_bytes(message)
+    except (BrokenPipeError, ConnectionResetError):
+        raise _ParentGone() from None
 
 
 def _child(produce: Callable[[], Iterable], out: Connection, parent: int) -> None:
@@ -164,20 +199,23 @@ def _child(produce: Callable[[], Iterable], out: Connection, parent: int) -> Non
             os._exit(1)
         try:
             for item in produce():
-                out.send_bytes(pickle.dumps(("item", item), pickle.HIGHEST_PROTOCOL))
-            out.send_bytes(pickle.dumps(("end", None)))
-        except BrokenPipeError:
-            code = 1  # the parent stopped reading: nothing to report to
+                _send(out, pickle.dumps(("item", item), pickle.HIGHEST_PROTOCOL))
+            _send(out, pickle.dumps(("end", None)))
+        except _ParentGone:
+            code = 1
         except BaseException as exc:  # every failure goes back to the parent
             exc.add_note(redact("in the fetch process:\n" + "".join(traceback.format_exception(exc)))[-8000:])
-            with contextlib.suppress(BrokenPipeError):
-                out.send_bytes(_pickled_error(exc))
+            with contextlib.suppress(_ParentGone):
+                _send(out, _pickled_error(exc))
             code = 1
         finally:
             connections.close_all()  # the child's own connections (the parent's were closed before the fork)
     except BaseException:  # a child must never return into the parent's code
         code = 2
     finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
         os._exit(code)
 
 

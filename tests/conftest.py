@@ -180,3 +180,25 @@ def dns(monkeypatch):
         return looked_up
 
     return install
+
+
+@pytest.fixture
+def fork_beside_test_threads(monkeypatch):
+    """sync.fetchproc forks only while no other thread runs (fetchproc.unavailable). In the test process the
+    threads of session fixtures and earlier tests run on (moto's S3 server, test HTTP servers, their request
+    threads), idle and holding no lock the fetch uses, so here a fork beside the threads running when the
+    test starts is allowed; call the fixture's value to allow those running now too (a sandbox the test
+    started). A thread started later is still a reason not to fork."""
+    import threading
+
+    from sync import fetchproc
+
+    present: set[threading.Thread] = set()
+    real = fetchproc._harmless
+
+    def allow_running() -> None:
+        present.update(threading.enumerate())
+
+    allow_running()
+    monkeypatch.setattr(fetchproc, "_harmless", lambda thread: thread in present or real(thread))
+    return allow_running

@@ -40,18 +40,3 @@ def assert_counters_match(queue) -> None:
     stored = {s: getattr(queue, f"{s}_count") for s in actual}
     assert stored == actual, f"counter drift on queue #{queue.pk}: stored {stored}, lines say {actual}"
     assert queue.total_count == sum(actual.values())
-
-
-@pytest.fixture
-def fork_beside_test_threads(monkeypatch):
-    """sync.fetchproc forks only while no other thread runs (fetchproc.unavailable). In the test process the
-    threads of session fixtures and earlier tests run on (moto's S3 server, test HTTP servers, their request
-    threads); none holds a database connection, so here a fork beside the threads already running when the
-    test starts is allowed. A thread started during the test is still a reason not to fork."""
-    import threading
-
-    from sync import fetchproc
-
-    present = set(threading.enumerate())
-    real = fetchproc._harmless
-    monkeypatch.setattr(fetchproc, "_harmless", lambda thread: thread in present or real(thread))

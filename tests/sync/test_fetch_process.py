@@ -72,21 +72,29 @@ def _run(conn) -> SyncQueue:
     return SyncQueue.objects.get(pk=q.pk)
 
 
-def test_the_fetch_process_writes_what_the_fetch_thread_writes(org, make_connection, fake_kind, forks, settings):
+def test_the_fetch_process_writes_what_the_fetch_thread_writes(
+    org, make_connection, fake_kind, forks, settings, monkeypatch
+):
     _upstream_with_every_outcome()
     in_process = make_connection(org, kind="fake", name="process")
+    mapped_here: list[str] = []  # records mapped in this process (the child's calls stay in the child)
+    real_map = engine.QueueRunner._map
+
+    def counting(self, record, **kwargs):
+        mapped_here.append(str(record.get("id")))
+        return real_map(self, record, **kwargs)
+
+    monkeypatch.setattr(engine.QueueRunner, "_map", counting)
     q = _run(in_process)
     assert len(forks) == 1, "the first sync fetched in a process of its own"
+    assert set(mapped_here) == {"9"}, "only the retried line is mapped here: the child mapped the rest"
     settings.SYNC_FETCH_PROCESS = False
     in_thread = make_connection(org, kind="fake", name="thread")
     q2 = _run(in_thread)
     assert len(forks) == 1
-    assert (q.state, q.pages_fetched, q.fetch_token, q.cursor_to) == (
-        q2.state,
-        q2.pages_fetched,
-        q2.fetch_token,
-        q2.cursor_to,
-    )
+    fields = ("state", "pages_fetched", "fetch_token", "cursor_to", "expected_total", "done_count", "failed_count")
+    assert [getattr(q, f) for f in fields] == [getattr(q2, f) for f in fields]
+    assert q.expected_total == 252  # the fake's total: 250 and the two second snapshots
     process_rows, process_lines = _outcome(in_process)
     thread_rows, thread_lines = _outcome(in_thread)
     assert len(process_rows) == 246  # 250 ids, less the one without an id, ids 7 and 9 (failed) and 11 (deleted)
@@ -253,5 +261,41 @@ def test_a_record_mapped_otherwise_the_second_time_sends_its_group_the_draft_way
     assert len(forks) == 1
     assert "4: mapped differently a second time" in caplog.text and "storing them as draft lines" in caplog.text
     assert q.state == "done"
+    rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
+    assert rows == {str(i): f"user{i}@example.com" for i in range(1, 31)}
+
+
+def test_a_group_with_a_row_not_encoded_and_a_record_mapped_otherwise_leaves_no_insert_only_behind(
+    org, make_connection, fake_kind, forks, settings, monkeypatch
+):
+    """Found by review: a first sync's group with a row the encoder gave up on is mapped again in this
+    process; if that fails (a mapper that is not pure), the group goes the draft way, and the claimed path
+    that then writes its lines must upsert (a row that appeared meanwhile, a webhook's, is there), not insert
+    as a first sync's group does."""
+    from sync import sinks
+
+    UPSTREAM.__init__(30)
+    conn = make_connection(org, kind="fake", name="process")
+    real_encoder = sinks.TableSink.row_encoder
+
+    def encoder(self, run):
+        encode = real_encoder(self, run)
+        return lambda ext, values, now: None if ext == "2" else encode(ext, values, now)  # id 2 not encoded
+
+    monkeypatch.setattr(sinks.TableSink, "row_encoder", encoder)
+    store = engine.QueueRunner._store_page_lines
+
+    def webhook_first(self, records, plan, updates):
+        if not UPSTREAM.flaky:
+            Customer.objects.create(organization=org, connection=conn, external_id="3", email="hook@example.com")
+            UPSTREAM.flaky["4"] = 1  # in this process only: the child mapped id 4 before
+        return store(self, records, plan, updates)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    q = _run(conn)
+    assert len(forks) == 1
+    assert q.state == "done", dict(
+        SyncQueueLine.objects.filter(queue=q).exclude(state="done").values_list("external_id", "last_error")
+    )
     rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
     assert rows == {str(i): f"user{i}@example.com" for i in range(1, 31)}

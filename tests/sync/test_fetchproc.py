@@ -149,3 +149,67 @@ def test_a_multiprocessing_queue_feeder_does_not_prevent_the_fork_but_a_thread_o
         assert queue.get(timeout=5) == "result"
         queue.close()
         queue.join_thread()
+
+
+def test_a_broken_pipe_raised_by_the_producer_itself_comes_back_as_itself():
+    """Only a broken pipe to the parent means the parent is gone; one the resource raises (a socket of its
+    own) is its error like any other."""
+
+    def produce():
+        yield 1
+        raise BrokenPipeError("the upstream's socket")
+
+    with pytest.raises(BrokenPipeError, match="the upstream's socket"):
+        list(ForkedProducer(produce, name="t"))
+
+
+def test_the_child_dies_with_its_parent(tmp_path):
+    """A worker killed by its timeout (SIGKILL: no finally runs) leaves no fetch process behind."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings_test')\n"
+        "import django; django.setup()\n"
+        "from sync.fetchproc import ForkedProducer\n"
+        "def produce():\n"
+        "    yield 1\n"
+        "    time.sleep(120)\n"
+        "    yield 2\n"
+        "p = ForkedProducer(produce, name='t')\n"
+        "items = iter(p)\n"
+        "next(items)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)  # alive
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break  # gone (the init process reaped it)
+            with open(f"/proc/{child}/stat") as stat:
+                if stat.read().split(") ")[1].startswith("Z"):
+                    break  # dead, waiting for init to reap it
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the fetch process outlived its parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -1,0 +1,66 @@
+"""A first WooCommerce sync with its fetch side in a forked process (SYNC_FETCH_PROCESS; PostgreSQL), against
+the WooCommerce sandbox over real HTTP: the rows, the page memos and the body memos it saves are those the
+fetch thread saves, so the next full scan parses no body either."""
+
+from __future__ import annotations
+
+import pytest
+
+import connectors.base as base
+from customers.models import Customer
+from sync import engine, fetchproc, services
+from sync.models import PageMemo, QueueState
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _first_sync(conn):
+    q = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
+    engine.run_queue(q.pk)  # not through django-q2's inline mode, which runs the task inside a transaction
+    q.refresh_from_db()
+    return q
+
+
+def _saved(conn):
+    rows = sorted(
+        Customer.objects.filter(connection=conn).values_list("external_id", "email", "sync_version", "sync_hash")
+    )
+    memos = sorted(PageMemo.objects.filter(connection=conn).values_list("resource", "digest", "hashes"))
+    return rows, memos
+
+
+def test_the_fetch_process_saves_the_rows_and_memos_the_fetch_thread_saves(
+    woo, org, make_connection, settings, monkeypatch, fork_beside_test_threads
+):
+    sandbox, in_process = woo(size=250)  # pages at offsets 0, 95, 190
+    in_thread = make_connection(
+        org, kind="woocommerce", name="thread", base_url=in_process.base_url, credentials=in_process.credentials
+    )
+    fork_beside_test_threads()  # the sandbox's server thread, idle until asked
+    started = []
+    real = fetchproc.ForkedProducer.__init__
+
+    def counting(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        started.append(self.pid)
+
+    monkeypatch.setattr(fetchproc.ForkedProducer, "__init__", counting)
+    settings.SYNC_FETCH_PROCESS = True
+    q = _first_sync(in_process)
+    assert len(started) == 1 and q.state == QueueState.DONE and q.done_count == 250
+    settings.SYNC_FETCH_PROCESS = False
+    assert _first_sync(in_thread).state == QueueState.DONE
+    assert len(started) == 1
+    process_rows, process_memos = _saved(in_process)
+    thread_rows, thread_memos = _saved(in_thread)
+    assert len(process_rows) == 250 and process_rows == thread_rows
+    assert len(process_memos) == 6, "3 pages: a page memo and a body memo each"
+    assert process_memos == thread_memos
+
+    parsed = []
+    response_json = base.response_json
+    monkeypatch.setattr(base, "response_json", lambda response: parsed.append(1) or response_json(response))
+    settings.SYNC_FETCH_PROCESS = True
+    q = _first_sync(in_process)  # not a first sync now: fetched in a thread, from the memos the child's pages made
+    assert q.state == QueueState.DONE and q.done_count == 250 and len(started) == 1
+    assert sum(1 for _ in parsed) <= 1, "no body with records parsed (at most the empty one past the end)"
