@@ -239,6 +239,21 @@ def test_a_run_that_stops_while_the_child_waits_on_a_page_kills_it_at_once(
         os.waitpid(forks[0], os.WNOHANG)
 
 
+def _webhook_row_and_an_impure_mapper(monkeypatch, org, conn) -> None:
+    """Before the first group is stored here: a row for id 3 appears (a webhook's), so the group's plain insert
+    fails and it is written again as an upsert, mapped in this process; and id 4's mapper fails once, in this
+    process only (the child mapped it before)."""
+    store = engine.QueueRunner._store_page_lines
+
+    def webhook_first(self, records, plan, updates):
+        if not UPSTREAM.flaky:
+            Customer.objects.create(organization=org, connection=conn, external_id="3", email="hook@example.com")
+            UPSTREAM.flaky["4"] = 1
+        return store(self, records, plan, updates)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+
+
 def test_a_record_mapped_otherwise_the_second_time_sends_its_group_the_draft_way(
     org, make_connection, fake_kind, forks, monkeypatch, caplog
 ):
@@ -247,15 +262,7 @@ def test_a_record_mapped_otherwise_the_second_time_sends_its_group_the_draft_way
     where each record is mapped on its own line."""
     UPSTREAM.__init__(30)
     conn = make_connection(org, kind="fake", name="process")
-    store = engine.QueueRunner._store_page_lines
-
-    def webhook_first(self, records, plan, updates):
-        if not UPSTREAM.flaky:
-            Customer.objects.create(organization=org, connection=conn, external_id="3", email="hook@example.com")
-            UPSTREAM.flaky["4"] = 1  # in this process only: the child mapped id 4 before
-        return store(self, records, plan, updates)
-
-    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    _webhook_row_and_an_impure_mapper(monkeypatch, org, conn)
     caplog.set_level(logging.WARNING, logger="sync.engine")
     q = _run(conn)
     assert len(forks) == 1
@@ -283,15 +290,7 @@ def test_a_group_with_a_row_not_encoded_and_a_record_mapped_otherwise_leaves_no_
         return lambda ext, values, now: None if ext == "2" else encode(ext, values, now)  # id 2 not encoded
 
     monkeypatch.setattr(sinks.TableSink, "row_encoder", encoder)
-    store = engine.QueueRunner._store_page_lines
-
-    def webhook_first(self, records, plan, updates):
-        if not UPSTREAM.flaky:
-            Customer.objects.create(organization=org, connection=conn, external_id="3", email="hook@example.com")
-            UPSTREAM.flaky["4"] = 1  # in this process only: the child mapped id 4 before
-        return store(self, records, plan, updates)
-
-    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    _webhook_row_and_an_impure_mapper(monkeypatch, org, conn)
     q = _run(conn)
     assert len(forks) == 1
     assert q.state == "done", dict(
