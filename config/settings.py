@@ -305,7 +305,8 @@ SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
 # PostgreSQL: a first sync's fetch side (requests, parse, hash, map, COPY encoding) in a forked process of its
 # own, beside the writes instead of in turn with them on one interpreter lock (sync.fetchproc). Off by default:
 # on a 2-core host that also runs PostgreSQL every core is busy either way, and it measured 2-4 % slower there
-# (docs/performance.md, twenty-first pass); meant for hosts with cores to spare or a database elsewhere.
+# (~10 % at 300,000 customers; docs/performance.md, twenty-first pass); meant for hosts with cores to spare or a
+# database elsewhere.
 SYNC_FETCH_PROCESS = env.bool("SYNC_FETCH_PROCESS", default=False)
 # Page memos (sync.services.pagememo): a page fetched again, byte for byte (core.paging.Page.digest), takes
 # its records' source hashes from the memo saved the last time instead of hashing each record again.
