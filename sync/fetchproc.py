@@ -79,8 +79,9 @@ def unavailable() -> str | None:
 
 
 def _harmless(thread: threading.Thread) -> bool:
-    """A thread known to hold no database connection: a multiprocessing queue's feeder (it pickles to a pipe).
-    A django-q2 worker has one from its first result on (its result queue), and nothing else."""
+    """A thread known to hold none of the locks the fetch takes: a multiprocessing queue's feeder (it pickles
+    to a pipe under its queue's own lock). A django-q2 worker has one from its first result on (its result
+    queue), and nothing else."""
     return thread.name == "QueueFeederThread" and getattr(thread, "_target", None) is mp_queues.Queue._feed
 
 
@@ -193,7 +194,9 @@ def _send(out: Connection, message: bytes) -> None:
 def _child(produce: Callable[[], Iterable], out: Connection, parent: int) -> None:
     code = 0
     try:
-        with contextlib.suppress(Exception):  # Linux only; elsewhere the pipe's end stops the child
+        # Linux only; elsewhere the pipe's end stops the child. The signal follows the thread that forked, which
+        # outlives the child (the engine stops it before the fetch returns).
+        with contextlib.suppress(Exception):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
