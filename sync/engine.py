@@ -520,9 +520,10 @@ class QueueRunner:
     # -- the fetch process (sync.fetchproc) -------------------------------------------------------------------
     def _fetch_process(self, ctx: FetchContext) -> ForkedProducer | None:
         """A first sync's fetch side (_planned_pages: requests, parse, key, hash, map, COPY encoding) in a
-        forked child, or None to fetch in a thread as before. Only where it pays and is safe: a first sync
-        whose every row is encoded ahead (PostgreSQL's binary COPY, TableSink.row_encoder) and where
-        sync.fetchproc.unavailable finds nothing against a fork (another thread, a transaction, a pool).
+        forked child, or None to fetch in a thread as before. Only when turned on (SYNC_FETCH_PROCESS: it did not
+        pay on a 2-core host that runs PostgreSQL too) and safe: a first sync whose every row is encoded ahead
+        (PostgreSQL's binary COPY, TableSink.row_encoder) and where sync.fetchproc.unavailable finds nothing
+        against a fork (another thread, a transaction, a pool).
         The child fetches with a client of its own (the parent's keeps its sockets) and holds no database
         connection of ours; what it sends of each page is _ship's."""
         if not (settings.SYNC_FETCH_PROCESS and self._map_ahead and self._encode is not None and is_postgres()):
