@@ -27,15 +27,11 @@ class Page:
     body_ids: bytes | None = None
 
 
-class KnownPage(Page):
-    """A page made from a body the engine has seen before (FetchContext.known_body said its ids), so its body
-    was not parsed: ``known_ids`` are the external ids of its records, in order, and ``records`` parses the
-    body on first use (``load``; every code path that reads them still gets them). The engine reads only the
-    ids while nothing asks for a record (an unchanged record of a later full scan); a resource makes one only
-    where the records carry no cursor of their own (``cursor`` is the page's)."""
+class LazyPage(Page):
+    """A page whose ``records`` are made on first use by ``load`` (every code path that reads them still gets
+    them), for a page whose records may never be needed."""
 
-    def __init__(self, *, known_ids: list[str], load: Callable[[], list[dict]], **fields) -> None:
-        object.__setattr__(self, "known_ids", known_ids)
+    def __init__(self, *, load: Callable[[], list[dict]], **fields) -> None:
         object.__setattr__(self, "_load", load)
         object.__setattr__(self, "_records", None)
         super().__init__(records=None, **fields)
@@ -44,12 +40,25 @@ class KnownPage(Page):
     def records(self) -> list[dict]:  # type: ignore[override]
         if self._records is None:
             object.__setattr__(self, "_records", self._load())
+            object.__setattr__(self, "_load", None)  # what it held (a body, a blob) is not needed again
         return self._records
 
     @records.setter
     def records(self, value) -> None:  # Page.__init__ sets it (to None): the records come from ``load``
         if value is not None:
             object.__setattr__(self, "_records", value)
+
+
+class KnownPage(LazyPage):
+    """A page made from a body the engine has seen before (FetchContext.known_body said its ids), so its body
+    was not parsed: ``known_ids`` are the external ids of its records, in order, and ``records`` parses the
+    body on first use (``load``). The engine reads only the ids while nothing asks for a record (an unchanged
+    record of a later full scan); a resource makes one only where the records carry no cursor of their own
+    (``cursor`` is the page's)."""
+
+    def __init__(self, *, known_ids: list[str], load: Callable[[], list[dict]], **fields) -> None:
+        object.__setattr__(self, "known_ids", known_ids)
+        super().__init__(load=load, **fields)
 
 
 @dataclass

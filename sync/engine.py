@@ -40,7 +40,7 @@ from django.db.models.functions import Coalesce
 from core import clock
 from core.errors import AuthError, BadPage, KnownBodyMismatch, MappingError, PaginationStalled, UpstreamError
 from core.gctune import fewer_collections
-from core.paging import FetchContext, KnownPage, Page
+from core.paging import FetchContext, KnownPage, LazyPage, Page
 from core.redaction import redact
 from core.revisions import module_source_digest
 from sync.registry import get_connector
@@ -557,13 +557,13 @@ class QueueRunner:
 
     def _unship(self, shipped: tuple) -> tuple[Page, list[Keyed]]:
         """A page as _ship sent it, with its plan (_PagePlan) made ready for _prepare_pages. Its records stay
-        pickled (_ShippedPage) until a path reads them (_real): a first sync's rows go as the COPY rows the
+        pickled (_shipped_page) until a path reads them (_real): a first sync's rows go as the COPY rows the
         child encoded, so mostly none is; an upsert's values are _SHIPPED (mapped again only if needed,
         _store_inline)."""
         meta, ids, key_errors, deleted, failed, hashes, encoded, blob = shipped
         next_token, cursor, total, digest, body_digest, body_ids = meta
-        page = _ShippedPage(
-            blob=blob,
+        page = _shipped_page(
+            blob,
             next_token=next_token,
             cursor=cursor,
             total=total,
@@ -1566,7 +1566,7 @@ class _PageBuffer:
 
 
 class _Later:
-    """The record at ``index`` of a KnownPage (not parsed yet) or a _ShippedPage (not unpickled yet): _real
+    """The record at ``index`` of a KnownPage (not parsed yet) or a _shipped_page (not unpickled yet): _real
     reads it."""
 
     __slots__ = ("index", "page")
@@ -1575,25 +1575,9 @@ class _Later:
         self.page, self.index = page, index
 
 
-class _ShippedPage(Page):
+def _shipped_page(blob: bytes, **fields) -> LazyPage:
     """A page a fetch process sent (QueueRunner._unship): its records stay pickled until a path reads them."""
-
-    def __init__(self, *, blob: bytes, **fields) -> None:
-        object.__setattr__(self, "_blob", blob)
-        object.__setattr__(self, "_records", None)
-        super().__init__(records=None, **fields)
-
-    @property
-    def records(self) -> list[dict]:  # type: ignore[override]
-        if self._records is None:
-            object.__setattr__(self, "_records", pickle.loads(self._blob))  # noqa: S301 (our own child's bytes)
-            object.__setattr__(self, "_blob", None)
-        return self._records
-
-    @records.setter
-    def records(self, value) -> None:  # Page.__init__ sets it (to None): the records come from the blob
-        if value is not None:
-            object.__setattr__(self, "_records", value)
+    return LazyPage(load=lambda: pickle.loads(blob), **fields)  # noqa: S301 (our own child's bytes)
 
 
 # An upsert's values as a fetch process sends them: not at all (its COPY row is sent; _shipped_values).
