@@ -75,6 +75,14 @@ class FetchContext:
     known_body: Callable[[bytes], list[int] | None] | None = None
 
 
+def _usual_pace(paces) -> float:
+    """The mean pace without the slowest tenth of the pages: the pages whose waits opened the window are among
+    the inline ones (a lock stall of 40 ms among thirty 6 ms pages made reading ahead look 25 % faster than it
+    was), and each side loses as many."""
+    kept = sorted(paces)[: len(paces) - len(paces) // 10]
+    return sum(kept) / len(kept)
+
+
 class ReadAhead:
     """Whether a resource fetches pages ahead of its consumer, in threads. Threads hide an upstream's latency,
     but against a fast one they cost more than they hide: a page's own work (the request's Python, the parse)
@@ -90,17 +98,34 @@ class ReadAhead:
     what the lock alone made a page wait: in 8 runs of 1,053 pages against a zero-latency upstream (PostgreSQL
     and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
     over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. From then on ``most`` pages are kept
-    in flight for the rest of the fetch (an upstream that got slow once may again); a wrong opening costs only
-    this gain. When the upstream says to slow down (``shut``: the 429s seen since the last page, however many),
-    the next ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most``
-    halves (3 -> 1 -> 0): it may open again by the same rule with fewer pages ahead, and after two 429s that
-    found it open (with the default 3) never. 429s while it is shut only restart the calm pages. So one burst of 429s
-    from a proxy in front of a slow store costs part of the gain, not the rest of a long scan, and a store that
-    answers 429 whenever we read ahead ends up with one request at a time. ``slow`` <= 0: ahead from the
+    in flight, if they pay: an opening is a trial (``page``, told as each page is asked for, measures the
+    scan's pace: the seconds from one page to the next, fetch and the consumer's own work and waits together,
+    our own sleeps left out). After ``trial`` pages ahead, the window stays open for the rest of the fetch (an
+    upstream that got slow once may again) only if those pages came at least ``gain`` times as fast as the
+    last ``trial`` pages read inline (each side's slowest tenth left out: _usual_pace); otherwise it shuts, and may open again by the same rule only after
+    ``hold`` more pages, twice as many after each trial that did not pay. The lock alone did open it: at
+    300,000 customers on SQLite one page waited 40-45 ms, or three in a row 20-27 ms, and a scan read ahead
+    from there on ran up to 15 % slower than inline (docs/performance.md, twenty-second pass). No inline
+    pages to compare with (it opened on the first page): open for good, as before.
+    When the upstream says to slow down (``shut``: the 429s seen since the last page, however many), the next
+    ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most`` halves
+    (3 -> 1 -> 0): it may open again by the same rule with fewer pages ahead, and after two 429s that found it
+    open (with the default 3) never. 429s while it is shut only restart the calm pages (and end a trial
+    unjudged). So one burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest
+    of a long scan, and a store that answers 429 whenever we read ahead ends up with one request at a time. ``slow`` <= 0: ahead from the
     start."""
 
     def __init__(
-        self, most: int, *, slow: float = 0.020, confirm: int = 3, at_once: float | None = None, calm: int = 20
+        self,
+        most: int,
+        *,
+        slow: float = 0.020,
+        confirm: int = 3,
+        at_once: float | None = None,
+        calm: int = 20,
+        trial: int = 60,
+        gain: float = 1.5,
+        hold: int = 120,
     ) -> None:
         self.most = max(0, most)
         self._calm_pages, self._calm = max(0, calm), 0
@@ -109,6 +134,11 @@ class ReadAhead:
         self._at_once = 2 * slow if at_once is None else at_once
         self.opened_after: list[float] | None = None  # the waits that opened the window (for the log)
         self._waits: deque[float] = deque(maxlen=max(1, confirm))
+        self._trial, self._gain, self._hold_pages, self._hold = max(1, trial), gain, max(0, hold), 0
+        self._last: tuple[float, float, bool] | None = None  # the last page asked for: when, sleeps so far, ahead?
+        self._inline_paces: deque[float] = deque(maxlen=self._trial)
+        self._trial_paces: list[float] | None = None  # while a trial runs; None: not on trial
+        self.trials_failed = 0  # openings that did not pay (for the log and tests)
 
     def inline(self, wall: float, cpu: float, slept: float = 0.0) -> None:
         """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU and
@@ -118,12 +148,45 @@ class ReadAhead:
         if self._calm:  # just after a 429: these pages do not count
             self._calm -= 1
             return
+        if self._hold:  # after a trial that did not pay
+            self._hold -= 1
+            return
         wait = wall - cpu - slept
         self._run = self._run + 1 if wait > self._slow else 0
         self._waits.append(wait)
         if self._run >= self._confirm or wait > self._at_once:
             self.size = self.most
             self.opened_after = list(self._waits)
+            # A trial against the pace of the pages read inline just before; none to compare with: for good.
+            self._trial_paces = [] if self._inline_paces else None
+
+    def page(self, now: float, slept: float = 0.0) -> None:
+        """A page is asked for at ``now`` (perf_counter seconds), the asking thread having slept ``slept``
+        seconds in all between attempts of its requests so far. The time since the page before, less the
+        sleeps in between, is the scan's pace over that page, counted as inline or ahead by how the window
+        stood when that page was asked for."""
+        last, self._last = self._last, (now, slept, bool(self.size))
+        if last is None:
+            return
+        pace = (now - last[0]) - (slept - last[1])
+        if not last[2]:
+            self._inline_paces.append(pace)
+        elif self._trial_paces is not None and self.size:  # (shut by a 429 meanwhile: that trial is not judged)
+            self._trial_paces.append(pace)
+            if len(self._trial_paces) >= self._trial:
+                self._judge()
+
+    def _judge(self) -> None:
+        """The end of a trial: open for good if its pages came ``gain`` times as fast as those read inline."""
+        ahead, inline = _usual_pace(self._trial_paces), _usual_pace(self._inline_paces)
+        self._trial_paces = None
+        if ahead * self._gain <= inline:
+            return  # it pays: open for the rest of the fetch
+        self.trials_failed += 1
+        self.size, self._run = 0, 0
+        self._waits.clear()
+        self._inline_paces.clear()  # the next trial is judged against pages read inline after this one
+        self._hold = self._hold_pages << (self.trials_failed - 1)
 
     def shut(self) -> None:
         """The upstream asked us to slow down (a 429): no pages ahead for the next ``calm`` pages, then, if the

@@ -350,11 +350,15 @@ class WooResource(Resource):
         speculative = {"used": False}
 
         def fetch(offset: int):
+            slept, failed = ctx.client.retry_wait_seconds(), window.trials_failed
+            window.page(time.perf_counter(), slept)  # the scan's pace: whether reading ahead pays
+            if window.trials_failed != failed:
+                log.debug("%s: reading inline again from offset %s: pages read ahead came no faster", self.name, offset)
             future = pending.pop(offset, None)
             if future is None:
                 if window.size:  # open: nothing left to measure
                     return self._get(ctx.client, params, offset, ctx.known_body)
-                wall, cpu, slept = time.perf_counter(), time.thread_time(), ctx.client.retry_wait_seconds()
+                wall, cpu = time.perf_counter(), time.thread_time()
                 got = self._get(ctx.client, params, offset, ctx.known_body)
                 window.inline(
                     time.perf_counter() - wall,

@@ -346,3 +346,119 @@ def test_a_burst_of_429s_inside_the_calm_pages_halves_the_window_once(woo, monke
     assert sorted(limited) == [380, 950] and client.rate_limit_waits == 2
     caller = threading.current_thread().name
     assert any(thread != caller and offset > 950 + 21 * 95 for thread, offset in requests)
+
+
+# -- an opening is a trial (twenty-second pass: the interpreter lock alone opened the window at 300,000
+# customers on SQLite, and a scan read ahead from there on ran up to 15 % slower than inline) --------------
+
+
+def _pages(window: ReadAhead, clock: list[float], paces_ms, *, wait_ms: float = 0.5, slept: float = 0.0) -> None:
+    """Hand ``window`` one page per pace: asked for at the clock's time, read inline (waiting ``wait_ms``) if
+    the window is shut, then the clock moves on by the pace. A page's pace is known when the next one is asked
+    for, so a trial of N pages is judged as page N + 1 is asked for."""
+    for pace in paces_ms:
+        window.page(clock[0], slept)
+        if not window.size:
+            window.inline(wall=wait_ms * MS + 1 * MS, cpu=1 * MS)
+        clock[0] += pace * MS
+
+
+def test_an_opening_that_does_not_pay_shuts_again_and_waits_longer_each_time():
+    window, clock = ReadAhead(3, trial=4, hold=5), [100.0]
+    _pages(window, clock, [6] * 10)  # a fast scan, inline
+    _pages(window, clock, [6], wait_ms=45)  # one page waits for the lock: opened at once
+    assert window.size == 3
+    _pages(window, clock, [5.5] * 4)  # read ahead no faster
+    assert window.size == 3
+    _pages(window, clock, [6])  # asking for the next page ends the trial
+    assert (window.size, window.trials_failed) == (0, 1)
+    _pages(window, clock, [6] * 4, wait_ms=45)  # held inline for 5 pages (that one too), however long they wait
+    assert window.size == 0
+    _pages(window, clock, [6], wait_ms=45)  # then the usual rule
+    assert window.size == 3
+    _pages(window, clock, [6] * 5)
+    assert (window.size, window.trials_failed) == (0, 2)
+    _pages(window, clock, [6] * 9, wait_ms=45)  # twice as long this time
+    assert window.size == 0
+    _pages(window, clock, [6], wait_ms=45)
+    assert window.size == 3
+
+
+def test_an_opening_that_pays_stays_open_for_the_rest_of_the_fetch():
+    window, clock = ReadAhead(3, trial=4), [0.0]
+    _pages(window, clock, [55] * 3, wait_ms=50)  # a slow store: three pages in a row over 20 ms
+    assert window.size == 3
+    _pages(window, clock, [15] * 5)  # ahead, more than 1.5 times as fast
+    assert (window.size, window.trials_failed, window._trial_paces) == (3, 0, None)  # judged
+    _pages(window, clock, [60] * 20)  # open for good: no second trial
+    assert window.size == 3
+
+
+def test_the_pages_whose_waits_opened_it_do_not_make_reading_ahead_look_faster():
+    window, clock = ReadAhead(3, trial=30), [0.0]
+    _pages(window, clock, [6] * 27)
+    _pages(window, clock, [40] * 3, wait_ms=30)  # three lock stalls in a row open it
+    assert window.size == 3
+    # Ahead at 5 ms: 1.5 times that is less than the inline mean with the stalls (9.4 ms), more than without.
+    _pages(window, clock, [5] * 31)
+    assert (window.size, window.trials_failed) == (0, 1)
+
+
+def test_opened_on_the_first_page_it_has_nothing_to_compare_with_and_stays_open():
+    window, clock = ReadAhead(3, trial=2), [0.0]
+    _pages(window, clock, [60], wait_ms=55)
+    assert window.size == 3
+    _pages(window, clock, [60] * 10)  # ahead no faster, but nothing read inline to judge by
+    assert (window.size, window.trials_failed) == (3, 0)
+
+
+def test_a_429_ends_a_trial_unjudged_and_our_sleeps_are_not_the_pace():
+    window, clock = ReadAhead(3, trial=3, calm=2), [0.0]
+    _pages(window, clock, [6] * 5)
+    _pages(window, clock, [6], wait_ms=45)
+    _pages(window, clock, [6] * 3)  # three pages of the trial; the third's pace is known at the next page
+    window.shut()
+    _pages(window, clock, [6] * 10)  # the trial would have failed by now, had it gone on
+    assert (window.size, window.trials_failed, window.most) == (0, 0, 1)
+    # Inline pages whose time was mostly our own sleeps (2 s each): their pace is what is left.
+    slow_sleeper, clock = ReadAhead(3, trial=4), [0.0]
+    for i in range(6):
+        slow_sleeper.page(clock[0], slept=2.0 * i)
+        slow_sleeper.inline(wall=2.001, cpu=1 * MS, slept=2.0)
+        clock[0] += 2.006
+    assert slow_sleeper._inline_paces and all(p == pytest.approx(0.006) for p in slow_sleeper._inline_paces)
+
+
+def test_a_scan_whose_read_ahead_does_not_pay_goes_back_inline_and_misses_nothing(woo, monkeypatch):
+    """The wiring: each page asked for tells the window (ReadAhead.page), and a window shut after a trial
+    leaves the scan inline, every page asked for once and the records all there, in order."""
+    sandbox, conn = woo(size=3000)  # 32 pages
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    windows: list[ReadAhead] = []
+
+    def never_pays(most, *, slow):  # every page waits over 1 us: opens after three; trials of 2 never pay
+        windows.append(ReadAhead(most, slow=1e-6, at_once=10.0, trial=2, hold=3, gain=1e9))
+        return windows[-1]
+
+    monkeypatch.setattr("connectors.woocommerce.resources.ReadAhead", never_pays)
+    asked: list[float] = []
+    real_page = ReadAhead.page
+
+    def page(self, now, slept=0.0):
+        asked.append(now)
+        return real_page(self, now, slept)
+
+    monkeypatch.setattr(ReadAhead, "page", page)
+    ids, requests = _scan(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    (window,) = windows
+    assert window.trials_failed >= 2
+    assert asked == sorted(asked) and len(asked) >= 32
+    caller = threading.current_thread().name
+    threads = [thread == caller for thread, _ in requests]
+    assert threads[:3] == [True] * 3 and not all(threads)  # inline, then ahead ...
+    assert any(threads[i] and not threads[i - 1] for i in range(1, len(threads)))  # ... and inline again
+    # Each page asked for once, but the last, read again if it was fetched ahead (with the one after it).
+    asked_for = Counter(offset for _, offset in requests)
+    assert set(asked_for) >= set(range(0, 3000, 95)) and set(asked_for) <= set(range(0, 3000 + 95, 95))
+    assert all(asked_for[offset] == 1 for offset in range(0, 2945, 95))
