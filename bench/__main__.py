@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
                 "reference (B1/B2/B8)": "bench/plain_loop.py (B8: 4 fetch threads)",
                 "woocommerce page concurrency (B1/B2/B4)": bench.page_concurrency,
                 "fetch process (SYNC_FETCH_PROCESS)": "on" if bench.process else "off",
-                "woocommerce read-ahead after (ms a page waits, 3 in a row; one page twice as long)": bench.read_ahead_after_ms,
+                "woocommerce read-ahead after (ms a page waits, 3 in a row, or one twice as long; then a trial)": bench.read_ahead_after_ms,
             }
         )
         t0 = time.perf_counter()
