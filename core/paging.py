@@ -76,9 +76,9 @@ class FetchContext:
 
 
 def _usual_pace(paces) -> float:
-    """The mean pace without the slowest tenth of the pages: the pages whose waits opened the window are among
-    the inline ones (a lock stall of 40 ms among thirty 6 ms pages made reading ahead look 25 % faster than it
-    was), and each side loses as many."""
+    """The mean pace without the slowest tenth of the pages (none of fewer than ten): the pages whose waits
+    opened the window are among the inline ones (a lock stall of 40 ms among thirty 6 ms pages made reading
+    ahead look 25 % faster than it was), and each side loses as many."""
     kept = sorted(paces)[: len(paces) - len(paces) // 10]
     return sum(kept) / len(kept)
 
@@ -97,23 +97,30 @@ class ReadAhead:
     ``slow``), or after ``confirm`` pages in a row that each waited more than ``slow``. The defaults are above
     what the lock alone made a page wait: in 8 runs of 1,053 pages against a zero-latency upstream (PostgreSQL
     and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
-    over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. From then on ``most`` pages are kept
-    in flight, if they pay: an opening is a trial (``page``, told as each page is asked for, measures the
-    scan's pace: the seconds from one page to the next, fetch and the consumer's own work and waits together,
-    our own sleeps left out). After ``trial`` pages ahead, the window stays open for the rest of the fetch (an
-    upstream that got slow once may again) only if those pages came at least ``gain`` times as fast as the
-    last ``trial`` pages read inline (each side's slowest tenth left out: _usual_pace); otherwise it shuts, and may open again by the same rule only after
-    ``hold`` more pages, twice as many after each trial that did not pay. The lock alone did open it: at
-    300,000 customers on SQLite one page waited 40-45 ms, or three in a row 20-27 ms, and a scan read ahead
-    from there on ran up to 15 % slower than inline (docs/performance.md, twenty-second pass). No inline
-    pages to compare with (it opened on the first page): open for good, as before.
+    over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. But at 300,000 customers on SQLite
+    the lock alone opened it in every run (one page waiting 40-138 ms, or three in a row 20-31 ms), and a scan
+    read ahead from there on ran up to 15 % slower than inline (docs/performance.md, twenty-second pass).
+    So an opening is a trial. ``page``, told as each page is asked for, measures the scan's pace: the seconds
+    from one page to the next (the fetch, the consumer's own work and its waits together), our own sleeps
+    left out, the page threads' too. After ``trial`` pages ahead the window stays open for the rest of the
+    fetch (an upstream that got slow once may again) only if those pages came at least ``gain`` times as fast
+    as the last ``trial`` pages read inline (each side's slowest tenth left out: _usual_pace); otherwise it
+    shuts, and may open by the usual rule again only after ``hold`` more pages read inline, twice as many
+    after each trial that did not pay. A store that got slow just before the opening makes the inline pages
+    it is judged against look fast (they were, then), so if the first ``recheck`` pages read inline after a
+    failed trial come ``again`` times as slowly as its pages ahead did, it opens again at once, for good.
+    Both factors are well above 1 because 60 pages are a noisy sample here (a group of the engine's writes is
+    ~30 pages): with ``gain`` 1.2 and 20 pages rechecked at 1.2, 3 runs at 300,000 kept or reopened a false
+    opening in each. The price: where the consumer's own work is most of a page's time, reading ahead gains
+    less than 1.5 times (a store answering in half the consumer's time) and is not kept. Opened on the first
+    page there is nothing to compare with: open for good.
     When the upstream says to slow down (``shut``: the 429s seen since the last page, however many), the next
     ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most`` halves
     (3 -> 1 -> 0): it may open again by the same rule with fewer pages ahead, and after two 429s that found it
     open (with the default 3) never. 429s while it is shut only restart the calm pages (and end a trial
     unjudged). So one burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest
-    of a long scan, and a store that answers 429 whenever we read ahead ends up with one request at a time. ``slow`` <= 0: ahead from the
-    start."""
+    of a long scan, and a store that answers 429 whenever we read ahead ends up with one request at a time.
+    ``slow`` <= 0: ahead from the start."""
 
     def __init__(
         self,
@@ -126,6 +133,8 @@ class ReadAhead:
         trial: int = 60,
         gain: float = 1.5,
         hold: int = 120,
+        recheck: int = 60,
+        again: float = 2.0,
     ) -> None:
         self.most = max(0, most)
         self._calm_pages, self._calm = max(0, calm), 0
@@ -139,6 +148,8 @@ class ReadAhead:
         self._inline_paces: deque[float] = deque(maxlen=self._trial)
         self._trial_paces: list[float] | None = None  # while a trial runs; None: not on trial
         self.trials_failed = 0  # openings that did not pay (for the log and tests)
+        self._recheck_pages, self._again_factor = max(1, recheck), again
+        self._recheck: tuple[float, list[float]] | None = None  # after a failed trial: its pace ahead, inline paces
 
     def inline(self, wall: float, cpu: float, slept: float = 0.0) -> None:
         """A page fetched in the consumer's thread took ``wall`` seconds, ``cpu`` of them that thread's CPU and
@@ -157,24 +168,28 @@ class ReadAhead:
         if self._run >= self._confirm or wait > self._at_once:
             self.size = self.most
             self.opened_after = list(self._waits)
-            # A trial against the pace of the pages read inline just before; none to compare with: for good.
-            self._trial_paces = [] if self._inline_paces else None
+            # A trial against the pace of the pages read inline just before; opened on the first page, there is
+            # none to compare with: for good.
+            self._trial_paces = [] if self._inline_paces else None  # (kept across trials: only the first page has none)
+            self._recheck = None
 
     def page(self, now: float, slept: float = 0.0) -> None:
         """A page is asked for at ``now`` (perf_counter seconds), the asking thread having slept ``slept``
         seconds in all between attempts of its requests so far. The time since the page before, less the
         sleeps in between, is the scan's pace over that page, counted as inline or ahead by how the window
         stood when that page was asked for."""
-        last, self._last = self._last, (now, slept, bool(self.size))
-        if last is None:
-            return
-        pace = (now - last[0]) - (slept - last[1])
-        if not last[2]:
-            self._inline_paces.append(pace)
-        elif self._trial_paces is not None and self.size:  # (shut by a 429 meanwhile: that trial is not judged)
-            self._trial_paces.append(pace)
-            if len(self._trial_paces) >= self._trial:
-                self._judge()
+        last = self._last
+        if last is not None:
+            pace = (now - last[0]) - (slept - last[1])
+            if not last[2]:
+                self._inline_paces.append(pace)
+                if self._recheck is not None:
+                    self._again(pace)
+            elif self._trial_paces is not None and self.size:  # (shut by a 429 meanwhile: not judged)
+                self._trial_paces.append(pace)
+                if len(self._trial_paces) >= self._trial:
+                    self._judge()
+        self._last = (now, slept, bool(self.size))  # as the window stands for this page, judged or not
 
     def _judge(self) -> None:
         """The end of a trial: open for good if its pages came ``gain`` times as fast as those read inline."""
@@ -185,8 +200,19 @@ class ReadAhead:
         self.trials_failed += 1
         self.size, self._run = 0, 0
         self._waits.clear()
-        self._inline_paces.clear()  # the next trial is judged against pages read inline after this one
         self._hold = self._hold_pages << (self.trials_failed - 1)
+        self._recheck = (ahead, [])
+
+    def _again(self, pace: float) -> None:
+        """An inline page's pace after a failed trial: once ``recheck`` of them are in, open again for good if
+        they came ``again`` times as slowly as the trial's pages ahead (the store got slow just before)."""
+        ahead, paces = self._recheck
+        paces.append(pace)
+        if len(paces) < self._recheck_pages:
+            return
+        self._recheck = None
+        if _usual_pace(paces) >= ahead * self._again_factor and self.most:
+            self.size, self._hold = self.most, 0  # no trial: this was one
 
     def shut(self) -> None:
         """The upstream asked us to slow down (a 429): no pages ahead for the next ``calm`` pages, then, if the

@@ -348,10 +348,13 @@ class WooResource(Resource):
         steps = 0
 
         speculative = {"used": False}
+        ahead_slept = [0.0]  # the page threads' sleeps between attempts, for the pages ahead used so far
 
         def fetch(offset: int):
             slept, failed = ctx.client.retry_wait_seconds(), window.trials_failed
-            window.page(time.perf_counter(), slept)  # the scan's pace: whether reading ahead pays
+            # The scan's pace (whether reading ahead pays), our own sleeps left out: this thread's, and those of
+            # the page threads for the pages ahead already used.
+            window.page(time.perf_counter(), slept + ahead_slept[0])
             if window.trials_failed != failed:
                 log.debug("%s: reading inline again from offset %s: pages read ahead came no faster", self.name, offset)
             future = pending.pop(offset, None)
@@ -375,7 +378,15 @@ class WooResource(Resource):
                     )
                 return got
             speculative["used"] = True
-            return future.result()
+            got, ahead_slept_here = future.result()
+            ahead_slept[0] += ahead_slept_here
+            return got
+
+        def fetch_ahead(offset: int):
+            """A page fetched by a page thread, with the seconds that thread slept between its attempts."""
+            before = ctx.client.retry_wait_seconds()
+            got = self._get(ctx.client, params, offset, ctx.known_body)
+            return got, ctx.client.retry_wait_seconds() - before
 
         def fresh(offset: int):
             return self._get(ctx.client, params, offset, ctx.known_body)
@@ -398,7 +409,7 @@ class WooResource(Resource):
                     for i in range(1, window.size + 1):
                         ahead = offset + i * stride
                         if ahead < total + self.page_size and ahead not in pending:
-                            pending[ahead] = pool.submit(self._get, ctx.client, params, ahead, ctx.known_body)
+                            pending[ahead] = pool.submit(fetch_ahead, ahead)
                 speculative["used"] = False
                 page = self.step(ctx, token, fetch)
                 if page.next_token is None and speculative["used"]:

@@ -462,3 +462,79 @@ def test_a_scan_whose_read_ahead_does_not_pay_goes_back_inline_and_misses_nothin
     asked_for = Counter(offset for _, offset in requests)
     assert set(asked_for) >= set(range(0, 3000, 95)) and set(asked_for) <= set(range(0, 3000 + 95, 95))
     assert all(asked_for[offset] == 1 for offset in range(0, 2945, 95))
+
+
+def test_a_store_that_got_slow_just_before_it_opened_is_read_ahead_again_at_once():
+    """The review's case: the inline pages a trial is judged against are from before the store slowed down, so
+    the trial fails; the pages read inline after it show the store slow, and it opens again, for good."""
+    window, clock = ReadAhead(3, trial=10, recheck=5), [0.0]
+    _pages(window, clock, [6] * 30)  # fast
+    _pages(window, clock, [106], wait_ms=100)  # the store now takes 100 ms a page: opened at once
+    assert window.size == 3
+    _pages(window, clock, [30] * 11)  # ahead: 30 ms a page, slower than the 6 ms read inline before it
+    assert (window.size, window.trials_failed) == (0, 1)
+    _pages(window, clock, [106] * 4, wait_ms=100)  # read inline again (held: the usual rule does not open it)
+    assert window.size == 0
+    _pages(window, clock, [106], wait_ms=100)  # 5 inline paces known: 3 times the trial's pace ahead (>= 2)
+    assert (window.size, window.trials_failed, window._trial_paces) == (3, 1, None)
+    _pages(window, clock, [6] * 100)  # for good: no trial
+    assert window.size == 3
+    # The same trial failing on a store that is still fast: the pages after it do not open it again.
+    fast, clock = ReadAhead(3, trial=10, recheck=5), [0.0]
+    _pages(fast, clock, [6] * 30)
+    _pages(fast, clock, [6] * 3, wait_ms=30)  # three lock stalls in a row
+    assert fast.size == 3
+    _pages(fast, clock, [7] * 11)
+    assert (fast.size, fast.trials_failed) == (0, 1)
+    _pages(fast, clock, [6] * 50)  # held for 120 pages; the recheck finds nothing slow
+    assert fast.size == 0
+
+
+def test_a_failed_trial_without_a_hold_is_judged_again_not_kept_for_good():
+    """The review's case: 'nothing to compare with' meant no inline paces, which a failed trial used to clear;
+    with no hold the next opening was then kept for good."""
+    window, clock = ReadAhead(3, trial=3, hold=0, recheck=50), [0.0]
+    _pages(window, clock, [6] * 10)
+    _pages(window, clock, [6], wait_ms=45)  # opened
+    _pages(window, clock, [7] * 4)  # judged: no faster
+    assert (window.size, window.trials_failed) == (0, 1)
+    _pages(window, clock, [6], wait_ms=45)  # opened again at once (no hold): a trial again
+    assert window.size == 3 and window._trial_paces == []
+    _pages(window, clock, [7] * 4)
+    assert (window.size, window.trials_failed) == (0, 2)
+
+
+def test_the_page_threads_sleeps_are_left_out_of_the_pace(woo, monkeypatch, settings):
+    """A transient error's backoff in a page thread is our own sleep, as it is in the consumer's: the seconds
+    that thread slept reach ReadAhead.page with the page it fetched."""
+    import backoff
+
+    sandbox, conn = woo(size=1900)  # 20 pages
+    settings.SYNC_RETRY_BASE_SECONDS = 0.1
+    monkeypatch.setattr(backoff, "full_jitter", lambda value: value)
+    monkeypatch.setattr(conf, "PAGE_CONCURRENCY", 4)
+    monkeypatch.setattr(conf, "READ_AHEAD_AFTER_MS", 0.0)  # ahead from the start
+    real_fault, failed = sandbox._fault, []
+
+    def fault(position):
+        if position == 950 and not failed:
+            failed.append(threading.current_thread().name)
+            return sandbox_error(503, "unavailable", "Try again.")
+        return real_fault(position)
+
+    monkeypatch.setattr(sandbox, "_fault", fault)
+    told: list[float] = []
+    real_page = ReadAhead.page
+
+    def page(self, now, slept=0.0):
+        told.append(slept)
+        return real_page(self, now, slept)
+
+    monkeypatch.setattr(ReadAhead, "page", page)
+    ids, requests, client = _scan_with_client(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    assert failed and {thread for thread, offset in requests if offset == 950} <= {
+        f"woo-customers_{i}" for i in range(4)
+    }  # the 503 met a page thread
+    assert client.retry_wait_seconds() == 0.0  # the consumer's thread never slept
+    assert told == sorted(told) and told[-1] == pytest.approx(0.1)  # told once that page was used, for good
