@@ -429,6 +429,19 @@ def test_a_429_ends_a_trial_unjudged_and_our_sleeps_are_not_the_pace():
     assert slow_sleeper._inline_paces and all(p == pytest.approx(0.006) for p in slow_sleeper._inline_paces)
 
 
+def _recorded_pages(monkeypatch) -> list[tuple[float, float]]:
+    """(now, slept) of every page ReadAhead.page is told about, in order."""
+    told: list[tuple[float, float]] = []
+    real = ReadAhead.page
+
+    def page(self, now, slept=0.0):
+        told.append((now, slept))
+        return real(self, now, slept)
+
+    monkeypatch.setattr(ReadAhead, "page", page)
+    return told
+
+
 def test_a_scan_whose_read_ahead_does_not_pay_goes_back_inline_and_misses_nothing(woo, monkeypatch):
     """The wiring: each page asked for tells the window (ReadAhead.page), and a window shut after a trial
     leaves the scan inline, every page asked for once and the records all there, in order."""
@@ -441,15 +454,9 @@ def test_a_scan_whose_read_ahead_does_not_pay_goes_back_inline_and_misses_nothin
         return windows[-1]
 
     monkeypatch.setattr("connectors.woocommerce.resources.ReadAhead", never_pays)
-    asked: list[float] = []
-    real_page = ReadAhead.page
-
-    def page(self, now, slept=0.0):
-        asked.append(now)
-        return real_page(self, now, slept)
-
-    monkeypatch.setattr(ReadAhead, "page", page)
+    pages = _recorded_pages(monkeypatch)
     ids, requests = _scan(conn, monkeypatch)
+    asked = [now for now, _ in pages]
     assert ids == sorted(sandbox.ids("customers"))
     (window,) = windows
     assert window.trials_failed >= 2
@@ -523,15 +530,9 @@ def test_the_page_threads_sleeps_are_left_out_of_the_pace(woo, monkeypatch, sett
         return real_fault(position)
 
     monkeypatch.setattr(sandbox, "_fault", fault)
-    told: list[float] = []
-    real_page = ReadAhead.page
-
-    def page(self, now, slept=0.0):
-        told.append(slept)
-        return real_page(self, now, slept)
-
-    monkeypatch.setattr(ReadAhead, "page", page)
+    pages = _recorded_pages(monkeypatch)
     ids, requests, client = _scan_with_client(conn, monkeypatch)
+    told = [slept for _, slept in pages]
     assert ids == sorted(sandbox.ids("customers"))
     assert failed and {thread for thread, offset in requests if offset == 950} <= {
         f"woo-customers_{i}" for i in range(4)
