@@ -98,8 +98,8 @@ class ReadAhead:
     what the lock alone made a page wait: in 8 runs of 1,053 pages against a zero-latency upstream (PostgreSQL
     and SQLite, whose writer holds the lock longest), 3 pages in a row waited over 5 ms up to 48 times a run,
     over 10 ms up to 17, over 15 ms never, and no single page over 25 ms. But at 300,000 customers on SQLite
-    the lock alone opened it in every run (one page waiting 40-138 ms, or three in a row 20-31 ms), and a scan
-    read ahead from there on ran up to 15 % slower than inline (docs/performance.md, twenty-second pass).
+    the lock alone opened it in every run (one page waiting 40-138 ms, or three in a row 20-38 ms), and a scan
+    read ahead from there on ran up to 29 % slower than inline (docs/performance.md, twenty-second pass).
     So an opening is a trial. ``page``, told as each page is asked for, measures the scan's pace: the seconds
     from one page to the next (the fetch, the consumer's own work and its waits together), our own sleeps
     left out, the page threads' too. After ``trial`` pages ahead the window stays open for the rest of the
@@ -112,7 +112,7 @@ class ReadAhead:
     Both factors are well above 1 because 60 pages are a noisy sample here (a group of the engine's writes is
     ~30 pages): with ``gain`` 1.2 and 20 pages rechecked at 1.2, 3 runs at 300,000 kept or reopened a false
     opening in each. The price: where the consumer's own work is most of a page's time, reading ahead gains
-    less than 1.5 times (a store answering in half the consumer's time) and is not kept. Opened on the first
+    less than 1.5 times (a store answering in less than half the consumer's time) and is not kept. Opened on the first
     page there is nothing to compare with: open for good.
     When the upstream says to slow down (``shut``: the 429s seen since the last page, however many), the next
     ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most`` halves
