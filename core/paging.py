@@ -112,13 +112,13 @@ class ReadAhead:
     Both factors are well above 1 because 60 pages are a noisy sample here (a group of the engine's writes is
     ~30 pages): with ``gain`` 1.2 and 20 pages rechecked at 1.2, 3 runs at 300,000 kept or reopened a false
     opening in each. The price: where the consumer's own work is most of a page's time, reading ahead gains
-    less than 1.5 times (a store answering in less than half the consumer's time) and is not kept. Opened on the first
-    page there is nothing to compare with: open for good.
+    less than 1.5 times (a store answering in less than half the consumer's time) and is not kept. Opened on
+    the first page there is nothing to compare with: open for good.
     When the upstream says to slow down (``shut``: the 429s seen since the last page, however many), the next
     ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most`` halves
     (3 -> 1 -> 0): it may open again by the same rule with fewer pages ahead, and after two 429s that found it
-    open (with the default 3) never. 429s while it is shut only restart the calm pages (and end a trial
-    unjudged). So one burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest
+    open (with the default 3) never. 429s while it is shut only restart the calm pages. A 429 ends a trial
+    unjudged, and a recheck too (its calm pages must not reopen the window). So one burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest
     of a long scan, and a store that answers 429 whenever we read ahead ends up with one request at a time.
     ``slow`` <= 0: ahead from the start."""
 
@@ -168,9 +168,9 @@ class ReadAhead:
         if self._run >= self._confirm or wait > self._at_once:
             self.size = self.most
             self.opened_after = list(self._waits)
-            # A trial against the pace of the pages read inline just before; opened on the first page, there is
-            # none to compare with: for good.
-            self._trial_paces = [] if self._inline_paces else None  # (kept across trials: only the first page has none)
+            # A trial against the pace of the pages read inline just before (kept across trials); opened on the
+            # first page, there is none to compare with: for good.
+            self._trial_paces = [] if self._inline_paces else None
             self._recheck = None
 
     def page(self, now: float, slept: float = 0.0) -> None:
@@ -221,5 +221,6 @@ class ReadAhead:
         if self.size:  # open: halve; a 429 while it is shut (the same burst, or its calm pages) does not
             self.most //= 2
         self.size, self._calm = 0, self._calm_pages
+        self._recheck = None  # the pages after a 429 tell nothing of the store's pace
         self._run = 0  # the waits before the 429 do not count towards opening it again
         self._waits.clear()

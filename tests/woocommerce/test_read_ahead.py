@@ -495,6 +495,15 @@ def test_a_store_that_got_slow_just_before_it_opened_is_read_ahead_again_at_once
     assert (fast.size, fast.trials_failed) == (0, 1)
     _pages(fast, clock, [6] * 50)  # held for 120 pages; the recheck finds nothing slow
     assert fast.size == 0
+    # A 429 during the recheck: the calm pages that follow (however slow) do not reopen it.
+    calm, clock = ReadAhead(3, trial=10, recheck=5, calm=10), [0.0]
+    _pages(calm, clock, [6] * 30)
+    _pages(calm, clock, [106], wait_ms=100)
+    _pages(calm, clock, [30] * 11)
+    assert (calm.size, calm.trials_failed) == (0, 1)
+    calm.shut()
+    _pages(calm, clock, [106] * 10, wait_ms=100)
+    assert calm.size == 0
 
 
 def test_a_failed_trial_without_a_hold_is_judged_again_not_kept_for_good():
