@@ -118,9 +118,10 @@ class ReadAhead:
     ``calm`` pages are read one at a time whatever they wait, and if the window was open, ``most`` halves
     (3 -> 1 -> 0): it may open again by the same rule with fewer pages ahead, and after two 429s that found it
     open (with the default 3) never. 429s while it is shut only restart the calm pages. A 429 ends a trial
-    unjudged, and a recheck too (its calm pages must not reopen the window). So one burst of 429s from a proxy in front of a slow store costs part of the gain, not the rest
-    of a long scan, and a store that answers 429 whenever we read ahead ends up with one request at a time.
-    ``slow`` <= 0: ahead from the start."""
+    unjudged, and a recheck too (its calm pages must not reopen the window). So one burst of 429s from a
+    proxy in front of a slow store costs part of the gain, not the rest of a long scan, and a store that
+    answers 429 whenever we read ahead ends up with one request at a time. ``slow`` <= 0: ahead from the
+    start."""
 
     def __init__(
         self,

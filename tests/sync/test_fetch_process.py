@@ -127,20 +127,24 @@ def test_an_error_in_the_fetch_process_fails_the_run_as_in_a_thread(org, make_co
     assert_counters_match(q)
 
 
+def _in_child_at_page(monkeypatch, token: int, act) -> None:
+    """``act()`` in the fetch process (not this one) just before it asks for the page at ``token``."""
+    parent, fetch_page = os.getpid(), FakeCustomers.fetch_page
+
+    def page(self, ctx):
+        if os.getpid() != parent and int(ctx.token or 0) == token:
+            act()
+        return fetch_page(self, ctx)
+
+    monkeypatch.setattr(FakeCustomers, "fetch_page", page)
+
+
 def test_a_fetch_process_that_dies_fails_the_run_and_keeps_what_was_stored(
     org, make_connection, fake_kind, forks, settings, monkeypatch
 ):
     settings.SYNC_FETCH_GROUP_RECORDS = 1
     UPSTREAM.__init__(100)
-    parent = os.getpid()
-    fetch_page = FakeCustomers.fetch_page
-
-    def dying(self, ctx):
-        if os.getpid() != parent and int(ctx.token or 0) == 6:
-            os.kill(os.getpid(), signal.SIGKILL)  # out of memory, say
-        return fetch_page(self, ctx)
-
-    monkeypatch.setattr(FakeCustomers, "fetch_page", dying)
+    _in_child_at_page(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGKILL))  # out of memory, say
     conn = make_connection(org, kind="fake", name="process")
     q = _run(conn)
     assert len(forks) == 1
@@ -213,13 +217,7 @@ def test_a_run_that_stops_while_the_child_waits_on_a_page_kills_it_at_once(
     end of a run that stopped (cancelled, its lease lost): the child is killed, not waited for."""
     settings.SYNC_FETCH_GROUP_RECORDS = 1
     UPSTREAM.__init__(100)
-    parent = os.getpid()
-    fetch_page = FakeCustomers.fetch_page
-
-    def slow(self, ctx):
-        if os.getpid() != parent and int(ctx.token or 0) == 2:
-            time.sleep(60)
-        return fetch_page(self, ctx)
+    _in_child_at_page(monkeypatch, 2, lambda: time.sleep(60))
 
     store = engine.QueueRunner._store_page_lines
 
@@ -228,7 +226,6 @@ def test_a_run_that_stops_while_the_child_waits_on_a_page_kills_it_at_once(
             raise engine.RunAborted()  # as when the queue is cancelled (its fetch lease cannot be renewed)
         return store(self, records, plan, updates)
 
-    monkeypatch.setattr(FakeCustomers, "fetch_page", slow)
     monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", cancelled_after_one)
     conn = make_connection(org, kind="fake", name="process")
     started = time.monotonic()
