@@ -21,6 +21,7 @@ import backoff
 import orjson
 import requests
 from django.conf import settings
+from django.db import connections
 
 from core.errors import (
     AuthError,
@@ -328,6 +329,24 @@ class Client:
 
     def close(self) -> None:
         self.session.close()
+
+
+def closing_connections(fn):
+    """``fn`` for a paging loop's pool thread: the thread's database connections are closed when it returns. A
+    page request can touch the database (a 429 counted by ops, a connection marked for re-authorisation); Django
+    opens a connection per thread and leaves it open until the thread is collected, and a pool's threads outlive
+    the scan (shutdown(wait=False)), so each such thread held a session of its own, idle, after its run (it kept
+    the test database from being dropped). Only connections opened in this thread are closed (pool threads
+    hold no transaction); ``close_all`` looks at this thread's opened ones alone (a few us a page)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return run
 
 
 def page_json(response: requests.Response) -> Any:

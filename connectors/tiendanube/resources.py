@@ -13,7 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from connectors.base import FetchContext, MappingError, Page, Resource, parse_upstream_datetime
+from connectors.base import (
+    FetchContext,
+    MappingError,
+    Page,
+    Resource,
+    closing_connections,
+    parse_upstream_datetime,
+)
 from core import clock
 
 from . import conf
@@ -161,7 +168,9 @@ class TiendanubeResource(Resource):
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _request(self, pool: ThreadPoolExecutor, client, token: dict):
-        return pool.submit(client.get_page, self.path, self._params(token["windows"][0], token["page"]))
+        return pool.submit(
+            closing_connections(client.get_page), self.path, self._params(token["windows"][0], token["page"])
+        )
 
 
 def _total(response, *, default: int) -> int:

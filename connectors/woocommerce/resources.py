@@ -31,6 +31,7 @@ from connectors.base import (
     Page,
     PaginationStalled,
     Resource,
+    closing_connections,
     page_json,
     parse_http_date,
     parse_upstream_datetime,
@@ -382,6 +383,7 @@ class WooResource(Resource):
             ahead_slept[0] += ahead_slept_here
             return got
 
+        @closing_connections
         def fetch_ahead(offset: int):
             """A page fetched by a page thread, with the seconds that thread slept between its attempts."""
             before = ctx.client.retry_wait_seconds()

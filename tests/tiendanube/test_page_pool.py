@@ -77,3 +77,36 @@ def test_closing_the_scan_does_not_wait_for_requests_in_flight(paged, monkeypatc
     waited = time.perf_counter() - t0
     release.set()
     assert waited < 1.0, waited  # before: close waited for every page of the window
+
+
+def test_a_page_thread_that_touched_the_database_closes_its_connection(paged, monkeypatch):
+    """A page request may touch the database from its pool thread (a 429 counted, a store marked for
+    re-authorisation): that thread's connection is closed when the page is done, not left open for as long as
+    the pool's thread lives."""
+    import threading
+
+    from django.db import connections
+
+    sb, pages = paged
+    next(pages)  # page 1 (inline): the generator is running now, its client known
+    client = pages.gi_frame.f_locals["ctx"].client
+    real, opened = client.get_page, []
+
+    def touching(path, params):
+        connections["default"].ensure_connection()  # what a 429's count or a re-authorisation does
+        opened.append((threading.current_thread().name, connections["default"]))
+        return real(path, params)
+
+    monkeypatch.setattr(client, "get_page", touching)
+    closed: list[object] = []
+    wrapper_class = type(connections["default"])
+    real_close = wrapper_class.close
+    monkeypatch.setattr(wrapper_class, "close", lambda self: closed.append(self) or real_close(self))
+    assert len([page for page in pages]) == 11
+    in_pool = [wrapper for thread, wrapper in opened if thread.startswith("tn-page")]
+    assert len(in_pool) == 11
+    for wrapper in in_pool:
+        assert any(c is wrapper for c in closed)
+        # Django keeps an in-memory SQLite database (the SQLite suite's) open on close(); any other it drops.
+        if not getattr(wrapper, "is_in_memory_db", lambda: False)():
+            assert wrapper.connection is None

@@ -265,6 +265,38 @@ def test_a_429_while_reading_ahead_goes_back_to_one_page_at_a_time(woo, monkeypa
     assert Counter(offset for _, offset in requests) == Counter(range(0, 1900, 95))  # none asked for twice
 
 
+def test_a_page_thread_that_touched_the_database_closes_its_connection(woo, monkeypatch, settings):
+    """A 429 answered to a page thread is counted in the database (ops) from that thread, which opens a
+    connection of its own: it is closed when the page is done, not left open (idle) for as long as the pool's
+    thread lives."""
+    from django.db import connections
+
+    from ops import services as ops_services
+
+    sandbox, conn, limited = _slow_store_with_429s(woo, monkeypatch, settings, 1900, 380)
+    counted: list[tuple[str, object]] = []
+    real = ops_services.rate_limited_record
+
+    def record(connection_id):
+        real(connection_id)
+        counted.append((threading.current_thread().name, connections["default"]))
+
+    monkeypatch.setattr(ops_services, "rate_limited_record", record)
+    closed: list[object] = []  # every database wrapper closed, in whatever thread
+    wrapper_class = type(connections["default"])
+    real_close = wrapper_class.close
+    monkeypatch.setattr(wrapper_class, "close", lambda self: closed.append(self) or real_close(self))
+    ids, _, client = _scan_with_client(conn, monkeypatch)
+    assert ids == sorted(sandbox.ids("customers"))
+    caller = threading.current_thread().name
+    in_page_threads = [wrapper for thread, wrapper in counted if thread != caller]
+    assert limited and client.rate_limit_waits == 1 and len(in_page_threads) == 1
+    assert any(wrapper is in_page_threads[0] for wrapper in closed)
+    # Django keeps an in-memory SQLite database (the SQLite suite's) open on close(); any other it drops.
+    if not getattr(in_page_threads[0], "is_in_memory_db", lambda: False)():
+        assert in_page_threads[0].connection is None
+
+
 def _recorded_sleeps(monkeypatch) -> list[float]:
     """The ``slept`` of every page ReadAhead.inline is told about, in order."""
     sleeps: list[float] = []
