@@ -114,6 +114,8 @@ def test_an_ordinary_page_is_parsed_by_orjson(monkeypatch, avatar):
         (b'{"a": "x-1234567890123456789"}', False),
         (b'{"a": 0.1234567890123456789}', False),  # a fraction: a float either way
         (b'{"a": "b:1234567890123456789"}', True),  # a false yes: only the slower parse
+        (b'{"iban": "IBAN: 2100 0418 4502 0005 1332"}', False),  # 20 digits only once the blanks are gone
+        (b'{"card": "Ref: 4111-1111-1111-1111-111"}', False),  # nor once the minus signs are
         (b'{"u": "/00000000000000000000001", "n": 99999999999999999999}', True),  # the second run counts
         (b"\n\t 1234567890123456789", True),  # a number at the start, past blanks
         (b'{"a": [1, -2, 3]}', False),  # short numbers do not add up across blanks and signs
