@@ -30,6 +30,7 @@ PATH = r"/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/customers"
 MAX_PER_PAGE = 100
 
 _CREATED, _MODIFIED = dt.datetime(2024, 1, 1), dt.datetime(2025, 1, 1)  # naive: WooCommerce's *_gmt form
+_LAST_ACTIVE = 1764547200  # 2025-12-01 00:00 UTC
 FIRST = ["Ana", "Bruno", "Carla", "Diego", "Elena", "Fabio", "Gala", "Hugo", "Irene", "Joaquín", "Karin", "Lucía"]
 LAST = ["Pérez", "García", "Smith", "Müller", "Rossi", "Silva", "Kowalski", "Dubois", "Nakamura", "O'Brien"]
 
@@ -74,9 +75,22 @@ def customer(i: int, *, generation: int = 0) -> dict:
         # has, so connectors.base's long-integer guard stopped at the first record here and read real pages
         # to the end (~1 ms a page, docs/performance.md).
         "avatar_url": f"https://secure.gravatar.com/avatar/{hashlib.md5(email.encode()).hexdigest()}?s=96&d=mm&r=g",
-        "meta_data": [{"id": i * 10 + 1, "key": "_newsletter", "value": "yes" if i % 2 else "no"}],
+        "meta_data": [
+            {"id": i * 10 + 1, "key": "_newsletter", "value": "yes" if i % 2 else "no"},
+            # WooCommerce's own: the day (midnight UTC, a Unix time as text) of the customer's last logged-in
+            # visit, updated without touching date_modified (clients read it from this list: public code
+            # filtering meta_data for "wc_last_active"; a store's usermeta dump holds '1723161600').
+            {"id": i * 10 + 2, "key": "wc_last_active", "value": str(_LAST_ACTIVE - 86400 * (i % 365))},
+        ],
         "_links": {
-            "self": [{"href": f"https://shop.example.com/wp-json/wc/v3/customers/{i}"}],
+            # targetHints: WordPress 6.7+ adds what the caller may do with the item to its self link
+            # (WP_REST_Server::get_target_hints_for_link).
+            "self": [
+                {
+                    "href": f"https://shop.example.com/wp-json/wc/v3/customers/{i}",
+                    "targetHints": {"allow": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
+                }
+            ],
             "collection": [{"href": "https://shop.example.com/wp-json/wc/v3/customers"}],
         },
     }
