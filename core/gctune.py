@@ -8,6 +8,14 @@ Django, is walked again and again. Measured (docs/performance.md): 9-10 % of an 
 customers. While at least one run is active in the process, the young generation is collected every
 ``threshold`` allocations instead; the previous thresholds come back when the last run ends. Cycles are still
 collected, later. Thread-safe; nested and concurrent runs share one setting.
+
+The count CPython compares with the threshold is allocations minus deallocations since the last pass, so what
+matters is how far the run's live containers swing: a run holds up to three groups of records (the buffer's
+two and the one being written) and frees a group at a time. A threshold below that swing costs a pass per
+group, each walking every young record (~20 ms); above it, almost none. 50,000 sat just above the bench's
+customers of ~10 containers and below real ones with a few more (`wc_last_active` in meta_data, a link's
+targetHints): 20-26 passes, 0.45-0.61 s of a 100,000-customer first sync (docs/performance.md, issue 20,
+twenty-third pass). An order, with its line items, holds several times a customer's containers.
 """
 
 from __future__ import annotations
