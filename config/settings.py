@@ -313,8 +313,8 @@ SYNC_FETCH_PROCESS = env.bool("SYNC_FETCH_PROCESS", default=False)
 SYNC_PAGE_MEMO = env.bool("SYNC_PAGE_MEMO", default=True)
 # While a run is active, CPython's collector passes over young objects every this many allocations instead
 # of every 700 (core/gctune.py says why; 0 leaves the collector alone). 1,000,000 since issue 20's twenty-third
-# pass: at 50,000 a real customer's few more containers put a first sync of 100,000 over the line, ~20 passes
-# of ~20 ms each (10 % of the run).
+# pass: at 50,000 a real customer's few more containers put a first sync of 100,000 over the line, 19-26 passes
+# of ~20 ms each (10-12 % of the run).
 SYNC_GC_THRESHOLD = env.int("SYNC_GC_THRESHOLD", default=1_000_000)
 SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=3)
 SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=1.0)

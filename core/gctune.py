@@ -14,7 +14,7 @@ matters is how far the run's live containers swing: a run holds up to three grou
 two and the one being written) and frees a group at a time. A threshold below that swing costs a pass per
 group, each walking every young record (~20 ms); above it, almost none. 50,000 sat just above the bench's
 customers of ~10 containers and below real ones with a few more (`wc_last_active` in meta_data, a link's
-targetHints): 20-26 passes, 0.45-0.61 s of a 100,000-customer first sync (docs/performance.md, issue 20,
+targetHints): 19-26 passes, 0.45-0.61 s of a 100,000-customer first sync (docs/performance.md, issue 20,
 twenty-third pass). An order, with its line items, holds several times a customer's containers.
 """
 
