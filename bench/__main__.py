@@ -188,9 +188,23 @@ class Bench:
         n, r = self.args.size, self.args.repeat
         t = {
             k: []
-            for k in ("loop1", "loop2", "loop4", "noparse", "direct", "eng1", "eng2", "big", "nopipe", "proc", "old")
+            for k in (
+                "loop1",
+                "loop2",
+                "loop4",
+                "noparse",
+                "direct",
+                "eng1",
+                "eng2",
+                "live",
+                "big",
+                "nopipe",
+                "proc",
+                "old",
+            )
         }
         written2: list[int] = []  # domain rows each second run wrote (target 0)
+        live: list[tuple[int, int]] = []  # (customers who visited, domain rows written) of each live second run
         for i in range(r):  # interleaved: every figure sees the same machine state, run after run
             # Each "second run" right after its first run: any run with fresh=True empties every table, so a
             # second run placed after another first run would find its rows gone (it did until 2026-12-02,
@@ -200,6 +214,15 @@ class Bench:
             t["eng1"].append(self.engine(n))
             t["eng2"].append(self.engine(n, fresh=False))
             written2.append(scenario.last_rows_written)
+            if self.args.live_variant:
+                # The same store a day on, as a live one is: some customers logged in (wc_last_active moved,
+                # date_modified did not), so their pages' bytes changed (bench.upstream.customer).
+                visited = self.up.live(n, day=1, per_mille=self.args.live_variant)
+                try:
+                    t["live"].append(self.engine(n, fresh=False))
+                finally:
+                    self.up.live(n, day=0, per_mille=0)
+                live.append((visited, scenario.last_rows_written))
             t["noparse"].append(self.loop(n, noparse=True))
             t["direct"].append(self.loop(n, direct=True))
             # The loop with the engine's page concurrency (an info row: against this zero-latency upstream the
@@ -372,6 +395,28 @@ class Bench:
                 "met" if not any(written2) else "MISSED",
             )
         )
+        if "live" in rps:
+            self.add(
+                Row(
+                    "B1",
+                    f"engine second run a day on, {self.args.live_variant / 10:g} % of customers logged in meanwhile "
+                    "(wc_last_active moved, date_modified not): rate vs its first run's",
+                    f"{rps['live']:,.0f} rec/s ({sec['live']:.2f} s)",
+                    f"{rps['eng1']:,.0f} rec/s",
+                    f"{rps['live'] / rps['eng1']:.2f}",
+                    "(info)",
+                )
+            )
+            self.add(
+                Row(
+                    "B1",
+                    "customers who logged in / domain rows that run wrote (each run)",
+                    " / ".join(f"{v}:{w}" for v, w in live),
+                    "",
+                    "",
+                    "(info)",
+                )
+            )
         if "nopipe" in rps:
             self.add(
                 Row(
@@ -640,6 +685,13 @@ def main(argv: list[str] | None = None) -> int:
         "--process-variant",
         action="store_true",
         help="B1 also runs the engine with the fetch process (SYNC_FETCH_PROCESS) flipped, as an info row",
+    )
+    parser.add_argument(
+        "--live-variant",
+        type=int,
+        default=0,
+        metavar="PER_MILLE",
+        help="B1 also runs a second run a day on, this many customers in a thousand having logged in (info rows)",
     )
     parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")
     args = parser.parse_args(argv)

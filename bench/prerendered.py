@@ -44,11 +44,12 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode
 
-from bench.upstream import customer
+from bench.upstream import customer, visited
 from connectors.woocommerce.sandbox import SANDBOX_KEY, SANDBOX_SECRET
 
 KEY, SECRET = SANDBOX_KEY, SANDBOX_SECRET
 PATH = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/customers$")
+LIVE = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/bench/live$")
 PER_PAGE = 100
 OVERLAP = 5  # the connector's default WOOCOMMERCE_PAGE_OVERLAP; other offsets are built on first request
 UNSUPPORTED_FILTERS = ("email", "search", "include", "exclude")
@@ -81,13 +82,30 @@ class Store:
         self.n, self.delay, self.path = n, delay_ms / 1000, path
         self.lock = threading.Lock()
         self.pages: dict[tuple[int, int, bool], bytes] = {}
+        self.day, self.active = 0, 0
+        self.render()
+
+    def render(self) -> None:
         t0 = time.perf_counter()
-        records = [json.dumps(customer(i)).encode() for i in range(1, n + 1)]
-        starts = set(range(0, n, PER_PAGE - OVERLAP)) | set(range(0, n, PER_PAGE))  # connector's + page form
-        for start in starts:
-            self.pages[(start, PER_PAGE, False)] = b"[" + b", ".join(records[start : start + PER_PAGE]) + b"]"
+        records = [json.dumps(self.customer(i)).encode() for i in range(1, self.n + 1)]
+        starts = set(range(0, self.n, PER_PAGE - OVERLAP)) | set(range(0, self.n, PER_PAGE))  # connector's + page
+        self.pages = {
+            (start, PER_PAGE, False): b"[" + b", ".join(records[start : start + PER_PAGE]) + b"]" for start in starts
+        }
         self.build_seconds = time.perf_counter() - t0
         self.bytes = sum(len(b) for b in self.pages.values())
+
+    def customer(self, i: int) -> dict:
+        return customer(i, day=self.day, active_per_mille=self.active)
+
+    def live(self, day: int, per_mille: int) -> int:
+        """Serve the store ``day`` days on, ``per_mille`` of its customers having logged in that day (their
+        ``wc_last_active`` moved: bench.upstream.customer); day 0 is the store as it started. Renders every page
+        again (a few seconds at 300,000; not a timed part of any run). Returns how many customers visited."""
+        with self.lock:
+            self.day, self.active = day, per_mille
+            self.render()
+        return sum(visited(i, day, per_mille) for i in range(1, self.n + 1))
 
     def body(self, start: int, per_page: int, desc: bool) -> bytes:
         if start >= self.n:
@@ -98,7 +116,7 @@ class Store:
             ids = range(start + 1, min(start + per_page, self.n) + 1)
             if desc:
                 ids = range(self.n - start, max(self.n - start - per_page, 0), -1)
-            body = json.dumps([customer(i) for i in ids]).encode()
+            body = json.dumps([self.customer(i) for i in ids]).encode()
             with self.lock:
                 self.pages[key] = body
         return body
@@ -139,6 +157,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args) -> None:
         pass
+
+    def do_POST(self) -> None:
+        """``POST /n<customers>/d<delay>/bench/live?day=D&active=PER_MILLE``: the benchmark's own control (no
+        WooCommerce route): serve that store as it is ``day`` days on (Store.live); 200 with how many visited."""
+        path, _, query = self.path.partition("?")
+        match = LIVE.match(path)
+        if match is None:
+            return self._send(*NO_ROUTE)
+        args = dict(parse_qsl(query))
+        store = self.stores.get(int(match["n"]), int(match["delay"]))
+        changed = store.live(int(args.get("day", 0)), int(args.get("active", 0)))
+        self._send(200, json.dumps({"visited": changed}).encode())
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")

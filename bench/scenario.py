@@ -86,6 +86,27 @@ class Upstream:
             raise RuntimeError(f"bench upstream did not start (said {line!r})")
         self.root = line
 
+    def live(self, n: int, *, day: int, per_mille: int, delay_ms: int = 0) -> int:
+        """The pre-rendered store ``day`` days on, ``per_mille`` of its customers having logged in that day
+        (bench.prerendered.Store.live); how many did."""
+        import http.client
+        import json
+        from urllib.parse import urlsplit
+
+        if self.kind != "prerendered":
+            raise ValueError("only the pre-rendered upstream has live stores")
+        parts = urlsplit(self.root)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        try:
+            conn.request("POST", f"/n{n}/d{delay_ms}/bench/live?day={day}&active={per_mille}")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"bench upstream refused the live store: {response.status} {body[:200]!r}")
+        return json.loads(body)["visited"]
+
     def url(self, n: int, delay_ms: int = 0) -> str:
         # Both upstreams put a store at /n<customers>/d<delay ms> (a store in a subdirectory).
         return f"{self.root.rstrip('/')}/n{n}/d{delay_ms}"

@@ -21,6 +21,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,8 +36,17 @@ FIRST = ["Ana", "Bruno", "Carla", "Diego", "Elena", "Fabio", "Gala", "Hugo", "Ir
 LAST = ["Pérez", "García", "Smith", "Müller", "Rossi", "Silva", "Kowalski", "Dubois", "Nakamura", "O'Brien"]
 
 
-def customer(i: int, *, generation: int = 0) -> dict:
-    """The Woo v3 customer with id ``i`` (about 1.3 kB of JSON, like a real store's)."""
+def visited(i: int, day: int, per_mille: int) -> bool:
+    """Whether customer ``i`` logged in on ``day`` (1, 2, ...): ``per_mille`` customers in a thousand, the same
+    ones for the same day whoever asks (a CRC of the id and the day)."""
+    return day > 0 and zlib.crc32(b"%d:%d" % (i, day)) % 1000 < per_mille
+
+
+def customer(i: int, *, generation: int = 0, day: int = 0, active_per_mille: int = 0) -> dict:
+    """The Woo v3 customer with id ``i`` (about 1.3 kB of JSON, like a real store's). ``day`` and
+    ``active_per_mille``: a live store ``day`` days after the first scan, where that share of customers logged in
+    on that day (``visited``): their ``wc_last_active`` moves, nothing else does (date_modified included), as
+    WooCommerce updates it on a customer's first logged-in visit of a day."""
     first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
     # Every customer's times are its own, as in a real store (one signed up every 37 s): the former pattern
     # repeated every 840 ids, so the engine's parsed-time cache (core.timestamps) hit where real data misses,
@@ -44,6 +54,7 @@ def customer(i: int, *, generation: int = 0) -> dict:
     created = (_CREATED + dt.timedelta(seconds=37 * i)).isoformat()
     modified = (_MODIFIED + dt.timedelta(seconds=37 * i + generation)).isoformat()
     email = f"customer{i}@example.com"
+    last_active = _LAST_ACTIVE + 86400 * day if visited(i, day, active_per_mille) else _LAST_ACTIVE - 86400 * (i % 365)
     address = {
         "first_name": first,
         "last_name": last,
@@ -80,7 +91,7 @@ def customer(i: int, *, generation: int = 0) -> dict:
             # WooCommerce's own: the day (midnight UTC, a Unix time as text) of the customer's last logged-in
             # visit, updated without touching date_modified (clients read it from this list: public code
             # filtering meta_data for "wc_last_active"; a store's usermeta dump holds '1723161600').
-            {"id": i * 10 + 2, "key": "wc_last_active", "value": str(_LAST_ACTIVE - 86400 * (i % 365))},
+            {"id": i * 10 + 2, "key": "wc_last_active", "value": str(last_active)},
         ],
         "_links": {
             # targetHints: WordPress 6.7+ adds what the caller may do with the item to its self link
