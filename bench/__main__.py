@@ -695,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-db", action="store_true", help="reuse the database instead of re-creating it")
     args = parser.parse_args(argv)
+    if args.live_variant and (args.upstream != "prerendered" or not 0 < args.live_variant <= 1000):
+        parser.error("--live-variant takes 1..1000 (customers in a thousand) and the pre-rendered upstream")
     if args.full:
         args.size = 100_000
     only = [b.strip().upper() for b in args.only.split(",") if b.strip()]

@@ -113,12 +113,15 @@ class Store:
         key = (start, per_page, desc)
         body = self.pages.get(key)
         if body is None:  # a page form no scenario prepared: render it once, keep it
+            with self.lock:  # the day it is rendered for, and the pages it belongs to (live() may swap both)
+                pages, day, active = self.pages, self.day, self.active
             ids = range(start + 1, min(start + per_page, self.n) + 1)
             if desc:
                 ids = range(self.n - start, max(self.n - start - per_page, 0), -1)
-            body = json.dumps([self.customer(i) for i in ids]).encode()
+            body = json.dumps([customer(i, day=day, active_per_mille=active) for i in ids]).encode()
             with self.lock:
-                self.pages[key] = body
+                if self.pages is pages:  # else a live() came in between: its pages hold this one's day
+                    pages[key] = body
         return body
 
 
@@ -163,12 +166,15 @@ class Handler(BaseHTTPRequestHandler):
         WooCommerce route): serve that store as it is ``day`` days on (Store.live); 200 with how many visited."""
         path, _, query = self.path.partition("?")
         match = LIVE.match(path)
-        if match is None:
+        store = self.stores.stores.get((int(match["n"]), int(match["delay"]))) if match else None
+        if store is None:  # no such route, or a store nobody asked for yet: not built for a control call
             return self._send(*NO_ROUTE)
         args = dict(parse_qsl(query))
-        store = self.stores.get(int(match["n"]), int(match["delay"]))
-        changed = store.live(int(args.get("day", 0)), int(args.get("active", 0)))
-        self._send(200, json.dumps({"visited": changed}).encode())
+        try:
+            day, active = int(args.get("day", 0)), int(args.get("active", 0))
+        except ValueError:
+            return self._send(*_error(400, "bench_bad_live", "day and active must be integers"))
+        self._send(200, json.dumps({"visited": store.live(day, active)}).encode())
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")

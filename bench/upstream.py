@@ -38,7 +38,8 @@ LAST = ["Pérez", "García", "Smith", "Müller", "Rossi", "Silva", "Kowalski", "
 
 def visited(i: int, day: int, per_mille: int) -> bool:
     """Whether customer ``i`` logged in on ``day`` (1, 2, ...): ``per_mille`` customers in a thousand, the same
-    ones for the same day whoever asks (a CRC of the id and the day)."""
+    ones for the same day whoever asks (a CRC of the id and the day). Only that day's visits: a store served
+    on day 2 forgets day 1's (B1's --live-variant serves day 1 only)."""
     return day > 0 and zlib.crc32(b"%d:%d" % (i, day)) % 1000 < per_mille
 
 
