@@ -344,7 +344,10 @@ def closing_connections(fn):
         try:
             return fn(*args, **kwargs)
         finally:
-            connections.close_all()
+            try:
+                connections.close_all()
+            except Exception:  # a page already fetched must not fail for it; the thread's end closes it anyway
+                log.warning("a page thread's database connection did not close", exc_info=True)
 
     return run
 
