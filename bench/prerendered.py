@@ -87,16 +87,14 @@ class Store:
 
     def render(self) -> None:
         t0 = time.perf_counter()
-        records = [json.dumps(self.customer(i)).encode() for i in range(1, self.n + 1)]
+        day, active = self.day, self.active
+        records = [json.dumps(customer(i, day=day, active_per_mille=active)).encode() for i in range(1, self.n + 1)]
         starts = set(range(0, self.n, PER_PAGE - OVERLAP)) | set(range(0, self.n, PER_PAGE))  # connector's + page
         self.pages = {
             (start, PER_PAGE, False): b"[" + b", ".join(records[start : start + PER_PAGE]) + b"]" for start in starts
         }
         self.build_seconds = time.perf_counter() - t0
         self.bytes = sum(len(b) for b in self.pages.values())
-
-    def customer(self, i: int) -> dict:
-        return customer(i, day=self.day, active_per_mille=self.active)
 
     def live(self, day: int, per_mille: int) -> int:
         """Serve the store ``day`` days on, ``per_mille`` of its customers having logged in that day (their
