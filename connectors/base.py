@@ -537,6 +537,11 @@ class Resource:
     # content hash alone keeps an equal snapshot from writing).
     version_field: ClassVar[str] = ""
     version_kind: ClassVar[str] = ""
+    # Top-level fields of a record that ``map`` never reads and that the upstream changes without the record
+    # changing for us (a WooCommerce customer's login stamp in meta_data): left out of the record's source
+    # hash, so a record changed only there is neither mapped nor written again on the next scan. Only fields
+    # map() does not read: a field named here that the mapper reads would have its changes missed.
+    hash_ignores: ClassVar[tuple[str, ...]] = ()
     # The hash of the source of the module that defines the class, taken when the class is created (at
     # import, so it is the code this process runs): sync.engine.mapping_revision keys the rows' hashes with
     # it. Read later, the file would be whatever a deploy has checked out since, while this process still

@@ -441,6 +441,9 @@ class Customers(WooResource):
     model = "customers.Customer"
     endpoint = "customers"
     cursor_kind = "none"
+    # meta_data holds wc_last_active, which WooCommerce moves at a customer's first visit of each day without
+    # touching date_modified; _links is the REST server's decoration. map() reads neither.
+    hash_ignores = ("meta_data", "_links")
 
     def query_params(self, ctx: FetchContext) -> dict:
         # role defaults to "customer" upstream: "all" also brings subscribers who bought as guests first.

@@ -277,3 +277,33 @@ def test_a_resumed_fetch_does_not_prune(woo, monkeypatch):
     monkeypatch.setattr(engine, "pagememo_prune", lambda *a: pruned.append(a))
     _run(conn)
     assert pruned == []
+
+
+def test_a_customer_who_only_visited_is_neither_mapped_nor_written_and_a_real_change_still_lands(
+    woo, hashed, monkeypatch
+):
+    """WooCommerce moves a logged-in customer's ``wc_last_active`` user meta (in the REST customer's meta_data)
+    to today's midnight at their first page view of each day, without touching date_modified (woocommerce
+    includes/wc-user-functions.php: wc_current_user_is_active on the 'wp' action, wc_update_user_last_active,
+    since 3.4.0). Customers.hash_ignores leaves meta_data out of the source hash: the visitor's page is hashed
+    again (its bytes changed), the visitor is neither mapped nor written. A change to a mapped field of the
+    same customer is written as ever."""
+    sandbox, conn = woo(size=250)
+    _run(conn)
+    cid = sandbox.ids("customers")[120]  # on the second page only
+    with sandbox.lock:  # what update_user_meta does: meta only, date_modified untouched
+        sandbox.data["customers"][cid]["meta_data"] = [{"id": 9, "key": "wc_last_active", "value": "1764892800"}]
+    mapped = []
+    real_map = Customers.map
+    monkeypatch.setattr(Customers, "map", lambda self, record: mapped.append(record["id"]) or real_map(self, record))
+    hashed["n"] = 0
+    q = _run(conn)
+    assert q.state == QueueState.DONE and q.done_count == 250
+    assert 0 < hashed["n"] <= 100  # the changed page's records were hashed again...
+    assert mapped == []  # ...and found unchanged: not mapped...
+    assert not Customer.objects.filter(connection=conn, synced_at__gte=q.started_at).exists()  # ...nor written
+
+    sandbox.update("customers", cid, first_name="Changed")
+    q = _run(conn)
+    assert q.state == QueueState.DONE and mapped == [cid]
+    assert Customer.objects.get(connection=conn, external_id=str(cid)).first_name == "Changed"
