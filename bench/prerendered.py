@@ -18,6 +18,10 @@ wrong secret (query keys or Basic auth), 400 ``rest_invalid_param`` for ``per_pa
 anything else, and any ``email``/``search``/``include``/``exclude`` filter, is answered 400
 ``bench_unsupported`` rather than served wrong.
 
+``GET /n<orders>/d<delay ms>/wp-json/wc/v3/orders`` serves a store of orders the same way (bench/orders.py:
+the connector's orders query, ``orderby=id&order=asc&dates_are_gmt=true``, no ``modified_after`` on a first
+sync; ``bench.upstream.order``, shaped as the REST docs' example order).
+
 Records are the generated Woo v3 customers of ``bench.upstream.customer`` (about 1.3 kB of JSON each),
 rendered once with ``json.dumps`` (the same bytes the Woo sandbox would send). Every page a scenario asks
 for is built as bytes when its store is first needed (``--store N:DELAY`` builds it at start, before the
@@ -44,11 +48,11 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode
 
-from bench.upstream import customer, visited
+from bench.upstream import customer, order, visited
 from connectors.woocommerce.sandbox import SANDBOX_KEY, SANDBOX_SECRET
 
 KEY, SECRET = SANDBOX_KEY, SANDBOX_SECRET
-PATH = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/customers$")
+PATH = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/(?P<kind>customers|orders)$")
 LIVE = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/bench/live$")
 PER_PAGE = 100
 OVERLAP = 5  # the connector's default WOOCOMMERCE_PAGE_OVERLAP; other offsets are built on first request
@@ -76,10 +80,11 @@ NO_ROUTE = _error(404, "rest_no_route", "No route was found matching the URL and
 
 
 class Store:
-    """One store of ``n`` generated customers: pre-rendered page bodies keyed by (start, per_page, desc)."""
+    """One store of ``n`` generated customers (or orders: ``kind``): pre-rendered page bodies keyed by (start,
+    per_page, desc)."""
 
-    def __init__(self, n: int, delay_ms: int, path: str) -> None:
-        self.n, self.delay, self.path = n, delay_ms / 1000, path
+    def __init__(self, n: int, delay_ms: int, path: str, kind: str = "customers") -> None:
+        self.n, self.delay, self.path, self.kind = n, delay_ms / 1000, path, kind
         self.lock = threading.Lock()
         self.pages: dict[tuple[int, int, bool], bytes] = {}
         self.day, self.active = 0, 0
@@ -88,13 +93,18 @@ class Store:
     def render(self) -> None:
         t0 = time.perf_counter()
         day, active = self.day, self.active
-        records = [json.dumps(customer(i, day=day, active_per_mille=active)).encode() for i in range(1, self.n + 1)]
+        records = [json.dumps(self.record(i, day, active)).encode() for i in range(1, self.n + 1)]
         starts = set(range(0, self.n, PER_PAGE - OVERLAP)) | set(range(0, self.n, PER_PAGE))  # connector's + page
         self.pages = {
             (start, PER_PAGE, False): b"[" + b", ".join(records[start : start + PER_PAGE]) + b"]" for start in starts
         }
         self.build_seconds = time.perf_counter() - t0
         self.bytes = sum(len(b) for b in self.pages.values())
+
+    def record(self, i: int, day: int, active: int) -> dict:
+        if self.kind == "orders":
+            return order(i)  # an order's day does not move (live() is the customers' visits)
+        return customer(i, day=day, active_per_mille=active)
 
     def live(self, day: int, per_mille: int) -> int:
         """Serve the store ``day`` days on, ``per_mille`` of its customers having logged in that day (their
@@ -116,7 +126,7 @@ class Store:
             ids = range(start + 1, min(start + per_page, self.n) + 1)
             if desc:
                 ids = range(self.n - start, max(self.n - start - per_page, 0), -1)
-            body = json.dumps([customer(i, day=day, active_per_mille=active) for i in ids]).encode()
+            body = json.dumps([self.record(i, day, active) for i in ids]).encode()
             with self.lock:
                 if self.pages is pages:  # else a live() came in between: its pages hold this one's day
                     pages[key] = body
@@ -125,24 +135,24 @@ class Store:
 
 class Stores:
     def __init__(self) -> None:
-        self.stores: dict[tuple[int, int], Store] = {}
+        self.stores: dict[tuple[int, int, str], Store] = {}
         self.lock = threading.Lock()
 
-    def get(self, n: int, delay_ms: int) -> Store:
-        store = self.stores.get((n, delay_ms))
+    def get(self, n: int, delay_ms: int, kind: str = "customers") -> Store:
+        store = self.stores.get((n, delay_ms, kind))
         if store is None:
             with self.lock:
-                store = self.stores.get((n, delay_ms))
+                store = self.stores.get((n, delay_ms, kind))
                 if store is None:
-                    # Same customers, another delay: share the bodies instead of rendering them again.
-                    twin = next((s for (m, _), s in self.stores.items() if m == n), None)
+                    # Same records, another delay: share the bodies instead of rendering them again.
+                    twin = next((s for (m, _, k), s in self.stores.items() if m == n and k == kind), None)
                     if twin is not None:
                         store = Store.__new__(Store)
                         store.__dict__.update(twin.__dict__)
                         store.delay = delay_ms / 1000
                     else:
-                        store = Store(n, delay_ms, f"/n{n}/d{delay_ms}")
-                    self.stores[(n, delay_ms)] = store
+                        store = Store(n, delay_ms, f"/n{n}/d{delay_ms}", kind)
+                    self.stores[(n, delay_ms, kind)] = store
         return store
 
 
@@ -164,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
         WooCommerce route): serve that store as it is ``day`` days on (Store.live); 200 with how many visited."""
         path, _, query = self.path.partition("?")
         match = LIVE.match(path)
-        store = self.stores.stores.get((int(match["n"]), int(match["delay"]))) if match else None
+        store = self.stores.stores.get((int(match["n"]), int(match["delay"]), "customers")) if match else None
         if store is None:  # no such route, or a store nobody asked for yet: not built for a control call
             return self._send(*NO_ROUTE)
         args = dict(parse_qsl(query))
@@ -179,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
         match = PATH.match(path)
         if match is None:
             return self._send(*NO_ROUTE)
-        store = self.stores.get(int(match["n"]), int(match["delay"]))
+        store = self.stores.get(int(match["n"]), int(match["delay"]), match["kind"])
         if store.delay:
             time.sleep(store.delay)
         args = dict(parse_qsl(query, keep_blank_values=True))
@@ -309,13 +319,16 @@ def selftest(root: str, *, n: int, seconds: float, clients: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Pre-rendered WooCommerce customers upstream on 127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--store", action="append", default=[], metavar="N:DELAY_MS", help="build at start")
+    parser.add_argument(
+        "--store", action="append", default=[], metavar="N:DELAY_MS[:orders]", help="build at start (customers)"
+    )
     parser.add_argument("--selftest", action="store_true", help="measure this server's req/s, then exit")
     args = parser.parse_args()
     server, stores = make_server(args.port)
     for spec in args.store:
-        n, _, delay = spec.partition(":")
-        stores.get(int(n), int(delay or 0))
+        n, _, rest = spec.partition(":")
+        delay, _, kind = rest.partition(":")
+        stores.get(int(n), int(delay or 0), kind or "customers")
     root = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

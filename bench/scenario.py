@@ -66,15 +66,15 @@ class Upstream:
     ``(customers, delay ms)`` in ``stores`` (a store asked for later is built on its first request).
     ``kind="sandbox"``: the real Woo sandbox generating each page per request (bench/woo_upstream.py)."""
 
-    def __init__(self, kind: str = "prerendered", stores: list[tuple[int, int]] = ()) -> None:
+    def __init__(self, kind: str = "prerendered", stores: list[tuple] = ()) -> None:
         from bench.prerendered import KEY, SECRET
 
         self.kind = kind
         self.key, self.secret = KEY, SECRET
         if kind == "prerendered":
             cmd = [sys.executable, "-m", "bench.prerendered"]
-            for n, delay in dict.fromkeys(stores):
-                cmd += ["--store", f"{n}:{delay}"]
+            for spec in dict.fromkeys(stores):  # (n, delay) or (n, delay, "orders")
+                cmd += ["--store", ":".join(map(str, spec))]
         elif kind == "sandbox":
             cmd = [sys.executable, "-m", "bench.woo_upstream"]
         else:

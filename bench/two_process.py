@@ -31,13 +31,14 @@ GROUP = 3000
 
 
 def _child(queue_id: int, out, cpu) -> None:
+    from django.conf import settings
     from django.db import connections
 
     from connectors.base import FetchContext
     from sync.engine import QueueRunner
     from sync.models import SyncQueue
 
-    gc.set_threshold(50_000, 10, 10)  # as during the engine's runs (core.gctune)
+    gc.set_threshold(settings.SYNC_GC_THRESHOLD, 10, 10)  # as during the engine's runs (core.gctune)
     c0 = time.process_time()
     try:
         runner = QueueRunner(SyncQueue.objects.get(pk=queue_id))

@@ -65,9 +65,10 @@ def _fetch_side(queue_id: int, send, *, prepared: bool = False) -> int:
 
 
 def _child(queue_id: int, out, cpu, send: bool, prepared: bool) -> None:
+    from django.conf import settings
     from django.db import connections
 
-    gc.set_threshold(50_000, 10, 10)  # as during the engine's runs (core.gctune)
+    gc.set_threshold(settings.SYNC_GC_THRESHOLD, 10, 10)  # as during the engine's runs (core.gctune)
     c0 = time.process_time()
     try:
         _fetch_side(queue_id, out.put if send else None, prepared=prepared)

@@ -108,6 +108,138 @@ def customer(i: int, *, generation: int = 0, day: int = 0, active_per_mille: int
     }
 
 
+ORDER_STATUSES = ["processing", "completed", "completed", "completed", "on-hold", "pending", "cancelled", "refunded"]
+PAID = {"processing", "completed", "refunded"}
+
+
+def order(i: int) -> dict:
+    """The Woo v3 order with id ``i``, shaped as the REST API docs' example order (woocommerce-rest-api-docs,
+    wp-api-v3/_orders.md, "Retrieve an order", order 727; tests/fixtures/vendor/woocommerce/order.json): the
+    same keys, nesting and kinds of value, with 1 to 4 line items (``i % 4 + 1``), each like that example's
+    (a taxes list, and on every other one a variation's attributes in its meta_data), a tax line and a
+    shipping line. Every order's times, addresses and amounts are its own. About 2.5-4.5 kB of JSON."""
+    first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
+    created = _CREATED + dt.timedelta(seconds=53 * i)
+    modified = created + dt.timedelta(seconds=6 + i % 3600)
+    status = ORDER_STATUSES[i % len(ORDER_STATUSES)]
+    paid = created + dt.timedelta(seconds=6) if status in PAID else None
+    completed = modified if status == "completed" else None
+    items, subtotal, tax = [], 0, 0
+    for n in range(i % 4 + 1):
+        quantity, cents = 1 + (i + n) % 3, 300 + (i * 7 + n * 131) % 9700
+        line, line_tax = quantity * cents, quantity * cents * 75 // 1000
+        subtotal, tax = subtotal + line, tax + line_tax
+        variation = (i + n) % 2 == 1
+        items.append(
+            {
+                "id": i * 10 + n,
+                "name": f"Product {(i * 31 + n) % 5000}" + (" - Black, M" if variation else ""),
+                "product_id": (i * 31 + n) % 5000 + 1,
+                "variation_id": (i * 31 + n) % 5000 + 5001 if variation else 0,
+                "quantity": quantity,
+                "tax_class": "",
+                "subtotal": f"{line / 100:.2f}",
+                "subtotal_tax": f"{line_tax / 100:.2f}",
+                "total": f"{line / 100:.2f}",
+                "total_tax": f"{line_tax / 100:.2f}",
+                "taxes": [{"id": 75, "total": f"{line_tax / 100:.2f}", "subtotal": f"{line_tax / 100:.2f}"}],
+                "meta_data": [
+                    {"id": i * 100 + 2 * n, "key": "pa_color", "value": "black"},
+                    {"id": i * 100 + 2 * n + 1, "key": "size", "value": "M"},
+                ]
+                if variation
+                else [],
+                "sku": f"SKU-{(i * 31 + n) % 5000:05d}",
+                "price": cents / 100,
+            }
+        )
+    shipping = 1000
+    email = f"customer{i}@example.com"
+    address = {
+        "first_name": first,
+        "last_name": last,
+        "company": "",
+        "address_1": f"{i % 500 + 1} Calle Mayor",
+        "address_2": "",
+        "city": "Madrid",
+        "state": "M",
+        "postcode": f"{28000 + i % 999}",
+        "country": "ES",
+    }
+
+    def woo(value):  # WooCommerce's time form: seconds, no zone (the *_gmt ones are UTC)
+        return value.isoformat(timespec="seconds") if value is not None else None
+
+    return {
+        "id": i,
+        "parent_id": 0,
+        "number": str(i),
+        "order_key": f"wc_order_{hashlib.md5(b'%d' % i).hexdigest()[:13]}",
+        "created_via": "checkout",
+        "version": "9.4.2",
+        "status": status,
+        "currency": "EUR",
+        "date_created": woo(created),
+        "date_created_gmt": woo(created),
+        "date_modified": woo(modified),
+        "date_modified_gmt": woo(modified),
+        "discount_total": "0.00",
+        "discount_tax": "0.00",
+        "shipping_total": f"{shipping / 100:.2f}",
+        "shipping_tax": "0.00",
+        "cart_tax": f"{tax / 100:.2f}",
+        "total": f"{(subtotal + tax + shipping) / 100:.2f}",
+        "total_tax": f"{tax / 100:.2f}",
+        "prices_include_tax": False,
+        "customer_id": 0 if i % 5 == 0 else 1 + i % 100_000,  # one in five a guest checkout
+        "customer_ip_address": f"10.{i % 256}.{i // 256 % 256}.{i // 65536 % 256}",
+        "customer_user_agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        "customer_note": "",
+        "billing": {**address, "email": email, "phone": f"+34 600 {i % 1000:03d} {i % 997:03d}"},
+        "shipping": address,
+        "payment_method": "bacs",
+        "payment_method_title": "Direct Bank Transfer",
+        "transaction_id": "",
+        "date_paid": woo(paid),
+        "date_paid_gmt": woo(paid),
+        "date_completed": woo(completed),
+        "date_completed_gmt": woo(completed),
+        "cart_hash": hashlib.md5(b"cart%d" % i).hexdigest(),
+        "meta_data": [{"id": i * 100 + 90, "key": "_download_permissions_granted", "value": "yes"}],
+        "line_items": items,
+        "tax_lines": [
+            {
+                "id": i * 10 + 8,
+                "rate_code": "ES-IVA-1",
+                "rate_id": 75,
+                "label": "IVA",
+                "compound": False,
+                "tax_total": f"{tax / 100:.2f}",
+                "shipping_tax_total": "0.00",
+                "meta_data": [],
+            }
+        ],
+        "shipping_lines": [
+            {
+                "id": i * 10 + 9,
+                "method_title": "Flat Rate",
+                "method_id": "flat_rate",
+                "total": f"{shipping / 100:.2f}",
+                "total_tax": "0.00",
+                "taxes": [],
+                "meta_data": [],
+            }
+        ],
+        "fee_lines": [],
+        "coupon_lines": [],
+        "refunds": [],
+        "_links": {
+            "self": [{"href": f"https://shop.example.com/wp-json/wc/v3/orders/{i}"}],
+            "collection": [{"href": "https://shop.example.com/wp-json/wc/v3/orders"}],
+        },
+    }
+
+
 # A fault handler gets (request, page number, attempt number for that page) and returns a Response to
 # send instead of the real page, or None to serve the page normally.
 Fault = Callable[[Request, int, int], "Response | None"]
