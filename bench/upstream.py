@@ -93,6 +93,9 @@ def customer(i: int, *, generation: int = 0, day: int = 0, active_per_mille: int
             # visit, updated without touching date_modified (clients read it from this list: public code
             # filtering meta_data for "wc_last_active"; a store's usermeta dump holds '1723161600').
             {"id": i * 10 + 2, "key": "wc_last_active", "value": str(last_active)},
+            # What a customer who checked out carries too (a store's GET /customers in woocommerce/woocommerce
+            # #28068: "shipping_method" with a list value, beside wc_last_active).
+            *([{"id": i * 10 + 3, "key": "shipping_method", "value": ["flat_rate:2"]}] if i % 4 == 0 else []),
         ],
         "_links": {
             # targetHints: WordPress 6.7+ adds what the caller may do with the item to its self link
