@@ -1,11 +1,12 @@
 """``python -m bench.orders [--size N] [--repeat R] [--thresholds 50000,1000000]``: WooCommerce orders.
 
 The engine's first sync of ``N`` orders shaped as the REST API docs' example order (``bench.upstream.order``:
-1-4 line items with their taxes and attributes, a tax line, a shipping line; ~2.3-3.5 kB of JSON, about three
+1-4 line items with their taxes and attributes, a tax line, a shipping line; ~2.3-3.6 kB of JSON, about 2.4
 times a customer's containers) from the pre-rendered upstream (bench/prerendered.py), on PostgreSQL
 (DATABASE_URL, default the bench database, which is DROPPED and re-created). Each round runs once per
 collector threshold (SYNC_GC_THRESHOLD, core.gctune; interleaved, the order alternating), on emptied
-tables, and counts the garbage collector's passes and the time they took (``gc.callbacks``).
+tables, and counts the garbage collector's passes and the time they took (``gc.callbacks``), in this process:
+the fetch process (SYNC_FETCH_PROCESS) is turned off for these runs, so every record is parsed and mapped here.
 
 What it answers: what an order costs the engine, and whether the collector's threshold, set with customers
 (docs/performance.md, issue 20, twenty-third pass), holds for records with more containers. No ratio to a
@@ -61,15 +62,17 @@ def run_orders(upstream: scenario.Upstream, n: int, threshold: int) -> tuple[flo
     """One first sync of the store's ``n`` orders with the collector's threshold at ``threshold``; checked."""
     from django.conf import settings
 
+    from bench.upstream import order
     from commerce.models import Order
+    from connectors.woocommerce.resources import Orders
     from sync.engine import run_queue
     from sync.services import sync_start
 
     reset_tables()
     conn = scenario.make_connection(upstream, upstream.url(n), name=f"orders-{n}")
     scenario.checkpoint()
-    before = settings.SYNC_GC_THRESHOLD
-    settings.SYNC_GC_THRESHOLD = threshold
+    before = settings.SYNC_GC_THRESHOLD, settings.SYNC_FETCH_PROCESS
+    settings.SYNC_GC_THRESHOLD, settings.SYNC_FETCH_PROCESS = threshold, False
     try:
         with CollectorClock() as clock:
             t0 = time.perf_counter()
@@ -77,9 +80,13 @@ def run_orders(upstream: scenario.Upstream, n: int, threshold: int) -> tuple[flo
             state = run_queue(queue.pk)
             elapsed = time.perf_counter() - t0
     finally:
-        settings.SYNC_GC_THRESHOLD = before
+        settings.SYNC_GC_THRESHOLD, settings.SYNC_FETCH_PROCESS = before
     queue.refresh_from_db()
     rows = Order.objects.filter(connection=conn, deleted_at__isnull=True).count()
+    last = Order.objects.filter(connection=conn, external_id=str(n)).values("total", "line_items").first()
+    expected = Orders().map(order(n))
+    if last is None or (last["total"], last["line_items"]) != (expected["total"], expected["line_items"]):
+        raise RuntimeError(f"orders run wrong: order {n} stored as {last}, mapped as {expected}")
     if state != "done" or queue.done_count != n or rows != n:
         raise RuntimeError(
             f"orders run wrong: state={state} done={queue.done_count} rows={rows} expected={n} "

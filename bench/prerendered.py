@@ -20,7 +20,8 @@ anything else, and any ``email``/``search``/``include``/``exclude`` filter, is a
 
 ``GET /n<orders>/d<delay ms>/wp-json/wc/v3/orders`` serves a store of orders the same way (bench/orders.py:
 the connector's orders query, ``orderby=id&order=asc&dates_are_gmt=true``, no ``modified_after`` on a first
-sync; ``bench.upstream.order``, shaped as the REST docs' example order).
+sync; ``bench.upstream.order``, shaped as the REST docs' example order). A ``modified_after``,
+``modified_before`` or ``status`` filter is answered 400 ``bench_unsupported`` too, on either route.
 
 Records are the generated Woo v3 customers of ``bench.upstream.customer`` (about 1.3 kB of JSON each),
 rendered once with ``json.dumps`` (the same bytes the Woo sandbox would send). Every page a scenario asks
@@ -56,7 +57,7 @@ PATH = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/wp-json/wc/v3/(?P<kind>custome
 LIVE = re.compile(r"^/n(?P<n>\d+)/d(?P<delay>\d+)/bench/live$")
 PER_PAGE = 100
 OVERLAP = 5  # the connector's default WOOCOMMERCE_PAGE_OVERLAP; other offsets are built on first request
-UNSUPPORTED_FILTERS = ("email", "search", "include", "exclude")
+UNSUPPORTED_FILTERS = ("email", "search", "include", "exclude", "modified_after", "modified_before", "status")
 JSON_TYPE = b"Content-Type: application/json; charset=UTF-8\r\n"
 
 
@@ -317,7 +318,9 @@ def selftest(root: str, *, n: int, seconds: float, clients: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Pre-rendered WooCommerce customers upstream on 127.0.0.1")
+    parser = argparse.ArgumentParser(
+        description="Pre-rendered WooCommerce customers (and orders) upstream on 127.0.0.1"
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
         "--store", action="append", default=[], metavar="N:DELAY_MS[:orders]", help="build at start (customers)"

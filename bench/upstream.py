@@ -120,7 +120,7 @@ def order(i: int) -> dict:
     wp-api-v3/_orders.md, "Retrieve an order", order 727; tests/fixtures/vendor/woocommerce/order.json): the
     same keys, nesting and kinds of value, with 1 to 4 line items (``i % 4 + 1``), each like that example's
     (a taxes list, and on every other one a variation's attributes in its meta_data), a tax line and a
-    shipping line. Every order's times, addresses and amounts are its own. About 2.5-4.5 kB of JSON."""
+    shipping line. Every order's times, addresses and amounts are its own. About 2.3-3.6 kB of JSON."""
     first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
     created = _CREATED + dt.timedelta(seconds=53 * i)
     modified = created + dt.timedelta(seconds=6 + i % 3600)

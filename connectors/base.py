@@ -540,7 +540,8 @@ class Resource:
     # Top-level fields of a record that ``map`` never reads and that the upstream changes without the record
     # changing for us (a WooCommerce customer's login stamp in meta_data): left out of the record's source
     # hash, so a record changed only there is neither mapped nor written again on the next scan. Only fields
-    # map() does not read: a field named here that the mapper reads would have its changes missed.
+    # that nothing run on an unchanged record's behalf reads: not map(), is_deleted(), the version field or
+    # external_id() (a change there would be missed, or the row keep an old version). A tuple of names.
     hash_ignores: ClassVar[tuple[str, ...]] = ()
     # The hash of the source of the module that defines the class, taken when the class is created (at
     # import, so it is the code this process runs): sync.engine.mapping_revision keys the rows' hashes with
@@ -551,6 +552,10 @@ class Resource:
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.source_digest = module_source_digest(cls.__module__)
+        ignores = cls.hash_ignores
+        if not isinstance(ignores, tuple) or not all(isinstance(key, str) for key in ignores):
+            # ("meta_data") is a string: its letters would be left out, not the field.
+            raise TypeError(f"{cls.__name__}.hash_ignores must be a tuple of field names, not {ignores!r}")
 
     def fetch_page(self, ctx: FetchContext) -> Page:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -25,9 +25,9 @@ def hashed(monkeypatch):
     calls = {"n": 0}
     real = bulk.source_hash
 
-    def counting(record, revision):
+    def counting(record, revision, ignores=()):
         calls["n"] += 1
-        return real(record, revision)
+        return real(record, revision, ignores)
 
     monkeypatch.setattr(bulk, "source_hash", counting)
     return calls
