@@ -135,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {t:,} | {seconds:.2f} s | {n / seconds:,.0f} | {' / '.join(f'{p:g}' for p in passes)} "
             f"| {gc_seconds:.3f} s |"
         )
-    fmt = " / ".join
-    print(
-        f"\nload avg (1/5/15 min) at start {fmt(f'{x:.2f}' for x in load_start)}, at end "
-        f"{fmt(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    print(f"\n{scenario.load_line(load_start)}")
     return 0
 
 

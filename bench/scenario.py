@@ -279,3 +279,12 @@ def fresh_connection(upstream: Upstream, n: int, *, name: str):
     conn = make_connection(upstream, upstream.url(n), name=name)
     checkpoint()
     return conn
+
+
+def load_line(start: tuple[float, float, float]) -> str:
+    """The machine's load average at a run's start (``os.getloadavg()`` then) and now, for a report's foot."""
+    fmt = " / ".join
+    return (
+        f"load avg (1/5/15 min) at start {fmt(f'{x:.2f}' for x in start)}, at end "
+        f"{fmt(f'{x:.2f}' for x in os.getloadavg())}"
+    )

@@ -53,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     print(f"| plain loop (SQLite) | {loop:.2f} s | {n / loop:,.0f} | 1.00 |")
     print(f"| engine | {engine:.2f} s | {n / engine:,.0f} | **{loop / engine:.2f}** (target >= 0.6) |")
-    fmt = " / ".join
-    print(
-        f"\nload avg (1/5/15 min) at start {fmt(f'{x:.2f}' for x in load_start)}, at end "
-        f"{fmt(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    print(f"\n{scenario.load_line(load_start)}")
     return 0
 
 

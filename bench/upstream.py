@@ -43,6 +43,21 @@ def visited(i: int, day: int, per_mille: int) -> bool:
     return day > 0 and zlib.crc32(b"%d:%d" % (i, day)) % 1000 < per_mille
 
 
+def _address(i: int, first: str, last: str, company: str) -> dict:
+    """A WooCommerce address (billing without its email and phone, or shipping without its phone)."""
+    return {
+        "first_name": first,
+        "last_name": last,
+        "company": company,
+        "address_1": f"{i % 500 + 1} Calle Mayor",
+        "address_2": "",
+        "city": "Madrid",
+        "state": "M",
+        "postcode": f"{28000 + i % 999}",
+        "country": "ES",
+    }
+
+
 def customer(i: int, *, generation: int = 0, day: int = 0, active_per_mille: int = 0) -> dict:
     """The Woo v3 customer with id ``i`` (about 1.3 kB of JSON, like a real store's). ``day`` and
     ``active_per_mille``: a live store ``day`` days after the first scan, where that share of customers logged in
@@ -56,17 +71,7 @@ def customer(i: int, *, generation: int = 0, day: int = 0, active_per_mille: int
     modified = (_MODIFIED + dt.timedelta(seconds=37 * i + generation)).isoformat()
     email = f"customer{i}@example.com"
     last_active = _LAST_ACTIVE + 86400 * day if visited(i, day, active_per_mille) else _LAST_ACTIVE - 86400 * (i % 365)
-    address = {
-        "first_name": first,
-        "last_name": last,
-        "company": f"Company {i % 997}" if i % 3 == 0 else "",
-        "address_1": f"{i % 500 + 1} Calle Mayor",
-        "address_2": "",
-        "city": "Madrid",
-        "state": "M",
-        "postcode": f"{28000 + i % 999}",
-        "country": "ES",
-    }
+    address = _address(i, first, last, f"Company {i % 997}" if i % 3 == 0 else "")
     return {
         "id": i,
         "date_created": created,
@@ -158,17 +163,7 @@ def order(i: int) -> dict:
         )
     shipping = 1000
     email = f"customer{i}@example.com"
-    address = {
-        "first_name": first,
-        "last_name": last,
-        "company": "",
-        "address_1": f"{i % 500 + 1} Calle Mayor",
-        "address_2": "",
-        "city": "Madrid",
-        "state": "M",
-        "postcode": f"{28000 + i % 999}",
-        "country": "ES",
-    }
+    address = _address(i, first, last, "")
 
     def woo(value):  # WooCommerce's time form: seconds, no zone (the *_gmt ones are UTC)
         return value.isoformat(timespec="seconds") if value is not None else None
