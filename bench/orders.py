@@ -48,16 +48,6 @@ class CollectorClock:
         gc.callbacks.remove(self)
 
 
-def reset_tables() -> None:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(
-            "TRUNCATE commerce_order, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue, "
-            "sync_pagememo CASCADE"
-        )
-
-
 def run_orders(upstream: scenario.Upstream, n: int, threshold: int) -> tuple[float, CollectorClock]:
     """One first sync of the store's ``n`` orders with the collector's threshold at ``threshold``; checked."""
     from django.conf import settings
@@ -68,7 +58,7 @@ def run_orders(upstream: scenario.Upstream, n: int, threshold: int) -> tuple[flo
     from sync.engine import run_queue
     from sync.services import sync_start
 
-    reset_tables()
+    scenario.reset_tables("commerce_order")
     conn = scenario.make_connection(upstream, upstream.url(n), name=f"orders-{n}")
     scenario.checkpoint()
     before = settings.SYNC_GC_THRESHOLD, settings.SYNC_FETCH_PROCESS

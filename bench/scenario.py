@@ -159,16 +159,16 @@ def page_concurrency(n: int) -> Iterator[None]:
         conf.PAGE_CONCURRENCY = before
 
 
-def reset_tables() -> None:
-    """Empty the domain table and the engine's run tables, page memos included (a 'first run' starts from
-    nothing)."""
+def reset_tables(domain: str = "customers_customer") -> None:
+    """Empty the domain table (``domain``: bench.orders empties the orders') and the engine's run tables, page
+    memos included (a 'first run' starts from nothing)."""
     from django.db import connection
 
     with connection.cursor() as cur:
         if connection.vendor == "sqlite":
             for table in (
                 "mdm_exportrun",
-                "customers_customer",
+                domain,
                 "sync_syncqueueline",
                 "sync_syncactivity",
                 "sync_pagememo",
@@ -179,7 +179,7 @@ def reset_tables() -> None:
             return
         cur.execute(
             # CASCADE: other apps' tables point at queues (mdm_exportrun); the bench never fills them.
-            "TRUNCATE customers_customer, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue, "
+            f"TRUNCATE {domain}, sync_syncqueueline, sync_syncactivity, sync_syncstatus, sync_syncqueue, "
             "sync_pagememo CASCADE"
         )
 

@@ -289,10 +289,9 @@ def source_hash(record, revision: bytes, ignores: tuple[str, ...] = ()) -> str:
     """The hash a synced row keeps of the snapshot it was written from: the record as the upstream sent it
     (keys sorted: a line's payload read back from jsonb comes in jsonb's key order and must hash like the
     same record fetched), less the top-level fields ``ignores`` names (its resource's ``hash_ignores``), and
-    the revision of the code that maps it. An equal hash means the row already holds
-    what mapping this record would give, so the fetcher skips mapping and writing it, and the guarded upsert
-    writes nothing (invariant 14). A new mapper revision (sync.engine.mapping_revision) rewrites every row
-    once."""
+    the revision of the code that maps it. An equal hash means the row already holds what mapping this record
+    would give, so the fetcher skips mapping and writing it, and the guarded upsert writes nothing (invariant
+    14). A new mapper revision (sync.engine.mapping_revision) rewrites every row once."""
     if ignores and isinstance(record, dict):
         # Without the top-level fields its resource leaves out (Resource.hash_ignores). A copy and pops,
         # unconditionally: per 100 WooCommerce customers ~220 us with the hash against ~240 us hashing them
