@@ -302,11 +302,11 @@ SYNC_BINARY_COPY = env.bool("SYNC_BINARY_COPY", default=True)
 # PostgreSQL: a writer thread (its own connection) commits each group while the fetcher maps the next one.
 # Off by default: measured 2.5x SLOWER at 100,000 records on a loaded 2-core machine (docs/performance.md).
 SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
-# PostgreSQL: a first sync's fetch side (requests, parse, hash, map, COPY encoding) in a forked process of its
-# own, beside the writes instead of in turn with them on one interpreter lock (sync.fetchproc). Off by default:
-# on a 2-core host that also runs PostgreSQL every core is busy either way, and it measured 2-4 % slower there
-# (~10 % at 300,000 customers; docs/performance.md, twenty-first pass); meant for hosts with cores to spare or a
-# database elsewhere.
+# A first sync's fetch side (requests, parse, hash, map, row encoding) in a forked process of its own, beside
+# the writes instead of in turn with them on one interpreter lock (sync.fetchproc); PostgreSQL, or SQLite on a
+# file. Off by default: on a 2-core host that also runs PostgreSQL every core is busy either way, and it
+# measured 2-4 % slower there (~10 % at 300,000 customers; docs/performance.md, twenty-first pass), and on
+# SQLite on that host slower too (twenty-fifth pass); meant for hosts with cores to spare or a database elsewhere.
 SYNC_FETCH_PROCESS = env.bool("SYNC_FETCH_PROCESS", default=False)
 # Page memos (sync.services.pagememo): a page fetched again, byte for byte (core.paging.Page.digest), takes
 # its records' source hashes from the memo saved the last time instead of hashing each record again.

@@ -661,11 +661,36 @@ class RowEncoder(_RowMerger):
         return bytes(data)
 
 
-def insert_encoded(model: type[models.Model], rows: list[bytes]) -> int:
-    """PostgreSQL: insert_copy for rows a RowEncoder of ``model`` encoded; in the order given. Inside a
-    transaction. Returns len(rows)."""
-    copy_encoded(model._meta.db_table, [f.column for f in _layout(model)[0]], rows)
-    return len(rows)
+def insert_encoded(model: type[models.Model], rows: list) -> int:
+    """insert_new for rows encoded ahead, in the order given: on PostgreSQL a RowEncoder's COPY rows, on
+    SQLite a NewRowEncoder's parameter lists. Inside a transaction. Returns how many rows were inserted."""
+    if db_connection.vendor == "postgresql":
+        copy_encoded(model._meta.db_table, [f.column for f in _layout(model)[0]], rows)
+        return len(rows)
+    head, n_columns = _insert_head(model)
+    return _execute_values(head, "", n_columns, rows)
+
+
+class NewRowEncoder:
+    """SQLite's counterpart of RowEncoder.encode_parts: ``encode(base, values, key, ext, now)`` gives the row
+    ``{**base, **values, key: ext}``'s parameters exactly as insert_new would bind them for that NewRows row
+    (_NewRowPreparer, the same code), or None where preparing it raises (its group then takes insert_new,
+    which raises what it always raised). Made ahead in a fetch process (sync/fetchproc.py), the writer then
+    only binds them. ``base`` is read once per ``now`` (the engine passes one per page), and auto_now fields
+    take that ``now``, as RowEncoder's do; one per thread."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self._model = model
+        self._now: object = object()
+        self._preparer: _NewRowPreparer | None = None
+
+    def encode(self, base: dict, values: dict, key: str, ext, now: dt.datetime) -> list | None:
+        if now is not self._now or self._preparer is None:
+            self._preparer, self._now = _NewRowPreparer(self._model, base, key, now), now
+        try:
+            return self._preparer.row((ext, values))
+        except Exception:
+            return None
 
 
 # PostgreSQL's binary COPY file format (docs, "COPY", Binary Format): the 11-byte signature, flags (int32,
@@ -817,55 +842,69 @@ class NewRows(Sequence):
 
 
 def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
-    """What ``list(_tuples(model, list(rows)))`` gives, value for value, without building each row's dict.
+    """What ``list(_tuples(model, list(rows)))`` gives, value for value, without building each row's dict
+    (_NewRowPreparer, one row at a time)."""
+    preparer = _NewRowPreparer(model, rows.base, rows.key, timezone.now())
+    return [preparer.row(pair) for pair in rows.pairs]
 
-    A template holds the defaults and ``base``, merged and prepared once; each row copies it and sets its
-    key and its values at their columns (a related object as its key, a value prepared as _prepared would).
-    A row whose values are not a plain dict, or name a column the base or the key also sets (left to the
-    usual merge of the row's dict, which decides between them), or an unknown field, and any row whose
-    preparation raises, is made the usual way instead (_RowMerger, then _prepared): the same value, or the
-    same exception, as before. (A column the values name twice, by name and by attname, takes the later value
-    either way.)"""
-    _, positions, prep = _layout(model)
-    merger, now = _RowMerger(model), timezone.now()
-    base, key = rows.base, rows.key
-    preps = dict(prep)
-    relations = set(merger._relations)
 
-    def usual(pair) -> list:
-        return next(_prepared(model, [merger.merged(rows._row(pair), now)]))
+class _NewRowPreparer:
+    """The SQLite parameters of the rows ``{**base, **values, key: ext}`` (NewRows' rows), made from each
+    ``(ext, values)`` without building its dict.
 
-    try:
-        template = usual((None, {}))  # the defaults and base, prepared (the key's column set per row)
-    except Exception:
-        return [usual(pair) for pair in rows.pairs]  # the usual way for every row: its rows, or its exception
-    key_at = positions[key]  # the template's merge checked every name of the base and the key
-    taken = {positions[name] for name in base} | {key_at}
-    if key_at in relations:  # an object there is turned into its key after the merge: left to the usual way
-        return [usual(pair) for pair in rows.pairs]
-    key_prep = preps.get(key_at)
-    plans: dict[tuple, list | None] = {}
-    out = []
-    for pair in rows.pairs:
+    A template holds the defaults (auto_now fields take ``now``) and ``base``, merged and prepared once; each
+    row copies it and sets its key and its values at their columns (a related object as its key, a value
+    prepared as _prepared would). A row whose values are not a plain dict, or name a column the base or the
+    key also sets (left to the usual merge of the row's dict, which decides between them), or an unknown
+    field, and any row whose preparation raises, is made the usual way instead (_RowMerger, then _prepared):
+    the same value, or the same exception, as before. (A column the values name twice, by name and by
+    attname, takes the later value either way.)"""
+
+    def __init__(self, model: type[models.Model], base: dict, key: str, now: dt.datetime) -> None:
+        _, positions, prep = _layout(model)
+        self._model, self._base, self._key, self._now = model, base, key, now
+        self._merger = _RowMerger(model)
+        self._preps = dict(prep)
+        self._relations = set(self._merger._relations)
+        self._plans: dict[tuple, list | None] = {}
+        self._template: list | None = None
+        try:
+            template = self._usual((None, {}))  # the defaults and base, prepared (the key's column set per row)
+        except Exception:
+            return  # the usual way for every row: its rows, or its exception
+        self._key_at = positions[key]  # the template's merge checked every name of the base and the key
+        if self._key_at in self._relations:  # an object there is turned into its key after the merge
+            return  # left to the usual way
+        self._positions = positions
+        self._taken = {positions[name] for name in base} | {self._key_at}
+        self._key_prep = self._preps.get(self._key_at)
+        self._template = template
+
+    def _usual(self, pair) -> list:
+        row = {**self._base, **pair[1], self._key: pair[0]}
+        return next(_prepared(self._model, [self._merger.merged(row, self._now)]))
+
+    def row(self, pair: tuple[Any, dict]) -> list:
         ext, values = pair
-        if values.__class__ is not dict:  # a subclass may iterate its keys otherwise than values() gives them
-            out.append(usual(pair))
-            continue
+        template = self._template
+        if template is None or values.__class__ is not dict:
+            # (a dict subclass may iterate its keys otherwise than values() gives them)
+            return self._usual(pair)
         names = tuple(values)
-        plan = plans.get(names, False)
+        plan = self._plans.get(names, False)
         if plan is False:
-            at = [positions.get(name) for name in names]
-            plan = plans[names] = (
+            at = [self._positions.get(name) for name in names]
+            plan = self._plans[names] = (
                 None
-                if taken.intersection(at)  # (an unknown field fails its row below; the usual path raises)
-                else [(i, preps.get(i), i in relations) for i in at]
+                if self._taken.intersection(at)  # (an unknown field fails its row below; the usual path raises)
+                else [(i, self._preps.get(i), i in self._relations) for i in at]
             )
         if plan is None:
-            out.append(usual(pair))
-            continue
+            return self._usual(pair)
         row = template.copy()
+        key_prep = self._key_prep
         try:
-            row[key_at] = ext if key_prep is None or ext is None else key_prep(ext)
+            row[self._key_at] = ext if key_prep is None or ext is None else key_prep(ext)
             for (i, to_db, relation), value in zip(plan, values.values(), strict=True):
                 if value is not None:
                     if relation and isinstance(value, models.Model):
@@ -874,9 +913,8 @@ def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
                         value = to_db(value)
                 row[i] = value
         except Exception:  # the usual way: the row, or the usual path's exception (its first in column order)
-            row = usual(pair)
-        out.append(row)
-    return out
+            return self._usual(pair)
+        return row
 
 
 def insert_new(model: type[models.Model], rows: list[dict] | NewRows) -> int:

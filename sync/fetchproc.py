@@ -100,6 +100,7 @@ class ForkedProducer:
         sys.stdout.flush()
         sys.stderr.flush()
         read_fd, write_fd = os.pipe()
+        _widen(write_fd)
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: never returns into the caller's code, whatever happens
@@ -178,6 +179,21 @@ class ForkedProducer:
         if os.WIFSIGNALED(status):
             return f"killed by signal {os.WTERMSIG(status)}"
         return f"exit status {os.WEXITSTATUS(status)}"
+
+
+_F_SETPIPE_SZ = 1031  # linux/fcntl.h
+_PIPE_BYTES = 1 << 20  # Linux's default cap for an unprivileged process (/proc/sys/fs/pipe-max-size)
+
+
+def _widen(fd: int) -> None:
+    """Let the pipe hold ~1 MiB rather than Linux's default 64 KiB: a page of 100 WooCommerce customers is
+    ~90 kB as sent, so with the default each send waited for the parent to read (a first sync on SQLite, 3
+    interleaved rounds at 100,000: 5.32 -> 4.55 s, the child's CPU 4.2 -> 3.9 s). Best effort: elsewhere, or
+    refused, the pipe keeps its size."""
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import fcntl  # POSIX only, as fork is
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
 
 
 class _ParentGone(Exception):

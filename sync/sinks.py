@@ -142,18 +142,33 @@ class TableSink:
         return row
 
     def row_encoder(self, run: QueueRunner):
-        """For a connection's first sync on PostgreSQL (the rows ``write`` will insert_copy): a function
-        ``(external_id, values, now) -> bytes | None`` giving the binary COPY row ``write`` would send for
-        that record, for the engine to encode in its fetch thread (passed back to ``write`` as
-        ``run.encoded_rows``, used with ``insert_only``; a record encoded None sends its group the usual
-        way). None when this model has no binary COPY here (SQLite). Call it where the database may be used.
-        A subclass that changes the rows in ``write`` must change them here too (or return None)."""
+        """For a connection's first sync (the rows ``write`` will insert_new): a function
+        ``(external_id, values, now) -> encoded | None`` giving the row as ``write`` would send it for that
+        record, for the engine to encode ahead, in its fetch thread or fetch process (passed back to ``write``
+        as ``run.encoded_rows``, used with ``insert_only``; a record encoded None sends its group the usual
+        way): on PostgreSQL its binary COPY row (None when this model has no binary COPY here), on SQLite the
+        parameters insert_new would bind (bulk.NewRowEncoder; only TableSink's own rows). Call it where the
+        database may be used. A subclass that changes the rows in ``write`` must change them here too (or
+        return None)."""
+        connection = run.connection
+        own_row = self._own_rows()
+        if db_connection.vendor != "postgresql":
+            if not own_row:
+                return None
+            new_rows = bulk.NewRowEncoder(run.model)
+            sqlite_bases: list = [object(), None]
+
+            def encode_new(external_id: str, values: dict, now) -> list | None:
+                if "sync_hash" not in values:  # _row would add a content hash: the usual way
+                    return None
+                if sqlite_bases[0] is not now:
+                    sqlite_bases[:] = now, self._base(connection, now)
+                return new_rows.encode(sqlite_bases[1], values, "external_id", external_id, now)
+
+            return encode_new
         encoder = bulk.RowEncoder.for_model(run.model)
         if encoder is None:
             return None
-        connection = run.connection
-
-        own_row = self._own_rows()
         bases: list = [object(), None]  # (now, its base): the engine passes one ``now`` per page; read-only
 
         def encode(external_id: str, values: dict, now) -> bytes | None:

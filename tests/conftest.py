@@ -62,7 +62,9 @@ socket.getaddrinfo = _fenced_getaddrinfo
 # ---------------------------------------------------------------------------------------------------
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` need PostgreSQL behaviour. On SQLite they are skipped - except when
-    SYNCHUB_REQUIRE_POSTGRES=1 (the PostgreSQL leg of .ci/run), where running on anything else is an error."""
+    SYNCHUB_REQUIRE_POSTGRES=1 (the PostgreSQL leg of .ci/run), where running on anything else is an error.
+    Tests marked ``forks_db`` need a database a forked child opens itself: on SQLite they run only on a file
+    (SYNCHUB_SQLITE_TEST_FILE), as tests/sync/test_fetch_process_sqlite.py runs them in both legs."""
     from django.conf import settings
 
     on_pg = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
@@ -71,9 +73,13 @@ def pytest_collection_modifyitems(config, items):
     if on_pg:
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL; runs in the PostgreSQL leg of .ci/run")
+    on_file = bool(os.environ.get("SYNCHUB_SQLITE_TEST_FILE"))
+    skip_fork = pytest.mark.skip(reason="needs a database file; runs in tests/sync/test_fetch_process_sqlite.py")
     for item in items:
         if item.get_closest_marker("postgres"):
             item.add_marker(skip)
+        elif item.get_closest_marker("forks_db") and not on_file:
+            item.add_marker(skip_fork)
 
 
 @pytest.fixture
@@ -202,3 +208,15 @@ def fork_beside_test_threads(monkeypatch):
     allow_running()
     monkeypatch.setattr(fetchproc, "_harmless", lambda thread: thread in present or real(thread))
     return allow_running
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """SYNCHUB_SQLITE_TEST_FILE=<path>: the SQLite test database is that file rather than memory, for the tests
+    marked ``forks_db`` (a forked child opens the database itself; an in-memory one it would only inherit).
+    tests/sync/test_fetch_process_sqlite.py runs them so, in a pytest of their own."""
+    from django.conf import settings
+
+    path = os.environ.get("SYNCHUB_SQLITE_TEST_FILE")
+    if path and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = path

@@ -18,7 +18,7 @@ from sync.models import SyncActivity, SyncQueue, SyncQueueLine
 from tests.fakes import UPSTREAM, FakeCustomers, FlakyError
 from tests.sync.conftest import assert_counters_match
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.forks_db, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

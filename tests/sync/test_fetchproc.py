@@ -213,3 +213,38 @@ def test_the_child_dies_with_its_parent(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_the_pipe_holds_a_page_without_waiting_for_the_parent():
+    """Linux's default pipe (64 KiB) made each ~90 kB page wait for the parent's read; widened to 1 MiB."""
+    fcntl = pytest.importorskip("fcntl")
+
+    def produce():
+        yield 1
+
+    producer = ForkedProducer(produce, name="t")
+    try:
+        assert fcntl.fcntl(producer._reader.fileno(), 1032) >= 1 << 20  # F_GETPIPE_SZ
+    finally:
+        producer.stop()
+
+
+def test_a_pages_records_come_back_as_they_were_sent():
+    """engine._packed: marshal for parsed JSON (exact types only), pickle for anything else, and either way
+    the records come back equal and of the same types (a dict subclass, a datetime, a big integer, NaN)."""
+    import collections
+    import datetime as dt
+    import math
+
+    from sync.engine import _packed, _unpacked
+
+    parsed = [{"id": 2**70, "n": -0.0, "ok": True, "none": None, "list": [1, "ñ", 1.5], "nested": {"a": {}}}]
+    assert _packed(parsed)[:1] == b"m"
+    back = _unpacked(_packed(parsed))
+    assert back == parsed and type(back[0]["ok"]) is bool and math.copysign(1, back[0]["n"]) == -1
+    for other in ([collections.OrderedDict(id=1)], [{"at": dt.datetime(2026, 12, 5, tzinfo=dt.UTC)}], [("a", "tuple")]):
+        assert _packed(other)[:1] == (b"m" if isinstance(other[0], tuple) else b"p")
+        again = _unpacked(_packed(other))
+        assert again == other and [type(r) for r in again] == [type(r) for r in other]
+    nan = _unpacked(_packed([{"x": float("nan")}]))[0]["x"]
+    assert math.isnan(nan)

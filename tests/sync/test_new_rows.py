@@ -267,3 +267,89 @@ def test_table_sink_hands_new_rows_only_where_they_equal_its_rows(sink, values, 
     assert isinstance(rows, bulk.NewRows) is takes_new_rows
     expected = sink._row(sink._base(Run.connection, NOW), "1", values)
     assert list(rows) == [expected]
+
+
+# --- SQLite's rows prepared ahead (bulk.NewRowEncoder, TableSink.row_encoder) for a fetch process ------------
+
+
+def _encoder_run(org_id=7, conn_id=9):
+    class Run:
+        model = Customer
+
+        class connection:
+            organization_id, pk = org_id, conn_id
+
+    return Run()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("values", EDGE_VALUES.values(), ids=EDGE_VALUES.keys())
+def test_sqlite_rows_encoded_ahead_are_the_rows_insert_new_binds(values, org, make_connection):
+    """What TableSink.row_encoder gives on SQLite for each record is, value for value and type for type, what
+    insert_new would bind for it (NewRows), or None where that raises (its group then takes insert_new)."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's encoder; PostgreSQL's is tests/sync/test_binary_copy.py's")
+    conn = make_connection(org, kind="fake", name="edge")
+    if values == "REVERSED":
+        values = _Reversed(email="r@x.io", first_name="R", sync_hash="ef" * 16)
+    else:
+        stand_ins = {"CONNECTION": conn, "ORG": org, "OTHER ID": org.pk + 1000}
+        values = {k: stand_ins[v] if isinstance(v, str) and v in stand_ins else v for k, v in values.items()}
+        values.setdefault("sync_hash", "ab" * 16)
+    pairs = [("1", {"email": "a@x.io", "sync_hash": "01" * 16}), ("2", values), ("3", values)]
+    encode = TableSink().row_encoder(_encoder_run(org.pk, conn.pk))
+    encoded = [encode(ext, v, NOW) for ext, v in pairs]
+    base = TableSink._base(_encoder_run(org.pk, conn.pk).connection, NOW)
+    try:
+        expected = _fused(Customer, base, "external_id", pairs)
+    except Exception:
+        assert encoded[1] is None and encoded[2] is None  # the usual way raises it where it always did
+        return
+    assert _typed(encoded) == expected
+
+
+@pytest.mark.django_db
+def test_sqlite_row_encoder_leaves_values_without_a_hash_and_other_sinks_rows_to_write():
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's encoder")
+    encode = TableSink().row_encoder(_encoder_run())
+    assert encode("1", {"email": "a@x.io"}, NOW) is None  # _row adds a content hash: write's own way
+    assert encode("1", {"email": "a@x.io", "sync_hash": "ab" * 16}, NOW) is not None
+    assert _OwnRow().row_encoder(_encoder_run()) is None  # a subclass's rows are its own
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_encoded_ahead_store_what_insert_new_stores(org, make_connection, monkeypatch):
+    """On either database: the rows TableSink.row_encoder gives, written by insert_encoded, leave the rows
+    insert_new leaves (every column, as Django reads them back), in chunks split as a big group's would be."""
+    from django.db import connection
+
+    n_columns = len(bulk._layout(Customer)[0])
+    monkeypatch.setattr(bulk, "_sqlite_max_params", lambda: 2 * n_columns + 1)
+    by_new, by_encoded = (make_connection(org, kind="fake", name=n) for n in ("new", "encoded"))
+    cases = ["text", "json", "bool and decimal", "times", "naive time", "keys in another order", "text"]
+    if connection.vendor == "postgresql":  # a naive time is not COPYed in binary (bulk._BinaryChecks): not encoded
+        cases[cases.index("naive time")] = "json"
+    pairs = [
+        (str(i), {"email": f"c{i}@example.com", "sync_hash": "ab" * 16, **EDGE_VALUES[name]})
+        for i, name in enumerate(cases)
+    ]
+    encode = TableSink().row_encoder(_encoder_run(org.pk, by_encoded.pk))
+    encoded = [encode(ext, values, NOW) for ext, values in pairs]
+    assert None not in encoded
+    with transaction.atomic():
+        assert bulk.insert_new(Customer, bulk.NewRows(_base(org.pk, by_new.pk), "external_id", pairs)) == 7
+        assert bulk.insert_encoded(Customer, encoded) == 7
+
+    def stored(conn):
+        return {
+            c.external_id: model_to_dict(c, exclude=("id", "connection"))
+            for c in Customer.objects.filter(connection=conn)
+        }
+
+    assert len(stored(by_encoded)) == 7
+    assert stored(by_encoded) == stored(by_new)

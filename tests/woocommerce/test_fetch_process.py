@@ -11,7 +11,7 @@ from customers.models import Customer
 from sync import engine, fetchproc, services
 from sync.models import PageMemo, QueueState
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.forks_db, pytest.mark.django_db(transaction=True)]
 
 
 def _first_sync(conn):
