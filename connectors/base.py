@@ -516,6 +516,11 @@ def normalise_version(kind: str, value: Any, field: str = "version") -> str | No
 
 
 # --- Paging and resources --------------------------------------------------------------------------------
+# What reads a record on an unchanged record's behalf (Resource.hash_ignores' contract): a subclass that
+# defines one of these does not inherit its parent's hash_ignores.
+_HASH_READERS = frozenset({"map", "is_deleted", "external_id", "version", "version_field"})
+
+
 class Resource:
     """Declarative description of one upstream resource.
 
@@ -541,7 +546,8 @@ class Resource:
     # changing for us (a WooCommerce customer's login stamp in meta_data): left out of the record's source
     # hash, so a record changed only there is neither mapped nor written again on the next scan. Only fields
     # that nothing run on an unchanged record's behalf reads: not map(), is_deleted(), the version field or
-    # external_id() (a change there would be missed, or the row keep an old version). A tuple of names.
+    # external_id() (a change there would be missed, or the row keep an old version). A tuple of names. A
+    # subclass that defines one of those itself hashes whole records unless it declares its own.
     hash_ignores: ClassVar[tuple[str, ...]] = ()
     # The hash of the source of the module that defines the class, taken when the class is created (at
     # import, so it is the code this process runs): sync.engine.mapping_revision keys the rows' hashes with
@@ -552,6 +558,11 @@ class Resource:
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.source_digest = module_source_digest(cls.__module__)
+        if "hash_ignores" not in cls.__dict__ and _HASH_READERS.intersection(cls.__dict__):
+            # A subclass that reads records its own way (its own map, say) may read what its parent left out
+            # of the hash: a change there would then never be written. It hashes whole records unless it
+            # declares its own hash_ignores.
+            cls.hash_ignores = ()
         ignores = cls.hash_ignores
         if not isinstance(ignores, tuple) or not all(isinstance(key, str) for key in ignores):
             # ("meta_data") is a string: its letters would be left out, not the field.

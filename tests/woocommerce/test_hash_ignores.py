@@ -83,6 +83,41 @@ def test_hash_ignores_must_be_a_tuple_of_names():
             hash_ignores = "meta_data"
 
 
+def test_a_subclass_reading_records_its_own_way_hashes_them_whole():
+    """hash_ignores holds only while nothing run for an unchanged record reads those fields: a subclass with a
+    map (or is_deleted, external_id, version, version_field) of its own may read them, so it does not inherit
+    its parent's, unless it declares its own; one that reads records as its parent does keeps them."""
+
+    class OwnMap(Customers):
+        def map(self, record):
+            return {**super().map(record), "extra": record.get("meta_data")}
+
+    class OwnVersion(Customers):
+        version_field = "date_modified_gmt"
+
+    class Declared(Customers):
+        hash_ignores = ("_links",)
+
+        def map(self, record):
+            return super().map(record)
+
+    class Paged(Customers):
+        page_size = 50
+
+        def sort_key(self, record):
+            return [record["id"]]
+
+    assert Customers.hash_ignores == ("meta_data", "_links")
+    assert OwnMap.hash_ignores == () and OwnVersion.hash_ignores == ()
+    assert Declared.hash_ignores == ("_links",)
+    assert Paged.hash_ignores == Customers.hash_ignores
+
+    class UnderOwnMap(OwnMap):  # reads as OwnMap does: OwnMap's (none)
+        page_size = 10
+
+    assert UnderOwnMap.hash_ignores == ()
+
+
 # --- the paths a record is hashed on, against the sandbox (found by review) ---------------------------------
 def _run(conn, resource="customers", **kw):
     q = services.sync_start(connection=conn, resource=resource, **kw).queue
