@@ -188,3 +188,14 @@ def test_plain_loop_and_no_parse_write_the_rows_the_engine_writes(fake, make_con
             assert rows == n, name
             assert _rows(conn) == engine_rows, name
         assert not Customer.objects.filter(connection=conn, synced_at__isnull=True).exists()
+
+
+def test_plain_loop_reads_a_null_date_modified_as_the_mapper_does():
+    """A customer never edited may come with ``date_modified_gmt: null``: the mapper then takes
+    ``date_created_gmt`` as the update time, and so does the loop (it raised a TypeError before)."""
+    record = json.loads(json.dumps(customer(7)))
+    record["date_modified"] = record["date_modified_gmt"] = None
+    columns = plain_loop._columns(record)
+    assert columns[11] == columns[10] == record["date_created_gmt"] + "Z"
+    mapped = Customers().map(record)
+    assert mapped["upstream_updated_at"] == mapped["upstream_created_at"]
