@@ -154,7 +154,8 @@ def run_noparse(
         " e->'billing'->>'company' AS company, e->'billing' AS billing, e->'shipping' AS shipping,"
         " (e->>'is_paying_customer')::boolean AS is_paying_customer,"
         " ((e->>'date_created_gmt') || 'Z')::timestamptz AS upstream_created_at,"
-        " (COALESCE(e->>'date_modified_gmt', e->>'date_created_gmt') || 'Z')::timestamptz AS upstream_updated_at,"
+        " (COALESCE(NULLIF(e->>'date_modified_gmt', ''), e->>'date_created_gmt') || 'Z')::timestamptz"
+        " AS upstream_updated_at,"
         " jsonb_build_object('role', e->>'role', 'avatar_url', e->>'avatar_url') AS extra"
         " FROM loop_pages, jsonb_array_elements(body) AS e"
     )

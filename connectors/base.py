@@ -547,7 +547,8 @@ class Resource:
     # hash, so a record changed only there is neither mapped nor written again on the next scan. Only fields
     # that nothing run on an unchanged record's behalf reads: not map(), is_deleted(), the version field or
     # external_id() (a change there would be missed, or the row keep an old version). A tuple of names. A
-    # subclass that defines one of those itself hashes whole records unless it declares its own.
+    # subclass that defines one of those itself (or takes it from a mixin) hashes whole records unless it
+    # declares its own; one that overrides a helper its map calls must declare them again itself.
     hash_ignores: ClassVar[tuple[str, ...]] = ()
     # The hash of the source of the module that defines the class, taken when the class is created (at
     # import, so it is the code this process runs): sync.engine.mapping_revision keys the rows' hashes with
@@ -558,11 +559,15 @@ class Resource:
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.source_digest = module_source_digest(cls.__module__)
-        if "hash_ignores" not in cls.__dict__ and _HASH_READERS.intersection(cls.__dict__):
-            # A subclass that reads records its own way (its own map, say) may read what its parent left out
-            # of the hash: a change there would then never be written. It hashes whole records unless it
-            # declares its own hash_ignores.
-            cls.hash_ignores = ()
+        for klass in cls.__mro__:
+            if "hash_ignores" in klass.__dict__:
+                break  # the class that declared them, or one before it in the order, reads records as declared
+            if _HASH_READERS.intersection(klass.__dict__):
+                # This class (or a mixin before the declaring class) reads records its own way (its own map,
+                # say), and may read what the declaring class left out of the hash: a change there would never
+                # be written. It hashes whole records unless it declares its own hash_ignores.
+                cls.hash_ignores = ()
+                break
         ignores = cls.hash_ignores
         if not isinstance(ignores, tuple) or not all(isinstance(key, str) for key in ignores):
             # ("meta_data") is a string: its letters would be left out, not the field.

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from django.apps import apps
@@ -212,7 +212,7 @@ class QueueRunner:
         self._map_ahead = False
         self._early: dict[int, _PagePlan] = {}
         self._encode = None
-        self.encoded_rows: dict[str, bytes] | None = None
+        self.encoded_rows: dict[str, Any] | None = None  # COPY rows (bytes) or SQLite parameter lists
         # The memo keys of the pages this fetch saw (sync.services.pagememo); None while memos are off.
         self._memo_seen: set[str] | None = None
         self._memo_pending: dict[str, bytes] = {}  # memos not saved yet (_save_memos)
@@ -523,7 +523,7 @@ class QueueRunner:
 
     # -- the fetch process (sync.fetchproc) -------------------------------------------------------------------
     def _fetch_process(self, ctx: FetchContext) -> ForkedProducer | None:
-        """A first sync's fetch side (_planned_pages: requests, parse, key, hash, map, COPY encoding) in a
+        """A first sync's fetch side (_planned_pages: requests, parse, key, hash, map, row encoding) in a
         forked child, or None to fetch in a thread as before. Only when turned on (SYNC_FETCH_PROCESS: it did not
         pay on a 2-core host, with PostgreSQL or SQLite) and safe: a first sync whose every row is encoded ahead
         (TableSink.row_encoder: PostgreSQL's binary COPY, SQLite's parameters) and where
@@ -534,7 +534,7 @@ class QueueRunner:
         if not (settings.SYNC_FETCH_PROCESS and self._map_ahead):
             return None
         reason = fetchproc.unavailable()
-        if reason is None and not is_postgres() and db_connection.is_in_memory_db():
+        if reason is None and db_connection.vendor == "sqlite" and db_connection.is_in_memory_db():
             # Django's close() keeps an in-memory database open (closing would lose it), so the child would
             # inherit the connection, and what it wrote there (a token refresh) would stay in its own copy.
             reason = "an in-memory SQLite database"
@@ -559,6 +559,8 @@ class QueueRunner:
             return ForkedProducer(produce, name=f"fetch-queue-{self.queue.pk}")
         except OSError as exc:  # no memory or process slot for a child: the thread does the same work
             log.warning("queue %s: fetching in a thread, the fetch process did not start (%s)", self.queue.pk, exc)
+            if not is_postgres():
+                self._encode = None  # in a thread, SQLite's rows are prepared by the writer (see fetch())
             return None
 
     def _received(self, process: ForkedProducer):
@@ -571,7 +573,7 @@ class QueueRunner:
 
     def _unship(self, shipped: tuple) -> tuple[Page, list[Keyed]]:
         """A page as _ship sent it, with its plan (_PagePlan) made ready for _prepare_pages. Its records stay
-        pickled (_shipped_page) until a path reads them (_real): a first sync's rows go as the COPY rows the
+        packed (_shipped_page) until a path reads them (_real): a first sync's rows go as the encoded rows the
         child encoded, so mostly none is; an upsert's values are _SHIPPED (mapped again only if needed,
         _store_inline)."""
         meta, ids, key_errors, deleted, failed, hashes, encoded, blob = shipped
@@ -1215,7 +1217,7 @@ class QueueRunner:
         return (lines_add(q, self.resource, rest) if rest else 0) + n_retry, (deferred, counts)
 
     def _shipped_values(self, upserts: list[tuple[_Ref, dict]], plan: _Plan) -> list[tuple[_Ref, dict]]:
-        """``upserts`` as the sink needs them. A fetch process sends an upsert's encoded COPY row, not its values
+        """``upserts`` as the sink needs them. A fetch process sends an upsert's encoded row, not its values
         (_SHIPPED, _unship); the sink sends a first sync's group as those rows (insert_only, every row
         encoded), and for anything else (a refused insert written again as an upsert, a row that could not be
         encoded) the records are mapped again here: mappers are pure, so the values are the child's. Their
@@ -1225,7 +1227,7 @@ class QueueRunner:
         if not any(values is _SHIPPED for _, values in upserts):
             return upserts
         if not self._known_rows and all(ref.external_id in plan.encoded for ref, _ in upserts):
-            return upserts  # written as the child's COPY rows (TableSink.write with insert_only)
+            return upserts  # written as the child's encoded rows (TableSink.write with insert_only)
         bounds = not is_postgres()
         again = []
         for ref, values in upserts:
@@ -1598,10 +1600,12 @@ def _shipped_page(blob: bytes, **fields) -> LazyPage:
 
 
 def _packed(records: list) -> bytes:
-    """A page's records as bytes for the parent (_unpacked): marshal where every value is of a type it takes
-    exactly (dict, list, str, int, float, bool, None: parsed JSON; it refuses subclasses and everything else),
-    about half of pickle's time for a page of WooCommerce customers (132 against 246 us here), on the fetch
-    process, which is the longer side of a first sync on SQLite; pickle otherwise."""
+    """A page's records as bytes for the parent (_unpacked): marshal where it can (about half of pickle's time
+    for a page of WooCommerce customers: 132 against 246 us here, in the fetch process, the longer side of a
+    first sync on SQLite), pickle where it refuses (subclasses of its types, datetimes, any other object).
+    marshal brings back exactly what a parser gives (dict in key order, list, str, int of any size, float with
+    -0.0 and NaN, bool, None) and tuple, set, bytes; it writes a bytearray or memoryview as bytes, which no
+    parsed record holds."""
     try:
         return b"m" + marshal.dumps(records)
     except ValueError:
@@ -1614,16 +1618,16 @@ def _unpacked(blob: bytes) -> list:
     return pickle.loads(memoryview(blob)[1:])  # noqa: S301 (our own child's bytes)
 
 
-# An upsert's values as a fetch process sends them: not at all (its COPY row is sent; _shipped_values).
+# An upsert's values as a fetch process sends them: not at all (its encoded row is sent; _shipped_values).
 _SHIPPED = object()
 
 
 def _ship(page: Page, keyed: list[Keyed], pp: _PagePlan) -> tuple:
     """What a fetch process sends of a planned page (_PagePlan) for _unship: the page's fields, each record's
     id in order, why those without one have none, the ids mapped to a deletion, those whose mapping failed
-    (error, permanent), the source hashes, the encoded COPY rows, and the records packed as one blob (_packed; read
+    (error, permanent), the source hashes, the encoded rows, and the records packed as one blob (_packed; read
     only by the paths that need a record: a draft or failed line's payload, a deletion's version, a group
-    written again). Not the mapped values: the COPY rows stand for them (_shipped_values)."""
+    written again). Not the mapped values: the encoded rows stand for them (_shipped_values)."""
     meta = (page.next_token, pp.cursor, page.total, page.digest, page.body_digest, page.body_ids)
     ids = [k.external_id for k in keyed]
     key_errors = {i: k.key_error for i, k in enumerate(keyed) if k.external_id is None}

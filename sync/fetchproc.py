@@ -1,6 +1,6 @@
 """A generator run in a forked child process, its items handed back through a pipe (issue 20).
 
-A first sync's fetch side (requests, parse, key, hash, map, COPY encoding: ~3.5 s of CPU for 100,000 WooCommerce
+A first sync's fetch side (requests, parse, key, hash, map, row encoding: ~3.5 s of CPU for 100,000 WooCommerce
 customers) and the main thread's writes shared one interpreter lock, and on two cores that lock was the run's
 critical path (docs/performance.md, twentieth pass). In a child of its own the fetch side runs beside the
 writes instead of in turn with them.
@@ -15,6 +15,8 @@ What a fork must not disturb (``unavailable`` says why not, and the caller then 
   parent's session (libpq's PQfinish sends Terminate; psycopg's finaliser does not, in a process other than
   the one that opened it). So the parent closes its own connections before forking: the child's own
   ``close_all`` at its end then closes only what the child opened (a token refresh, a rate-limit cache).
+  SQLite: closing a file database's connection is as safe; an in-memory one is never closed (it would be
+  lost), so the engine forks no child beside it (sync.engine.QueueRunner._fetch_process).
   Not inside a transaction (closing would lose it), nor with a connection pool (its connections and worker
   threads would be inherited).
 - Other threads' locks. A child inherits every lock in the state it had at the fork, and a lock another thread
@@ -181,7 +183,6 @@ class ForkedProducer:
         return f"exit status {os.WEXITSTATUS(status)}"
 
 
-_F_SETPIPE_SZ = 1031  # linux/fcntl.h
 _PIPE_BYTES = 1 << 20  # Linux's default cap for an unprivileged process (/proc/sys/fs/pipe-max-size)
 
 
@@ -190,10 +191,10 @@ def _widen(fd: int) -> None:
     ~90 kB as sent, so with the default each send waited for the parent to read (a first sync on SQLite, 3
     interleaved rounds at 100,000: 5.32 -> 4.55 s, the child's CPU 4.2 -> 3.9 s). Best effort: elsewhere, or
     refused, the pipe keeps its size."""
-    with contextlib.suppress(ImportError, OSError, ValueError):
+    with contextlib.suppress(ImportError, AttributeError, OSError, ValueError):
         import fcntl  # POSIX only, as fork is
 
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # AttributeError off Linux
 
 
 class _ParentGone(Exception):

@@ -1,4 +1,5 @@
-"""A first sync's fetch side in a forked process (SYNC_FETCH_PROCESS, sync.fetchproc; PostgreSQL): it writes what
+"""A first sync's fetch side in a forked process (SYNC_FETCH_PROCESS, sync.fetchproc; PostgreSQL,
+or SQLite on a file: tests/sync/test_fetch_process_sqlite.py): it writes what
 the fetch thread writes, record for record and line for line; the child's errors come back with their class;
 a child that dies fails the run with what was stored kept; a group refused by the database is written again
 from records mapped anew."""

@@ -5,15 +5,24 @@ both legs of .ci/run; on PostgreSQL those tests also run in the leg itself."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from customers.models import Customer
+from sync import engine, fetchproc, services
+from tests.fakes import UPSTREAM
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(660)
 def test_the_fetch_process_tests_pass_on_a_sqlite_file(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SYNCHUB_REQUIRE_POSTGRES")}
     env["SYNCHUB_SQLITE_TEST_FILE"] = str(tmp_path / "test.sqlite3")
@@ -33,3 +42,31 @@ def test_the_fetch_process_tests_pass_on_a_sqlite_file(tmp_path):
     assert " skipped" not in done.stdout.splitlines()[-1], tail
     # (On an in-memory database they would fail, not pass: the engine would fetch in a thread, and the tests
     # assert that a process was started.)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_fetch_process_beside_an_in_memory_sqlite_database(
+    org, make_connection, fake_kind, settings, monkeypatch, caplog, fork_beside_test_threads
+):
+    """Django never closes an in-memory SQLite database (it would be lost), so a child would inherit its
+    connection, and what it wrote there would stay in its own copy: the engine fetches in a thread instead, and
+    prepares no rows ahead (the writer does, as in any thread-fetched SQLite first sync)."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite" or not connection.is_in_memory_db():
+        pytest.skip("the SQLite leg's in-memory test database")
+    settings.SYNC_FETCH_PROCESS = True
+    monkeypatch.setattr(fetchproc.ForkedProducer, "__init__", lambda *a, **k: pytest.fail("forked"))
+    encoders = []
+    real_encoder = engine.TableSink.row_encoder
+    monkeypatch.setattr(
+        engine.TableSink, "row_encoder", lambda self, run: encoders.append(run) or real_encoder(self, run)
+    )
+    UPSTREAM.__init__(30)
+    conn = make_connection(org, kind="fake", name="memory")
+    q = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
+    with caplog.at_level(logging.INFO, logger="sync.engine"):
+        assert engine.run_queue(q.pk) == "done"
+    assert "fetching in a thread, not a process: an in-memory SQLite database" in caplog.text
+    assert encoders == []
+    assert Customer.objects.filter(connection=conn).count() == 30

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -215,18 +216,21 @@ def test_the_child_dies_with_its_parent(tmp_path):
             parent.kill()
 
 
-def test_the_pipe_holds_a_page_without_waiting_for_the_parent():
-    """Linux's default pipe (64 KiB) made each ~90 kB page wait for the parent's read; widened to 1 MiB."""
+def test_the_pipe_is_widened_to_hold_a_page():
+    """Linux's default pipe (64 KiB) made each ~90 kB page wait for the parent's read; widened to 1 MiB where
+    the system allows it (elsewhere best effort: the pipe keeps its size)."""
     fcntl = pytest.importorskip("fcntl")
+    cap = Path("/proc/sys/fs/pipe-max-size")
+    if not hasattr(fcntl, "F_GETPIPE_SZ") or not cap.exists() or int(cap.read_text()) < 1 << 20:
+        pytest.skip("Linux with pipes of 1 MiB allowed")
 
     def produce():
         yield 1
 
     producer = ForkedProducer(produce, name="t")
-    try:
-        assert fcntl.fcntl(producer._reader.fileno(), 1032) >= 1 << 20  # F_GETPIPE_SZ
-    finally:
-        producer.stop()
+    size = fcntl.fcntl(producer._reader.fileno(), fcntl.F_GETPIPE_SZ)
+    assert list(producer) == [1]  # drained: the child reaped, the pipe closed
+    assert size >= 1 << 20
 
 
 def test_a_pages_records_come_back_as_they_were_sent():

@@ -303,7 +303,7 @@ def test_sqlite_rows_encoded_ahead_are_the_rows_insert_new_binds(values, org, ma
     encoded = [encode(ext, v, NOW) for ext, v in pairs]
     base = TableSink._base(_encoder_run(org.pk, conn.pk).connection, NOW)
     try:
-        expected = _fused(Customer, base, "external_id", pairs)
+        expected = _usual(Customer, base, "external_id", pairs)  # TableSink._row's dicts through bulk._tuples
     except Exception:
         assert encoded[1] is None and encoded[2] is None  # the usual way raises it where it always did
         return

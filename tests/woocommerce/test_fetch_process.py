@@ -1,4 +1,5 @@
-"""A first WooCommerce sync with its fetch side in a forked process (SYNC_FETCH_PROCESS; PostgreSQL), against
+"""A first WooCommerce sync with its fetch side in a forked process (SYNC_FETCH_PROCESS; PostgreSQL, or
+SQLite on a file), against
 the WooCommerce sandbox over real HTTP: the rows, the page memos and the body memos it saves are those the
 fetch thread saves, so the next full scan parses no body either."""
 

@@ -117,6 +117,18 @@ def test_a_subclass_reading_records_its_own_way_hashes_them_whole():
 
     assert UnderOwnMap.hash_ignores == ()
 
+    class MapMixin:
+        def map(self, record):
+            return {"email": record.get("email")}
+
+    class Mixed(MapMixin, Customers):  # the mixin's map comes before the class that declared them
+        pass
+
+    class MixedAfter(Customers, MapMixin):  # Customers' own map wins: its declaration holds
+        pass
+
+    assert Mixed.hash_ignores == () and MixedAfter.hash_ignores == Customers.hash_ignores
+
 
 # --- the paths a record is hashed on, against the sandbox (found by review) ---------------------------------
 def _run(conn, resource="customers", **kw):
