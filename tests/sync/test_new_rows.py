@@ -49,6 +49,13 @@ def _fused(model, base, key, pairs):
     return _typed(bulk._new_row_values(model, bulk.NewRows(base, key, pairs)))
 
 
+def _stored(conn) -> dict:
+    """Every row of ``conn`` as Django reads it back, by external id."""
+    return {
+        c.external_id: model_to_dict(c, exclude=("id", "connection")) for c in Customer.objects.filter(connection=conn)
+    }
+
+
 def _base(org_id=7, conn_id=9):
     return {"organization_id": org_id, "connection_id": conn_id, "synced_at": NOW, "deleted_at": None}
 
@@ -224,14 +231,8 @@ def test_insert_new_stores_the_same_rows_either_way(org, make_connection, monkey
         assert bulk.insert_new(Customer, list(rows)) == 6
         assert bulk.insert_new(Customer, bulk.NewRows(_base(org.pk, by_new.pk), "external_id", pairs)) == 6
 
-    def stored(conn):
-        return {
-            c.external_id: model_to_dict(c, exclude=("id", "connection"))
-            for c in Customer.objects.filter(connection=conn)
-        }
-
-    assert len(stored(by_new)) == 6
-    assert stored(by_new) == stored(by_list)
+    assert len(_stored(by_new)) == 6
+    assert _stored(by_new) == _stored(by_list)
 
 
 class _OwnRow(TableSink):
@@ -345,11 +346,5 @@ def test_rows_encoded_ahead_store_what_insert_new_stores(org, make_connection, m
         assert bulk.insert_new(Customer, bulk.NewRows(_base(org.pk, by_new.pk), "external_id", pairs)) == 7
         assert bulk.insert_encoded(Customer, encoded) == 7
 
-    def stored(conn):
-        return {
-            c.external_id: model_to_dict(c, exclude=("id", "connection"))
-            for c in Customer.objects.filter(connection=conn)
-        }
-
-    assert len(stored(by_encoded)) == 7
-    assert stored(by_encoded) == stored(by_new)
+    assert len(_stored(by_encoded)) == 7
+    assert _stored(by_encoded) == _stored(by_new)
