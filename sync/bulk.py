@@ -838,7 +838,12 @@ class NewRows(Sequence):
         return map(self._row, self.pairs)
 
     def _row(self, pair: tuple[Any, dict]) -> dict:
-        return {**self.base, **pair[1], self.key: pair[0]}
+        return _new_row(self.base, self.key, pair)
+
+
+def _new_row(base: dict, key: str, pair: tuple[Any, dict]) -> dict:
+    """NewRows' row for ``(key value, values)``: ``{**base, **values, key: key value}``."""
+    return {**base, **pair[1], key: pair[0]}
 
 
 def _new_row_values(model: type[models.Model], rows: NewRows) -> list[list]:
@@ -881,7 +886,7 @@ class _NewRowPreparer:
         self._template = template
 
     def _usual(self, pair) -> list:
-        row = {**self._base, **pair[1], self._key: pair[0]}
+        row = _new_row(self._base, self._key, pair)
         return next(_prepared(self._model, [self._merger.merged(row, self._now)]))
 
     def row(self, pair: tuple[Any, dict]) -> list:

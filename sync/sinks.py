@@ -152,32 +152,33 @@ class TableSink:
         return None)."""
         connection = run.connection
         own_row = self._own_rows()
+        bases: list = [object(), None]  # (now, its base): the engine passes one ``now`` per page; read-only
+
+        def base_for(now) -> dict:
+            if bases[0] is not now:
+                bases[:] = now, self._base(connection, now)
+            return bases[1]
+
         if db_connection.vendor != "postgresql":
             if not own_row:
                 return None
             new_rows = bulk.NewRowEncoder(run.model)
-            sqlite_bases: list = [object(), None]
 
             def encode_new(external_id: str, values: dict, now) -> list | None:
                 if "sync_hash" not in values:  # _row would add a content hash: the usual way
                     return None
-                if sqlite_bases[0] is not now:
-                    sqlite_bases[:] = now, self._base(connection, now)
-                return new_rows.encode(sqlite_bases[1], values, "external_id", external_id, now)
+                return new_rows.encode(base_for(now), values, "external_id", external_id, now)
 
             return encode_new
         encoder = bulk.RowEncoder.for_model(run.model)
         if encoder is None:
             return None
-        bases: list = [object(), None]  # (now, its base): the engine passes one ``now`` per page; read-only
 
         def encode(external_id: str, values: dict, now) -> bytes | None:
             if not own_row or "sync_hash" not in values:  # a subclass's rows, or _row adds a content hash
                 return encoder.encode(self._row(self._base(connection, now), external_id, values), now)
-            if bases[0] is not now:
-                bases[:] = now, self._base(connection, now)
             # The row _row would build, without building it (bulk.RowEncoder.encode_parts).
-            return encoder.encode_parts(bases[1], values, {"external_id": external_id}, now)
+            return encoder.encode_parts(base_for(now), values, {"external_id": external_id}, now)
 
         return encode
 
