@@ -219,4 +219,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
 
     path = os.environ.get("SYNCHUB_SQLITE_TEST_FILE")
     if path and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = path
+        # One file per xdist worker, as the parallel suffix above gives the other databases (setting NAME here
+        # replaces what it set): two workers must not share, or delete, one file.
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"{path}_{worker}" if worker else path
