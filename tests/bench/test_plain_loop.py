@@ -161,7 +161,7 @@ def _rows(conn) -> list[tuple]:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("n", [250, 300])
-def test_plain_loop_and_no_parse_write_the_rows_the_engine_writes(fake, make_connection, org, n):
+def test_every_postgresql_loop_writes_the_rows_the_engine_writes(fake, make_connection, org, n):
     root, _, _ = fake
     url = base_url(root, n=n)
 
@@ -174,14 +174,15 @@ def test_plain_loop_and_no_parse_write_the_rows_the_engine_writes(fake, make_con
     engine_rows = _rows(engine_conn)
     assert len(engine_rows) == n and engine_rows[0][1] == "1"
 
-    for name, fn, threads in (
-        ("loop", plain_loop.run, 1),
-        ("loop4", plain_loop.run, 4),
-        ("noparse", plain_loop.run_noparse, 1),
-        ("noparse4", plain_loop.run_noparse, 4),
+    for name, fn, threads, passes in (
+        ("loop", plain_loop.run, 1, 2),  # empty table, then every row present (the update path)
+        ("loop4", plain_loop.run, 4, 2),
+        ("noparse", plain_loop.run_noparse, 1, 2),
+        ("noparse4", plain_loop.run_noparse, 4, 2),
+        ("direct", plain_loop.run_direct, 1, 1),  # B1's info row: a first sync only (no ON CONFLICT)
     ):
         conn = connection(name)
-        for _ in range(2):  # empty table, then every row present (the update path)
+        for _ in range(passes):
             _, rows = fn(
                 url, _dsn(), organization_id=org.pk, connection_id=conn.pk, key=KEY, secret=SECRET, threads=threads
             )
@@ -199,3 +200,70 @@ def test_plain_loop_reads_a_null_date_modified_as_the_mapper_does():
     assert columns[11] == columns[10] == record["date_created_gmt"] + "Z"
     mapped = Customers().map(record)
     assert mapped["upstream_updated_at"] == mapped["upstream_created_at"]
+
+
+def test_every_loop_runs_with_the_engines_collector_threshold_and_restores_it(monkeypatch):
+    """The reference takes the engine's simple speed-up too: the collector's young generation raised to the
+    engine's default (SYNC_GC_THRESHOLD) for the whole run, and put back after it, an error included."""
+    import gc
+
+    from django.conf import settings
+
+    assert plain_loop.GC_THRESHOLD == settings.SYNC_GC_THRESHOLD
+
+    class Reached(Exception):
+        pass
+
+    seen = []
+
+    def connect(*args, **kwargs):  # the first thing each loop does: record, and stop the run there
+        seen.append(gc.get_threshold()[0])
+        raise Reached
+
+    monkeypatch.setattr(plain_loop.psycopg, "connect", connect)
+    monkeypatch.setattr("sqlite3.connect", connect)
+    before = gc.get_threshold()
+    assert before[0] < plain_loop.GC_THRESHOLD
+    for fn in (plain_loop.run, plain_loop.run_direct, plain_loop.run_noparse):
+        with pytest.raises(Reached):
+            fn("http://127.0.0.1:9", "postgres://unused", organization_id=1, connection_id=1, key="k", secret="s")
+        assert gc.get_threshold() == before
+    with pytest.raises(Reached):
+        plain_loop.run_sqlite(
+            "http://127.0.0.1:9", "unused.sqlite3", organization_id=1, connection_id=1, key="k", secret="s"
+        )
+    assert gc.get_threshold() == before
+    assert seen == [plain_loop.GC_THRESHOLD] * 4
+
+
+@pytest.mark.forks_db  # the loop opens the database file itself: SQLite on a file (tests/sync/test_fetch_process_sqlite.py)
+@pytest.mark.django_db(transaction=True)
+def test_the_sqlite_loop_writes_the_rows_the_engine_writes(fake, make_connection, org):
+    """bench.sqlite's reference (plain_loop.run_sqlite) against the engine on the same SQLite file: the same
+    rows, on an empty table and again with every row present."""
+    from django.db import connection as db
+
+    if db.vendor != "sqlite":
+        pytest.skip("the SQLite loop; the PostgreSQL loops are checked above")
+    root, _, _ = fake
+    n = 250
+    url = base_url(root, n=n)
+
+    def connection(name):
+        return make_connection(org, kind="woocommerce", name=name, base_url=url, credentials=dict(AUTH))
+
+    engine_conn = connection("engine")
+    result = sync_start(connection=engine_conn, resource="customers", enqueue=False, full_scan=True)
+    assert run_queue(result.queue.pk) == "done"
+    engine_rows = _rows(engine_conn)
+    assert len(engine_rows) == n
+    conn = connection("loop")
+    path = db.settings_dict["NAME"]
+    db.close()  # the loop takes the file's write lock for its whole run
+    for _ in range(2):
+        _, rows = plain_loop.run_sqlite(
+            url, path, organization_id=org.pk, connection_id=conn.pk, key=KEY, secret=SECRET
+        )
+        assert rows == n
+        assert _rows(conn) == engine_rows
+    assert not Customer.objects.filter(connection=conn, synced_at__isnull=True).exists()
