@@ -140,7 +140,7 @@ def queue_apply_deletions(*, queue: SyncQueue, actor=None) -> SyncQueue:
 
     from sync.registry import get_resource
 
-    from ..sinks import missing_rows
+    from ..sinks import missing_rows, without_nested_loops
 
     with transaction.atomic():
         queue = SyncQueue.objects.select_for_update().select_related("connection").get(pk=queue.pk)
@@ -158,7 +158,8 @@ def queue_apply_deletions(*, queue: SyncQueue, actor=None) -> SyncQueue:
             )
         model = apps.get_model(get_resource(queue.connection.kind, queue.resource).model)
         held = queue.pending_deletions
-        n = missing_rows(model, queue).update(deleted_at=clock.now())
+        with without_nested_loops():
+            n = missing_rows(model, queue).update(deleted_at=clock.now())
         queue.pending_deletions = 0
         queue.action_required = queue.state in (QueueState.PARTIAL, QueueState.FAILED)
         if not queue.action_required:
