@@ -1,4 +1,4 @@
-"""``python -m bench [--only B1,B2] [--repeat N] [--size N] [--full] [--profile] [--markdown]``
+"""``python -m bench [--only B1,B2] [--repeat N] [--size N[,N...]] [--full] [--profile] [--markdown]``
 
 Runs the benchmarks against PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/synchub_bench;
 the database is DROPPED and re-created): the real WooCommerce connector against a fake Woo upstream on
@@ -185,58 +185,65 @@ class Bench:
 
     # -- the benchmarks ------------------------------------------------------------------------------------
     def b1(self) -> None:
-        n, r = self.args.size, self.args.repeat
-        t = {
-            k: []
-            for k in (
-                "loop1",
-                "loop2",
-                "loop4",
-                "noparse",
-                "direct",
-                "eng1",
-                "eng2",
-                "live",
-                "big",
-                "nopipe",
-                "proc",
-                "old",
-            )
-        }
-        written2: list[int] = []  # domain rows each second run wrote (target 0)
-        live: list[tuple[int, int]] = []  # (customers who visited, domain rows written) of each live second run
+        sizes, r = self.args.sizes, self.args.repeat
+        keys = ("loop1", "loop2", "loop4", "noparse", "direct", "eng1", "eng2", "live", "big", "nopipe", "proc", "old")
+        runs = {n: {k: [] for k in keys} for n in sizes}
+        written2: dict[int, list[int]] = {n: [] for n in sizes}  # domain rows each second run wrote (target 0)
+        # (customers who visited, domain rows written) of each live second run
+        live: dict[int, list[tuple[int, int]]] = {n: [] for n in sizes}
         for i in range(r):  # interleaved: every figure sees the same machine state, run after run
+            for n in sizes:  # the sizes too, round by round: the rate ratio compares the same minutes
+                self._b1_round(n, i, runs[n], written2[n], live[n])
+        for n in sizes:
+            self._b1_report(n, runs[n], written2[n], live[n])
+        if len(sizes) > 1:
+            self._b1_rates(sizes, runs)
+
+    def _b1_round(self, n: int, i: int, t: dict[str, list[float]], written2: list[int], live: list) -> None:
+        """Round ``i`` of B1 at ``n`` customers. The plain loop and the engine take turns at going first (even
+        rounds the loop, odd rounds the engine): a position that favours its runs (a cache warmed by the run
+        before, the machine's drift) then favours each side as often."""
+
+        def loop_pair() -> None:
+            t["loop1"].append(self.loop(n))
+            t["loop2"].append(self.loop(n, fresh=False))
+
+        def engine_pair() -> None:
             # Each "second run" right after its first run: any run with fresh=True empties every table, so a
             # second run placed after another first run would find its rows gone (it did until 2026-12-02,
             # which made the "all present" figures first runs in disguise).
-            t["loop1"].append(self.loop(n))
-            t["loop2"].append(self.loop(n, fresh=False))
             t["eng1"].append(self.engine(n))
             t["eng2"].append(self.engine(n, fresh=False))
             written2.append(scenario.last_rows_written)
             if self.args.live_variant:
                 # The same store a day on, as a live one is: some customers logged in (wc_last_active moved,
-                # date_modified did not), so their pages' bytes changed (bench.upstream.customer).
+                # date_modified did not), so their pages' bytes changed (bench.upstream.customer). Right after
+                # the second run, on its rows (the loop's runs empty the tables).
                 visited = self.up.live(n, day=1, per_mille=self.args.live_variant)
                 try:
                     t["live"].append(self.engine(n, fresh=False))
                 finally:
                     self.up.live(n, day=0, per_mille=0)
                 live.append((visited, scenario.last_rows_written))
-            t["noparse"].append(self.loop(n, noparse=True))
-            t["direct"].append(self.loop(n, direct=True))
-            # The loop with the engine's page concurrency (an info row: against this zero-latency upstream the
-            # engine reads its pages inline since the fifteenth pass, core.paging.ReadAhead).
-            t["loop4"].append(self.loop(n, threads=self.page_concurrency))
-            if self.args.batch_variant:
-                t["big"].append(self.engine(n, batch_size=self.args.batch_variant))
-            if self.args.pipeline_variant:
-                t["nopipe"].append(self.engine(n, pipeline=not self.pipeline))
-            if self.args.process_variant:
-                t["proc"].append(self.engine(n, process=not self.process))
-            if self.args.old_reference:
-                t["old"].append(self.reference(n))
-            log(f"B1 #{i + 1}: " + " ".join(f"{k} {v[-1]:.2f}s" for k, v in t.items() if v))
+
+        for pair in (loop_pair, engine_pair) if i % 2 == 0 else (engine_pair, loop_pair):
+            pair()
+        t["noparse"].append(self.loop(n, noparse=True))
+        t["direct"].append(self.loop(n, direct=True))
+        # The loop with the engine's page concurrency (an info row: against this zero-latency upstream the
+        # engine reads its pages inline since the fifteenth pass, core.paging.ReadAhead).
+        t["loop4"].append(self.loop(n, threads=self.page_concurrency))
+        if self.args.batch_variant:
+            t["big"].append(self.engine(n, batch_size=self.args.batch_variant))
+        if self.args.pipeline_variant:
+            t["nopipe"].append(self.engine(n, pipeline=not self.pipeline))
+        if self.args.process_variant:
+            t["proc"].append(self.engine(n, process=not self.process))
+        if self.args.old_reference:
+            t["old"].append(self.reference(n))
+        log(f"B1 {n:,} #{i + 1}: " + " ".join(f"{k} {v[-1]:.2f}s" for k, v in t.items() if v))
+
+    def _b1_report(self, n: int, t: dict[str, list[float]], written2: list[int], live: list) -> None:
         rps = {k: n / statistics.median(v) for k, v in t.items() if v}
         sec = {k: statistics.median(v) for k, v in t.items() if v}
         loop1, loop2 = rps["loop1"], rps["loop2"]
@@ -454,6 +461,33 @@ class Bench:
                 )
             )
 
+    def _b1_rates(self, sizes: list[int], runs: dict[int, dict[str, list[float]]]) -> None:
+        """The issue's "rec/s at 300,000 vs at 100,000 within 10 %", from the same run's interleaved rounds:
+        the engine's first-run rate at the largest size over its rate at the smallest."""
+        small, big = min(sizes), max(sizes)
+
+        def rate(n: int, key: str) -> float:
+            return n / statistics.median(runs[n][key])
+
+        for key, what, target in (
+            ("eng1", "engine first run", ">= 0.90"),
+            ("eng2", "engine second run (nothing changed)", "(info)"),
+            ("loop1", "plain loop", "(info)"),
+        ):
+            ratio = rate(big, key) / rate(small, key)
+            verdict = ("met" if ratio >= 0.9 else "MISSED") if target != "(info)" else ""
+            self.add(
+                Row(
+                    "B1",
+                    f"{what}: rate at {big:,} vs at {small:,} customers",
+                    f"{rate(big, key):,.0f} rec/s",
+                    f"{rate(small, key):,.0f} rec/s",
+                    f"{ratio:.2f}",
+                    target,
+                    verdict,
+                )
+            )
+
     def b2(self) -> None:
         n, refs, engs = 797, [], []
         for i in range(self.args.repeat):
@@ -474,13 +508,12 @@ class Bench:
         )
 
     def b4(self) -> None:
-        big = self.args.size
-        small = max(big // 10, 100)
+        big, small = b4_sizes(self.args.sizes)
         peaks: dict[int, float] = {}
         growth: dict[int, float] = {}
         for n in (small, big):
             runs = []
-            for _ in range(self.args.repeat if big <= 20_000 else 1):
+            for _ in range(self.args.repeat):
                 scenario.reset_tables()
                 conn = scenario.make_connection(self.up, self.up.url(n), name=f"b4-{n}")
                 out = subprocess.run(
@@ -618,12 +651,13 @@ def profile(args, upstream: scenario.Upstream) -> None:
     import pstats
 
     scenario.reset_tables()
-    conn = scenario.make_connection(upstream, upstream.url(args.size), name="profile")
+    n = args.sizes[0]
+    conn = scenario.make_connection(upstream, upstream.url(n), name="profile")
     prof = cProfile.Profile()
     prof.enable()
-    seconds = scenario.engine_run(conn, expect=args.size)
+    seconds = scenario.engine_run(conn, expect=n)
     prof.disable()
-    print(f"\nprofile of one engine first run, {args.size:,} customers: {seconds:.2f}s wall (main thread only)\n")
+    print(f"\nprofile of one engine first run, {n:,} customers: {seconds:.2f}s wall (main thread only)\n")
     stats = pstats.Stats(prof, stream=sys.stdout).strip_dirs()
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(35)
@@ -650,12 +684,28 @@ def render(rows: list[Row], info: dict, markdown: bool) -> str:
     return "\n".join(lines)
 
 
+def b4_sizes(sizes: list[int]) -> tuple[int, int]:
+    """B4's (large, small): the largest and smallest of several sizes, or one size and a tenth of it."""
+    if len(sizes) > 1:
+        return max(sizes), min(sizes)
+    return sizes[0], max(sizes[0] // 10, 100)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated: B1,B2,...")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is reported")
-    parser.add_argument("--size", type=int, default=10_000, help="customers for B1 and B4 (B4 also runs size/10)")
-    parser.add_argument("--full", action="store_true", help="the issue's sizes: --size 100000")
+    parser.add_argument(
+        "--size",
+        type=scenario.sizes_arg,
+        default=[10_000],
+        dest="sizes",
+        metavar="N[,N...]",
+        help="customers for B1 and B4, comma-separated for several: B1 runs each size in every round and prints "
+        "the rate at the largest vs the smallest; B4 compares the largest with the smallest (one size: with a "
+        "tenth of it)",
+    )
+    parser.add_argument("--full", action="store_true", help="the issue's sizes: --size 100000,300000")
     parser.add_argument(
         "--batch-variant",
         type=int,
@@ -698,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.live_variant and (args.upstream != "prerendered" or not 0 < args.live_variant <= 1000):
         parser.error("--live-variant takes 1..1000 (customers in a thousand) and the pre-rendered upstream")
     if args.full:
-        args.size = 100_000
+        args.sizes = [100_000, 300_000]
     only = [b.strip().upper() for b in args.only.split(",") if b.strip()]
     unknown = set(only) - set(ALL)
     if unknown:
@@ -710,8 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_db:
         scenario.recreate_database(os.environ["DATABASE_URL"])
     scenario.setup_django(migrate=True)
-    small = max(args.size // 10, 100)  # B4's small size
-    stores = [(args.size, 0), (797, 0), (10_000, 0), (10_000, 50), (small, 0)]
+    stores = [*((n, 0) for n in args.sizes), (797, 0), (10_000, 0), (10_000, 50), (b4_sizes(args.sizes)[1], 0)]
     upstream = scenario.Upstream(args.upstream, stores=stores)
     try:
         if args.profile:

@@ -8,6 +8,7 @@ generated stores (``bench/woo_upstream.py``, ``--upstream sandbox``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import subprocess
@@ -288,3 +289,14 @@ def load_line(start: tuple[float, float, float]) -> str:
         f"load avg (1/5/15 min) at start {fmt(f'{x:.2f}' for x in start)}, at end "
         f"{fmt(f'{x:.2f}' for x in os.getloadavg())}"
     )
+
+
+def sizes_arg(text: str) -> list[int]:
+    """``--size``'s value: one or more positive counts, comma-separated (``100000,300000``), in that order."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count or a comma-separated list of counts: {text!r}") from None
+    if not sizes or min(sizes) <= 0 or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"positive, distinct counts please: {text!r}")
+    return sizes
