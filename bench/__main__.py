@@ -532,7 +532,7 @@ class Bench:
         self.add(
             Row(
                 "B4",
-                f"worker peak RSS (ru_maxrss), {big:,} vs {small:,} customers",
+                f"worker peak RSS (VmHWM: start-up and run, one process each), {big:,} vs {small:,} customers",
                 f"{peaks[big] / 1024:.1f} MiB vs {peaks[small] / 1024:.1f} MiB",
                 "",
                 f"{ratio:.2f}",
