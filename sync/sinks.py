@@ -210,12 +210,13 @@ class TableSink:
         """After a complete full scan: the live rows it did not see are marked deleted, unless that many
         would go, or the scan met a record it could not identify, so that the mass-deletion guard holds them
         for a person (sync.services.queue_apply_deletions)."""
-        with without_nested_loops():  # on PostgreSQL one transaction: the count, the guard's figures, the update
+        with transaction.atomic():  # the count, the guard's figures, the update and its activity row agree
             self._mark_missing_deleted(run)
 
     def _mark_missing_deleted(self, run: QueueRunner) -> None:
         missing = missing_rows(run.model, run.queue)
-        n = missing.count()
+        with without_nested_loops():
+            n = missing.count()
         if not n:
             return
         live = run.model.objects.filter(connection_id=run.queue.connection_id, deleted_at__isnull=True).count()
@@ -243,7 +244,8 @@ class TableSink:
                 data={"count": n, "live": live, "unidentified": unidentified, **deletion_thresholds()},
             )
             return
-        n = missing.update(deleted_at=clock.now())
+        with without_nested_loops():
+            n = missing.update(deleted_at=clock.now())
         if n:
             activity_record(
                 event="records.marked_deleted",
@@ -282,21 +284,23 @@ def missing_rows(model, queue: SyncQueue):
 
 @contextlib.contextmanager
 def without_nested_loops() -> Iterator[None]:
-    """On PostgreSQL, a transaction (a savepoint inside one) whose statements are planned without nested loops: what
-    missing_rows' anti-join needs. Its queue's lines are always new to the planner's statistics (and a first
+    """On PostgreSQL, a transaction (a savepoint inside one) whose statements are planned without nested loops:
+    what missing_rows' anti-join needs; wrap only its statements, so nothing else inherits the setting. Its queue's lines are always new to the planner's statistics (and a first
     sync's rows are too, until autovacuum analyzes them), so it may expect a few lines where a full scan wrote
     thousands, and put a scan of every line of the queue inside a loop over the rows: quadratic. Measured
     (2026-12-05) on the second full scan of 3,000 customers right after the first: 4.5 million line
     comparisons and 0.55 s for the count, against 3.6 ms once the plan had turned to the index. A hash or merge
     anti-join is linear whatever the estimates. The setting ends with the block (SET LOCAL semantics; a
-    rollback undoes it with the rest). SQLite needs nothing: it probes the lines' unique index."""
+    rollback undoes it with the rest; set_config(..., true) made in a savepoint would otherwise last until the
+    outer transaction ends, hence the explicit restore). SQLite needs nothing: it probes the lines' unique index."""
     if db_connection.vendor != "postgresql":
         yield
         return
     with transaction.atomic():
         with db_connection.cursor() as cur:
-            cur.execute("SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)")
+            cur.execute("SELECT current_setting('enable_nestloop')")
             before = cur.fetchone()[0]
+            cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
         yield
         with db_connection.cursor() as cur:  # not after an error: the rollback restores it
             cur.execute("SELECT set_config('enable_nestloop', %s, true)", [before])

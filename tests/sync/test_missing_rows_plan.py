@@ -77,5 +77,36 @@ def test_both_deletion_paths_plan_their_anti_join_without_nested_loops(fake_conn
         assert anti, sqls
         offs = [i for i, sql in enumerate(sqls) if "set_config('enable_nestloop', 'off', true)" in sql]
         restores = [i for i, sql in enumerate(sqls) if "set_config('enable_nestloop', 'on', true)" in sql]
-        assert offs and restores, sqls
-        assert all(offs[0] < i < restores[-1] for i in anti), sqls
+        for i in anti:  # turned off before it, and not back on in between; back on after it
+            last_off = max((j for j in offs if j < i), default=-1)
+            assert last_off >= 0 and not any(last_off < j < i for j in restores), sqls
+            assert any(j > i for j in restores), sqls
+
+
+def _nestloop() -> str:
+    with connection.cursor() as cur:
+        cur.execute("SHOW enable_nestloop")
+        return cur.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_setting_ends_with_the_block_inside_an_outer_transaction():
+    """set_config(..., true) made in a savepoint would last until the outer transaction ends: the block puts
+    the setting back when it ends, and a rollback of the block undoes it; a transaction that had it off
+    already keeps it off."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        with sinks.without_nested_loops():
+            assert _nestloop() == "off"
+        assert _nestloop() == "on"
+        with pytest.raises(ZeroDivisionError), sinks.without_nested_loops():
+            assert _nestloop() == "off"
+            1 / 0  # noqa: B018
+        assert _nestloop() == "on"
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL enable_nestloop = off")
+        with sinks.without_nested_loops():
+            pass
+        assert _nestloop() == "off"
+    assert _nestloop() == "on"
