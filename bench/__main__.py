@@ -192,7 +192,9 @@ class Bench:
         # (customers who visited, domain rows written) of each live second run
         live: dict[int, list[tuple[int, int]]] = {n: [] for n in sizes}
         for i in range(r):  # interleaved: every figure sees the same machine state, run after run
-            for n in sizes:  # the sizes too, round by round: the rate ratio compares the same minutes
+            # The sizes too, round by round, their order alternating: the rate ratio compares the same minutes,
+            # and neither size always runs first.
+            for n in scenario.round_order(sizes, i):
                 self._b1_round(n, i, runs[n], written2[n], live[n])
         for n in sizes:
             self._b1_report(n, runs[n], written2[n], live[n])
@@ -372,7 +374,7 @@ class Bench:
                 "met" if second >= 2 else "MISSED",
             )
         )
-        # The same two ratios taken round by round (each engine run beside the loop run just before it), then
+        # The same two ratios taken round by round (each engine run beside the loop run of its round), then
         # the median: this machine's speed drifts by tens of percent within minutes, which a ratio of medians
         # taken from different minutes carries into the figure. Info only: the verdicts above keep their rule.
         paired = [lp / en for lp, en in zip(t["loop1"], t["eng1"], strict=True)]
@@ -510,6 +512,7 @@ class Bench:
     def b4(self) -> None:
         big, small = b4_sizes(self.args.sizes)
         peaks: dict[int, float] = {}
+        sources: set[str] = set()  # where the workers read their peak: VmHWM, or ru_maxrss without /proc
         growth: dict[int, float] = {}
         for n in (small, big):
             runs = []
@@ -527,12 +530,14 @@ class Bench:
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 log(f"B4 {n}: {runs[-1]}")
             peaks[n] = statistics.median(r["peak_kib"] for r in runs)
+            sources.update(r.get("peak_source", "ru_maxrss") for r in runs)
             growth[n] = statistics.median(r["rss_sampled_max_kib"] - r["rss_start_kib"] for r in runs)
         ratio = peaks[big] / peaks[small]
         self.add(
             Row(
                 "B4",
-                f"worker peak RSS (VmHWM: start-up and run, one process each), {big:,} vs {small:,} customers",
+                f"worker peak RSS ({' / '.join(sorted(sources))}: start-up and run, one process each), "
+                f"{big:,} vs {small:,} customers",
                 f"{peaks[big] / 1024:.1f} MiB vs {peaks[small] / 1024:.1f} MiB",
                 "",
                 f"{ratio:.2f}",
@@ -560,7 +565,7 @@ class Bench:
         sizes, delay = self.args.b8_sizes, 50
         runs = {n: {"ref4": [], "eng4": [], "np4": []} for n in sizes}
         for i in range(self.args.repeat):  # interleaved
-            for n in sizes:
+            for n in scenario.round_order(sizes, i):
                 t = runs[n]
                 pair = [
                     ("ref4", lambda n=n: self.loop(n, delay_ms=delay, threads=4)),
@@ -716,10 +721,14 @@ def render(rows: list[Row], info: dict, markdown: bool) -> str:
 
 
 def b4_sizes(sizes: list[int]) -> tuple[int, int]:
-    """B4's (large, small): the largest and smallest of several sizes, or one size and a tenth of it."""
+    """B4's (large, small): the largest and smallest of several sizes, or one size and a tenth of it (at least
+    100 customers: a size of 100 or less has nothing smaller to compare with, a ValueError)."""
     if len(sizes) > 1:
         return max(sizes), min(sizes)
-    return sizes[0], max(sizes[0] // 10, 100)
+    big, small = sizes[0], max(sizes[0] // 10, 100)
+    if small >= big:
+        raise ValueError(f"B4 needs two sizes, or one above 100 (got {big:,})")
+    return big, small
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -801,11 +810,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_db:
         scenario.recreate_database(os.environ["DATABASE_URL"])
     scenario.setup_django(migrate=True)
+    if "B4" in only:
+        try:
+            b4_sizes(args.sizes)
+        except ValueError as exc:
+            parser.error(str(exc))
     stores = [
         *((n, 0) for n in args.sizes),
         *((n, 50) for n in args.b8_sizes),
         (797, 0),
-        (b4_sizes(args.sizes)[1], 0),
+        *(((b4_sizes(args.sizes)[1], 0),) if "B4" in only else ()),
     ]
     upstream = scenario.Upstream(args.upstream, stores=stores)
     try:

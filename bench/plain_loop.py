@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -68,7 +69,7 @@ INSERT = (
 # default, core/gctune.py): fewer collector passes over the parsed records. A simple speed-up the reference takes
 # too: interleaved at 100,000 customers (2026-12-05, 6 rounds) the loop took 3.20-3.25 s with it against
 # 3.28-3.33 s without, faster in every round.
-GC_THRESHOLD = 1_000_000
+GC_THRESHOLD = int(os.environ.get("SYNC_GC_THRESHOLD") or 1_000_000)  # as config/settings.py reads it
 
 
 def _fewer_collections(fn):
@@ -79,7 +80,7 @@ def _fewer_collections(fn):
     def wrapper(*args, **kwargs):
         before = gc.get_threshold()
         with contextlib.ExitStack() as stack:
-            if before[0] and before[0] < GC_THRESHOLD:  # 0: the collector is off; keep it so
+            if GC_THRESHOLD > 0 and before[0] and before[0] < GC_THRESHOLD:  # 0: collector off or untouched
                 gc.set_threshold(GC_THRESHOLD, *before[1:])
                 stack.callback(gc.set_threshold, *before)
             return fn(*args, **kwargs)

@@ -300,3 +300,9 @@ def sizes_arg(text: str) -> list[int]:
     if not sizes or min(sizes) <= 0 or len(set(sizes)) != len(sizes):
         raise argparse.ArgumentTypeError(f"positive, distinct counts please: {text!r}")
     return sizes
+
+
+def round_order(sizes: list[int], i: int) -> list[int]:
+    """The sizes in round ``i``'s order: as given in even rounds, reversed in odd ones, so that no size always
+    runs first (a position that favours its runs favours each size as often)."""
+    return list(sizes) if i % 2 == 0 else list(reversed(sizes))

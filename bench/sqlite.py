@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {n: {"engine": [], "plain loop (SQLite)": []} for n in sizes}
     try:
         for i in range(args.repeat):
-            for n in sizes:
+            for n in scenario.round_order(sizes, i):  # the sizes' order alternates too
                 # The side that goes first alternates: a position that favours its run favours each as often.
                 for what in ("engine", "plain loop (SQLite)")[:: 1 if i % 2 == 0 else -1]:
                     # Both sides start with the write-ahead log folded back (before, only the loop did, by closing

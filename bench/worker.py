@@ -52,11 +52,13 @@ def main() -> None:
     stop.set()
     sampler.join()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    hwm = vm_hwm_kib()
     print(
         json.dumps(
             {
                 "seconds": seconds,
-                "peak_kib": vm_hwm_kib() or peak,
+                "peak_kib": hwm or peak,
+                "peak_source": "VmHWM" if hwm else "ru_maxrss",
                 "ru_maxrss_kib": peak,
                 "ru_maxrss_at_start_kib": baseline,
                 "rss_start_kib": rss_start,

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from bench.__main__ import b4_sizes
-from bench.scenario import sizes_arg
+from bench.scenario import round_order, sizes_arg
 
 
 def test_sizes_keep_their_order():
@@ -28,3 +28,16 @@ def test_b4_compares_the_largest_with_the_smallest_or_a_tenth():
     assert b4_sizes([300_000, 10_000, 100_000]) == (300_000, 10_000)
     assert b4_sizes([100_000]) == (100_000, 10_000)
     assert b4_sizes([500]) == (500, 100)
+
+
+@pytest.mark.parametrize("size", [1, 50, 100])
+def test_b4_refuses_one_size_with_nothing_smaller_to_compare_with(size):
+    with pytest.raises(ValueError):
+        b4_sizes([size])
+
+
+def test_the_sizes_take_turns_at_going_first():
+    assert round_order([100_000, 300_000], 0) == [100_000, 300_000]
+    assert round_order([100_000, 300_000], 1) == [300_000, 100_000]
+    assert round_order([100_000, 300_000], 2) == [100_000, 300_000]
+    assert round_order([10_000], 1) == [10_000]
