@@ -158,10 +158,9 @@ def _rows(conn) -> list[tuple]:
     return list(Customer.objects.filter(connection=conn).order_by("external_id").values_list(*FIELDS))
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("n", [250, 300])
-def test_every_postgresql_loop_writes_the_rows_the_engine_writes(fake, make_connection, org, n):
+def _engine_first(fake, make_connection, org, n):
+    """The engine's first full sync of the fake's store of ``n``: (its url, a maker of connections to it, the
+    rows the engine wrote)."""
     root, _, _ = fake
     url = base_url(root, n=n)
 
@@ -173,6 +172,14 @@ def test_every_postgresql_loop_writes_the_rows_the_engine_writes(fake, make_conn
     assert run_queue(result.queue.pk) == "done"
     engine_rows = _rows(engine_conn)
     assert len(engine_rows) == n and engine_rows[0][1] == "1"
+    return url, connection, engine_rows
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("n", [250, 300])
+def test_every_postgresql_loop_writes_the_rows_the_engine_writes(fake, make_connection, org, n):
+    url, connection, engine_rows = _engine_first(fake, make_connection, org, n)
 
     for name, fn, threads, passes in (
         ("loop", plain_loop.run, 1, 2),  # empty table, then every row present (the update path)
@@ -245,18 +252,8 @@ def test_the_sqlite_loop_writes_the_rows_the_engine_writes(fake, make_connection
 
     if db.vendor != "sqlite":
         pytest.skip("the SQLite loop; the PostgreSQL loops are checked above")
-    root, _, _ = fake
     n = 250
-    url = base_url(root, n=n)
-
-    def connection(name):
-        return make_connection(org, kind="woocommerce", name=name, base_url=url, credentials=dict(AUTH))
-
-    engine_conn = connection("engine")
-    result = sync_start(connection=engine_conn, resource="customers", enqueue=False, full_scan=True)
-    assert run_queue(result.queue.pk) == "done"
-    engine_rows = _rows(engine_conn)
-    assert len(engine_rows) == n
+    url, connection, engine_rows = _engine_first(fake, make_connection, org, n)
     conn = connection("loop")
     path = db.settings_dict["NAME"]
     db.close()  # the loop takes the file's write lock for its whole run
