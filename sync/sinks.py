@@ -285,14 +285,15 @@ def missing_rows(model, queue: SyncQueue):
 @contextlib.contextmanager
 def without_nested_loops() -> Iterator[None]:
     """On PostgreSQL, a transaction (a savepoint inside one) whose statements are planned without nested loops:
-    what missing_rows' anti-join needs; wrap only its statements, so nothing else inherits the setting. Its queue's lines are always new to the planner's statistics (and a first
-    sync's rows are too, until autovacuum analyzes them), so it may expect a few lines where a full scan wrote
-    thousands, and put a scan of every line of the queue inside a loop over the rows: quadratic. Measured
-    (2026-12-05) on the second full scan of 3,000 customers right after the first: 4.5 million line
-    comparisons and 0.55 s for the count, against 3.6 ms once the plan had turned to the index. A hash or merge
-    anti-join is linear whatever the estimates. The setting ends with the block (SET LOCAL semantics; a
-    rollback undoes it with the rest; set_config(..., true) made in a savepoint would otherwise last until the
-    outer transaction ends, hence the explicit restore). SQLite needs nothing: it probes the lines' unique index."""
+    what missing_rows' anti-join needs; wrap only its statements, so nothing else inherits the setting. Its
+    queue's lines are always new to the planner's statistics (and a first sync's rows are too, until autovacuum
+    analyzes them), so it may expect a few lines where a full scan wrote thousands, and put a scan of every line
+    of the queue inside a loop over the rows: quadratic. Measured (2026-12-05) on the second full scan of 3,000
+    customers right after the first: 4.5 million line comparisons and 0.55 s for the count, against 3.6 ms once
+    the plan had turned to the index. A hash or merge anti-join is linear whatever the estimates. The setting
+    ends with the block (SET LOCAL semantics; a rollback undoes it with the rest; set_config(..., true) made in
+    a savepoint would otherwise last until the outer transaction ends, hence the explicit restore). SQLite needs
+    nothing: it probes the lines' unique index."""
     if db_connection.vendor != "postgresql":
         yield
         return
