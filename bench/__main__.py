@@ -228,7 +228,7 @@ class Bench:
                     self.up.live(n, day=0, per_mille=0)
                 live.append((visited, scenario.last_rows_written))
 
-        for pair in (loop_pair, engine_pair) if i % 2 == 0 else (engine_pair, loop_pair):
+        for pair in scenario.round_order((loop_pair, engine_pair), i):
             pair()
         t["noparse"].append(self.loop(n, noparse=True))
         t["direct"].append(self.loop(n, direct=True))
@@ -571,7 +571,7 @@ class Bench:
                     ("ref4", lambda n=n: self.loop(n, delay_ms=delay, threads=4)),
                     ("eng4", lambda n=n: self.engine(n, delay_ms=delay, fetch_concurrency=4)),
                 ]
-                for key, run in pair if i % 2 == 0 else pair[::-1]:  # who goes first alternates
+                for key, run in scenario.round_order(pair, i):  # who goes first alternates
                     t[key].append(run())
                 t["np4"].append(self.loop(n, delay_ms=delay, threads=4, noparse=True))
                 log(
@@ -810,17 +810,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_db:
         scenario.recreate_database(os.environ["DATABASE_URL"])
     scenario.setup_django(migrate=True)
+    b4_small = ()  # B4's smaller store, when B4 runs
     if "B4" in only:
         try:
-            b4_sizes(args.sizes)
+            b4_small = ((b4_sizes(args.sizes)[1], 0),)
         except ValueError as exc:
             parser.error(str(exc))
-    stores = [
-        *((n, 0) for n in args.sizes),
-        *((n, 50) for n in args.b8_sizes),
-        (797, 0),
-        *(((b4_sizes(args.sizes)[1], 0),) if "B4" in only else ()),
-    ]
+    stores = [*((n, 0) for n in args.sizes), *((n, 50) for n in args.b8_sizes), (797, 0), *b4_small]
     upstream = scenario.Upstream(args.upstream, stores=stores)
     try:
         if args.profile:

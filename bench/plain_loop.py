@@ -1,5 +1,5 @@
 """The honest reference for B1/B2/B8: the simplest fast program doing the sync's work, written apart from
-the engine (it imports nothing from sync/ or connectors/).
+the engine (it imports nothing from sync/ or connectors/; from core only the collector switch the engine uses).
 
 ``run``: one ``requests.Session`` GETs ``page=1..N`` (``per_page=100``, ``role=all&orderby=id&order=asc``,
 the keys as query parameters) in order, parses each body with ``orjson.loads`` (the fastest parser at hand:
@@ -31,9 +31,7 @@ COPY (``Jsonb`` values dumped with orjson, the times parsed to datetimes) 4.01 s
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import os
 import threading
 import time
@@ -43,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import psycopg
 import requests
+
+from core.gctune import fewer_collections
 
 QUERY = {"role": "all", "orderby": "id", "order": "asc", "per_page": 100}
 
@@ -73,16 +73,12 @@ GC_THRESHOLD = int(os.environ.get("SYNC_GC_THRESHOLD") or 1_000_000)  # as confi
 
 
 def _fewer_collections(fn):
-    """Run ``fn`` with the collector's young generation at GC_THRESHOLD, restored after (not thread-safe
-    against another thread changing it meanwhile: the benchmarks run one program at a time)."""
+    """Run ``fn`` with the collector's young generation at GC_THRESHOLD, restored after: the engine's own
+    switch (core.gctune, no sync logic), so both sides are tuned by the same code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        before = gc.get_threshold()
-        with contextlib.ExitStack() as stack:
-            if GC_THRESHOLD > 0 and before[0] and before[0] < GC_THRESHOLD:  # 0: collector off or untouched
-                gc.set_threshold(GC_THRESHOLD, *before[1:])
-                stack.callback(gc.set_threshold, *before)
+        with fewer_collections(GC_THRESHOLD):
             return fn(*args, **kwargs)
 
     return wrapper

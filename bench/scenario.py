@@ -302,7 +302,7 @@ def sizes_arg(text: str) -> list[int]:
     return sizes
 
 
-def round_order(sizes: list[int], i: int) -> list[int]:
-    """The sizes in round ``i``'s order: as given in even rounds, reversed in odd ones, so that no size always
-    runs first (a position that favours its runs favours each size as often)."""
-    return list(sizes) if i % 2 == 0 else list(reversed(sizes))
+def round_order(items, i: int) -> list:
+    """``items`` (sizes, or the sides of a comparison) in round ``i``'s order: as given in even rounds, reversed
+    in odd ones, so that none always runs first (a position that favours its runs favours each as often)."""
+    return list(items) if i % 2 == 0 else list(reversed(items))

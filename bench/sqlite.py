@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeat):
             for n in scenario.round_order(sizes, i):  # the sizes' order alternates too
                 # The side that goes first alternates: a position that favours its run favours each as often.
-                for what in ("engine", "plain loop (SQLite)")[:: 1 if i % 2 == 0 else -1]:
+                for what in scenario.round_order(("engine", "plain loop (SQLite)"), i):
                     # Both sides start with the write-ahead log folded back (before, only the loop did, by closing
                     # the connection: the engine's run paid for checkpointing reset_tables' DELETEs).
                     conn = scenario.fresh_connection(up, n, name=f"sqlite-{what}")
