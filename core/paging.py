@@ -25,6 +25,12 @@ class Page:
     # need not parse it (KnownPage).
     body_digest: bytes | None = None
     body_ids: bytes | None = None
+    # Optional: makes ``records`` again, equal to them (the same body parsed again, the same way). With it the
+    # engine may let a first sync's records go as soon as it has mapped and encoded them, in the thread that
+    # parsed them, and read them again only on a path that needs one (a draft or failed line's payload, a group
+    # written again). Held instead of the records, a page costs its body's bytes, not a tree of objects that
+    # is freed long after it left the CPU's caches. None (the default): the records are kept.
+    reload: Callable[[], list[dict]] | None = field(default=None, repr=False, compare=False)
 
 
 class LazyPage(Page):

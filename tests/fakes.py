@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import pickle
 import threading
 
 from connectors.base import Client, FetchContext, MappingError, Page, TransientError
@@ -75,7 +77,12 @@ class FakeCustomers:
             nxt = page_no + 1
         if UPSTREAM.repeat_token:
             nxt = 1
-        return Page(records=[dict(r) for r in chunk], next_token=nxt, total=len(rows))
+        # reload: the page as a body to parse again (Page.reload), so a first sync lets its records go (the
+        # engine's _released) on every fake first sync, as it does on WooCommerce's pages.
+        body = pickle.dumps(chunk)
+        return Page(
+            records=pickle.loads(body), next_token=nxt, total=len(rows), reload=functools.partial(pickle.loads, body)
+        )
 
     def external_id(self, record):
         from connectors.base import Resource

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -209,10 +209,10 @@ class WooResource(Resource):
     # one HTTP page ---------------------------------------------------------------------------------------
     def _get(
         self, client, params: dict, offset: int, known=None
-    ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None]:
+    ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None, Callable | None]:
         """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256, the
-        body's ids for its memo) of the page at ``offset``. The keys are made once here (in the fetch thread)
-        for step and _fresh to read. ``known``: FetchContext.known_body; a body it knows is not parsed (its
+        body's ids for its memo, what parses the body again (None for a known body)) of the page at
+        ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read. ``known``: FetchContext.known_body; a body it knows is not parsed (its
         records are a _KnownBody, its keys the ids it knew), for the resources that allow it (_body_memos)."""
         response = client.request("GET", self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
         # The body's digest, for the page's (step), with its Content-Type (whose charset says how the bytes
@@ -227,7 +227,7 @@ class WooResource(Resource):
         if ids is not None:
             # The same bytes parsed before, by the same code (the memo key holds its revision): the same ids,
             # in the order checked then. Parsing them would be most of an unchanged full scan's work.
-            return _KnownBody(response, ids), [[i] for i in ids], total, server_time, body, None
+            return _KnownBody(response, ids), [[i] for i in ids], total, server_time, body, None, None
         data = page_json(response)
         if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
@@ -237,7 +237,8 @@ class WooResource(Resource):
         present = [k for k in keys if k is not None]
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
-        return data, keys, total, server_time, body, _packed_ids(data) if memos else None
+        body_ids = _packed_ids(data) if memos else None
+        return data, keys, total, server_time, body, body_ids, functools.partial(page_json, response)
 
     def _body_memos(self) -> bool:
         """May pages be made from body memos (KnownPage)? Only where a record's key, id and cursor follow from
@@ -266,7 +267,7 @@ class WooResource(Resource):
         offset, last = int(token["offset"]), token.get("last")
         back = self.page_size
         for _ in range(MAX_BACKOFFS):
-            records, keys, total, server_time, body, body_ids = fetch(offset)
+            records, keys, total, server_time, body, body_ids, parse = fetch(offset)
             if "started" in token and not token["started"]:
                 token["started"] = server_time or ""  # the store's clock, not ours: no skew
             keyed = [k for k in keys if k is not None]
@@ -307,7 +308,16 @@ class WooResource(Resource):
             digest=digest,
             body_digest=body,
             body_ids=body_ids,
+            reload=functools.partial(self._reloaded, parse, keys, last) if parse is not None else None,
         )
+
+    def _reloaded(self, parse: Callable, keys: list, last) -> list[dict]:
+        """A page's records made again (Page.reload): its body parsed again, and the records after ``last``
+        picked as step picked them. The same bytes through the same parser; the keys are checked all the same."""
+        data = parse()
+        if not isinstance(data, list) or self.page_keys(data) != keys:
+            raise BadPage(f"{self.name}: a page parsed again does not hold the records it held")
+        return self._fresh(data, keys, last)
 
     def _fresh(self, records: list, keys: list, last: list | None) -> list:
         """Records after ``last`` (``keys``: each record's key or None). A record without a key is placed by

@@ -81,7 +81,7 @@ def test_a_page_wholly_behind_the_last_key_keeps_it():
     page = Customers().step(
         FetchContext(client=None, cursor="", token=None, full_scan=True, params={}),
         {"offset": 95, "last": [250]},
-        lambda offset: (records, keys, 1000, None, b"", None),
+        lambda offset: (records, keys, 1000, None, b"", None, None),
     )
     assert page.records == []
     assert page.next_token["last"] == [250]

@@ -147,5 +147,57 @@ def test_a_record_whose_id_is_not_a_finite_number_has_no_sort_key_and_the_page_p
     response = types.SimpleNamespace(headers={}, content=b"[...]")  # the body only goes into Page.digest
     client = types.SimpleNamespace(request=lambda *a, **kw: response)
     monkeypatch.setattr(resources, "page_json", lambda response: records)  # as the stdlib parser reads them
-    data, keys, _, _, _, _ = Customers()._get(client, {}, 0)
+    data, keys, *_ = Customers()._get(client, {}, 0)
     assert data == records and keys == [[1], None, None, [4]]
+
+
+def test_a_page_makes_its_records_again_from_its_body_as_step_picked_them():
+    """Page.reload (the engine lets a first sync's records go and may ask for them again): the records after
+    ``last``, equal to the page's and new objects; a body that no longer holds those records is a BadPage."""
+    import types
+
+    from connectors.base import BadPage
+
+    body = b'[{"id": 1, "email": "a@example.com"}, {"id": 2, "email": "b@example.com"}, {"id": 3}]'
+    response = types.SimpleNamespace(
+        content=body, headers={"X-WP-Total": "3"}, encoding=None, url="http://127.0.0.1/wp-json/wc/v3/customers"
+    )
+    client = types.SimpleNamespace(request=lambda *a, **kw: response)
+    ctx = FetchContext(client=client, cursor="", token=None, full_scan=True)
+    page = Customers().step(ctx, {"offset": 0, "last": [1]})
+    assert page.records == [{"id": 2, "email": "b@example.com"}, {"id": 3}]
+    again = page.reload()
+    assert again == page.records and again[0] is not page.records[0]
+    response.content = body.replace(b'"id": 3', b'"id": 4')
+    with pytest.raises(BadPage, match="parsed again"):
+        page.reload()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_sync_lets_each_pages_records_go_and_never_parses_a_body_twice(woo, monkeypatch):
+    """Against the sandbox over HTTP: every page reaches the main thread as a LazyPage whose records were let
+    go (sync.engine's _released: their rows were encoded ahead), and no body is parsed a second time."""
+    from connectors.woocommerce import resources
+    from core.paging import LazyPage
+    from sync import engine
+
+    parsed = []
+    real_json = resources.page_json
+    monkeypatch.setattr(resources, "page_json", lambda response: parsed.append(1) or real_json(response))
+    pages = []
+    real_prepare = engine.QueueRunner._prepare_pages
+    monkeypatch.setattr(
+        engine.QueueRunner,
+        "_prepare_pages",
+        lambda self, group: pages.extend(p for p, _ in group) or real_prepare(self, group),
+    )
+    sandbox, conn = woo(size=250)  # pages at offsets 0, 95, 190 (and the empty one past the end)
+    q = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
+    from sync.engine import run_queue
+
+    run_queue(q.pk)
+    q.refresh_from_db()
+    assert q.state == QueueState.DONE and q.done_count == 250
+    assert [type(p) for p in pages][:3] == [LazyPage] * 3 and all(p._records is None for p in pages[:3])
+    assert len(parsed) == len(pages), "each body parsed once"
+    assert Customer.objects.filter(connection=conn).count() == 250

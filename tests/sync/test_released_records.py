@@ -1,0 +1,122 @@
+"""A first sync lets each page's records go in the fetch thread once their rows are encoded (QueueRunner._released,
+Page.reload), and reads them again only on a path that needs a record: a group the database refuses is written
+again from records made again; a group stored as drafts keeps every record as its payload. On both databases
+(TableSink.row_encoder: PostgreSQL's COPY rows, SQLite's parameters)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from core.paging import LazyPage, Page
+from customers.models import Customer
+from sync import engine, services
+from sync.models import SyncQueue, SyncQueueLine
+from tests.fakes import UPSTREAM, FakeCustomers
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _run(conn) -> SyncQueue:
+    q = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
+    engine.run_queue(q.pk)  # not through django-q2's inline mode, which runs the task inside a transaction
+    return SyncQueue.objects.get(pk=q.pk)
+
+
+@pytest.fixture
+def prepared_pages(monkeypatch):
+    """Every page that reached _prepare_pages (the main thread), in order."""
+    pages: list[Page] = []
+    real = engine.QueueRunner._prepare_pages
+
+    def spy(self, group):
+        pages.extend(page for page, _ in group)
+        return real(self, group)
+
+    monkeypatch.setattr(engine.QueueRunner, "_prepare_pages", spy)
+    return pages
+
+
+def test_a_first_sync_hands_over_pages_whose_records_were_let_go_and_never_made_again(
+    org, make_connection, fake_kind, prepared_pages
+):
+    UPSTREAM.__init__(120)  # pages of 10 (FakeCustomers.page_size): 12
+    conn = make_connection(org, kind="fake", name="released")
+    q = _run(conn)
+    assert q.state == "done" and q.done_count == 120
+    assert len(prepared_pages) == 12 and all(type(page) is LazyPage for page in prepared_pages)
+    assert all(page._records is None for page in prepared_pages), "no record was asked for again"
+    rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
+    assert rows == {str(i): f"user{i}@example.com" for i in range(1, 121)}
+
+
+def test_a_page_that_cannot_make_its_records_again_keeps_them(
+    org, make_connection, fake_kind, prepared_pages, monkeypatch
+):
+    real = FakeCustomers.fetch_page
+    monkeypatch.setattr(FakeCustomers, "fetch_page", lambda self, ctx: _without_reload(real(self, ctx)))
+    UPSTREAM.__init__(60)
+    conn = make_connection(org, kind="fake", name="kept")
+    assert _run(conn).state == "done"
+    assert [type(page) for page in prepared_pages] == [Page] * 6
+    assert Customer.objects.filter(connection=conn).count() == 60
+
+
+def _without_reload(page: Page) -> Page:
+    import dataclasses
+
+    return dataclasses.replace(page, reload=None)
+
+
+def test_a_group_the_database_refuses_is_written_again_from_records_made_again(
+    org, make_connection, fake_kind, prepared_pages, monkeypatch, caplog
+):
+    """A row that appears meanwhile (a webhook's) makes the first group's plain insert fail: the group is
+    written again as an upsert from the records its pages make again, mapped anew; a deletion among them reads
+    its own snapshot (kept: only encoded rows are let go)."""
+    UPSTREAM.__init__(30)
+    UPSTREAM.records[4]["deleted"] = True  # id 5
+    conn = make_connection(org, kind="fake", name="refused")
+    store = engine.QueueRunner._store_page_lines
+    arrived = []
+
+    def webhook_first(self, records, plan, updates):
+        if not arrived:
+            for ext in ("3", "5"):
+                arrived.append(
+                    Customer.objects.create(organization=org, connection=conn, external_id=ext, email="hook@x.com")
+                )
+        return store(self, records, plan, updates)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    caplog.set_level(logging.WARNING, logger="sync.engine")
+    q = _run(conn)
+    assert q.state == "done"
+    assert "storing them as draft lines" not in caplog.text, "written again inline, not handed to the draft path"
+    assert type(prepared_pages[0]) is LazyPage and prepared_pages[0]._records is not None, "made again"
+    assert Customer.objects.get(connection=conn, external_id="3").email == "user3@example.com"
+    deleted = Customer.objects.get(connection=conn, external_id="5")
+    assert deleted.deleted_at is not None and deleted.sync_version == "5".zfill(30)
+    rows = dict(Customer.objects.filter(connection=conn, deleted_at=None).values_list("external_id", "first_name"))
+    assert rows == {str(i): f"First{i}" for i in range(1, 31) if i != 5}
+    assert set(SyncQueueLine.objects.filter(queue=q).values_list("state", "attempts")) == {("done", 1)}
+
+
+@pytest.mark.postgres
+def test_a_group_stored_as_drafts_keeps_every_record_as_its_payload(org, make_connection, fake_kind, caplog):
+    """A value PostgreSQL refuses (an email longer than its column; SQLite's mapping checks it first) fails
+    the group's write: the group goes the draft way, each line with its record, made again from the page, and
+    the bad one fails its own line."""
+    UPSTREAM.__init__(30)
+    UPSTREAM.records[6]["email"] = "x" * 300 + "@example.com"  # id 7
+    conn = make_connection(org, kind="fake", name="drafts")
+    caplog.set_level(logging.WARNING, logger="sync.engine")
+    q = _run(conn)
+    assert "storing them as draft lines" in caplog.text
+    assert q.state == "partial" and q.done_count == 29
+    failed = SyncQueueLine.objects.get(queue=q, state="failed")
+    assert failed.external_id == "7" and failed.payload == UPSTREAM.records[6]
+    payloads = dict(SyncQueueLine.objects.filter(queue=q, state="done").values_list("external_id", "payload"))
+    assert payloads == {str(r["id"]): r for r in UPSTREAM.records if r["id"] != 7}
+    assert Customer.objects.filter(connection=conn).count() == 29
