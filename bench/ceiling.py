@@ -56,8 +56,12 @@ def _stand_ins():
         url = client.url(self.endpoint) + "?" + urlencode(kwargs["params"])
         response = pool.request("GET", url, headers={"Accept": "application/json", **kwargs["headers"]})
         content = response.data
+
         # The parse as response_json does it for a UTF-8 body: the long-integer guard, then orjson.
-        data = orjson.loads(content) if not _long_integer(content) else json.loads(content)
+        def parse(content=content):
+            return orjson.loads(content) if not _long_integer(content) else json.loads(content)
+
+        data = parse()
         if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
         keys = self.page_keys(data)
@@ -67,7 +71,8 @@ def _stand_ins():
         digest = hashlib.sha256(response.headers.get("Content-Type", "").encode() + b"\n")
         digest.update(content)
         total = woo._int_or_none(response.headers.get("X-WP-Total"))
-        return data, keys, total, woo._server_time(response.headers.get("Date")), digest.digest(), None
+        server_time = woo._server_time(response.headers.get("Date"))
+        return data, keys, total, server_time, digest.digest(), None, parse  # parse: what Page.reload calls
 
     def columns_map(self, r: dict) -> dict:
         billing = r["billing"]

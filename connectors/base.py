@@ -583,14 +583,16 @@ class Resource:
         seen_tokens: set[str] = set()
         while True:
             page = self.fetch_page(FetchContext(ctx.client, ctx.cursor, token, ctx.full_scan, ctx.params))
+            nxt = page.next_token
             yield page
-            if page.next_token is None:
+            page = None  # not held while the next page is fetched (the engine may let its records go)
+            if nxt is None:
                 return
-            key = json.dumps(page.next_token, sort_keys=True, default=str)
-            if key in seen_tokens or page.next_token == token:
+            key = json.dumps(nxt, sort_keys=True, default=str)
+            if key in seen_tokens or nxt == token:
                 raise PaginationStalled(f"{self.name}: pagination repeated token {key}")
             seen_tokens.add(key)
-            token = page.next_token
+            token = nxt
 
     def external_id(self, record: dict) -> str:
         try:

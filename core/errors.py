@@ -53,6 +53,11 @@ class BadPage(UpstreamError):
     verdict = Verdict.FAIL
 
 
+class ReloadMismatch(BadPage):
+    """A page's records made again (core.paging.Page.reload) are not the records it held: the run fails as for
+    a bad page, the group being stored rolled back (not stored as drafts, whose payloads would be wrong)."""
+
+
 class KnownBodyMismatch(BadPage):
     """A body read as known from its memo (core.paging.KnownPage) parsed to other records than the memo said
     (a parser change its revision did not catch): the run fails as for a bad page, and the engine forgets the

@@ -44,10 +44,12 @@ class LazyPage(Page):
 
     @property
     def records(self) -> list[dict]:  # type: ignore[override]
-        if self._records is None:
-            object.__setattr__(self, "_records", self._load())
+        records, load = self._records, self._load
+        if records is None and load is not None:  # (None and None: another thread has just loaded them)
+            records = load()
+            object.__setattr__(self, "_records", records)
             object.__setattr__(self, "_load", None)  # what it held (a body, a blob) is not needed again
-        return self._records
+        return records if records is not None else self._records
 
     @records.setter
     def records(self, value) -> None:  # Page.__init__ sets it (to None): the records come from ``load``

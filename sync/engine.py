@@ -14,6 +14,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import logging
 import marshal
@@ -39,7 +40,15 @@ from django.db.models import CharField, F, Min, Q, Value
 from django.db.models.functions import Coalesce
 
 from core import clock
-from core.errors import AuthError, BadPage, KnownBodyMismatch, MappingError, PaginationStalled, UpstreamError
+from core.errors import (
+    AuthError,
+    BadPage,
+    KnownBodyMismatch,
+    MappingError,
+    PaginationStalled,
+    ReloadMismatch,
+    UpstreamError,
+)
 from core.gctune import fewer_collections
 from core.paging import FetchContext, KnownPage, LazyPage, Page
 from core.redaction import redact
@@ -519,6 +528,8 @@ class QueueRunner:
                     self._map_early(page, keyed)
                     if release and page.reload is not None:
                         page, keyed = self._released(page, keyed)
+                if page.reload is not None and type(page) is Page:  # kept: not the body it would parse again
+                    page = dataclasses.replace(page, reload=None)
                 yield page, keyed
         finally:
             close = getattr(pages, "close", None)
@@ -560,8 +571,6 @@ class QueueRunner:
             return ForkedProducer(produce, name=f"fetch-queue-{self.queue.pk}")
         except OSError as exc:  # no memory or process slot for a child: the thread does the same work
             log.warning("queue %s: fetching in a thread, the fetch process did not start (%s)", self.queue.pk, exc)
-            if not is_postgres():
-                self._encode = None  # in a thread, SQLite's rows are prepared by the writer (see fetch())
             return None
 
     def _received(self, process: ForkedProducer):
@@ -653,8 +662,8 @@ class QueueRunner:
         record by record (_plan_inline). _prepare_pages takes the entry of the very list of keyed records it
         plans (the entry holds that list, so an id() is never reused while its entry exists).
 
-        On PostgreSQL each row is also encoded here for the sink's COPY (``self._encode``, the sink's
-        row_encoder): the main thread then sends the group's rows as they are. With mapping done ahead, the
+        Each row is also encoded here (``self._encode``, the sink's row_encoder: PostgreSQL's COPY rows,
+        SQLite's parameters): the main thread then sends the group's rows as they are. With mapping done ahead, the
         main thread's remaining work is mostly its round trips (50,000 customers, 4 interleaved rounds:
         3.93 -> 3.46 s); that CPU runs while the main thread waits on PostgreSQL."""
         bounds, revision, encode = not is_postgres(), self._revision, self._encode
@@ -684,28 +693,25 @@ class QueueRunner:
         self._early[id(keyed)] = pp
 
     def _released(self, page: Page, keyed: list[Keyed]) -> tuple[Page, list[Keyed]]:
-        """A planned page (_map_early) with the records whose rows it encoded let go, here in the fetch thread
-        while they are still in the CPU's caches: a LazyPage that makes them again (Page.reload) on the paths
-        that read one (_real: a group written again, stored as drafts), and their values _SHIPPED (mapped again
-        only if needed, _shipped_values), as a fetch process's pages come (_unship). Otherwise a group's
-        ~3,000 records wait for its commit and are freed by whichever thread drops it last, long after they
-        left the caches: 0.42 s of interpreter time in a 100,000-customer first sync (py-spy, 2026-12-05;
-        parsed pages alone: 0.21 s freed 30 at a time against 0.04 s each freed at once). With this, that sync
-        took 3.42 s against 3.86 s (8 interleaved rounds). Records that failed their mapping, have no id or map
-        to a deletion are kept."""
+        """A planned page (_map_early) with its records let go, here in the fetch thread, soon after they were
+        parsed: a LazyPage that makes them again (Page.reload, checked by _reload_checked) on the paths that
+        read one (_real: a group written again, stored as drafts), and the values _SHIPPED (mapped again only
+        if needed, _shipped_values), as a fetch process's pages come (_unship). Otherwise a group's ~3,000
+        records wait for its commit and are freed by whichever thread drops it last, long after they left the
+        caches: 0.42 s of interpreter time in a 100,000-customer first sync (py-spy, 2026-12-05; parsed pages
+        alone: 0.21 s freed 30 at a time against 0.04 s each freed at once). With this, that sync took 3.42 s
+        against 3.86 s (8 interleaved rounds). Only a page whose every upsert was encoded: a row the encoder
+        gave up on sends its group's _SHIPPED rows to be mapped again. Records that failed their mapping,
+        have no id or map to a deletion are kept."""
         pp = self._early.get(id(keyed))
         if pp is None or pp.keyed is not keyed or not pp.encoded:
             return page, keyed
-        lazy = LazyPage(
-            load=page.reload,
-            next_token=page.next_token,
-            cursor=page.cursor,
-            total=page.total,
-            digest=page.digest,
-            body_digest=page.body_digest,
-            body_ids=page.body_ids,
-        )
         encoded, by_id, ready = pp.encoded, pp.by_id, pp.ready
+        if sum(1 for _, action, _ in ready.values() if action == LineAction.UPSERT) != len(encoded):
+            return page, keyed
+        ids = [item.external_id for item in keyed]
+        fields = {f.name: getattr(page, f.name) for f in dataclasses.fields(Page) if f.name not in _NOT_KEPT}
+        lazy = LazyPage(load=functools.partial(_reload_checked, page.reload, self.resource, ids), **fields)
         later: list[Keyed] = []
         for i, item in enumerate(keyed):
             ext = item.external_id
@@ -715,7 +721,7 @@ class QueueRunner:
             later.append(item)
         for ext in encoded:
             ready[ext] = (by_id[ext], LineAction.UPSERT, _SHIPPED)
-        del self._early[id(keyed)]
+        self._early.pop(id(keyed), None)
         pp.keyed = later
         self._early[id(later)] = pp
         return lazy, later
@@ -764,10 +770,11 @@ class QueueRunner:
         records, plan, updates = prepared.records, prepared.plan, prepared.updates
         try:
             drafts = self._store_page_lines(records, plan, updates)
-        except (OperationalError, InterfaceError, RunAborted, SyncQueue.DoesNotExist):
+        except (OperationalError, InterfaceError, RunAborted, SyncQueue.DoesNotExist, ReloadMismatch):
             self._ahead = None
             # The database went away, the fetch is no longer ours, or the queue was deleted (lock_queue): the
-            # group is lost as a whole; as draft lines it would fail the same way.
+            # group is lost as a whole; as draft lines it would fail the same way. So for a page whose records
+            # came back otherwise (ReloadMismatch): their drafts' payloads would be wrong.
             raise
         except IntegrityError as exc:
             if plan is None:
@@ -798,7 +805,7 @@ class QueueRunner:
         self._encode = None  # rows are upserted from now on: encoding them ahead for a plain COPY is waste
         try:
             return self._store_page_lines(prepared.records, prepared.plan, prepared.updates)
-        except (OperationalError, InterfaceError, RunAborted, SyncQueue.DoesNotExist):
+        except (OperationalError, InterfaceError, RunAborted, SyncQueue.DoesNotExist, ReloadMismatch):
             self._ahead = None
             raise
         except Exception as again:
@@ -1261,7 +1268,8 @@ class QueueRunner:
         encoded) the records are mapped again here: mappers are pure, so the values are the child's. Their
         payloads stay _Later (TableSink.write reads an upsert's id and values only). After one refused insert
         the child goes on sending no values, so every later group of the run is mapped again here: the cost of
-        a row that appeared during a first sync (a webhook's), which the fetch thread's path does not pay."""
+        a row that appeared during a first sync (a webhook's). The fetch thread's path pays it only for the
+        groups it had already planned and let go (_released): it encodes nothing after a refused insert."""
         if not any(values is _SHIPPED for _, values in upserts):
             return upserts
         if not self._known_rows and all(ref.external_id in plan.encoded for ref, _ in upserts):
@@ -1622,13 +1630,29 @@ class _PageBuffer:
         return item
 
 
+_NOT_KEPT = frozenset({"records", "reload"})  # the Page fields a let-go page (_released) does not copy
+
+
+def _reload_checked(reload: Callable[[], list], resource, ids: list[str | None]) -> list:
+    """A let-go page's records made again (Page.reload), checked against the ids they had (_released's
+    _Later indexes must find the same records): another count or id raises ReloadMismatch. Paid only on the
+    paths that read a record again."""
+    records = reload()
+    if not isinstance(records, list) or len(records) != len(ids):
+        raise ReloadMismatch(f"{resource.name}: a page made again holds other records than it held")
+    for record, ext in zip(records, ids, strict=True):
+        if ext is not None and record_key(resource, record).external_id != ext:
+            raise ReloadMismatch(f"{resource.name}: a page made again holds other records than it held")
+    return records
+
+
 class _Later:
-    """The record at ``index`` of a KnownPage (not parsed yet) or a _shipped_page (not unpickled yet): _real
-    reads it."""
+    """The record at ``index`` of a LazyPage: a KnownPage (not parsed yet), a _shipped_page (not unpickled
+    yet) or a page whose records were let go (_released, made again by Page.reload): _real reads it."""
 
     __slots__ = ("index", "page")
 
-    def __init__(self, page: KnownPage, index: int) -> None:
+    def __init__(self, page: LazyPage, index: int) -> None:
         self.page, self.index = page, index
 
 

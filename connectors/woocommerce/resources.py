@@ -36,7 +36,7 @@ from connectors.base import (
     parse_http_date,
     parse_upstream_datetime,
 )
-from core.errors import KnownBodyMismatch
+from core.errors import KnownBodyMismatch, ReloadMismatch
 from core.paging import KnownPage, ReadAhead
 
 from . import conf
@@ -316,7 +316,7 @@ class WooResource(Resource):
         picked as step picked them. The same bytes through the same parser; the keys are checked all the same."""
         data = parse()
         if not isinstance(data, list) or self.page_keys(data) != keys:
-            raise BadPage(f"{self.name}: a page parsed again does not hold the records it held")
+            raise ReloadMismatch(f"{self.name}: a page parsed again does not hold the records it held")
         return self._fresh(data, keys, last)
 
     def _fresh(self, records: list, keys: list, last: list | None) -> list:
@@ -431,14 +431,17 @@ class WooResource(Resource):
                 total = page.total if page.total is not None else total
                 for stale in [o for o in pending if o <= offset]:
                     pending.pop(stale).cancel()
+                nxt = page.next_token
                 yield page
-                if page.next_token is None:
+                # Not held while the next page is fetched: the engine may have let its records go (_released).
+                page = None
+                if nxt is None:
                     return
                 # Every step moves forward (offset or last key), so only endless churn can loop: cap it.
                 steps += 1
                 if steps > 3 * ((total or 0) // stride + 1) + 50:
                     raise PaginationStalled(f"{self.name}: paging did not settle after {steps} pages")
-                token = page.next_token
+                token = nxt
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -38,8 +38,19 @@ def prepared_pages(monkeypatch):
     return pages
 
 
+@pytest.fixture
+def merged(monkeypatch):
+    """Every group's plan as _merge_pages made it."""
+    plans: list = []
+    real = engine.QueueRunner._merge_pages
+    monkeypatch.setattr(
+        engine.QueueRunner, "_merge_pages", lambda self, pages: plans.append(real(self, pages)) or plans[-1]
+    )
+    return plans
+
+
 def test_a_first_sync_hands_over_pages_whose_records_were_let_go_and_never_made_again(
-    org, make_connection, fake_kind, prepared_pages
+    org, make_connection, fake_kind, prepared_pages, merged
 ):
     UPSTREAM.__init__(120)  # pages of 10 (FakeCustomers.page_size): 12
     conn = make_connection(org, kind="fake", name="released")
@@ -47,6 +58,13 @@ def test_a_first_sync_hands_over_pages_whose_records_were_let_go_and_never_made_
     assert q.state == "done" and q.done_count == 120
     assert len(prepared_pages) == 12 and all(type(page) is LazyPage for page in prepared_pages)
     assert all(page._records is None for page in prepared_pages), "no record was asked for again"
+    plans = [plan for plan in merged if plan.ready]
+    assert sum(len(plan.ready) for plan in plans) == 120
+    assert all(
+        type(record) is engine._Later and values is engine._SHIPPED
+        for plan in plans
+        for record, _, values in plan.ready.values()
+    ), "the plan holds no record nor values: those were let go"
     rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
     assert rows == {str(i): f"user{i}@example.com" for i in range(1, 121)}
 
@@ -120,3 +138,63 @@ def test_a_group_stored_as_drafts_keeps_every_record_as_its_payload(org, make_co
     payloads = dict(SyncQueueLine.objects.filter(queue=q, state="done").values_list("external_id", "payload"))
     assert payloads == {str(r["id"]): r for r in UPSTREAM.records if r["id"] != 7}
     assert Customer.objects.filter(connection=conn).count() == 29
+
+
+def test_a_page_with_a_row_the_encoder_gave_up_on_keeps_its_records(
+    org, make_connection, fake_kind, prepared_pages, monkeypatch
+):
+    """A page is let go only when every upsert on it was encoded. (Its group is then written from values, so the
+    main thread maps the group's let-go records again, _shipped_values: the cost of a row the encoder gives up
+    on, which is rare.)"""
+    from sync import sinks
+
+    real_encoder = sinks.TableSink.row_encoder
+
+    def encoder(self, run):
+        encode = real_encoder(self, run)
+        return lambda ext, values, now: None if ext == "12" else encode(ext, values, now)
+
+    monkeypatch.setattr(sinks.TableSink, "row_encoder", encoder)
+    UPSTREAM.__init__(30)
+    conn = make_connection(org, kind="fake", name="partly")
+    assert _run(conn).state == "done"
+    assert [type(page) for page in prepared_pages] == [LazyPage, Page, LazyPage], "ids 11-20: the second page"
+    rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
+    assert rows == {str(i): f"user{i}@example.com" for i in range(1, 31)}
+
+
+def test_a_page_made_again_with_other_records_fails_the_run_and_stores_nothing_of_its_group(
+    org, make_connection, fake_kind, monkeypatch, caplog
+):
+    """A page whose records come back otherwise (here shifted by one) must not be written from them, nor
+    stored as drafts with the wrong payloads: its group rolls back and the run fails as for a bad page, the
+    token where the last stored group left it."""
+    real = FakeCustomers.fetch_page
+
+    def shifted(self, ctx):
+        page = real(self, ctx)
+        return _with_reload(page, lambda: page.reload()[1:] + page.reload()[:1])
+
+    monkeypatch.setattr(FakeCustomers, "fetch_page", shifted)
+    UPSTREAM.__init__(30)
+    conn = make_connection(org, kind="fake", name="mismatch")
+    store = engine.QueueRunner._store_page_lines
+
+    def webhook_first(self, records, plan, updates):  # a row for id 3 makes the plain insert fail: made again
+        if not Customer.objects.filter(connection=conn).exists():
+            Customer.objects.create(organization=org, connection=conn, external_id="3", email="hook@x.com")
+        return store(self, records, plan, updates)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    caplog.set_level(logging.WARNING, logger="sync.engine")
+    q = _run(conn)
+    assert q.state == "failed" and "holds other records than it held" in (q.fetch_error or q.last_error)
+    assert "storing them as draft lines" not in caplog.text
+    assert list(Customer.objects.filter(connection=conn).values_list("external_id", "email")) == [("3", "hook@x.com")]
+    assert not SyncQueueLine.objects.filter(queue=q).exists() and q.pages_fetched == 0
+
+
+def _with_reload(page: Page, reload) -> Page:
+    import dataclasses
+
+    return dataclasses.replace(page, reload=reload)
