@@ -212,8 +212,9 @@ class WooResource(Resource):
     ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None, Callable | None]:
         """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256, the
         body's ids for its memo, what parses the body again (None for a known body)) of the page at
-        ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read. ``known``: FetchContext.known_body; a body it knows is not parsed (its
-        records are a _KnownBody, its keys the ids it knew), for the resources that allow it (_body_memos)."""
+        ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read. ``known``:
+        FetchContext.known_body; a body it knows is not parsed (its records are a _KnownBody, its keys the ids
+        it knew), for the resources that allow it (_body_memos)."""
         response = client.request("GET", self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
         # The body's digest, for the page's (step), with its Content-Type (whose charset says how the bytes
         # read). hashlib lets go of the GIL over a body this size.

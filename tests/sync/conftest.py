@@ -40,3 +40,22 @@ def assert_counters_match(queue) -> None:
     stored = {s: getattr(queue, f"{s}_count") for s in actual}
     assert stored == actual, f"counter drift on queue #{queue.pk}: stored {stored}, lines say {actual}"
     assert queue.total_count == sum(actual.values())
+
+
+def rows_arrive_first(monkeypatch, org, conn, ids, email: str = "hook@example.com") -> list:
+    """Rows for ``ids`` appear (a webhook's) just before the run stores its first group: a first sync's plain
+    insert of that group then fails, and it is written again as an upsert. Returns the rows made."""
+    from customers.models import Customer
+    from sync import engine
+
+    store = engine.QueueRunner._store_page_lines
+    arrived: list = []
+
+    def webhook_first(self, records, plan, updates):
+        if not arrived:
+            for ext in ids:
+                arrived.append(Customer.objects.create(organization=org, connection=conn, external_id=ext, email=email))
+        return store(self, records, plan, updates)
+
+    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    return arrived

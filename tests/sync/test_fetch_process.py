@@ -17,7 +17,7 @@ from customers.models import Customer
 from sync import engine, fetchproc, services
 from sync.models import SyncActivity, SyncQueue, SyncQueueLine
 from tests.fakes import UPSTREAM, FakeCustomers, FlakyError
-from tests.sync.conftest import assert_counters_match
+from tests.sync.conftest import assert_counters_match, rows_arrive_first
 
 pytestmark = [pytest.mark.forks_db, pytest.mark.django_db(transaction=True)]
 
@@ -166,20 +166,7 @@ def test_a_group_the_database_refuses_is_written_again_from_records_mapped_anew(
     UPSTREAM.__init__(30)
     UPSTREAM.records[4]["deleted"] = True  # id 5, a row the webhook made too: its deletion reads the snapshot
     conn = make_connection(org, kind="fake", name="process")
-    store = engine.QueueRunner._store_page_lines
-    arrived = []
-
-    def webhook_first(self, records, plan, updates):
-        if not arrived:
-            for ext in ("3", "5"):
-                arrived.append(
-                    Customer.objects.create(
-                        organization=org, connection=conn, external_id=ext, email="hook@example.com"
-                    )
-                )
-        return store(self, records, plan, updates)
-
-    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    rows_arrive_first(monkeypatch, org, conn, ("3", "5"))
     caplog.set_level(logging.WARNING, logger="sync.engine")
     q = _run(conn)
     assert len(forks) == 1

@@ -14,6 +14,7 @@ from customers.models import Customer
 from sync import engine, services
 from sync.models import SyncQueue, SyncQueueLine
 from tests.fakes import UPSTREAM, FakeCustomers
+from tests.sync.conftest import rows_arrive_first
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,18 +97,7 @@ def test_a_group_the_database_refuses_is_written_again_from_records_made_again(
     UPSTREAM.__init__(30)
     UPSTREAM.records[4]["deleted"] = True  # id 5
     conn = make_connection(org, kind="fake", name="refused")
-    store = engine.QueueRunner._store_page_lines
-    arrived = []
-
-    def webhook_first(self, records, plan, updates):
-        if not arrived:
-            for ext in ("3", "5"):
-                arrived.append(
-                    Customer.objects.create(organization=org, connection=conn, external_id=ext, email="hook@x.com")
-                )
-        return store(self, records, plan, updates)
-
-    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    rows_arrive_first(monkeypatch, org, conn, ("3", "5"))
     caplog.set_level(logging.WARNING, logger="sync.engine")
     q = _run(conn)
     assert q.state == "done"
@@ -178,19 +168,14 @@ def test_a_page_made_again_with_other_records_fails_the_run_and_stores_nothing_o
     monkeypatch.setattr(FakeCustomers, "fetch_page", shifted)
     UPSTREAM.__init__(30)
     conn = make_connection(org, kind="fake", name="mismatch")
-    store = engine.QueueRunner._store_page_lines
-
-    def webhook_first(self, records, plan, updates):  # a row for id 3 makes the plain insert fail: made again
-        if not Customer.objects.filter(connection=conn).exists():
-            Customer.objects.create(organization=org, connection=conn, external_id="3", email="hook@x.com")
-        return store(self, records, plan, updates)
-
-    monkeypatch.setattr(engine.QueueRunner, "_store_page_lines", webhook_first)
+    rows_arrive_first(monkeypatch, org, conn, ("3",))  # the plain insert fails: the records are made again
     caplog.set_level(logging.WARNING, logger="sync.engine")
     q = _run(conn)
     assert q.state == "failed" and "holds other records than it held" in (q.fetch_error or q.last_error)
     assert "storing them as draft lines" not in caplog.text
-    assert list(Customer.objects.filter(connection=conn).values_list("external_id", "email")) == [("3", "hook@x.com")]
+    assert list(Customer.objects.filter(connection=conn).values_list("external_id", "email")) == [
+        ("3", "hook@example.com")
+    ]
     assert not SyncQueueLine.objects.filter(queue=q).exists() and q.pages_fetched == 0
 
 
