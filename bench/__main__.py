@@ -90,7 +90,9 @@ class Bench:
         self.page_concurrency = conf.PAGE_CONCURRENCY
         self.read_ahead_after_ms = conf.READ_AHEAD_AFTER_MS
         self.pipeline = settings.SYNC_WRITE_PIPELINE
-        self.process = settings.SYNC_FETCH_PROCESS
+        from sync import fetchproc
+
+        self.process = fetchproc.wanted()  # what the engine does by default here (SYNC_FETCH_PROCESS)
         self.rows: list[Row] = []
         connection.ensure_connection()
 

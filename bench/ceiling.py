@@ -58,10 +58,7 @@ def _stand_ins():
         content = response.data
 
         # The parse as response_json does it for a UTF-8 body: the long-integer guard, then orjson.
-        def parse(content=content):
-            return orjson.loads(content) if not _long_integer(content) else json.loads(content)
-
-        data = parse()
+        data = orjson.loads(content) if not _long_integer(content) else json.loads(content)
         if not isinstance(data, list):
             raise BadPage(f"{self.name}: expected a JSON array of records at offset {offset}")
         keys = self.page_keys(data)
@@ -72,7 +69,8 @@ def _stand_ins():
         digest.update(content)
         total = woo._int_or_none(response.headers.get("X-WP-Total"))
         server_time = woo._server_time(response.headers.get("Date"))
-        return data, keys, total, server_time, digest.digest(), None, parse  # parse: what Page.reload calls
+        # What Page.reload parses again (page_json_again's arguments; a UTF-8 JSON body parses as above).
+        return data, keys, total, server_time, digest.digest(), None, (content, "utf-8", url)
 
     def columns_map(self, r: dict) -> dict:
         billing = r["billing"]

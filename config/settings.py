@@ -304,10 +304,15 @@ SYNC_BINARY_COPY = env.bool("SYNC_BINARY_COPY", default=True)
 SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
 # A first sync's fetch side (requests, parse, hash, map, row encoding) in a forked process of its own, beside
 # the writes instead of in turn with them on one interpreter lock (sync.fetchproc); PostgreSQL, or SQLite on a
-# file. Off by default: on a 2-core host that also runs PostgreSQL every core is busy either way, and it
-# measured 2-4 % slower there (~10 % at 300,000 customers; docs/performance.md, twenty-first pass), and on
-# SQLite on that host slower too (twenty-fifth pass); meant for hosts with cores to spare or a database elsewhere.
-SYNC_FETCH_PROCESS = env.bool("SYNC_FETCH_PROCESS", default=False)
+# file. "auto" (the default): on SQLite with two CPUs or more, where the writes are this process's own work
+# (SQLite first syncs of 100,000 customers 4.07 against 4.52 s, 5 interleaved rounds on 2 cores, issue 20's
+# twenty-eighth pass); off on PostgreSQL, whose server takes the other core (as fast as the thread there, and
+# 2-10 % slower in earlier passes). true / false force it on or off.
+SYNC_FETCH_PROCESS = (
+    "auto"
+    if env.str("SYNC_FETCH_PROCESS", default="auto").strip().lower() == "auto"
+    else env.bool("SYNC_FETCH_PROCESS")
+)
 # Page memos (sync.services.pagememo): a page fetched again, byte for byte (core.paging.Page.digest), takes
 # its records' source hashes from the memo saved the last time instead of hashing each record again.
 SYNC_PAGE_MEMO = env.bool("SYNC_PAGE_MEMO", default=True)

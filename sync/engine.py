@@ -515,11 +515,12 @@ class QueueRunner:
                 process.stop()  # a producer waiting on the pipe reads its end at once
             thread.join(timeout=5)
 
-    def _planned_pages(self, ctx: FetchContext, *, release: bool = False):
+    def _planned_pages(self, ctx: FetchContext, *, release: bool = False, shipping: bool = False):
         """The resource's pages as (page, keyed records), each keyed and checked for a stalled paging loop as
         it arrives (a loop is caught at its second page, before the pages after it are asked for), and a first
         sync's planned (_map_early) and, with ``release``, its records let go where the page can make them
-        again (_released)."""
+        again (_released). A page kept whole drops its reload (the body), unless ``shipping`` (a fetch process:
+        _ship sends the reload's values instead of the records)."""
         pages = self.resource.iter_pages(ctx)
         try:
             for page in pages:
@@ -528,7 +529,7 @@ class QueueRunner:
                     self._map_early(page, keyed)
                     if release and page.reload is not None:
                         page, keyed = self._released(page, keyed)
-                if page.reload is not None and type(page) is Page:  # kept: not the body it would parse again
+                if page.reload is not None and type(page) is Page and not shipping:  # kept: not its body too
                     page = dataclasses.replace(page, reload=None)
                 yield page, keyed
         finally:
@@ -539,22 +540,23 @@ class QueueRunner:
     # -- the fetch process (sync.fetchproc) -------------------------------------------------------------------
     def _fetch_process(self, ctx: FetchContext) -> ForkedProducer | None:
         """A first sync's fetch side (_planned_pages: requests, parse, key, hash, map, row encoding) in a
-        forked child, or None to fetch in a thread as before. Only when turned on (SYNC_FETCH_PROCESS: it did not
-        pay on a 2-core host, with PostgreSQL or SQLite) and safe: a first sync whose every row is encoded ahead
-        (TableSink.row_encoder: PostgreSQL's binary COPY, SQLite's parameters) and where
-        sync.fetchproc.unavailable finds nothing against a fork (another thread, a transaction, a pool), on a
-        database the child can open itself (not an in-memory SQLite one).
+        forked child, or None to fetch in a thread as before. Only where wanted (fetchproc.wanted,
+        SYNC_FETCH_PROCESS: by default on SQLite with two CPUs or more, not on PostgreSQL) and safe: a first sync
+        whose every row is encoded ahead (TableSink.row_encoder: PostgreSQL's binary COPY, SQLite's parameters)
+        and where sync.fetchproc.unavailable finds nothing against a fork (another thread, a transaction, a
+        pool), on a database the child can open itself (not an in-memory SQLite one).
         The child fetches with a client of its own (the parent's keeps its sockets) and holds no database
         connection of ours; what it sends of each page is _ship's."""
-        if not (settings.SYNC_FETCH_PROCESS and self._map_ahead):
+        if not (self._map_ahead and fetchproc.wanted()):
             return None
         reason = fetchproc.unavailable()
         if reason is None and db_connection.vendor == "sqlite" and db_connection.is_in_memory_db():
             # Django's close() keeps an in-memory database open (closing would lose it), so the child would
             # inherit the connection, and what it wrote there (a token refresh) would stay in its own copy.
             reason = "an in-memory SQLite database"
-        if reason is not None:
-            log.info("queue %s: fetching in a thread, not a process: %s", self.queue.pk, reason)
+        if reason is not None:  # said at INFO where asked for, at DEBUG where chosen by default ("auto")
+            level = logging.DEBUG if settings.SYNC_FETCH_PROCESS == "auto" else logging.INFO
+            log.log(level, "queue %s: fetching in a thread, not a process: %s", self.queue.pk, reason)
             return None
         if self._encode is None:  # (made in fetch: PostgreSQL's binary COPY rows, SQLite's parameters)
             return None
@@ -562,8 +564,8 @@ class QueueRunner:
         def produce():
             own = dataclasses.replace(ctx, client=self.connector.client(self.connection))
             try:
-                for page, keyed in self._planned_pages(own):
-                    yield _ship(page, keyed, self._early.pop(id(keyed)))
+                for page, keyed in self._planned_pages(own, shipping=True):
+                    yield _ship(page, keyed, self._early.pop(id(keyed)), self.resource)
             finally:
                 own.client.close()
 
@@ -586,17 +588,22 @@ class QueueRunner:
         packed (_shipped_page) until a path reads them (_real): a first sync's rows go as the encoded rows the
         child encoded, so mostly none is; an upsert's values are _SHIPPED (mapped again only if needed,
         _store_inline)."""
-        meta, ids, key_errors, deleted, failed, hashes, encoded, blob = shipped
+        meta, ids, key_errors, deleted, failed, hashes, encoded, records = shipped
         next_token, cursor, total, digest, body_digest, body_ids = meta
-        page = _shipped_page(
-            blob,
-            next_token=next_token,
-            cursor=cursor,
-            total=total,
-            digest=digest,
-            body_digest=body_digest,
-            body_ids=body_ids,
-        )
+        fields = {
+            "next_token": next_token,
+            "cursor": cursor,
+            "total": total,
+            "digest": digest,
+            "body_digest": body_digest,
+            "body_ids": body_ids,
+        }
+        if type(records) is tuple:  # the page's reload (_travelling), made again over this process's resource
+            name, args = records
+            reload = functools.partial(getattr(self.resource, name), *args)
+            page = LazyPage(load=functools.partial(_reload_checked, reload, self.resource, ids), **fields)
+        else:
+            page = _shipped_page(records, **fields)
         keyed = [Keyed(_Later(page, i), ext) for i, ext in enumerate(ids)]
         pp = _PagePlan(keyed, cursor)
         for i, error in key_errors.items():
@@ -1684,19 +1691,46 @@ def _unpacked(blob: bytes) -> list:
 _SHIPPED = object()
 
 
-def _ship(page: Page, keyed: list[Keyed], pp: _PagePlan) -> tuple:
+def _ship(page: Page, keyed: list[Keyed], pp: _PagePlan, resource) -> tuple:
     """What a fetch process sends of a planned page (_PagePlan) for _unship: the page's fields, each record's
     id in order, why those without one have none, the ids mapped to a deletion, those whose mapping failed
-    (error, permanent), the source hashes, the encoded rows, and the records packed as one blob (_packed; read
-    only by the paths that need a record: a draft or failed line's payload, a deletion's version, a group
-    written again). Not the mapped values: the encoded rows stand for them (_shipped_values)."""
+    (error, permanent), the source hashes, the encoded rows, and what makes the records again (read only by
+    the paths that need a record: a draft or failed line's payload, a deletion's version, a group written
+    again): the page's reload where it travels (_travelling: a WooCommerce page's body and keys), else the
+    records packed as one blob (_packed). Not the mapped values: the encoded rows stand for them
+    (_shipped_values)."""
     meta = (page.next_token, pp.cursor, page.total, page.digest, page.body_digest, page.body_ids)
     ids = [k.external_id for k in keyed]
     key_errors = {i: k.key_error for i, k in enumerate(keyed) if k.external_id is None}
     deleted = [ext for ext, (_, action, _) in pp.ready.items() if action == LineAction.DELETE]
     failed = {ext: (error, permanent) for ext, (_, error, permanent) in pp.failed.items()}
-    blob = _packed([_real(k.record) for k in keyed])
-    return meta, ids, key_errors, deleted, failed, pp.hashes, pp.encoded, blob
+    records = _travelling(page.reload, resource) or _packed([_real(k.record) for k in keyed])
+    return meta, ids, key_errors, deleted, failed, pp.hashes, pp.encoded, records
+
+
+_PLAIN_TYPES = frozenset({bytes, str, int, float, bool, type(None)})
+
+
+def _travelling(reload, resource) -> tuple[str, tuple] | None:
+    """``(name, args)`` when a page's Page.reload is one of ``resource``'s own methods over plain values
+    (functools.partial, no keywords; bytes, text, numbers, booleans, None, and lists and tuples of those,
+    which travel as they are): the parent makes the records again over its own resource, the very object the
+    child was forked from. Sending those (a WooCommerce page's body, ~90 kB, and its keys) instead of packing
+    the records spares the child, the longer side, _packed's ~130 us a page. None otherwise."""
+    if type(reload) is not functools.partial or reload.keywords:
+        return None
+    func, args = reload.func, reload.args
+    name = getattr(func, "__name__", None)
+    if getattr(func, "__self__", None) is not resource or getattr(resource, name, None) != func:
+        return None
+    values = list(args)
+    while values:
+        value = values.pop()
+        if type(value) is list or type(value) is tuple:
+            values.extend(value)
+        elif type(value) not in _PLAIN_TYPES:
+            return None
+    return name, args
 
 
 def _real(record):

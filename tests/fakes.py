@@ -78,11 +78,16 @@ class FakeCustomers:
         if UPSTREAM.repeat_token:
             nxt = 1
         # reload: the page as a body to parse again (Page.reload), so a first sync lets its records go (the
-        # engine's _released) on every fake first sync, as it does on WooCommerce's pages.
+        # engine's _released) on every fake first sync, as it does on WooCommerce's pages; one of this
+        # resource's methods over the body's bytes, so a fetch process sends the body, not the records (the
+        # engine's _travelling), as for WooCommerce's pages.
         body = pickle.dumps(chunk)
         return Page(
-            records=pickle.loads(body), next_token=nxt, total=len(rows), reload=functools.partial(pickle.loads, body)
+            records=pickle.loads(body), next_token=nxt, total=len(rows), reload=functools.partial(self._reloaded, body)
         )
+
+    def _reloaded(self, body: bytes) -> list:
+        return pickle.loads(body)
 
     def external_id(self, record):
         from connectors.base import Resource

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
@@ -33,6 +33,7 @@ from connectors.base import (
     Resource,
     closing_connections,
     page_json,
+    page_json_again,
     parse_http_date,
     parse_upstream_datetime,
 )
@@ -209,9 +210,10 @@ class WooResource(Resource):
     # one HTTP page ---------------------------------------------------------------------------------------
     def _get(
         self, client, params: dict, offset: int, known=None
-    ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None, Callable | None]:
+    ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None, tuple | None]:
         """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256, the
-        body's ids for its memo, what parses the body again (None for a known body)) of the page at
+        body's ids for its memo, what parses the body again: page_json_again's arguments, None for a known
+        body) of the page at
         ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read. ``known``:
         FetchContext.known_body; a body it knows is not parsed (its records are a _KnownBody, its keys the ids
         it knew), for the resources that allow it (_body_memos)."""
@@ -239,7 +241,7 @@ class WooResource(Resource):
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         body_ids = _packed_ids(data) if memos else None
-        return data, keys, total, server_time, body, body_ids, functools.partial(page_json, response)
+        return data, keys, total, server_time, body, body_ids, (response.content, response.encoding, response.url)
 
     def _body_memos(self) -> bool:
         """May pages be made from body memos (KnownPage)? Only where a record's key, id and cursor follow from
@@ -268,7 +270,7 @@ class WooResource(Resource):
         offset, last = int(token["offset"]), token.get("last")
         back = self.page_size
         for _ in range(MAX_BACKOFFS):
-            records, keys, total, server_time, body, body_ids, parse = fetch(offset)
+            records, keys, total, server_time, body, body_ids, again = fetch(offset)
             if "started" in token and not token["started"]:
                 token["started"] = server_time or ""  # the store's clock, not ours: no skew
             keyed = [k for k in keys if k is not None]
@@ -309,13 +311,15 @@ class WooResource(Resource):
             digest=digest,
             body_digest=body,
             body_ids=body_ids,
-            reload=functools.partial(self._reloaded, parse, keys, last) if parse is not None else None,
+            # One of this resource's methods over plain values (the body's bytes, keys, ``last``): a fetch
+            # process sends those instead of the records, and the parent makes them again from its resource.
+            reload=functools.partial(self._reloaded, *again, keys, last) if again is not None else None,
         )
 
-    def _reloaded(self, parse: Callable, keys: list, last) -> list[dict]:
+    def _reloaded(self, content: bytes, encoding: str | None, url: str, keys: list, last) -> list[dict]:
         """A page's records made again (Page.reload): its body parsed again, and the records after ``last``
         picked as step picked them. The same bytes through the same parser; the keys are checked all the same."""
-        data = parse()
+        data = page_json_again(content, encoding, url)
         if not isinstance(data, list) or self.page_keys(data) != keys:
             raise ReloadMismatch(f"{self.name}: a page parsed again does not hold the records it held")
         return self._fresh(data, keys, last)

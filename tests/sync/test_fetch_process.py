@@ -180,6 +180,63 @@ def test_a_group_the_database_refuses_is_written_again_from_records_mapped_anew(
     assert set(SyncQueueLine.objects.filter(queue=q).values_list("state", "attempts")) == {("done", 1)}
 
 
+def test_a_page_travels_as_its_body_and_the_parent_makes_its_records_again(
+    org, make_connection, fake_kind, forks, monkeypatch
+):
+    """A page whose reload is one of the resource's methods over plain values (the fake's, as WooCommerce's:
+    the body's bytes) is sent as those values, not as packed records (_packed is never called in the child),
+    and the parent makes the records again over its own resource where a path needs them: here the group the
+    database refuses, written again from them."""
+    from core.paging import LazyPage
+
+    monkeypatch.setattr(engine, "_packed", lambda records: pytest.fail("records packed"))
+    pages = []
+    real = engine.QueueRunner._unship
+
+    def spy(self, shipped):
+        page, keyed = real(self, shipped)
+        pages.append(page)
+        return page, keyed
+
+    monkeypatch.setattr(engine.QueueRunner, "_unship", spy)
+    UPSTREAM.__init__(30)
+    conn = make_connection(org, kind="fake", name="travels")
+    rows_arrive_first(monkeypatch, org, conn, ("3",))
+    q = _run(conn)
+    assert len(forks) == 1 and q.state == "done", q.fetch_error or q.last_error
+    assert len(pages) == 3 and all(type(page) is LazyPage for page in pages)  # pages of 10: one group
+    made_again = [page._records for page in pages]
+    assert made_again == [UPSTREAM.records[i : i + 10] for i in (0, 10, 20)], "the refused group, made again"
+    rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
+    assert rows == {str(i): f"user{i}@example.com" for i in range(1, 31)}
+
+
+def test_a_page_the_parent_makes_again_otherwise_fails_the_run_and_stores_nothing_of_its_group(
+    org, make_connection, fake_kind, forks, monkeypatch
+):
+    """The records the parent makes again are checked against the ids the child sent: others (here shifted
+    by one) raise ReloadMismatch, and the group rolls back instead of being written or stored as drafts."""
+    from tests.fakes import FakeCustomers
+
+    real = FakeCustomers._reloaded
+
+    def _reloaded(self, body):  # named as the method it replaces: the parent finds it by that name
+        records = real(self, body)
+        return records[1:] + records[:1]
+
+    monkeypatch.setattr(FakeCustomers, "_reloaded", _reloaded)
+    UPSTREAM.__init__(30)
+    conn = make_connection(org, kind="fake", name="otherwise")
+    rows_arrive_first(monkeypatch, org, conn, ("3",))  # the plain insert fails: the records are made again
+    q = _run(conn)
+    assert len(forks) == 1
+    assert q.state == "failed" and "holds other records than it held" in (q.fetch_error or q.last_error)
+    assert list(Customer.objects.filter(connection=conn).values_list("external_id", "email")) == [
+        ("3", "hook@example.com")
+    ]
+    assert not SyncQueueLine.objects.filter(queue=q).exists() and q.pages_fetched == 0
+
+
 def test_no_fetch_process_where_it_could_disturb_the_parent(org, make_connection, fake_kind, forks, settings):
     """Not inside a caller's transaction (the parent's open session would be inherited), and only for a first
     sync (a later one compares with stored rows and has nothing to encode ahead)."""

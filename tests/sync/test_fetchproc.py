@@ -252,3 +252,99 @@ def test_a_pages_records_come_back_as_they_were_sent():
         assert again == other and [type(r) for r in again] == [type(r) for r in other]
     nan = _unpacked(_packed([{"x": float("nan")}]))[0]["x"]
     assert math.isnan(nan)
+
+
+def test_messages_travel_by_marshal_where_it_takes_them_and_by_pickle_otherwise():
+    """fetchproc._dumped: marshal for plain values (exactly what was sent, a buffer as bytes), pickle for any
+    other object (a subclass of a plain type, a datetime), each read back by _loaded."""
+    import collections
+    import datetime as dt
+
+    from sync.fetchproc import _dumped, _loaded
+
+    plain = ("item", ({"a": [1, 2**70, -0.0, None, True]}, ("x", b"\x80y"), {1, 2}, ["ñ", 1.5]))
+    assert _dumped(plain)[:1] == b"M"
+    back = _loaded(_dumped(plain))
+    assert back == plain and type(back[1][0]["a"][4]) is bool and str(back[1][0]["a"][2]) == "-0.0"
+    assert _loaded(_dumped(("item", [bytearray(b"ab"), memoryview(b"cd")]))) == ("item", [b"ab", b"cd"])
+
+    for other in (collections.OrderedDict(a=1), dt.datetime(2026, 12, 5, tzinfo=dt.UTC), signal.SIGTERM):
+        message = ("item", [other])
+        assert _dumped(message)[:1] == b"\x80"  # pickle's protocol byte
+        again = _loaded(_dumped(message))
+        assert again == message and type(again[1][0]) is type(other)
+
+
+def test_a_fetch_process_is_wanted_by_default_on_sqlite_with_two_cpus_and_as_set_otherwise(settings, monkeypatch):
+    import types
+
+    from sync import fetchproc
+
+    settings.SYNC_FETCH_PROCESS = "auto"
+    for vendor, cpus, wanted in (
+        ("sqlite", 2, True),
+        ("sqlite", 8, True),
+        ("sqlite", 1, False),
+        ("postgresql", 8, False),
+    ):
+        monkeypatch.setattr(fetchproc, "connection", types.SimpleNamespace(vendor=vendor))
+        monkeypatch.setattr(fetchproc, "_cpus", lambda cpus=cpus: cpus)
+        assert fetchproc.wanted() is wanted, (vendor, cpus)
+    monkeypatch.setattr(fetchproc, "connection", types.SimpleNamespace(vendor="sqlite"))
+    monkeypatch.setattr(fetchproc.sys, "platform", "darwin")
+    assert fetchproc.wanted() is False, "not on macOS"
+    for setting in (True, False):
+        settings.SYNC_FETCH_PROCESS = setting
+        assert fetchproc.wanted() is setting
+
+
+def test_the_setting_reads_auto_true_and_false(monkeypatch):
+    import importlib
+
+    import config.settings as project
+
+    try:
+        for text, value in (
+            ("auto", "auto"),
+            (" Auto ", "auto"),
+            ("true", True),
+            ("1", True),
+            ("false", False),
+            ("0", False),
+        ):
+            monkeypatch.setenv("SYNC_FETCH_PROCESS", text)
+            assert importlib.reload(project).SYNC_FETCH_PROCESS == value, text
+        monkeypatch.delenv("SYNC_FETCH_PROCESS")
+        assert importlib.reload(project).SYNC_FETCH_PROCESS == "auto"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(project)
+
+
+def test_a_reload_travels_only_as_one_of_the_resources_own_methods_over_plain_values():
+    """engine._travelling: what a fetch process may send instead of a page's records, for the parent to call
+    on its own resource by name. Anything else (another object's method, a function, keywords, a value that
+    is not plain) is None: the records are packed as before."""
+    import functools
+
+    from sync.engine import _travelling
+    from tests.fakes import FakeCustomers
+
+    resource, other = FakeCustomers(), FakeCustomers()
+    body, keys = b"[...]", [[1], None, [3]]
+    assert _travelling(functools.partial(resource._reloaded, body, "utf-8", keys), resource) == (
+        "_reloaded",
+        (body, "utf-8", keys),
+    )
+    for reload in (
+        None,
+        lambda: [],
+        functools.partial(other._reloaded, body),  # another resource's
+        functools.partial(resource._reloaded, body=body),  # keywords
+        functools.partial(resource._reloaded, bytearray(body)),  # would come back as bytes
+        functools.partial(resource._reloaded, [body, {"a": 1}]),  # a dict inside
+        functools.partial(len, body),  # not a method
+    ):
+        assert _travelling(reload, resource) is None, reload
+    resource._reloaded = lambda body: []  # an attribute of the instance now: no longer the method it names
+    assert _travelling(functools.partial(FakeCustomers._reloaded.__get__(resource), body), resource) is None

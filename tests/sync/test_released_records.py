@@ -19,6 +19,13 @@ from tests.sync.conftest import rows_arrive_first
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _in_a_thread(settings):
+    """The fetch thread's path (on a SQLite file a first sync would fetch in a process by default): the fetch
+    process's is tested in tests/sync/test_fetch_process.py."""
+    settings.SYNC_FETCH_PROCESS = False
+
+
 def _run(conn) -> SyncQueue:
     q = services.sync_start(connection=conn, resource="customers", enqueue=False).queue
     engine.run_queue(q.pk)  # not through django-q2's inline mode, which runs the task inside a transaction

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import marshal
 import threading
 
 import pytest
@@ -144,7 +146,8 @@ def test_a_record_whose_id_is_not_a_finite_number_has_no_sort_key_and_the_page_p
     records = [{"id": 1}, {"id": float("inf")}, {"id": float("nan")}, {"id": 4}]
     from connectors.woocommerce import resources
 
-    response = types.SimpleNamespace(headers={}, content=b"[...]")  # the body only goes into Page.digest
+    # The body only goes into Page.digest (and what Page.reload would parse again)
+    response = types.SimpleNamespace(headers={}, content=b"[...]", encoding=None, url="http://127.0.0.1/customers")
     client = types.SimpleNamespace(request=lambda *a, **kw: response)
     monkeypatch.setattr(resources, "page_json", lambda response: records)  # as the stdlib parser reads them
     data, keys, *_ = Customers()._get(client, {}, 0)
@@ -168,22 +171,29 @@ def test_a_page_makes_its_records_again_from_its_body_as_step_picked_them():
     assert page.records == [{"id": 2, "email": "b@example.com"}, {"id": 3}]
     again = page.reload()
     assert again == page.records and again[0] is not page.records[0]
-    response.content = body.replace(b'"id": 3', b'"id": 4')
+    # One of the resource's methods over plain values, the body's bytes first: what a fetch process sends.
+    content, *rest = page.reload.args
+    assert page.reload.func.__self__.__class__ is Customers and content == body and not page.reload.keywords
+    marshal.loads(marshal.dumps(page.reload.args))
+    changed = functools.partial(page.reload.func, body.replace(b'"id": 3', b'"id": 4'), *rest)
     with pytest.raises(BadPage, match="parsed again"):
-        page.reload()
+        changed()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_first_sync_lets_each_pages_records_go_and_never_parses_a_body_twice(woo, monkeypatch):
     """Against the sandbox over HTTP: every page reaches the main thread as a LazyPage whose records were let
     go (sync.engine's _released: their rows were encoded ahead), and no body is parsed a second time."""
+    from connectors import base
     from connectors.woocommerce import resources
     from core.paging import LazyPage
     from sync import engine
 
     parsed = []
     real_json = resources.page_json
-    monkeypatch.setattr(resources, "page_json", lambda response: parsed.append(1) or real_json(response))
+    counted = lambda response: parsed.append(1) or real_json(response)  # noqa: E731
+    monkeypatch.setattr(resources, "page_json", counted)
+    monkeypatch.setattr(base, "page_json", counted)  # a page made again (page_json_again) would count too
     pages = []
     real_prepare = engine.QueueRunner._prepare_pages
     monkeypatch.setattr(
