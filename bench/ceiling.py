@@ -31,7 +31,7 @@ import json
 import os
 import statistics
 import time
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from bench import plain_loop, scenario
 
@@ -70,7 +70,7 @@ def _stand_ins():
         total = woo._int_or_none(response.headers.get("X-WP-Total"))
         server_time = woo._server_time(response.headers.get("Date"))
         # What Page.reload parses again (page_json_again's arguments; a UTF-8 JSON body parses as above).
-        return data, keys, total, server_time, digest.digest(), None, (content, "utf-8", url)
+        return data, keys, total, server_time, digest.digest(), None, (content, "utf-8", urlsplit(url).path)
 
     def columns_map(self, r: dict) -> dict:
         billing = r["billing"]

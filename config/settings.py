@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -302,17 +303,27 @@ SYNC_BINARY_COPY = env.bool("SYNC_BINARY_COPY", default=True)
 # PostgreSQL: a writer thread (its own connection) commits each group while the fetcher maps the next one.
 # Off by default: measured 2.5x SLOWER at 100,000 records on a loaded 2-core machine (docs/performance.md).
 SYNC_WRITE_PIPELINE = env.bool("SYNC_WRITE_PIPELINE", default=False)
+
+
+def auto_or_bool(name: str, text: str) -> str | bool:
+    """ "auto", True or False from a setting's text; anything else is refused (a typo must not turn it off)."""
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    if value in ("true", "on", "yes", "1"):
+        return True
+    if value in ("false", "off", "no", "0"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be auto, true or false, not {text!r}")
+
+
 # A first sync's fetch side (requests, parse, hash, map, row encoding) in a forked process of its own, beside
 # the writes instead of in turn with them on one interpreter lock (sync.fetchproc); PostgreSQL, or SQLite on a
-# file. "auto" (the default): on SQLite with two CPUs or more, where the writes are this process's own work
-# (SQLite first syncs of 100,000 customers 4.07 against 4.52 s, 5 interleaved rounds on 2 cores, issue 20's
-# twenty-eighth pass); off on PostgreSQL, whose server takes the other core (as fast as the thread there, and
-# 2-10 % slower in earlier passes). true / false force it on or off.
-SYNC_FETCH_PROCESS = (
-    "auto"
-    if env.str("SYNC_FETCH_PROCESS", default="auto").strip().lower() == "auto"
-    else env.bool("SYNC_FETCH_PROCESS")
-)
+# file. "auto" (the default): on SQLite, on Linux with two CPUs or more, where the writes are this process's
+# own work (first syncs of 100,000 customers 4.39 against 5.02 s, 5 interleaved rounds on 2 cores; issue 20,
+# docs/performance.md, twenty-eighth pass); off on PostgreSQL, whose server takes the other core (as fast as
+# the thread there, or 2-10 % slower). true / false force it on or off.
+SYNC_FETCH_PROCESS = auto_or_bool("SYNC_FETCH_PROCESS", env.str("SYNC_FETCH_PROCESS", default="auto"))
 # Page memos (sync.services.pagememo): a page fetched again, byte for byte (core.paging.Page.digest), takes
 # its records' source hashes from the memo saved the last time instead of hashing each record again.
 SYNC_PAGE_MEMO = env.bool("SYNC_PAGE_MEMO", default=True)

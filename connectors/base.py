@@ -362,12 +362,13 @@ def page_json(response: requests.Response) -> Any:
         raise BadPage(f"JSON nested too deeply from {_path(response.url)}") from None
 
 
-def page_json_again(content: bytes, encoding: str | None, url: str) -> Any:
+def page_json_again(content: bytes, encoding: str | None, path: str) -> Any:
     """page_json over a body read before (a page's records made again, Page.reload): a response holding the
-    same bytes, declared encoding and URL, which is all page_json reads (requests' own ``json()`` too: its
-    charset guess reads the bytes). Plain values, so a fetch process can send them instead of the records."""
+    same bytes and declared encoding, which is all page_json reads (requests' own ``json()`` too: its charset
+    guess reads the bytes), and the URL's path, which its errors name (never the query: it may hold keys).
+    Plain values, so a fetch process can send them instead of the records."""
     response = requests.Response()
-    response._content, response.encoding, response.url, response.status_code = content, encoding, url, 200
+    response._content, response.encoding, response.url, response.status_code = content, encoding, path, 200
     return page_json(response)
 
 
@@ -559,6 +560,11 @@ class Resource:
     # subclass that defines one of those itself (or takes it from a mixin) hashes whole records unless it
     # declares its own; one that overrides a helper its map calls must declare them again itself.
     hash_ignores: ClassVar[tuple[str, ...]] = ()
+    # True where every page's Page.reload is a functools.partial of one of this resource's own methods over
+    # plain values (bytes, text, numbers, lists of those) whose result depends on those values alone, not on
+    # anything the resource gathers while paging: a fetch process then sends those values instead of the
+    # records, and the parent calls the method of that name on its own resource (sync.engine._travelling).
+    reload_travels: ClassVar[bool] = False
     # The hash of the source of the module that defines the class, taken when the class is created (at
     # import, so it is the code this process runs): sync.engine.mapping_revision keys the rows' hashes with
     # it. Read later, the file would be whatever a deploy has checked out since, while this process still

@@ -458,7 +458,7 @@ class QueueRunner:
         done = object()
 
         # A first sync's fetch side in a process of its own where it can be (_fetch_process): this thread then
-        # only unpickles what it sends.
+        # only reads back what it sends.
         process = self._fetch_process(ctx)
 
         def produce():
@@ -554,8 +554,11 @@ class QueueRunner:
             # Django's close() keeps an in-memory database open (closing would lose it), so the child would
             # inherit the connection, and what it wrote there (a token refresh) would stay in its own copy.
             reason = "an in-memory SQLite database"
-        if reason is not None:  # said at INFO where asked for, at DEBUG where chosen by default ("auto")
-            level = logging.DEBUG if settings.SYNC_FETCH_PROCESS == "auto" else logging.INFO
+        if reason is not None:
+            global _THREAD_SAID
+            # At INFO where asked for; where chosen by default ("auto"), once a process, then at DEBUG.
+            level = logging.INFO if settings.SYNC_FETCH_PROCESS is True or not _THREAD_SAID else logging.DEBUG
+            _THREAD_SAID = True
             log.log(level, "queue %s: fetching in a thread, not a process: %s", self.queue.pk, reason)
             return None
         if self._encode is None:  # (made in fetch: PostgreSQL's binary COPY rows, SQLite's parameters)
@@ -584,10 +587,11 @@ class QueueRunner:
             items.close()  # reaps the child, closes the pipe
 
     def _unship(self, shipped: tuple) -> tuple[Page, list[Keyed]]:
-        """A page as _ship sent it, with its plan (_PagePlan) made ready for _prepare_pages. Its records stay
-        packed (_shipped_page) until a path reads them (_real): a first sync's rows go as the encoded rows the
-        child encoded, so mostly none is; an upsert's values are _SHIPPED (mapped again only if needed,
-        _store_inline)."""
+        """A page as _ship sent it, with its plan (_PagePlan) made ready for _prepare_pages. Its records are
+        made only when a path reads them (_real): from the page's reload where it travelled (_travelling,
+        called on this process's resource and checked against the ids), else unpacked (_shipped_page). A first
+        sync's rows go as the encoded rows the child encoded, so mostly none is; an upsert's values are
+        _SHIPPED (mapped again only if needed, _store_inline)."""
         meta, ids, key_errors, deleted, failed, hashes, encoded, records = shipped
         next_token, cursor, total, digest, body_digest, body_ids = meta
         fields = {
@@ -1654,8 +1658,9 @@ def _reload_checked(reload: Callable[[], list], resource, ids: list[str | None])
 
 
 class _Later:
-    """The record at ``index`` of a LazyPage: a KnownPage (not parsed yet), a _shipped_page (not unpickled
-    yet) or a page whose records were let go (_released, made again by Page.reload): _real reads it."""
+    """The record at ``index`` of a LazyPage: a KnownPage (not parsed yet), a page a fetch process sent (its
+    records packed, _shipped_page, or to be made again by its reload, _travelling) or a page whose records
+    were let go (_released, made again by Page.reload): _real reads it."""
 
     __slots__ = ("index", "page")
 
@@ -1704,19 +1709,27 @@ def _ship(page: Page, keyed: list[Keyed], pp: _PagePlan, resource) -> tuple:
     key_errors = {i: k.key_error for i, k in enumerate(keyed) if k.external_id is None}
     deleted = [ext for ext, (_, action, _) in pp.ready.items() if action == LineAction.DELETE]
     failed = {ext: (error, permanent) for ext, (_, error, permanent) in pp.failed.items()}
-    records = _travelling(page.reload, resource) or _packed([_real(k.record) for k in keyed])
+    # A page with records the parent reads at once (_unship: unkeyed, failed, deleted) sends them packed: the
+    # parent would otherwise parse the body again on the side this process unloads.
+    travelling = None if key_errors or deleted or failed else _travelling(page.reload, resource)
+    records = travelling or _packed([_real(k.record) for k in keyed])
     return meta, ids, key_errors, deleted, failed, pp.hashes, pp.encoded, records
 
 
 _PLAIN_TYPES = frozenset({bytes, str, int, float, bool, type(None)})
+_THREAD_SAID = False  # _fetch_process said once why a first sync chosen for a process fetched in a thread
 
 
 def _travelling(reload, resource) -> tuple[str, tuple] | None:
-    """``(name, args)`` when a page's Page.reload is one of ``resource``'s own methods over plain values
+    """``(name, args)`` when ``resource`` says its reloads travel (Resource.reload_travels: they read nothing
+    but their arguments) and a page's Page.reload is one of its own methods over plain values
     (functools.partial, no keywords; bytes, text, numbers, booleans, None, and lists and tuples of those,
-    which travel as they are): the parent makes the records again over its own resource, the very object the
-    child was forked from. Sending those (a WooCommerce page's body, ~90 kB, and its keys) instead of packing
-    the records spares the child, the longer side, _packed's ~130 us a page. None otherwise."""
+    which travel as they are): the parent makes the records again by calling that method on its own resource,
+    the very object the child was forked from, and checks them against the ids (_reload_checked). Sending
+    those (a WooCommerce page's body, ~90 kB, and its keys) instead of packing the records spares the child,
+    the longer side, _packed's ~130 us a page. None otherwise."""
+    if getattr(resource, "reload_travels", False) is not True:
+        return None
     if type(reload) is not functools.partial or reload.keywords:
         return None
     func, args = reload.func, reload.args

@@ -71,13 +71,41 @@ def wanted() -> bool:
     safe to use in a child forked without exec); off on PostgreSQL (its server works beside this process) and
     on one CPU (two processes would take turns)."""
     setting = settings.SYNC_FETCH_PROCESS
-    if setting != "auto":
-        return bool(setting)
+    if setting is True or setting is False:
+        return setting
     return sys.platform.startswith("linux") and connection.vendor == "sqlite" and _cpus() >= 2
 
 
 def _cpus() -> int:
-    return len(os.sched_getaffinity(0))  # the CPUs this process may run on (a taskset, a container's cpuset)
+    """The CPUs this process may use: those it may run on (a taskset, a container's cpuset), fewer when its
+    cgroup's CPU quota allows fewer (``docker --cpus=1``, a Kubernetes limit; 1.5 counts as 1)."""
+    cpus = len(os.sched_getaffinity(0))
+    for path, read in ((_CGROUP_V2, _v2_quota), (_CGROUP_V1, _v1_quota)):
+        try:
+            quota = read(path)
+        except (OSError, ValueError):
+            continue
+        if quota is not None:
+            return max(1, min(cpus, int(quota)))
+    return cpus
+
+
+_CGROUP_V2 = "/sys/fs/cgroup/cpu.max"  # "<quota> <period>" in us, or "max <period>"
+_CGROUP_V1 = "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"  # -1 for none, beside cpu.cfs_period_us
+
+
+def _v2_quota(path: str) -> float | None:
+    with open(path) as f:
+        quota, period = f.read().split()
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _v1_quota(path: str) -> float | None:
+    with open(path) as f:
+        quota = int(f.read())
+    with open(path.replace("cfs_quota_us", "cfs_period_us")) as f:
+        period = int(f.read())
+    return None if quota < 0 else quota / period
 
 
 def unavailable() -> str | None:
@@ -107,8 +135,9 @@ def _harmless(thread: threading.Thread) -> bool:
 
 class ForkedProducer:
     """Runs ``produce()`` in a forked child; iterating yields its items in order (each marshalled or pickled
-    there and read back here: _dumped). An exception ``produce`` raises is raised here with its class (or as FetchProcessError
-    if it cannot be pickled), the child's traceback in a note; a child that dies raises FetchProcessError.
+    there and read back here: _dumped). An exception ``produce`` raises is raised here with its class (or as
+    FetchProcessError if it cannot be pickled), the child's traceback in a note; a child that dies raises
+    FetchProcessError.
     ``stop()`` kills the child (idempotent); iterating to the end, or closing the iterator, stops it too."""
 
     def __init__(self, produce: Callable[[], Iterable], *, name: str) -> None:
@@ -260,9 +289,9 @@ def _child(produce: Callable[[], Iterable], out: Connection, parent: int) -> Non
 def _dumped(message) -> bytes:
     """A message as bytes for _loaded: marshal where it takes it (a first sync's page of 100 WooCommerce
     customers with its SQLite parameters, ~160 kB: 96 against 138 us for pickle, in the child, the longer side
-    of a first sync; with PostgreSQL's binary rows both take ~34 us), pickle where it refuses (anything but
-    None, bool, int, float, complex, str, bytes and tuples, lists, sets and dicts of those; a subclass of one
-    of them too). marshal brings back exactly what it took, but for a buffer (bytearray, memoryview), which
+    of a first sync; with PostgreSQL's binary rows both take ~34 us), pickle where it refuses (a datetime, a
+    Decimal, so an order's SQLite parameters go by pickle; a subclass of int, str, dict and the like). marshal
+    brings back exactly what it took, but for a buffer (bytes subclass, bytearray, memoryview, array), which
     comes back as bytes: a row's BLOB parameter binds the same either way."""
     try:
         return b"M" + marshal.dumps(message)

@@ -41,6 +41,7 @@ class FakeClient(Client):
 
 
 class FakeCustomers:
+    reload_travels = True  # (Resource.reload_travels) its Page.reload reads nothing but the body it is given
     name = "customers"
     model = "customers.Customer"
     page_size = 10

@@ -172,6 +172,8 @@ class WooResource(Resource):
     # Every WooCommerce object carries it (UTC, no zone): orders the snapshots (invariant 14).
     version_field: ClassVar[str] = "date_modified_gmt"
     version_kind: ClassVar[str] = "timestamp"
+    # Page.reload is _reloaded over the body's bytes, encoding and path, the keys and ``last``.
+    reload_travels: ClassVar[bool] = True
 
     # overridables ---------------------------------------------------------------------------------------
     def sort_key(self, record: dict) -> list:
@@ -213,10 +215,9 @@ class WooResource(Resource):
     ) -> tuple[list[dict] | _KnownBody, list, int | None, str | None, bytes, bytes | None, tuple | None]:
         """(records, each record's sort key or None, X-WP-Total, the store's clock, the body's SHA-256, the
         body's ids for its memo, what parses the body again: page_json_again's arguments, None for a known
-        body) of the page at
-        ``offset``. The keys are made once here (in the fetch thread) for step and _fresh to read. ``known``:
-        FetchContext.known_body; a body it knows is not parsed (its records are a _KnownBody, its keys the ids
-        it knew), for the resources that allow it (_body_memos)."""
+        body) of the page at ``offset``. The keys are made once here (in the fetch thread) for step and _fresh
+        to read. ``known``: FetchContext.known_body; a body it knows is not parsed (its records are a
+        _KnownBody, its keys the ids it knew), for the resources that allow it (_body_memos)."""
         response = client.request("GET", self.endpoint, params={**params, "offset": offset, "per_page": self.page_size})
         # The body's digest, for the page's (step), with its Content-Type (whose charset says how the bytes
         # read). hashlib lets go of the GIL over a body this size.
@@ -241,7 +242,9 @@ class WooResource(Resource):
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         body_ids = _packed_ids(data) if memos else None
-        return data, keys, total, server_time, body, body_ids, (response.content, response.encoding, response.url)
+        # The path alone, never the URL: with keys in the query (auth_in_query) it would hold the secret.
+        again = (response.content, response.encoding, _path_of(response))
+        return data, keys, total, server_time, body, body_ids, again
 
     def _body_memos(self) -> bool:
         """May pages be made from body memos (KnownPage)? Only where a record's key, id and cursor follow from
@@ -316,10 +319,11 @@ class WooResource(Resource):
             reload=functools.partial(self._reloaded, *again, keys, last) if again is not None else None,
         )
 
-    def _reloaded(self, content: bytes, encoding: str | None, url: str, keys: list, last) -> list[dict]:
+    def _reloaded(self, content: bytes, encoding: str | None, path: str, keys: list, last) -> list[dict]:
         """A page's records made again (Page.reload): its body parsed again, and the records after ``last``
-        picked as step picked them. The same bytes through the same parser; the keys are checked all the same."""
-        data = page_json_again(content, encoding, url)
+        picked as step picked them. The same bytes through the same parser; the keys are checked all the same.
+        It reads nothing but its arguments (reload_travels)."""
+        data = page_json_again(content, encoding, path)
         if not isinstance(data, list) or self.page_keys(data) != keys:
             raise ReloadMismatch(f"{self.name}: a page parsed again does not hold the records it held")
         return self._fresh(data, keys, last)

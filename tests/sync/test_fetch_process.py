@@ -211,6 +211,30 @@ def test_a_page_travels_as_its_body_and_the_parent_makes_its_records_again(
     assert rows == {str(i): f"user{i}@example.com" for i in range(1, 31)}
 
 
+def test_a_page_with_records_the_parent_reads_at_once_is_sent_packed(
+    org, make_connection, fake_kind, forks, monkeypatch
+):
+    """A deletion, a failed mapping or a record without an id is read by the parent as the page arrives
+    (_unship): such a page comes with its records packed, so the parent does not parse its body again; the
+    pages without one travel as their reload."""
+    loads = []
+    real = engine.QueueRunner._unship
+
+    def spy(self, shipped):
+        loads.append("reload" if type(shipped[-1]) is tuple else "packed")  # (name, args), or the blob
+        return real(self, shipped)
+
+    monkeypatch.setattr(engine.QueueRunner, "_unship", spy)
+    UPSTREAM.__init__(40)
+    UPSTREAM.records[4]["deleted"] = True  # id 5, page 1
+    UPSTREAM.records[16]["email"] = ""  # id 17, page 2: rejected by the mapper
+    del UPSTREAM.records[25]["id"]  # page 3: cannot be identified
+    conn = make_connection(org, kind="fake", name="packed")
+    q = _run(conn)
+    assert len(forks) == 1 and q.state == "partial"
+    assert loads == ["packed", "packed", "packed", "reload"]
+
+
 def test_a_page_the_parent_makes_again_otherwise_fails_the_run_and_stores_nothing_of_its_group(
     org, make_connection, fake_kind, forks, monkeypatch
 ):

@@ -281,6 +281,7 @@ def test_a_fetch_process_is_wanted_by_default_on_sqlite_with_two_cpus_and_as_set
     from sync import fetchproc
 
     settings.SYNC_FETCH_PROCESS = "auto"
+    monkeypatch.setattr(fetchproc.sys, "platform", "linux")
     for vendor, cpus, wanted in (
         ("sqlite", 2, True),
         ("sqlite", 8, True),
@@ -298,27 +299,44 @@ def test_a_fetch_process_is_wanted_by_default_on_sqlite_with_two_cpus_and_as_set
         assert fetchproc.wanted() is setting
 
 
-def test_the_setting_reads_auto_true_and_false(monkeypatch):
-    import importlib
+def test_the_cpus_are_those_the_process_may_run_on_and_its_cgroup_quota_allows(tmp_path, monkeypatch):
+    from sync import fetchproc
 
-    import config.settings as project
+    monkeypatch.setattr(fetchproc.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    v2, v1 = tmp_path / "cpu.max", tmp_path / "cpu.cfs_quota_us"
+    monkeypatch.setattr(fetchproc, "_CGROUP_V2", str(v2))
+    monkeypatch.setattr(fetchproc, "_CGROUP_V1", str(v1))
+    assert fetchproc._cpus() == 4, "no cgroup files: the affinity"
+    for text, cpus in (("max 100000", 4), ("100000 100000", 1), ("150000 100000", 1), ("200000 100000", 2)):
+        v2.write_text(text + "\n")
+        assert fetchproc._cpus() == cpus, text
+    v2.unlink()
+    v1.write_text("-1\n")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+    assert fetchproc._cpus() == 4
+    v1.write_text("250000\n")
+    assert fetchproc._cpus() == 2
+    v1.write_text("garbled\n")
+    assert fetchproc._cpus() == 4
 
-    try:
-        for text, value in (
-            ("auto", "auto"),
-            (" Auto ", "auto"),
-            ("true", True),
-            ("1", True),
-            ("false", False),
-            ("0", False),
-        ):
-            monkeypatch.setenv("SYNC_FETCH_PROCESS", text)
-            assert importlib.reload(project).SYNC_FETCH_PROCESS == value, text
-        monkeypatch.delenv("SYNC_FETCH_PROCESS")
-        assert importlib.reload(project).SYNC_FETCH_PROCESS == "auto"
-    finally:
-        monkeypatch.undo()
-        importlib.reload(project)
+
+def test_the_setting_reads_auto_true_and_false_and_refuses_anything_else():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.settings import auto_or_bool
+
+    for text, value in (
+        ("auto", "auto"),
+        (" Auto ", "auto"),
+        ("true", True),
+        ("1", True),
+        ("off", False),
+        ("0", False),
+    ):
+        assert auto_or_bool("SYNC_FETCH_PROCESS", text) == value, text
+    for text in ("", "atuo", "2"):
+        with pytest.raises(ImproperlyConfigured, match="must be auto, true or false"):
+            auto_or_bool("SYNC_FETCH_PROCESS", text)
 
 
 def test_a_reload_travels_only_as_one_of_the_resources_own_methods_over_plain_values():
@@ -346,5 +364,8 @@ def test_a_reload_travels_only_as_one_of_the_resources_own_methods_over_plain_va
         functools.partial(len, body),  # not a method
     ):
         assert _travelling(reload, resource) is None, reload
+    quiet = FakeCustomers()
+    quiet.reload_travels = False  # a resource that does not say its reloads read nothing but their arguments
+    assert _travelling(functools.partial(quiet._reloaded, body), quiet) is None
     resource._reloaded = lambda body: []  # an attribute of the instance now: no longer the method it names
     assert _travelling(functools.partial(FakeCustomers._reloaded.__get__(resource), body), resource) is None

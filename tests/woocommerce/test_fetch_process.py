@@ -65,3 +65,42 @@ def test_the_fetch_process_saves_the_rows_and_memos_the_fetch_thread_saves(
     q = _first_sync(in_process)  # not a first sync now: fetched in a thread, from the memos the child's pages made
     assert q.state == QueueState.DONE and q.done_count == 250 and len(started) == 1
     assert sum(1 for _ in parsed) <= 1, "no body with records parsed (at most the empty one past the end)"
+
+
+def test_records_a_path_needs_are_parsed_in_the_parent_from_the_body_the_child_sent(
+    woo, org, settings, monkeypatch, fork_beside_test_threads
+):
+    """Each page travels as its body, encoding, path, keys and ``last`` (Page.reload, _travelling), never as
+    packed records; where a path needs the records (the group's plain insert refused: rows a webhook made
+    appeared meanwhile) the parent parses them from that body with the resource's _reloaded, the pages after
+    the first included (their records are those after ``last``), and the group is written from them."""
+    from connectors.woocommerce.resources import Customers
+    from tests.sync.conftest import rows_arrive_first
+
+    sandbox, conn = woo(size=250)  # pages at offsets 0, 95, 190 (and the empty one past the end)
+    fork_beside_test_threads()
+    started = []
+    real_init = fetchproc.ForkedProducer.__init__
+    monkeypatch.setattr(
+        fetchproc.ForkedProducer, "__init__", lambda self, *a, **k: real_init(self, *a, **k) or started.append(1)
+    )
+    monkeypatch.setattr(engine, "_packed", lambda records: pytest.fail("records packed"))
+    made = []
+    real_reloaded = Customers._reloaded
+
+    def _reloaded(self, content, encoding, path, keys, last):  # the name the parent looks the method up by
+        records = real_reloaded(self, content, encoding, path, keys, last)
+        made.append((last, [r["id"] for r in records]))
+        return records
+
+    monkeypatch.setattr(Customers, "_reloaded", _reloaded)
+    settings.SYNC_FETCH_PROCESS = True
+    rows_arrive_first(monkeypatch, org, conn, ("3", "120"))
+    q = _first_sync(conn)
+    assert started == [1] and q.state == QueueState.DONE and q.done_count == 250, q.fetch_error or q.last_error
+    lasts = [last for last, _ in made]
+    assert lasts[0] is None and all(last is not None for last in lasts[1:]) and len(lasts) >= 3, lasts
+    rows = dict(Customer.objects.filter(connection=conn).values_list("external_id", "email"))
+    made_ids = sorted(i for _, ids in made for i in ids)
+    assert made_ids == sorted(int(ext) for ext in rows), "each record made once, those after ``last`` on a page"
+    assert len(rows) == 250 and "hook@example.com" not in rows.values(), "written from the records made again"

@@ -163,25 +163,32 @@ def test_a_page_makes_its_records_again_from_its_body_as_step_picked_them():
 
     body = b'[{"id": 1, "email": "a@example.com"}, {"id": 2, "email": "b@example.com"}, {"id": 3}]'
     response = types.SimpleNamespace(
-        content=body, headers={"X-WP-Total": "3"}, encoding=None, url="http://127.0.0.1/wp-json/wc/v3/customers"
+        content=body,
+        headers={"X-WP-Total": "3"},
+        encoding=None,
+        url="http://127.0.0.1/wp-json/wc/v3/customers?consumer_key=ck_x&consumer_secret=cs_secret",
     )
     client = types.SimpleNamespace(request=lambda *a, **kw: response)
     ctx = FetchContext(client=client, cursor="", token=None, full_scan=True)
-    page = Customers().step(ctx, {"offset": 0, "last": [1]})
+    resource = Customers()
+    page = resource.step(ctx, {"offset": 0, "last": [1]})
     assert page.records == [{"id": 2, "email": "b@example.com"}, {"id": 3}]
     again = page.reload()
     assert again == page.records and again[0] is not page.records[0]
     # One of the resource's methods over plain values, the body's bytes first: what a fetch process sends.
+    from sync.engine import _travelling
+
     content, *rest = page.reload.args
-    assert page.reload.func.__self__.__class__ is Customers and content == body and not page.reload.keywords
-    marshal.loads(marshal.dumps(page.reload.args))
+    assert content == body and rest[1] == "/wp-json/wc/v3/customers", "the path, never the query (keys)"
+    assert _travelling(page.reload, resource) == ("_reloaded", page.reload.args)
+    assert marshal.loads(marshal.dumps(page.reload.args)) == page.reload.args
     changed = functools.partial(page.reload.func, body.replace(b'"id": 3', b'"id": 4'), *rest)
     with pytest.raises(BadPage, match="parsed again"):
         changed()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_first_sync_lets_each_pages_records_go_and_never_parses_a_body_twice(woo, monkeypatch):
+def test_a_first_sync_lets_each_pages_records_go_and_never_parses_a_body_twice(woo, monkeypatch, settings):
     """Against the sandbox over HTTP: every page reaches the main thread as a LazyPage whose records were let
     go (sync.engine's _released: their rows were encoded ahead), and no body is parsed a second time."""
     from connectors import base
@@ -189,6 +196,7 @@ def test_a_first_sync_lets_each_pages_records_go_and_never_parses_a_body_twice(w
     from core.paging import LazyPage
     from sync import engine
 
+    settings.SYNC_FETCH_PROCESS = False  # the fetch thread's path (tests/woocommerce/test_fetch_process.py: the other)
     parsed = []
     real_json = resources.page_json
     counted = lambda response: parsed.append(1) or real_json(response)  # noqa: E731
