@@ -322,7 +322,8 @@ def auto_or_bool(name: str, text: str) -> str | bool:
 # file. "auto" (the default): on SQLite, on Linux with two CPUs or more, where the writes are this process's
 # own work (first syncs of 100,000 customers 4.39 against 5.02 s, 5 interleaved rounds on 2 cores; issue 20,
 # docs/performance.md, twenty-eighth pass); off on PostgreSQL, whose server takes the other core (as fast as
-# the thread there, or 2-10 % slower). true / false force it on or off.
+# the thread there, or slower: 2-10 % in the twenty-first pass, 16 % in one A/B of the twenty-eighth). true /
+# false force it on or off.
 SYNC_FETCH_PROCESS = auto_or_bool("SYNC_FETCH_PROCESS", env.str("SYNC_FETCH_PROCESS", default="auto"))
 # Page memos (sync.services.pagememo): a page fetched again, byte for byte (core.paging.Page.digest), takes
 # its records' source hashes from the memo saved the last time instead of hashing each record again.

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import backoff
@@ -370,6 +370,17 @@ def page_json_again(content: bytes, encoding: str | None, path: str) -> Any:
     response = requests.Response()
     response._content, response.encoding, response.url, response.status_code = content, encoding, path, 200
     return page_json(response)
+
+
+def body_reload(method: Callable, response) -> Callable[[], list] | None:
+    """Page.reload for a page page_json read from ``response``: ``method`` (a resource's own, reading nothing but
+    its arguments: Resource.reload_travels) over the body's bytes, its encoding and the URL's path (never the
+    query, which may hold keys), for page_json_again. None where the response holds no body's bytes (the page's
+    records are then kept)."""
+    content = getattr(response, "content", None)
+    if type(content) is not bytes:
+        return None
+    return functools.partial(method, content, response.encoding, _path(response.url))
 
 
 def response_json(response: requests.Response) -> Any:

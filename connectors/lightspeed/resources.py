@@ -18,8 +18,11 @@ from connectors.base import (
     Page,
     PaginationStalled,
     Resource,
+    body_reload,
+    page_json_again,
     parse_upstream_datetime,
 )
+from core.errors import ReloadMismatch
 
 from . import conf
 
@@ -41,6 +44,8 @@ class VersionedResource(Resource):
     # Lightspeed's global, ever-growing integer: orders the snapshots (invariant 14).
     version_field = "version"
     version_kind = "integer"
+    # Page.reload is _reloaded over the body's bytes, encoding and path (a fetch process sends those).
+    reload_travels = True
 
     def fetch_page(self, ctx: FetchContext) -> Page:
         # token = version.max of the previous page; otherwise the committed cursor (none on a full scan).
@@ -48,7 +53,7 @@ class VersionedResource(Resource):
         params: dict[str, Any] = {"page_size": conf.page_size(), "deleted": "true"}
         if after not in (None, ""):
             params["after"] = str(after)
-        body, _ = ctx.client.get_json(self.collection, params=params)
+        body, response = ctx.client.get_json(self.collection, params=params)
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise BadPage(f"{self.name}: expected {{'data': [...], 'version': {{...}}}} from {self.collection}")
         records = body["data"]
@@ -67,7 +72,16 @@ class VersionedResource(Resource):
         if after not in (None, "") and top <= int(after):
             # Versions only grow; a page that does not move past `after` would loop forever.
             raise PaginationStalled(f"{self.name}: version.max {top} did not advance past after={after}")
-        return Page(records=records, next_token=str(top), cursor=str(top))
+        reload = body_reload(self._reloaded, response)  # the engine may let the records go and ask again
+        return Page(records=records, next_token=str(top), cursor=str(top), reload=reload)
+
+    def _reloaded(self, content: bytes, encoding: str | None, path: str) -> list[dict]:
+        """A page's records made again (Page.reload): the body parsed again, its ``data``. Reads nothing but its
+        arguments; the engine checks the records against the ids they had."""
+        body = page_json_again(content, encoding, path)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise ReloadMismatch(f"{self.name}: a page parsed again does not hold the records it held")
+        return body["data"]
 
     def is_deleted(self, record: dict) -> bool:
         return record.get("deleted_at") not in (None, "")

@@ -18,10 +18,13 @@ from connectors.base import (
     MappingError,
     Page,
     Resource,
+    body_reload,
     closing_connections,
+    page_json_again,
     parse_upstream_datetime,
 )
 from core import clock
+from core.errors import ReloadMismatch
 
 from . import conf
 
@@ -70,6 +73,8 @@ class TiendanubeResource(Resource):
     mark_missing_deleted = True
     version_field = "updated_at"
     version_kind = "timestamp"
+    # Page.reload is _reloaded over the body's bytes, encoding and path (a fetch process sends those).
+    reload_travels = True
 
     def record_cursor(self, record: dict) -> str | None:
         value = record.get("updated_at") if isinstance(record, dict) else None
@@ -94,12 +99,24 @@ class TiendanubeResource(Resource):
     def fetch_page(self, ctx: FetchContext) -> Page:
         """One page, sequentially (the engine's default path and test_connection use this)."""
         token = ctx.token or self._start(ctx)
-        records, total, split = self._fetch(ctx.client, token)
+        records, total, split, response = self._fetch(ctx.client, token)
         if split is not None:
             return Page(records=[], next_token=split, total=None)
-        return Page(records=records, next_token=self._after(token, total), total=total)
+        return self._page(records, self._after(token, total), total, response)
 
-    def _fetch(self, client, token: dict) -> tuple[list, int, dict | None]:
+    def _page(self, records: list, nxt: dict | None, total: int, response) -> Page:
+        # reload: the engine may let a first sync's records go and ask for them again (Page.reload).
+        return Page(records=records, next_token=nxt, total=total, reload=body_reload(self._reloaded, response))
+
+    def _reloaded(self, content: bytes, encoding: str | None, path: str) -> list[dict]:
+        """A page's records made again (Page.reload): the body parsed again, as get_page read it. Reads nothing
+        but its arguments; the engine checks the records against the ids they had."""
+        data = page_json_again(content, encoding, path)
+        if not isinstance(data, list):
+            raise ReloadMismatch(f"{self.name}: a page parsed again does not hold the records it held")
+        return data
+
+    def _fetch(self, client, token: dict) -> tuple[list, int, dict | None, object]:
         cfg = conf.get()
         window, page = token["windows"][0], token["page"]
         records, response = client.get_page(self.path, self._params(window, page))
@@ -107,8 +124,8 @@ class TiendanubeResource(Resource):
         if page == 1 and total > cfg.result_cap:
             halves = self._split(window)
             if halves is not None:
-                return [], total, {"windows": halves + token["windows"][1:], "page": 1, "pages": None}
-        return records, total, None
+                return [], total, {"windows": halves + token["windows"][1:], "page": 1, "pages": None}, response
+        return records, total, None, response
 
     def _split(self, window: list[str]) -> list[list[str]] | None:
         low = _dt(window[0]) if window[0] else dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -141,8 +158,9 @@ class TiendanubeResource(Resource):
             while token is not None:
                 if token["pages"] is None or workers == 1:
                     page = self.fetch_page(FetchContext(ctx.client, ctx.cursor, token, ctx.full_scan, ctx.params))
-                    yield page
                     token = page.next_token
+                    yield page
+                    page = None  # not held while the next page is fetched
                     continue
                 # Pages token["page"]..pages of this window, known from x-total-count.
                 tokens = [token]
@@ -156,7 +174,8 @@ class TiendanubeResource(Resource):
                     in_flight.extend((n, self._request(pool, ctx.client, n)) for n in itertools.islice(waiting, 1))
                     total = _total(response, default=len(records))
                     nxt = self._after(t, total)
-                    yield Page(records=records, next_token=nxt, total=total)
+                    yield self._page(records, nxt, total, response)
+                    records = response = None  # not held while the next page is awaited (the engine may let them go)
                     token = nxt
                     if nxt is not None and nxt["windows"] != t["windows"]:
                         # The total shrank mid-window: pages of it still requested are not needed.

@@ -196,3 +196,24 @@ def test_schedule_specs_cover_every_resource_of_active_connections(org, make_ls_
     )
     monkeypatch.setenv("LIGHTSPEED_SYNC_MINUTES", "0")
     assert specs() == []
+
+
+def test_a_first_sync_lets_each_pages_records_go_once_encoded(ls_conn, sandbox, settings, monkeypatch):
+    """Lightspeed's pages carry a Page.reload (the body parsed again): a first sync hands them to the main thread
+    with their records let go (sync.engine's _released), and none is made again on the way."""
+    from core.paging import LazyPage
+    from sync import engine
+
+    settings.SYNC_FETCH_PROCESS = False  # the fetch thread's path
+    pages = []
+    real = engine.QueueRunner._prepare_pages
+    monkeypatch.setattr(
+        engine.QueueRunner, "_prepare_pages", lambda self, group: pages.extend(p for p, _ in group) or real(self, group)
+    )
+    q, state = _run(ls_conn, "customers")
+    assert state == QueueState.DONE, q.last_error
+    with_records = [page for page in pages if type(page) is LazyPage]
+    assert len(with_records) == 3 and all(page._records is None for page in with_records), [type(p) for p in pages]
+    src = sandbox.store["customers"]
+    rows = dict(Customer.objects.filter(connection=ls_conn).values_list("external_id", "email"))
+    assert rows == {ext: record["email"] for ext, record in src.items()}

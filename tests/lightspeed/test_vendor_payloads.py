@@ -51,3 +51,45 @@ def test_a_page_without_a_range_whose_records_carry_no_version_is_refused():
     body = {"data": [{"id": "a", "name": "no version here"}]}
     with pytest.raises(BadPage, match="record version"):
         page_of(Customers(), body)
+
+
+def _served(resource, body):
+    """A page of ``resource`` from ``body`` as served (its bytes in a response the client parses), and that
+    response."""
+    import json
+
+    from connectors.base import page_json
+
+    response = types.SimpleNamespace(
+        content=json.dumps(body).encode(),
+        encoding="utf-8",
+        url="https://shop.retail.lightspeed.app/api/2.0/x?after=1&page_size=2",
+        headers={"Content-Type": "application/json"},
+    )
+    client = types.SimpleNamespace(get_json=lambda path, params=None: (page_json(response), response))
+    return resource.fetch_page(FetchContext(client=client, cursor="", token=None, full_scan=True)), response
+
+
+@pytest.mark.parametrize(
+    ("resource", "fixture"),
+    [(Customers(), "customers_list"), (Products(), "products_list"), (CustomerGroups(), "customer_groups_list")],
+)
+def test_a_published_list_page_makes_its_records_again_from_its_body(resource, fixture):
+    """Page.reload (a first sync lets a page's records go once their rows are encoded, and a fetch process sends
+    the body instead of the records): the vendor's list body parsed again gives the same records, new objects,
+    checked as the engine checks them; it travels as the body's bytes, encoding and path, never the query."""
+    from core.errors import ReloadMismatch
+    from sync.engine import _reload_checked, _travelling
+    from sync.services.lines import record_key
+
+    body = load("lightspeed", fixture)
+    page, response = _served(resource, body)
+    ids = [record_key(resource, r).external_id for r in page.records]
+    again = _reload_checked(page.reload, resource, ids)
+    assert again == body["data"] and again[0] is not page.records[0] and len(again) >= 2
+    assert _travelling(page.reload, resource) == ("_reloaded", (response.content, "utf-8", "/api/2.0/x"))
+    reversed_page, _ = _served(resource, {**body, "data": body["data"][::-1]})
+    with pytest.raises(ReloadMismatch, match="holds other records"):
+        _reload_checked(reversed_page.reload, resource, ids)
+    with pytest.raises(ReloadMismatch, match="parsed again"):
+        resource._reloaded(b"[]", "utf-8", "/api/2.0/x")
