@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from connectors.base import (
     FetchContext,
@@ -27,6 +27,9 @@ from core import clock
 from core.errors import ReloadMismatch
 
 from . import conf
+
+if TYPE_CHECKING:
+    import requests
 
 FMT = "%Y-%m-%dT%H:%M:%S+00:00"
 
@@ -104,7 +107,7 @@ class TiendanubeResource(Resource):
             return Page(records=[], next_token=split, total=None)
         return self._page(records, self._after(token, total), total, response)
 
-    def _page(self, records: list, nxt: dict | None, total: int, response) -> Page:
+    def _page(self, records: list, nxt: dict | None, total: int, response: requests.Response) -> Page:
         # reload: the engine may let a first sync's records go and ask for them again (Page.reload).
         return Page(records=records, next_token=nxt, total=total, reload=body_reload(self._reloaded, response))
 
@@ -116,7 +119,7 @@ class TiendanubeResource(Resource):
             raise ReloadMismatch(f"{self.name}: a page parsed again does not hold the records it held")
         return data
 
-    def _fetch(self, client, token: dict) -> tuple[list, int, dict | None, object]:
+    def _fetch(self, client, token: dict) -> tuple[list, int, dict | None, requests.Response]:
         cfg = conf.get()
         window, page = token["windows"][0], token["page"]
         records, response = client.get_page(self.path, self._params(window, page))
@@ -175,12 +178,15 @@ class TiendanubeResource(Resource):
                     total = _total(response, default=len(records))
                     nxt = self._after(t, total)
                     yield self._page(records, nxt, total, response)
-                    records = response = None  # not held while the next page is awaited (the engine may let them go)
+                    # Not held while the next page is awaited (the engine may let its records go): nor by the
+                    # future, which keeps its result.
+                    records = response = future = None
                     token = nxt
                     if nxt is not None and nxt["windows"] != t["windows"]:
                         # The total shrank mid-window: pages of it still requested are not needed.
                         for _, left in in_flight:
                             left.cancel()
+                        in_flight.clear()
                         break
         finally:
             # cancel_futures: requests queued behind running ones (after a window cut short) are dropped too.

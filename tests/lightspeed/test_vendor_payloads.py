@@ -3,6 +3,8 @@ sources in its SOURCES.md), not over our sandbox's idea of the API."""
 
 from __future__ import annotations
 
+import functools
+import marshal
 import types
 
 import pytest
@@ -87,7 +89,14 @@ def test_a_published_list_page_makes_its_records_again_from_its_body(resource, f
     ids = [record_key(resource, r).external_id for r in page.records]
     again = _reload_checked(page.reload, resource, ids)
     assert again == body["data"] and again[0] is not page.records[0] and len(again) >= 2
-    assert _travelling(page.reload, resource) == ("_reloaded", (response.content, "utf-8", "/api/2.0/x"))
+    name, args = _travelling(page.reload, resource)
+    assert (name, args) == ("_reloaded", (response.content, "utf-8", "/api/2.0/x"))
+    # A fetch process's parent calls the method of that name on its own resource over what the pipe brought.
+    parent = type(resource)()
+    assert (
+        _reload_checked(functools.partial(getattr(parent, name), *marshal.loads(marshal.dumps(args))), parent, ids)
+        == body["data"]
+    )
     reversed_page, _ = _served(resource, {**body, "data": body["data"][::-1]})
     with pytest.raises(ReloadMismatch, match="holds other records"):
         _reload_checked(reversed_page.reload, resource, ids)
