@@ -1701,8 +1701,8 @@ def _ship(page: Page, keyed: list[Keyed], pp: _PagePlan, resource) -> tuple:
     id in order, why those without one have none, the ids mapped to a deletion, those whose mapping failed
     (error, permanent), the source hashes, the encoded rows, and what makes the records again (read only by
     the paths that need a record: a draft or failed line's payload, a deletion's version, a group written
-    again): the page's reload where it travels (_travelling: a WooCommerce page's body and keys), else the
-    records packed as one blob (_packed). Not the mapped values: the encoded rows stand for them
+    again): the page's reload where it travels (_travelling: the page's body, with WooCommerce's its keys),
+    else the records packed as one blob (_packed). Not the mapped values: the encoded rows stand for them
     (_shipped_values)."""
     meta = (page.next_token, pp.cursor, page.total, page.digest, page.body_digest, page.body_ids)
     ids = [k.external_id for k in keyed]
