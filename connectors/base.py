@@ -372,15 +372,21 @@ def page_json_again(content: bytes, encoding: str | None, path: str) -> Any:
     return page_json(response)
 
 
-def body_reload(method: Callable, response) -> Callable[[], list] | None:
-    """Page.reload for a page page_json read from ``response``: ``method`` (a resource's own, reading nothing but
-    its arguments: Resource.reload_travels) over the body's bytes, its encoding and the URL's path (never the
-    query, which may hold keys), for page_json_again. None where the response holds no body's bytes (the page's
-    records are then kept)."""
+def body_again(response) -> tuple[bytes, str | None, str] | None:
+    """page_json_again's arguments for a body page_json read from ``response``: its bytes, its encoding and the
+    URL's path (never the query, which may hold keys). None where the response holds no body's bytes."""
     content = getattr(response, "content", None)
     if type(content) is not bytes:
         return None
-    return functools.partial(method, content, response.encoding, _path(response.url))
+    return content, response.encoding, _path(response.url)
+
+
+def body_reload(method: Callable, response) -> Callable[[], list] | None:
+    """Page.reload for a page page_json read from ``response``: ``method`` (a resource's own, reading nothing but
+    its arguments: Resource.reload_travels) over body_again's values. None where there are none (the page's
+    records are then kept)."""
+    again = body_again(response)
+    return functools.partial(method, *again) if again is not None else None
 
 
 def response_json(response: requests.Response) -> Any:

@@ -604,8 +604,7 @@ class QueueRunner:
         }
         if type(records) is tuple:  # the page's reload (_travelling), made again over this process's resource
             name, args = records
-            reload = functools.partial(getattr(self.resource, name), *args)
-            page = LazyPage(load=functools.partial(_reload_checked, reload, self.resource, ids), **fields)
+            page = _remade(functools.partial(getattr(self.resource, name), *args), self.resource, ids, fields)
         else:
             page = _shipped_page(records, **fields)
         keyed = [Keyed(_Later(page, i), ext) for i, ext in enumerate(ids)]
@@ -722,7 +721,7 @@ class QueueRunner:
             return page, keyed
         ids = [item.external_id for item in keyed]
         fields = {f.name: getattr(page, f.name) for f in dataclasses.fields(Page) if f.name not in _NOT_KEPT}
-        lazy = LazyPage(load=functools.partial(_reload_checked, page.reload, self.resource, ids), **fields)
+        lazy = _remade(page.reload, self.resource, ids, fields)
         later: list[Keyed] = []
         for i, item in enumerate(keyed):
             ext = item.external_id
@@ -1642,6 +1641,11 @@ class _PageBuffer:
 
 
 _NOT_KEPT = frozenset({"records", "reload"})  # the Page fields a let-go page (_released) does not copy
+
+
+def _remade(reload: Callable[[], list], resource, ids: list[str | None], fields: dict) -> LazyPage:
+    """A page whose records are made again by ``reload`` when first read, checked (_reload_checked)."""
+    return LazyPage(load=functools.partial(_reload_checked, reload, resource, ids), **fields)
 
 
 def _reload_checked(reload: Callable[[], list], resource, ids: list[str | None]) -> list:

@@ -31,6 +31,7 @@ from connectors.base import (
     Page,
     PaginationStalled,
     Resource,
+    body_again,
     closing_connections,
     page_json,
     page_json_again,
@@ -242,9 +243,8 @@ class WooResource(Resource):
         if present != sorted(present):
             raise BadPage(f"{self.name}: page at offset {offset} is not in the requested order")
         body_ids = _packed_ids(data) if memos else None
-        # The path alone, never the URL: with keys in the query (auth_in_query) it would hold the secret.
-        again = (response.content, response.encoding, _path_of(response))
-        return data, keys, total, server_time, body, body_ids, again
+        # The path alone, never the URL (body_again): with keys in the query (auth_in_query) it holds the secret.
+        return data, keys, total, server_time, body, body_ids, body_again(response)
 
     def _body_memos(self) -> bool:
         """May pages be made from body memos (KnownPage)? Only where a record's key, id and cursor follow from
